@@ -1,0 +1,32 @@
+// promtool (Prometheus 3.x, pinned in tools.ts): `check rules` and `test rules` on our rule files.
+import path from 'node:path';
+import { run, type RunResult } from './exec.ts';
+import { tool } from './tools.ts';
+
+export interface PromtoolResult {
+  ok: boolean;
+  output: string;
+  result: RunResult;
+}
+
+async function promtool(args: string[], cwd?: string): Promise<PromtoolResult> {
+  const bin = await tool('promtool');
+  const result = await run(bin, args, { cwd, timeoutMs: 5 * 60_000 });
+  return { ok: result.exitCode === 0, output: (result.stdout + result.stderr).trim(), result };
+}
+
+/** `promtool check rules FILE...` (syntax, PromQL, templates, duplicate rules). */
+export function checkRules(files: string[]): Promise<PromtoolResult> {
+  return promtool(['check', 'rules', ...files]);
+}
+
+/** `promtool test rules FILE...`, run from the tests' directory so rule_files resolve. */
+export function testRules(files: string[]): Promise<PromtoolResult> {
+  const dir = path.dirname(files[0] ?? '.');
+  return promtool(['test', 'rules', ...files.map((f) => path.relative(dir, f))], dir);
+}
+
+export async function promtoolVersion(): Promise<string> {
+  const r = await promtool(['--version']);
+  return /version (\S+)/.exec(r.output)?.[1] ?? 'unknown';
+}

@@ -65,7 +65,8 @@ const VARIABLE = /\$\{([A-Za-z0-9_.]+)(?::[a-z]+)?\}|\$([A-Za-z0-9_]+)|\[\[([A-Z
  * multi-value variables); outside them, globals become sample durations/numbers and any other
  * variable the number 1.
  */
-export function expandGrafanaVariables(expr: string, values: Record<string, string> = {}): string {
+export function expandGrafanaVariables(expr: string, values: Record<string, string> = {}, options: { inStrings?: boolean } = {}): string {
+  const inStrings = options.inStrings ?? true;
   let out = '';
   let i = 0;
   while (i < expr.length) {
@@ -74,6 +75,11 @@ export function expandGrafanaVariables(expr: string, values: Record<string, stri
       let j = i + 1;
       while (j < expr.length && expr[j] !== c) j += c !== '`' && expr[j] === '\\' ? 2 : 1;
       const body = expr.slice(i + 1, j);
+      if (!inStrings) {
+        out += expr.slice(i, j + 1);
+        i = j + 1;
+        continue;
+      }
       out += c + body.replace(VARIABLE, (_m, a, b, d) => values[a ?? b ?? d] ?? GRAFANA_GLOBALS[a ?? b ?? d] ?? '.+') + c;
       i = j + 1;
       continue;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
+import { allPanels } from './dashboardlint.ts';
 import { UserError } from './errors.ts';
 import { displayPath, repoPath } from './paths.ts';
 import { expandGrafanaVariables, inferLabels, parsePromQL, templateLabelRefs, type LabelLookup } from './promql.ts';
@@ -126,19 +127,6 @@ interface DashPanel {
   panels?: DashPanel[];
 }
 
-/** Every panel, rows' children included, in order. */
-export function dashboardPanels(d: { panels?: DashPanel[]; rows?: { panels?: DashPanel[] }[] }): DashPanel[] {
-  const out: DashPanel[] = [];
-  const walk = (ps: DashPanel[] | undefined) => {
-    for (const p of ps ?? []) {
-      out.push(p);
-      walk(p.panels);
-    }
-  };
-  for (const r of d.rows ?? []) walk(r.panels);
-  walk(d.panels);
-  return out;
-}
 
 /** The PromQL inside a Grafana Prometheus variable query (label_values(q, l), query_result(q), ...). */
 export function variableQueryExpr(query: string): string | undefined {
@@ -153,7 +141,7 @@ export function dashboardQueries(file: string): Query[] {
   const rel = displayPath(file);
   const d = JSON.parse(fs.readFileSync(file, 'utf8'));
   const out: Query[] = [];
-  for (const p of dashboardPanels(d)) {
+  for (const p of allPanels<DashPanel>(d)) {
     for (const t of p.targets ?? []) {
       if (!t.expr) continue;
       out.push({ file: rel, where: `panel "${p.title}" target ${t.refId ?? '?'}`, expr: t.expr, promql: expandGrafanaVariables(t.expr) });

@@ -119,9 +119,10 @@ function variableQuery(v: Variable): string {
   return '';
 }
 
-function allPanels(d: Dashboard): Panel[] {
-  const out: Panel[] = [];
-  const walk = (ps?: Panel[]) => {
+/** Every panel in reading order, children of rows (old `rows` and row panels) included. */
+export function allPanels<P extends { panels?: P[] }>(d: { panels?: P[]; rows?: { panels?: P[] }[] }): P[] {
+  const out: P[] = [];
+  const walk = (ps?: P[]) => {
     for (const p of ps ?? []) {
       out.push(p);
       walk(p.panels);

@@ -81,6 +81,15 @@ test('every runbook_url points to an existing page and heading', () => {
   assert.equal(problems, []);
 });
 
+test('docs/monitoring.md lists every alert with its severity, for and runbook', () => {
+  const doc = fs.readFileSync(repoPath('docs', 'monitoring.md'), 'utf8');
+  for (const a of alerts) {
+    const row = `| ${a.name} | ${a.labels.severity} | ${a.for ?? '—'} | [`;
+    assert.ok(doc.includes(row), `docs/monitoring.md: no row "${row}..."`);
+    assert.ok(doc.includes(`](${a.annotations.runbook_url.replace(/^docs\//, '')})`), `${a.name}: runbook link`);
+  }
+});
+
 test('coverage counting tells firing from not-firing cases and finds a missing interval', () => {
   const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'alert-cov-'));
   const f = path.join(dir, 'x.test.yaml');

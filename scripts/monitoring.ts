@@ -4,7 +4,7 @@
 // chart copies, promtool).
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkAllQueries, jsonFiles } from './lib/catalog.ts';
+import { allQueries, checkAllQueries, jsonFiles } from './lib/catalog.ts';
 import { syncChartFiles } from './lib/chartfiles.ts';
 import { runCommand } from './lib/cli.ts';
 import { applyConfig, formatResult, lintDashboard, loadLintConfig } from './lib/dashboardlint.ts';
@@ -13,7 +13,7 @@ import {
 } from './lib/dashboards.ts';
 import { UserError, usageError } from './lib/errors.ts';
 import { displayPath, repoPath } from './lib/paths.ts';
-import { checkRules, promtoolVersion, testRules } from './lib/promtool.ts';
+import { checkExpressions, checkRules, promtoolVersion, testRules } from './lib/promtool.ts';
 import { ruleFiles, ruleTestFiles } from './lib/rules.ts';
 
 const spec = {
@@ -27,7 +27,7 @@ const spec = {
   verbs: {
     build: 'Render dashboards/*.json from their definitions; a dashboard whose content changed gets the next version in dashboards/versions.yaml (add its CHANGELOG.md entry), then sync the chart copies.',
     sync: 'Copy alerts/*.rules.yaml and dashboards/*.json into chart/files/ and delete stale copies there.',
-    check: 'Check queries against the metric catalog, lint dashboards, verify versions, changelog and chart copies, run promtool check/test rules.',
+    check: 'Check queries against the metric catalog, lint dashboards, verify versions, changelog and chart copies, run promtool check/test rules and check every dashboard query with promtool.',
   },
   flags: {
     'dry-run': { type: 'boolean' as const, description: 'build/sync: show what would change, change nothing.' },
@@ -121,7 +121,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       promtool = await promtoolVersion();
       const check = await reporter.step(`promtool ${promtool} check rules`, () => checkRules(ruleFiles()));
       const tests = await reporter.step(`promtool ${promtool} test rules`, () => testRules(ruleTestFiles()));
-      problems.promtool = [...(check.ok ? [] : [check.output]), ...(tests.ok ? [] : [tests.output])];
+      const dashQueries = allQueries().filter((q) => q.file.startsWith('dashboards/'));
+      const exprs = await reporter.step(`promtool ${promtool}: ${dashQueries.length} dashboard queries`, () => checkExpressions(dashQueries.map((q) => q.promql)));
+      const failing = exprs.ok ? [] : [...new Set([...exprs.output.matchAll(/query_(\d+)/g)].map((m) => Number(m[1])))].map((i) => `${dashQueries[i].file}: ${dashQueries[i].where}: rejected by promtool`);
+      problems.promtool = [...(check.ok ? [] : [check.output]), ...(tests.ok ? [] : [tests.output]), ...(exprs.ok ? [] : failing.length ? failing : [exprs.output])];
     }
     const all = Object.entries(problems).flatMap(([k, v]) => v.map((p) => `${k}: ${p}`));
     const summary = `${catalog.queries} queries, ${jsonFiles(DASHBOARDS_DIR).length} dashboards, ${ruleFiles().length} rule files, promtool ${promtool}: ${all.length ? `${all.length} problem(s)` : 'all checks passed'}`;

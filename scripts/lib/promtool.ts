@@ -1,5 +1,8 @@
 // promtool (Prometheus 3.x, pinned in tools.ts): `check rules` and `test rules` on our rule files.
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import YAML from 'yaml';
 import { run, type RunResult } from './exec.ts';
 import { tool } from './tools.ts';
 
@@ -29,4 +32,22 @@ export function testRules(files: string[]): Promise<PromtoolResult> {
 export async function promtoolVersion(): Promise<string> {
   const r = await promtool(['--version']);
   return /version (\S+)/.exec(r.output)?.[1] ?? 'unknown';
+}
+
+/**
+ * Check arbitrary PromQL expressions (e.g. dashboard queries, Grafana variables substituted) with
+ * Prometheus' own parser and type checker: they become recording rules of a temporary rule file
+ * that `promtool check rules` reads. Returns promtool's verdict; the output names failing rules as
+ * `query_<index>`.
+ */
+export async function checkExpressions(exprs: string[]): Promise<PromtoolResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-promql-'));
+  const file = path.join(dir, 'queries.rules.yaml');
+  try {
+    const doc = { groups: [{ name: 'queries', rules: exprs.map((expr, i) => ({ record: `query_${i}`, expr })) }] };
+    fs.writeFileSync(file, YAML.stringify(doc));
+    return await checkRules([file]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

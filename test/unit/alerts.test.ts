@@ -7,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileAnchors } from '../../scripts/lib/markdown.ts';
 import { repoPath } from '../../scripts/lib/paths.ts';
-import { checkRules, testRules } from '../../scripts/lib/promtool.ts';
+import { allQueries } from '../../scripts/lib/catalog.ts';
+import { checkExpressions, checkRules, testRules } from '../../scripts/lib/promtool.ts';
 import { alertRules, alertTestCoverage, loadRules, ruleFiles, ruleTestFiles } from '../../scripts/lib/rules.ts';
 
 const groups = loadRules();
@@ -25,6 +26,16 @@ test('promtool check rules accepts every rule file', async () => {
   const r = await checkRules(ruleFiles());
   assert.ok(r.ok, r.output);
   assert.is((r.output.match(/SUCCESS/g) ?? []).length, ruleFiles().length, r.output);
+});
+
+test('every dashboard query passes Prometheus\' own parser and type checks (promtool)', async () => {
+  const queries = allQueries().filter((q) => q.file.startsWith('dashboards/'));
+  assert.ok(queries.length > 50);
+  const r = await checkExpressions(queries.map((q) => q.promql));
+  assert.ok(r.ok, r.output);
+  const bad = await checkExpressions(['sum(rate(up[5m]))', 'rate(sum(up)[5m])']);
+  assert.not.ok(bad.ok, 'a range function over an instant vector must be rejected');
+  assert.match(bad.output, /query_1/);
 });
 
 test('promtool test rules passes', async () => {

@@ -20,6 +20,12 @@ test('the catalog validates and names its app version and every exporter', () =>
   for (const m of catalog.metrics) assert.ok(catalog.sources[m.source], m.name);
 });
 
+test('the catalog is taken from the app version the chart deploys', () => {
+  for (const src of Object.values(catalog.sources)) if (src.kind === 'app') assert.is(src.appVersion, catalog.app.version);
+  const chart = 'chart/Chart.yaml';
+  if (fs.existsSync(chart)) assert.is(String(YAML.parse(fs.readFileSync(chart, 'utf8')).appVersion), catalog.app.version, 'catalog app.version must equal the chart appVersion (re-check the metrics when the app version changes)');
+});
+
 test('no conduit_* metric is catalogued: the app does not serve them at this version', () => {
   assert.equal(catalog.metrics.filter((m) => m.name.startsWith('conduit_')).map((m) => m.name), []);
 });

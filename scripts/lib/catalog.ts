@@ -242,7 +242,44 @@ export function checkQuery(q: Query, ctx: CheckContext): string[] {
 
 export function checkAllQueries(catalog = loadCatalog(), queries = allQueries(), groups = loadRules()): { queries: number; problems: string[] } {
   const ctx = checkContext(catalog, groups);
-  return { queries: queries.length, problems: queries.flatMap((q) => checkQuery(q, ctx)) };
+  return { queries: queries.length, problems: [...queries.flatMap((q) => checkQuery(q, ctx)), ...checkAutoscalingMetrics(catalog)] };
 }
 
 export { alertRules };
+
+/** Metric names the chart's values hand to autoscaling (every `metricName:` key at any depth, unless its block says `enabled: false`). */
+export function chartMetricNames(file = repoPath('chart', 'values.yaml')): { path: string; metric: string }[] {
+  if (!fs.existsSync(file)) return [];
+  const out: { path: string; metric: string }[] = [];
+  const walk = (v: unknown, at: string) => {
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${at}[${i}]`));
+    else if (v && typeof v === 'object') {
+      const block = v as Record<string, unknown>;
+      for (const [k, x] of Object.entries(block)) {
+        if (k === 'metricName' && typeof x === 'string' && x && block.enabled !== false) out.push({ path: `${at}.${k}`.replace(/^\./, ''), metric: x });
+        else walk(x, `${at}.${k}`);
+      }
+    }
+  };
+  walk(YAML.parse(fs.readFileSync(file, 'utf8')), '');
+  return out;
+}
+
+/** Autoscaling metrics must be catalogued gauges (an HPA averages a current value per pod). */
+export function checkAutoscalingMetrics(catalog: Catalog, refs = chartMetricNames()): string[] {
+  const series = seriesIndex(catalog);
+  return refs.flatMap(({ path: at, metric }) => {
+    const info = series.get(metric);
+    if (!info) return [`chart/values.yaml ${at}: ${metric} is not in the metric catalog`];
+    const problems: string[] = [];
+    if (info.metric.type !== 'gauge') problems.push(`chart/values.yaml ${at}: ${metric} is a ${info.metric.type}; a Pods metric for the HPA must be a gauge`);
+    // A component's autoscaler can only use metrics that component serves.
+    const component = at.split(/[.[]/)[0];
+    const source = catalog.sources[info.metric.source];
+    const servedBy = source?.kind === 'app' ? String(source.component).split(/,\s*/) : [];
+    if (['api', 'admin', 'webui'].includes(component) && source?.kind === 'app' && !servedBy.includes(component)) {
+      problems.push(`chart/values.yaml ${at}: the ${component} pods do not serve ${metric} (served by: ${servedBy.join(', ')})`);
+    }
+    return problems;
+  });
+}

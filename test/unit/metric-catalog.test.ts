@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { allQueries, checkAllQueries, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/catalog.ts';
+import { allQueries, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/catalog.ts';
 import { loadRules } from '../../scripts/lib/rules.ts';
 
 const catalog = loadCatalog();
@@ -89,6 +89,19 @@ test('dashboard targets and variable queries are collected with variables substi
   const qs = dashboardQueries(f);
   assert.equal(qs.map((x) => x.promql), ['sum(rate(up{job=~".+"}[5m]))', 'up{namespace=~".+"}']);
   assert.is(variableQueryExpr('label_values(job)'), undefined);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('autoscaling metrics named in chart/values.yaml must be catalogued gauges', () => {
+  assert.equal(checkAutoscalingMetrics(catalog), []);
+  assert.equal(checkAutoscalingMetrics(catalog, [{ path: 'api.autoscaling.metricName', metric: 'http_server_active_requests' }]), []);
+  assert.match(checkAutoscalingMetrics(catalog, [{ path: 'a', metric: 'conduit_active_requests' }])[0], /not in the metric catalog/);
+  assert.match(checkAutoscalingMetrics(catalog, [{ path: 'a', metric: 'aspnetcore_rate_limiting_requests_total' }])[0], /must be a gauge/);
+  assert.match(checkAutoscalingMetrics(catalog, [{ path: 'webui.autoscaling.pods.metricName', metric: 'http_server_active_requests' }])[0], /webui pods do not serve/);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'values-'));
+  const f = path.join(dir, 'values.yaml');
+  fs.writeFileSync(f, 'api:\n  autoscaling:\n    pods:\n      metricName: http_server_active_requests\nadmin:\n  hpa: [{metricName: x}]\nwebui:\n  pods: {enabled: false, metricName: y}\n');
+  assert.equal(chartMetricNames(f), [{ path: 'api.autoscaling.pods.metricName', metric: 'http_server_active_requests' }, { path: 'admin.hpa[0].metricName', metric: 'x' }]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

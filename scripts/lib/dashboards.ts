@@ -30,7 +30,10 @@ function appVariables(jobFilter: string, metric = 'up'): VariableSpec[] {
   ];
 }
 
-const rate = (series: string, extra = '', by = '') => `sum${by ? ` by (${by})` : ''} (rate(${series}{${SEL}${extra ? `, ${extra}` : ''}}[${RI}]))`;
+const rate = (series: string, extra = '', by = '') => `sum${by ? ` by (${by}) ` : ''}(rate(${series}{${SEL}${extra ? `, ${extra}` : ''}}[${RI}]))`;
+/** errors / total, 0 (not "no data") when there is traffic but no error series. */
+const ratio = (series: string, errors: string, base: string, by = '') =>
+  `(${rate(series, `${base}, ${errors}`, by)} or ${by ? `0 * ${rate(series, base, by)}` : 'vector(0)'}) / ${rate(series, base, by)}`;
 const quantile = (q: number, histogram: string, extra = '', by = '') =>
   `histogram_quantile(${q}, sum by (${['le', ...(by ? [by] : [])].join(', ')}) (rate(${histogram}_bucket{${SEL}${extra ? `, ${extra}` : ''}}[${RI}])))`;
 
@@ -50,7 +53,7 @@ const overview: DashboardSpec = {
         {
           type: 'stat', title: 'Error ratio (5xx)', unit: 'percentunit', decimals: 2, thresholds: [[0.005, 'orange'], [0.05, 'red']],
           description: 'Share of requests answered with a 5xx status over the last rate interval. The availability objective allows 0.5 %.',
-          targets: [{ expr: `${rate('http_server_request_duration_seconds_count', `${USER_ROUTES}, http_response_status_code=~"5.."`)} / ${rate('http_server_request_duration_seconds_count', USER_ROUTES)}` }],
+          targets: [{ expr: ratio('http_server_request_duration_seconds_count', 'http_response_status_code=~"5.."', USER_ROUTES) }],
         },
         { type: 'stat', title: 'Active requests', unit: 'short', description: 'Requests in progress right now, streaming responses included (the optional HPA metric).', targets: [{ expr: `sum(http_server_active_requests{${SEL}})` }] },
         {
@@ -66,7 +69,7 @@ const overview: DashboardSpec = {
         {
           title: 'Error ratio by job', unit: 'percentunit', min: 0,
           description: 'Share of 5xx answers per scrape job (API, Admin).',
-          targets: [{ expr: `${rate('http_server_request_duration_seconds_count', `${USER_ROUTES}, http_response_status_code=~"5.."`, 'job')} / ${rate('http_server_request_duration_seconds_count', USER_ROUTES, 'job')}`, legend: '{{job}}' }],
+          targets: [{ expr: ratio('http_server_request_duration_seconds_count', 'http_response_status_code=~"5.."', USER_ROUTES, 'job'), legend: '{{job}}' }],
         },
         {
           title: 'Latency percentiles', unit: 's', min: 0,
@@ -156,7 +159,7 @@ const upstream: DashboardSpec = {
         {
           title: 'Provider error ratio', unit: 'percentunit', min: 0,
           description: 'Share of calls per provider ending in a 5xx answer, a timeout or a connection error (4xx other than 429 are client errors and not counted).',
-          targets: [{ expr: `${rate('http_client_request_duration_seconds_count', `${PROVIDER}, error_type!="", error_type!~"4.."`, 'server_address')} / ${rate('http_client_request_duration_seconds_count', PROVIDER, 'server_address')}`, legend: '{{server_address}}' }],
+          targets: [{ expr: ratio('http_client_request_duration_seconds_count', 'error_type!="", error_type!~"4.."', PROVIDER, 'server_address'), legend: '{{server_address}}' }],
         },
         {
           title: 'Errors by provider and type', unit: 'reqps', min: 0,

@@ -31,11 +31,11 @@ are letters and digits (URL-safe: the app does not URL-decode DATABASE_URL / RED
 {{- $key := index . 2 -}}
 {{- $path := index . 3 -}}
 {{- if not $key -}}
-{{- fail (printf "%s.existingSecret is %q but no key is given: set the key of the value inside that Secret (see values.yaml next to %s.existingSecret)." $path $name $path) -}}
+{{- fail (printf "conduit: %s.existingSecret is %q but no key is given: set the key of the value inside that Secret (see values.yaml next to %s.existingSecret)." $path $name $path) -}}
 {{- end -}}
 {{- $found := lookup "v1" "Secret" $root.Release.Namespace $name -}}
 {{- if and $found (not (hasKey (default dict $found.data) $key)) -}}
-{{- fail (printf "%s.existingSecret: Secret %s/%s has no key %q. Add the key to the Secret or point the key setting at the right one." $path $root.Release.Namespace $name $key) -}}
+{{- fail (printf "conduit: %s.existingSecret: Secret %s/%s has no key %q. Add the key to the Secret or point the key setting at the right one." $path $root.Release.Namespace $name $key) -}}
 {{- end -}}
 {{- end -}}
 

@@ -104,6 +104,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.accessKeyIdKey "mediaStorage.s3") -}}
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.secretAccessKeyKey "mediaStorage.s3") -}}
 {{- end -}}
+{{- if and $v.gatewayApi.enabled (not $v.gatewayApi.parentRefs) -}}
+{{- fail "conduit: gatewayApi.enabled is true but gatewayApi.parentRefs is empty, so the HTTPRoutes would attach to no Gateway. Set gatewayApi.parentRefs (e.g. [{name: my-gateway, namespace: gateway-system}])." -}}
+{{- end -}}
 {{- if $v.masterKey.existingSecret -}}
 {{- include "conduit.checkExistingSecret" (list . $v.masterKey.existingSecret $v.masterKey.existingSecretKey "masterKey") -}}
 {{- end -}}

@@ -55,7 +55,7 @@ are letters and digits (URL-safe: the app does not URL-decode DATABASE_URL / RED
 {{- if .Values.database.auth.existingSecret -}}{{ .Values.database.auth.existingSecretPasswordKey }}{{- else -}}password{{- end -}}
 {{- end -}}
 {{- define "conduit.database.generateSecret" -}}
-{{- and (not .Values.database.auth.existingSecret) (or .Values.database.auth.password (eq .Values.database.mode "cnpg")) -}}
+{{- if and (not .Values.database.auth.existingSecret) (or .Values.database.auth.password (eq .Values.database.mode "cnpg")) -}}true{{- end -}}
 {{- end -}}
 {{- define "conduit.cnpg.name" -}}
 {{- include "conduit.resourceName" (list . "pg") -}}
@@ -73,7 +73,7 @@ are letters and digits (URL-safe: the app does not URL-decode DATABASE_URL / RED
 
 {{/* ---- redis ---- */}}
 {{- define "conduit.redis.hasAuth" -}}
-{{- or (eq .Values.redis.mode "standalone") .Values.redis.auth.password .Values.redis.auth.existingSecret -}}
+{{- if or (eq .Values.redis.mode "standalone") .Values.redis.auth.password .Values.redis.auth.existingSecret -}}true{{- end -}}
 {{- end -}}
 {{- define "conduit.redis.secretName" -}}
 {{- default (include "conduit.resourceName" (list . "redis")) .Values.redis.auth.existingSecret -}}
@@ -82,7 +82,7 @@ are letters and digits (URL-safe: the app does not URL-decode DATABASE_URL / RED
 {{- if .Values.redis.auth.existingSecret -}}{{ .Values.redis.auth.existingSecretPasswordKey }}{{- else -}}redis-password{{- end -}}
 {{- end -}}
 {{- define "conduit.redis.generateSecret" -}}
-{{- and (not .Values.redis.auth.existingSecret) (or .Values.redis.auth.password (eq .Values.redis.mode "standalone")) -}}
+{{- if and (not .Values.redis.auth.existingSecret) (or .Values.redis.auth.password (eq .Values.redis.mode "standalone")) -}}true{{- end -}}
 {{- end -}}
 {{- define "conduit.redis.host" -}}
 {{- if eq .Values.redis.mode "standalone" -}}

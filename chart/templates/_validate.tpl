@@ -104,6 +104,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.accessKeyIdKey "mediaStorage.s3") -}}
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.secretAccessKeyKey "mediaStorage.s3") -}}
 {{- end -}}
+{{- if and $v.networkPolicy.enabled (or (eq $v.database.mode "external") (eq $v.redis.mode "external") (eq $v.rabbitmq.mode "external")) (not $v.networkPolicy.extraEgress) -}}
+{{- fail "conduit: networkPolicy.enabled is true and a data service is external (database/redis/rabbitmq mode external), but networkPolicy.extraEgress is empty, so API and Admin could not reach it. Add an egress rule for it (ipBlock + port) to networkPolicy.extraEgress, or set networkPolicy.enabled=false." -}}
+{{- end -}}
 {{- if and $v.gatewayApi.enabled (not $v.gatewayApi.parentRefs) -}}
 {{- fail "conduit: gatewayApi.enabled is true but gatewayApi.parentRefs is empty, so the HTTPRoutes would attach to no Gateway. Set gatewayApi.parentRefs (e.g. [{name: my-gateway, namespace: gateway-system}])." -}}
 {{- end -}}

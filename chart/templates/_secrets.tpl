@@ -212,3 +212,27 @@ every ConfigMap hold only references. Call with (list $ "api"|"admin").
 {{- $refs := list $v.masterKey (omit $v.database.auth "password") (omit $v.redis.auth "password") (omit $v.rabbitmq.auth "password") $v.mediaStorage.s3 $v.webui.clerk $v.database.mode $v.redis.mode $v.rabbitmq.mode -}}
 {{- toJson $refs | sha256sum -}}
 {{- end -}}
+
+{{/*
+libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD from the Secret, PGSSLMODE) for
+jobs that talk to the application database with the PostgreSQL client tools, e.g. backups.
+*/}}
+{{- define "conduit.database.libpqEnv" -}}
+- name: PGHOST
+  value: {{ include "conduit.database.host" . | quote }}
+- name: PGPORT
+  value: {{ include "conduit.database.port" . | quote }}
+- name: PGDATABASE
+  value: {{ .Values.database.name | quote }}
+- name: PGUSER
+  value: {{ .Values.database.auth.username | quote }}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "conduit.database.secretName" . }}
+      key: {{ include "conduit.database.secretKey" . }}
+{{- if and (eq .Values.database.mode "external") .Values.database.external.sslMode }}
+- name: PGSSLMODE
+  value: {{ .Values.database.external.sslMode | lower | replace "verifyca" "verify-ca" | replace "verifyfull" "verify-full" | quote }}
+{{- end }}
+{{- end -}}

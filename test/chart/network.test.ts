@@ -14,8 +14,9 @@ test('Ingresses are streaming-safe and carry the cert-manager issuer', async () 
     assert.ok(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 600);
     assert.ok(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout']) >= 600);
     assert.is(a['nginx.ingress.kubernetes.io/proxy-body-size'], '30m');
-    assert.is(a['cert-manager.io/cluster-issuer'], 'letsencrypt');
+    assert.is(a['cert-manager.io/cluster-issuer'], name === 'conduit-webui-api' ? undefined : 'letsencrypt', `${name}: one certificate request per TLS Secret`);
   }
+  assert.equal(find(objects, 'Ingress', 'conduit-webui-api').spec.tls, find(objects, 'Ingress', 'conduit-webui').spec.tls, 'the same-origin Ingress reuses the WebUI certificate');
   const api = find(objects, 'Ingress', 'conduit-api');
   assert.equal(api.spec.tls, [{ hosts: ['api.example.com'], secretName: 'conduit-api-tls' }]);
   assert.is(api.spec.ingressClassName, 'nginx');

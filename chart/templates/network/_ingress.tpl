@@ -1,10 +1,11 @@
-{{/* Annotations of Ingresses that carry API traffic (streams, SignalR, uploads). Call with (list $ component). */}}
+{{/* Annotations of Ingresses that carry API traffic (streams, SignalR, uploads). Call with (list $ component issuer?): only one Ingress per TLS Secret may ask cert-manager for it. */}}
 {{- define "conduit.ingressAnnotations" -}}
 {{- $root := index . 0 -}}
 {{- $c := index . 1 -}}
+{{- $issuer := index . 2 -}}
 {{- $i := $root.Values.ingress -}}
 {{- $a := dict -}}
-{{- if $i.tls.enabled -}}{{- with $i.tls.clusterIssuer -}}{{- $_ := set $a "cert-manager.io/cluster-issuer" . -}}{{- end -}}{{- end -}}
+{{- if and $issuer $i.tls.enabled -}}{{- with $i.tls.clusterIssuer -}}{{- $_ := set $a "cert-manager.io/cluster-issuer" . -}}{{- end -}}{{- end -}}
 {{- if $i.nginx -}}
 {{- $_ := set $a "nginx.ingress.kubernetes.io/proxy-buffering" "off" -}}
 {{- $_ := set $a "nginx.ingress.kubernetes.io/proxy-request-buffering" "off" -}}
@@ -39,7 +40,7 @@ metadata:
   namespace: {{ $root.Release.Namespace }}
   labels:
     {{- include "conduit.labels" (list $root .component) | nindent 4 }}
-  {{- include "conduit.annotations" (list $root (include "conduit.ingressAnnotations" (list $root .annotationsFor) | fromYaml)) }}
+  {{- include "conduit.annotations" (list $root (include "conduit.ingressAnnotations" (list $root .annotationsFor (not .sharesTls)) | fromYaml)) }}
 spec:
   {{- with $i.className }}
   ingressClassName: {{ . }}

@@ -8,7 +8,7 @@ import { table } from './lib/ui.ts';
 
 const spec = {
   name: 'docs.ts',
-  summary: 'Regenerate generated documentation (chart/README.md from chart/README.md.gotmpl and values.yaml comments).',
+  summary: 'Regenerate the generated files: the values schema (schemas/ and chart/) and chart/README.md, both from the comments of chart/values.yaml.',
   usage: ['npx zx scripts/docs.ts [--check] [--json]'],
   flags: {
     check: { type: 'boolean' as const, description: 'Change nothing; exit 1 when a generated file is stale.' },
@@ -20,7 +20,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (positionals.length) throw usageError(`docs.ts takes no arguments (got ${positionals.join(' ')})`, 'Run with --help.');
   const results: GeneratedFileCheck[] = [];
   for (const check of GENERATED_FILE_CHECKS) {
-    results.push(await reporter.step(flags.check ? 'checking generated files' : 'regenerating generated files', () => check({ check: flags.check })));
+    results.push(...[await reporter.step(flags.check ? `checking ${check.name}` : `regenerating ${check.name}`, () => check({ check: flags.check }))].flat());
   }
   const stale = results.filter((r) => r.stale);
   const state = (r: GeneratedFileCheck) => (r.written ? 'updated' : r.stale ? 'STALE' : 'current');

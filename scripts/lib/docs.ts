@@ -6,6 +6,7 @@ import { UserError } from './errors.ts';
 import { run } from './exec.ts';
 import { CHART_DIR, displayPath } from './paths.ts';
 import { tool } from './tools.ts';
+import { renderValuesSchema, VALUES_SCHEMA_FILES } from './values-schema.ts';
 
 export interface GeneratedFileCheck {
   /** Short name shown in reports, e.g. "chart README". */
@@ -41,5 +42,15 @@ export async function chartReadme({ check }: { check: boolean }): Promise<Genera
   return { name: 'chart README', file: displayPath(CHART_README), stale, written: stale && !check };
 }
 
-/** Every generated-file check, in the order they run. */
-export const GENERATED_FILE_CHECKS: ReadonlyArray<(o: { check: boolean }) => Promise<GeneratedFileCheck>> = [chartReadme];
+/** Regenerate schemas/values.schema.json and its identical copy chart/values.schema.json from values.yaml. */
+export async function valuesSchema({ check }: { check: boolean }): Promise<GeneratedFileCheck[]> {
+  const wanted = renderValuesSchema();
+  return VALUES_SCHEMA_FILES.map((file) => {
+    const stale = !fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== wanted;
+    if (stale && !check) fs.writeFileSync(file, wanted);
+    return { name: 'values schema', file: displayPath(file), stale, written: stale && !check };
+  });
+}
+
+/** Every generated-file check, in the order they run (the schema first: the README does not depend on it, but tests do). */
+export const GENERATED_FILE_CHECKS: ReadonlyArray<(o: { check: boolean }) => Promise<GeneratedFileCheck | GeneratedFileCheck[]>> = [valuesSchema, chartReadme];

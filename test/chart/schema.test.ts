@@ -6,7 +6,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { chartReadme } from '../../scripts/lib/docs.ts';
+import { chartReadme, valuesSchema } from '../../scripts/lib/docs.ts';
+import { generateValuesSchema } from '../../scripts/lib/values-schema.ts';
+import { UserError } from '../../scripts/lib/errors.ts';
 import { CHART_DIR, SCHEMAS_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
 import { clusterInput, clusterRegistry, renderChart, renderObjects, type K8sObject } from './helpers.ts';
 
@@ -20,6 +22,21 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 
 test('schemas/values.schema.json and chart/values.schema.json are identical', () => {
   assert.is(fs.readFileSync(path.join(CHART_DIR, 'values.schema.json'), 'utf8'), schemaText);
+});
+
+test('the values schema is current (generated from values.yaml by scripts/docs.ts)', async () => {
+  const results = await valuesSchema({ check: true });
+  assert.equal(results.map((r) => [r.file, r.stale]), [['schemas/values.schema.json', false], ['chart/values.schema.json', false]]);
+});
+
+test('the schema generator refuses a key without a description, naming it and its line', () => {
+  try {
+    generateValuesSchema('api:\n  # -- Documented.\n  enabled: true\n  replicaCount: 1\n', 'values.yaml');
+    assert.unreachable('accepted an undocumented key');
+  } catch (e) {
+    assert.instance(e, UserError);
+    assert.match((e as Error).message, /api\.replicaCount \(line 4\)/);
+  }
 });
 
 test('every key of values.yaml is in the schema with a description, and every schema property is in values.yaml', () => {

@@ -25,6 +25,20 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- fail "conduit: the Admin API requires Redis (REDIS_URL), but redis.mode is none. Set redis.mode to standalone or external, or disable the Admin API (admin.enabled=false)." -}}
 {{- end -}}
 
+{{- /* Bounds that only make sense in order. */}}
+{{- range $c := list "api" "admin" "webui" -}}
+{{- $a := (index $v $c).autoscaling -}}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
+{{- fail (printf "conduit: %s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v). Raise maxReplicas or lower minReplicas." $c $a.minReplicas $c $a.maxReplicas) -}}
+{{- end -}}
+{{- end -}}
+{{- range $c := list "api" "admin" -}}
+{{- $p := index $v.database.pool $c -}}
+{{- if gt (int $p.minPoolSize) (int $p.maxPoolSize) -}}
+{{- fail (printf "conduit: database.pool.%s.minPoolSize (%v) is above database.pool.%s.maxPoolSize (%v); the driver refuses such a connection string. Lower minPoolSize." $c $p.minPoolSize $c $p.maxPoolSize) -}}
+{{- end -}}
+{{- end -}}
+
 {{- /* Connection budget: every pod that may exist at once, times its pool, must fit the server. */}}
 {{- $budget := 0 -}}
 {{- $parts := list -}}

@@ -44,6 +44,11 @@ test('the connection budget (max replicas + surge) x pool must fit max_connectio
   assert.match(await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, maxReplicas: 10 }, updateStrategy: { maxSurge: '25%' } }, database: { maxConnections: 280 } }) }), /api 13 pods x 20/);
 });
 
+test('bounds in the wrong order are refused', async () => {
+  assert.match(await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 3 } } }) }), /^conduit: api\.autoscaling\.minReplicas \(5\) is above api\.autoscaling\.maxReplicas \(3\)/);
+  assert.match(await renderError({ values: { database: { pool: { admin: { minPoolSize: 20 } } } } }), /^conduit: database\.pool\.admin\.minPoolSize \(20\) is above database\.pool\.admin\.maxPoolSize \(10\)/);
+});
+
 test('latest is refused in production, allowed elsewhere; a digest is always fine', async () => {
   const msg = await renderError({ values: { webui: { image: { tag: 'latest' } } } });
   assert.match(msg, /^conduit: webui\.image\.tag is latest, which is refused when global\.environment is production/);

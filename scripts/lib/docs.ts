@@ -52,5 +52,13 @@ export async function valuesSchema({ check }: { check: boolean }): Promise<Gener
   });
 }
 
-/** Every generated-file check, in the order they run (the schema first: the README does not depend on it, but tests do). */
-export const GENERATED_FILE_CHECKS: ReadonlyArray<(o: { check: boolean }) => Promise<GeneratedFileCheck | GeneratedFileCheck[]>> = [valuesSchema, chartReadme];
+export interface GeneratedFileTask {
+  title: string;
+  run: (o: { check: boolean }) => Promise<GeneratedFileCheck | GeneratedFileCheck[]>;
+}
+
+/** Every generated-file check, in the order they run. Add new generated files here. */
+export const GENERATED_FILE_CHECKS: readonly GeneratedFileTask[] = [
+  { title: 'values schema (schemas/values.schema.json, chart/values.schema.json)', run: valuesSchema },
+  { title: 'chart README (chart/README.md)', run: chartReadme },
+];

@@ -70,8 +70,12 @@ helm.sh/chart: {{ include "conduit.chart" $root }}
 {{- end -}}
 {{- end -}}
 
+{{/* imagePullSecrets of a pod: global ones plus an optional extra list. Call with $ or (list $ extraList). */}}
 {{- define "conduit.imagePullSecrets" -}}
-{{- with .Values.global.imagePullSecrets }}
+{{- $root := . -}}
+{{- $extra := list -}}
+{{- if kindIs "slice" . -}}{{- $root = index . 0 -}}{{- $extra = index . 1 | default list -}}{{- end -}}
+{{- with concat $root.Values.global.imagePullSecrets $extra | uniq }}
 imagePullSecrets:
 {{- range . }}
   - name: {{ . }}

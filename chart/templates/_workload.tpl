@@ -121,7 +121,7 @@ spec:
   {{- with $v.priorityClassName }}
   priorityClassName: {{ . }}
   {{- end }}
-  {{- with (include "conduit.imagePullSecrets" $root) }}{{ . | nindent 2 }}{{- end }}
+  {{- with (include "conduit.imagePullSecrets" (list $root $v.image.pullSecrets)) }}{{ . | nindent 2 }}{{- end }}
   securityContext:
     {{- toYaml $v.podSecurityContext | nindent 4 }}
   containers:

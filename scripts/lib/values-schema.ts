@@ -28,7 +28,7 @@ const HTTP_URL = '^$|^https?://[^\\s]+$';
 /** Constraints by values path (first match order does not matter: every matching rule applies). */
 export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/^global\.environment$/, { enum: ['local', 'development', 'staging', 'production'] }],
-  [/^global\.imagePullSecrets$/, { items: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' } }],
+  [/^global\.imagePullSecrets$|\.image\.pullSecrets$/, { items: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' } }],
   [/^global\.imageRegistry$|\.image\.registry$/, { pattern: '^$|^[a-zA-Z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?$' }],
   [/\.image\.repository$/, { pattern: '^[a-z0-9]+([._/-][a-z0-9]+)*$', minLength: 1 }],
   [/\.image\.tag$/, { pattern: '^$|^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' }],

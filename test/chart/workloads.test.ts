@@ -137,7 +137,10 @@ test('images: appVersion by default, digest wins, global registry overrides', as
   const objects = await renderObjects();
   assert.match(container(objects, 'api').image, /^ghcr\.io\/knnlabs\/conduit-http:\d+\.\d+\.\d+$/);
   const digest = 'sha256:' + 'a'.repeat(64);
-  const o2 = await renderObjects({ values: { global: { imageRegistry: 'mirror.example.com' }, admin: { image: { digest } } } });
+  const o2 = await renderObjects({ values: { global: { imageRegistry: 'mirror.example.com', imagePullSecrets: ['mirror'] }, admin: { image: { digest, pullSecrets: ['admin-only', 'mirror'] } } } });
+  assert.equal(find(o2, 'Deployment', 'conduit-admin').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }, { name: 'admin-only' }]);
+  assert.equal(find(o2, 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }]);
+  assert.is(find(await renderObjects(), 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, undefined);
   assert.is(container(o2, 'admin').image, `mirror.example.com/knnlabs/conduit-admin@${digest}`);
   assert.match(container(o2, 'webui').image, /^mirror\.example\.com\/knnlabs\/conduit-webui:/);
 });

@@ -95,7 +95,8 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
 
   if (verb === 'sync') {
     const r = syncChartFiles({ check: dryRun });
-    reporter.result(`${r.stale.length ? r.stale.map((s) => `${dryRun ? 'would update' : 'updated'} ${s}`).join('\n') : 'chart copies are up to date'}`, { ok: true, dryRun, ...r });
+    const verb = (s: string) => (r.removed.includes(s) ? (dryRun ? 'would remove' : 'removed') : dryRun ? 'would update' : 'updated');
+    reporter.result(`${r.stale.length ? r.stale.map((s) => `${verb(s)} ${s}`).join('\n') : 'chart copies are up to date'}`, { ok: true, dryRun, ...r });
     return 0;
   }
 

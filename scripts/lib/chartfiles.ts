@@ -29,6 +29,8 @@ export interface SyncOptions {
 export interface SyncResult {
   /** Chart paths (repository-relative) that were, or in check mode would be, written or deleted. */
   stale: string[];
+  /** The part of `stale` that is (or would be) deleted because its source is gone. */
+  removed: string[];
   /** Chart paths that already match their source. */
   current: string[];
 }
@@ -39,7 +41,7 @@ function list(dir: string, match: (n: string) => boolean): string[] {
 }
 
 export function syncChartFiles({ check, root = REPO_ROOT }: SyncOptions): SyncResult {
-  const result: SyncResult = { stale: [], current: [] };
+  const result: SyncResult = { stale: [], removed: [], current: [] };
   for (const set of CHART_FILE_SETS) {
     const src = path.join(root, set.from);
     const dst = path.join(root, set.to);
@@ -62,6 +64,7 @@ export function syncChartFiles({ check, root = REPO_ROOT }: SyncOptions): SyncRe
     for (const name of list(dst, set.match)) {
       if (sources.includes(name)) continue;
       result.stale.push(`${set.to}/${name}`);
+      result.removed.push(`${set.to}/${name}`);
       if (!check) fs.rmSync(path.join(dst, name));
     }
   }

@@ -35,6 +35,7 @@ test('check mode reports drift and changes nothing', () => {
   const before = fs.readFileSync(path.join(root, 'chart/files/dashboards/d.json'), 'utf8');
   const r = syncChartFiles({ check: true, root });
   assert.equal(r.stale.sort(), ['chart/files/alerts/a.rules.yaml', 'chart/files/alerts/old.rules.yaml', 'chart/files/dashboards/d.json']);
+  assert.equal(r.removed, ['chart/files/alerts/old.rules.yaml']);
   assert.is(fs.readFileSync(path.join(root, 'chart/files/dashboards/d.json'), 'utf8'), before);
   assert.ok(fs.existsSync(path.join(root, 'chart/files/alerts/old.rules.yaml')));
   assert.not.ok(fs.existsSync(path.join(root, 'chart/files/alerts/a.rules.yaml')));

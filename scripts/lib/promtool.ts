@@ -18,9 +18,9 @@ async function promtool(args: string[], cwd?: string): Promise<PromtoolResult> {
   return { ok: result.exitCode === 0, output: (result.stdout + result.stderr).trim(), result };
 }
 
-/** `promtool check rules FILE...` (syntax, PromQL, templates, duplicate rules). */
+/** `promtool check rules --lint=all --lint-fatal FILE...` (syntax, PromQL types, templates, duplicate rules). */
 export function checkRules(files: string[]): Promise<PromtoolResult> {
-  return promtool(['check', 'rules', ...files]);
+  return promtool(['check', 'rules', '--lint=all', '--lint-fatal', ...files]);
 }
 
 /** `promtool test rules FILE...`, run from the tests' directory so rule_files resolve. */

@@ -283,3 +283,12 @@ export function checkAutoscalingMetrics(catalog: Catalog, refs = chartMetricName
     return problems;
   });
 }
+
+/** Catalogued metrics no query, rule or autoscaler uses (the catalog lists what is used, nothing more). */
+export function unusedMetrics(catalog: Catalog, queries = allQueries(), refs = chartMetricNames()): string[] {
+  const series = seriesIndex(catalog);
+  const used = new Set<string>();
+  for (const q of queries) for (const s of parsePromQL(q.promql).selectors) if (s.metric && series.has(s.metric)) used.add(series.get(s.metric)!.metric.name);
+  for (const r of refs) if (series.has(r.metric)) used.add(series.get(r.metric)!.metric.name);
+  return catalog.metrics.map((m) => m.name).filter((n) => !used.has(n));
+}

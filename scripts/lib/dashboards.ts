@@ -364,9 +364,34 @@ const data: DashboardSpec = {
           targets: [{ expr: `time() - max(cnpg_collector_last_available_backup_timestamp{${DATA_SEL}} > 0)` }],
         },
         {
+          type: 'stat', title: 'Last backup job scheduled', unit: 's', thresholds: [[93600, 'red']],
+          description: 'Time since the backup CronJob was last scheduled; a large value with an old success means the CronJob is suspended or not scheduling.',
+          targets: [{ expr: `time() - max(kube_cronjob_status_last_schedule_time{${DATA_SEL}, cronjob=~".*conduit.*backup.*"})` }],
+        },
+        {
           type: 'stat', title: 'CloudNativePG backup failed after last success', unit: 'short', thresholds: [[1, 'red']],
           description: '1 when the last CloudNativePG backup failed after the last successful one.',
           targets: [{ expr: `max(cnpg_collector_last_failed_backup_timestamp{${DATA_SEL}}) > bool max(cnpg_collector_last_available_backup_timestamp{${DATA_SEL}})` }],
+        },
+      ],
+    },
+    {
+      title: 'Workloads (kube-state-metrics)',
+      panels: [
+        {
+          title: 'Container restarts', unit: 'short', min: 0,
+          description: 'Container restarts of the Conduit pods over the last hour (crash loops, OOM kills, failed liveness probes).',
+          targets: [{ expr: `sum by (pod, container) (increase(kube_pod_container_status_restarts_total{${DATA_SEL}, pod=~".*conduit.*"}[1h]))`, legend: '{{pod}} {{container}}' }],
+        },
+        {
+          title: 'Autoscaler replicas', unit: 'short', min: 0,
+          description: 'Current and desired replicas of each Conduit autoscaler, with its bounds; desired at the maximum means the load exceeds what the maximum can serve.',
+          targets: [
+            { expr: `max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_current_replicas{${DATA_SEL}, horizontalpodautoscaler=~".*conduit.*"})`, legend: 'current {{horizontalpodautoscaler}}' },
+            { expr: `max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_status_desired_replicas{${DATA_SEL}, horizontalpodautoscaler=~".*conduit.*"})`, legend: 'desired {{horizontalpodautoscaler}}' },
+            { expr: `max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_min_replicas{${DATA_SEL}, horizontalpodautoscaler=~".*conduit.*"})`, legend: 'min {{horizontalpodautoscaler}}' },
+            { expr: `max by (horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas{${DATA_SEL}, horizontalpodautoscaler=~".*conduit.*"})`, legend: 'max {{horizontalpodautoscaler}}' },
+          ],
         },
       ],
     },

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { allQueries, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/catalog.ts';
+import { allQueries, unusedMetrics, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/catalog.ts';
 import { loadRules } from '../../scripts/lib/rules.ts';
 
 const catalog = loadCatalog();
@@ -34,6 +34,10 @@ test('every query of dashboards/, alerts/ and chart/ passes the catalog check', 
   const r = checkAllQueries(catalog);
   assert.ok(r.queries >= 60, `only ${r.queries} queries found`);
   assert.equal(r.problems, []);
+});
+
+test('every catalogued metric is used by a query, a rule or the autoscaler', () => {
+  assert.equal(unusedMetrics(catalog), []);
 });
 
 test('the queries come from rules and dashboards', () => {

@@ -9,7 +9,7 @@ import { allPanels } from './dashboardlint.ts';
 import { UserError } from './errors.ts';
 import { displayPath, repoPath } from './paths.ts';
 import { expandGrafanaVariables, inferLabels, parsePromQL, templateLabelRefs, type LabelLookup } from './promql.ts';
-import { alertRules, loadRules, recordedLabels, ruleFiles, type RuleGroup } from './rules.ts';
+import { loadRules, recordedLabels, ruleFiles, type RuleGroup } from './rules.ts';
 
 export const CATALOG_FILE = repoPath('schemas', 'metric-catalog.yaml');
 export const CATALOG_SCHEMA_FILE = repoPath('schemas', 'metric-catalog.schema.json');
@@ -245,7 +245,6 @@ export function checkAllQueries(catalog = loadCatalog(), queries = allQueries(),
   return { queries: queries.length, problems: [...queries.flatMap((q) => checkQuery(q, ctx)), ...checkAutoscalingMetrics(catalog)] };
 }
 
-export { alertRules };
 
 /** Metric names the chart's values hand to autoscaling (every `metricName:` key at any depth, unless its block says `enabled: false`). */
 export function chartMetricNames(file = repoPath('chart', 'values.yaml')): { path: string; metric: string }[] {

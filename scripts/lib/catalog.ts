@@ -245,7 +245,6 @@ export function checkAllQueries(catalog = loadCatalog(), queries = allQueries(),
   return { queries: queries.length, problems: [...queries.flatMap((q) => checkQuery(q, ctx)), ...checkAutoscalingMetrics(catalog)] };
 }
 
-
 /** Metric names the chart's values hand to autoscaling (every `metricName:` key at any depth, unless its block says `enabled: false`). */
 export function chartMetricNames(file = repoPath('chart', 'values.yaml')): { path: string; metric: string }[] {
   if (!fs.existsSync(file)) return [];

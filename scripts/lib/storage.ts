@@ -169,6 +169,8 @@ export class S3Storage implements BackupStorage {
     }
     registerSecret(process.env.AWS_SECRET_ACCESS_KEY);
     registerSecret(process.env.AWS_SESSION_TOKEN);
+    // The SDK warns on every run that future versions need Node 22; the toolkit supports Node 20.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client(config);
   }
 
@@ -227,8 +229,7 @@ export class S3Storage implements BackupStorage {
       await upload.abort().catch(() => undefined);
       if ((e as Error)?.name === 'AbortError' || signal?.aborted) throw e;
       if (e instanceof UserError) throw e;
-      if ((e as { $metadata?: unknown }).$metadata) this.wrap(e, `upload of ${key}`);
-      throw e;
+      this.wrap(e, `upload of ${key}`);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

@@ -160,7 +160,8 @@ export async function startS3(bucket = 'backups'): Promise<S3Server> {
   const secretAccessKey = crypto.randomBytes(16).toString('hex');
   // Credentials go through rclone's environment twin of --auth-key, not the command line.
   const child: ChildProcess = spawn(rclone, ['serve', 's3', '--addr', `127.0.0.1:${port}`, '--config', '/dev/null', root], {
-    env: { ...process.env, RCLONE_AUTH_KEY: `${accessKeyId},${secretAccessKey}` },
+    // rclone reads list flags from env as CSV: quote the pair so its comma stays inside one entry.
+    env: { ...process.env, RCLONE_AUTH_KEY: `"${accessKeyId},${secretAccessKey}"` },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

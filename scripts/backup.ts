@@ -56,6 +56,7 @@ const spec = {
     'keep-daily': { type: 'string' as const, arg: 'N', description: 'prune: days to keep one backup for.' },
     'keep-weekly': { type: 'string' as const, arg: 'N', description: 'prune: ISO weeks to keep one backup for.' },
     'keep-monthly': { type: 'string' as const, arg: 'N', description: 'prune: months to keep one backup for.' },
+    'as-of': { type: 'string' as const, arg: 'TIME', description: 'prune: apply the policy as of this UTC time (ISO 8601) instead of now, e.g. to preview with --dry-run.' },
     's3-endpoint': { type: 'string' as const, arg: 'URL', description: 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).' },
     's3-region': { type: 'string' as const, arg: 'REGION', description: 'S3 region (default: AWS_REGION, else us-east-1).' },
     's3-access-key-env': { type: 'string' as const, arg: 'VAR', description: 'Environment variable holding the S3 access key id (default: AWS_ACCESS_KEY_ID).' },
@@ -264,7 +265,9 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       if (!Number.isInteger(v) || v < 0) throw usageError(`--keep-${k} must be a whole number >= 0 (got "${f[`keep-${k}`]}")`);
     }
     const dryRun = Boolean(f['dry-run']);
-    const { decisions, deleted } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun }));
+    const now = f['as-of'] ? new Date(f['as-of'] as string) : new Date();
+    if (Number.isNaN(now.getTime())) throw usageError(`--as-of "${f['as-of']}" is not a time`, 'Use ISO 8601, e.g. 2026-03-15T12:00:00Z.');
+    const { decisions, deleted } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun, now }));
     const kept = decisions.filter((d) => d.action === 'keep');
     const dropped = decisions.filter((d) => d.action === 'delete');
     reporter.result(
@@ -273,7 +276,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         '',
         `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}.`,
       ].join('\n'),
-      { ok: true, dryRun, policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], decisions },
+      { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], decisions },
     );
     return 0;
   }

@@ -73,3 +73,37 @@ export async function loadDataset(pg: PostgresServer, database: string): Promise
 export function datasetRowTotal(): number {
   return Object.values(DATASET_ROWS).reduce((a, b) => a + b, 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running the backup CLI as an operator would (a separate process, flags, env for secrets).
+
+import path from 'node:path';
+import { run, type RunResult } from '../../scripts/lib/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+
+export const BACKUP_SCRIPT = path.join(REPO_ROOT, 'scripts', 'backup.ts');
+
+export async function backupCli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult & { json?: any }> {
+  const r = await run(process.execPath, ['--import', 'tsx', BACKUP_SCRIPT, ...args], { env: { CI: '1', ...env }, timeoutMs: 300_000 });
+  let json: any;
+  if (args.includes('--json')) {
+    try {
+      json = JSON.parse(r.stdout);
+    } catch {
+      /* left undefined: the test shows stdout */
+    }
+  }
+  return { ...r, json };
+}
+
+/** Spot checks that compare content directly (independent of the checksum SQL). */
+export const SPOT_CHECK_SQL = `
+SELECT json_build_object(
+  'nullNames', (SELECT count(*) FROM app.users WHERE display_name IS NULL),
+  'name3', (SELECT display_name FROM app.users WHERE id = 3),
+  'payloadHash', (SELECT md5(string_agg(coalesce(encode(payload, 'hex'), 'NULL'), ',' ORDER BY id)) FROM app.requests),
+  'costSum', (SELECT sum(cost)::text FROM app.requests),
+  'notes', (SELECT md5(string_agg(coalesce(note, 'NULL') || expires::text, '|' ORDER BY key_hash)) FROM app.virtual_keys),
+  'lo', (SELECT string_agg(coalesce(md5(lo_get(content)), 'NULL'), ',' ORDER BY id) FROM public.documents),
+  'view', (SELECT count(*) FROM app.user_costs)
+)::text;`;

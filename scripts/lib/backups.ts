@@ -21,7 +21,6 @@ import {
   parseTableStats,
   programVersion,
   restoreDump,
-  serverVersion,
   startDump,
   tableStats,
   tableStatsSql,
@@ -224,9 +223,11 @@ export async function createBackup(o: CreateOptions): Promise<{ manifest: Manife
   const startedAt = new Date();
   const id = o.id ?? newBackupId(startedAt);
   if (!isBackupId(id)) throw new UserError(`"${id}" is not a backup id (YYYYMMDDTHHMMSSZ-suffix)`, { exitCode: 2 });
-  const [server, pgDumpVersion] = await Promise.all([serverVersion(o.connection), programVersion('pg_dump')]);
+  const pgDumpVersionPromise = programVersion('pg_dump');
   const { session, snapshot } = await openSnapshot(o.connection);
   try {
+    const server = (await session.query('SHOW server_version;')).trim();
+    const pgDumpVersion = await pgDumpVersionPromise;
     const dump = startDump(o.connection, { snapshot });
     // Table statistics run in the exporting transaction, i.e. on exactly the data pg_dump sees.
     const statsPromise = session.query(tableStatsSql()).then(parseTableStats);

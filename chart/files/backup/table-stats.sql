@@ -4,9 +4,12 @@
 -- --snapshot) and the numbers describe exactly what the dump holds.
 --
 -- The checksum of a table is independent of row order (a restore may lay rows out differently):
--- every row's text form is hashed with md5, the two 64-bit halves of the hashes are summed
--- separately (exact numeric sums, no overflow) and the two sums are hashed again. The text form of
--- a row depends on a few session settings; they are pinned here so that dump and restore agree.
+-- every row's text form is hashed twice with the built-in 64-bit hashtextextended (seeds 0 and 1;
+-- the same function hash partitioning relies on, so it is stable across platforms), each kind of
+-- hash is summed over the table (exact numeric sums: no overflow, duplicates do not cancel) and
+-- the two sums are hashed with md5. This costs little more than reading the rows, so it runs next
+-- to pg_dump without slowing it much. The text form of a row depends on a few session settings;
+-- they are pinned here so that dump and restore agree.
 -- Large objects are reported as the pseudo-table pg_catalog.pg_largeobject (oid plus content hash).
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO, YMD';
@@ -28,16 +31,15 @@ table_stats AS (
   FROM user_tables t,
   LATERAL pg_catalog.query_to_xml(
     format(
-      'SELECT count(*) AS n, coalesce(sum((''x'' || substr(md5(r::text), 1, 16))::bit(64)::bigint::numeric), 0) AS a, '
-      || 'coalesce(sum((''x'' || substr(md5(r::text), 17, 16))::bit(64)::bigint::numeric), 0) AS b FROM ONLY %I.%I r',
+      'SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended(x, 0)), 0) AS a, coalesce(sum(pg_catalog.hashtextextended(x, 1)), 0) AS b '
+      || 'FROM (SELECT r::text AS x FROM ONLY %I.%I r) s',
       t.schema_name, t.table_name),
     false, true, '') AS x(stats)
   UNION ALL
   SELECT 'pg_catalog', 'pg_largeobject', x.stats
   FROM pg_catalog.query_to_xml(
-    'SELECT count(*) AS n, coalesce(sum((''x'' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0) AS a, '
-    || 'coalesce(sum((''x'' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0) AS b '
-    || 'FROM (SELECT md5(m.oid::text || '':'' || md5(pg_catalog.lo_get(m.oid))) AS h FROM pg_catalog.pg_largeobject_metadata m) lo',
+    'SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended(x, 0)), 0) AS a, coalesce(sum(pg_catalog.hashtextextended(x, 1)), 0) AS b '
+    || 'FROM (SELECT m.oid::text || '':'' || md5(pg_catalog.lo_get(m.oid)) AS x FROM pg_catalog.pg_largeobject_metadata m) lo',
     false, true, '') AS x(stats)
 )
 SELECT coalesce(jsonb_agg(jsonb_build_object(

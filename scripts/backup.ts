@@ -267,16 +267,17 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     const dryRun = Boolean(f['dry-run']);
     const now = f['as-of'] ? new Date(f['as-of'] as string) : new Date();
     if (Number.isNaN(now.getTime())) throw usageError(`--as-of "${f['as-of']}" is not a time`, 'Use ISO 8601, e.g. 2026-03-15T12:00:00Z.');
-    const { decisions, deleted } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun, now }));
+    const { decisions, deleted, staleUploads } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun, now }));
     const kept = decisions.filter((d) => d.action === 'keep');
     const dropped = decisions.filter((d) => d.action === 'delete');
     reporter.result(
       [
         table(['id', 'action', 'why'], decisions.map((d) => [d.id, d.action === 'keep' ? 'keep' : dryRun ? 'would delete' : 'deleted', d.reasons.join(', ')])),
         '',
-        `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}.`,
+        `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}` +
+          (staleUploads.length ? `; ${staleUploads.length} unfinished multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'} (${staleUploads.join(', ')})` : '') + '.',
       ].join('\n'),
-      { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], decisions },
+      { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], staleUploads, decisions },
     );
     return 0;
   }

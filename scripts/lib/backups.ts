@@ -645,7 +645,8 @@ export const RETENTION_POLICY_TEXT = [
   '  --keep-monthly N: the same per calendar month, for the N most recent months with a valid backup.',
   '  A backup kept by any rule is kept. The newest valid backup, and the newest one whose `verify` passed, are always kept.',
   '  Every other valid backup is deleted.',
-  '  Incomplete and corrupt backups are deleted when they are older than 24 hours (younger ones may still be uploading).',
+  '  Incomplete and corrupt backups are deleted when they are older than 24 hours (younger ones may still be uploading);',
+  '  so are unfinished S3 multipart uploads older than 24 hours.',
   '  Folders whose name is not a backup id are never touched.',
 ].join('\n');
 
@@ -694,12 +695,13 @@ export async function pruneBackups(o: {
   policy: RetentionPolicy;
   dryRun: boolean;
   now?: Date;
-}): Promise<{ decisions: RetentionDecision[]; deleted: string[] }> {
+}): Promise<{ decisions: RetentionDecision[]; deleted: string[]; staleUploads: string[] }> {
   const all = await listBackups(o.storage);
+  const now = o.now ?? new Date();
   const decisions = planRetention(
     all.map((b) => ({ id: b.id, time: b.time, state: b.state, verified: b.lastVerify?.passed === true, lastModified: b.lastModified })),
     o.policy,
-    o.now ?? new Date(),
+    now,
   );
   const deleted: string[] = [];
   if (!o.dryRun) {
@@ -708,5 +710,7 @@ export async function pruneBackups(o: {
       deleted.push(d.id);
     }
   }
-  return { decisions, deleted };
+  // Multipart uploads of killed runs: never visible as backups, but they take space.
+  const staleUploads = await o.storage.staleUploads(new Date(now.getTime() - INCOMPLETE_GRACE_MS), o.dryRun);
+  return { decisions, deleted, staleUploads };
 }

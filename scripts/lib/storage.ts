@@ -35,6 +35,11 @@ export interface BackupStorage {
   localPath(key: string): string | undefined;
   /** Delete every object whose key starts with prefix; returns how many were deleted. */
   deletePrefix(prefix: string): Promise<number>;
+  /**
+   * Unfinished uploads started before `before` (S3 multipart uploads of killed runs, invisible to
+   * list but billed); aborted unless dryRun. Returns their keys.
+   */
+  staleUploads(before: Date, dryRun: boolean): Promise<string[]>;
 }
 
 export interface S3Options {
@@ -116,6 +121,10 @@ export class DirectoryStorage implements BackupStorage {
 
   localPath(key: string): string | undefined {
     return this.file(key);
+  }
+
+  async staleUploads(): Promise<string[]> {
+    return []; // a killed directory write leaves a .partial file inside its incomplete backup folder
   }
 
   async deletePrefix(prefix: string): Promise<number> {
@@ -273,6 +282,30 @@ export class S3Storage implements BackupStorage {
 
   localPath(): undefined {
     return undefined;
+  }
+
+  async staleUploads(before: Date, dryRun: boolean): Promise<string[]> {
+    const { client, s3 } = await this.load();
+    const base = this.prefix ? `${this.prefix}/` : '';
+    const stale: { Key: string; UploadId: string }[] = [];
+    try {
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      do {
+        const r = await client.send(new s3.ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: base, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        for (const u of r.Uploads ?? []) {
+          if (u.Key && u.UploadId && u.Initiated && u.Initiated < before) stale.push({ Key: u.Key, UploadId: u.UploadId });
+        }
+        keyMarker = r.IsTruncated ? r.NextKeyMarker : undefined;
+        uploadIdMarker = r.IsTruncated ? r.NextUploadIdMarker : undefined;
+      } while (keyMarker);
+      if (!dryRun) {
+        for (const u of stale) await client.send(new s3.AbortMultipartUploadCommand({ Bucket: this.bucket, ...u }));
+      }
+    } catch (e) {
+      this.wrap(e, 'multipart upload cleanup');
+    }
+    return stale.map((u) => u.Key.slice(base.length));
   }
 
   async deletePrefix(prefix: string): Promise<number> {

@@ -70,6 +70,17 @@ t('S3: a create killed mid-upload leaves no valid backup; a later create works',
   const verify = await backupCli(['verify', '--from', dest, '--scratch-url', pg.url('postgres')], { ...s3.env, ...pg.env });
   assert.is(verify.exitCode, 1);
   assert.match(verify.stderr, /no valid backup/);
+  // The killed run's multipart upload is left on the server; prune aborts it once it is a day old.
+  const args = ['prune', '--from', dest, '--keep-daily', '1', '--keep-weekly', '0', '--keep-monthly', '0', '--json'];
+  const now = await backupCli(args, s3.env);
+  assert.is(now.exitCode, 0, now.stderr);
+  assert.equal(now.json.staleUploads, [], 'a young multipart upload may still be running');
+  const later = await backupCli([...args, '--as-of', new Date(Date.now() + 25 * 3_600_000).toISOString()], s3.env);
+  assert.is(later.exitCode, 0, later.stderr);
+  assert.is(later.json.staleUploads.length, 1);
+  assert.match(later.json.staleUploads[0], /^\d{8}T\d{6}Z-[0-9a-f]{6}\/dump\.pgc$/);
+  const again = await backupCli([...args, '--as-of', new Date(Date.now() + 25 * 3_600_000).toISOString()], s3.env);
+  assert.equal(again.json.staleUploads, [], 'aborted for good');
 });
 
 t('directory: a create killed mid-dump leaves an incomplete backup that list and restore reject', async () => {

@@ -55,6 +55,15 @@ export interface S3Options {
 
 // ---------------------------------------------------------------------------------------------
 
+async function fsyncFile(p: string): Promise<void> {
+  const fh = await fs.promises.open(p, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class DirectoryStorage implements BackupStorage {
   readonly root: string;
   readonly display: string;
@@ -95,7 +104,11 @@ export class DirectoryStorage implements BackupStorage {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     try {
       await pipeline(body, fs.createWriteStream(partial, { highWaterMark: 1 << 20 }), { signal });
+      // Durable before it gets its final name (and before the manifest is written after it),
+      // as pg_dump -f does for its own output.
+      await fsyncFile(partial);
       fs.renameSync(partial, target);
+      await fsyncFile(path.dirname(target));
     } catch (e) {
       fs.rmSync(partial, { force: true });
       throw e;
@@ -107,7 +120,9 @@ export class DirectoryStorage implements BackupStorage {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     const tmp = `${target}.partial`;
     fs.writeFileSync(tmp, data);
+    await fsyncFile(tmp);
     fs.renameSync(tmp, target);
+    await fsyncFile(path.dirname(target));
   }
 
   async get(key: string): Promise<Buffer | undefined> {

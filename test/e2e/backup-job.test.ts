@@ -84,4 +84,10 @@ t('the job fails clearly and uploads nothing when the dump fails', async () => {
   assert.match(upload.stderr, /no finished dump/);
 });
 
+t('the job script passes shellcheck as POSIX sh', async () => {
+  // shellcheck comes from Debian's package of that name (installed by the CI script).
+  const r = await run('shellcheck', ['--shell=sh', '--severity=style', SCRIPT]);
+  assert.is(r.exitCode, 0, r.stdout + r.stderr);
+});
+
 t.run();

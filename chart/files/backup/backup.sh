@@ -29,8 +29,10 @@ json_string() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'
 dump() {
   stats_sql=${BACKUP_STATS_SQL:-$here/table-stats.sql}
   [ -r "$stats_sql" ] || die "table statistics SQL not found: $stats_sql"
-  [ -n "${PGHOST:-}" ] && [ -n "${PGDATABASE:-}" ] || die "PGHOST and PGDATABASE must be set"
-  command -v pg_dump >/dev/null && command -v psql >/dev/null || die "pg_dump and psql must be on PATH"
+  [ -n "${PGHOST:-}" ] || die "PGHOST must be set"
+  [ -n "${PGDATABASE:-}" ] || die "PGDATABASE must be set"
+  command -v pg_dump >/dev/null || die "pg_dump must be on PATH"
+  command -v psql >/dev/null || die "psql must be on PATH"
 
   started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   suffix=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
@@ -40,7 +42,7 @@ dump() {
   work=$(mktemp -d)
   psql_pid=
   cleanup() {
-    [ -n "$psql_pid" ] && kill "$psql_pid" 2>/dev/null || true
+    if [ -n "$psql_pid" ]; then kill "$psql_pid" 2>/dev/null || true; fi
     rm -rf "$work"
   }
   trap cleanup EXIT INT TERM
@@ -100,7 +102,8 @@ upload() {
   [ -r "$BACKUP_DIR/backup-id" ] || die "no finished dump in $BACKUP_DIR (the dump step failed?)"
   id=$(cat "$BACKUP_DIR/backup-id")
   src="$BACKUP_DIR/$id"
-  [ -f "$src/manifest.json" ] && [ -f "$src/dump.pgc" ] || die "dump $id is incomplete in $BACKUP_DIR"
+  [ -f "$src/manifest.json" ] || die "dump $id has no manifest in $BACKUP_DIR (the dump step failed?)"
+  [ -f "$src/dump.pgc" ] || die "dump $id has no dump.pgc in $BACKUP_DIR"
   case "${BACKUP_DEST:-}" in
     s3://?*) dest=${BACKUP_DEST#s3://} ;;
     *) die "BACKUP_DEST must be s3://bucket/prefix (got '${BACKUP_DEST:-}')" ;;

@@ -145,7 +145,7 @@ class Meter extends Transform {
   bytes = 0;
   private readonly hash = crypto.createHash('sha256');
   private readonly started = performance.now();
-  private lastReport = 0;
+  private lastReport = -Infinity; // the first chunk reports at once, then at most once a second
   private readonly progress?: Progress;
   private readonly label: string;
   private readonly flushCheck?: () => Promise<void>;
@@ -171,8 +171,12 @@ class Meter extends Transform {
   // The stream ends only once the producer is known to have succeeded (e.g. pg_dump exited 0):
   // otherwise a truncated dump would complete its upload.
   override _flush(cb: (e?: Error | null) => void): void {
-    if (!this.flushCheck) return cb();
-    this.flushCheck().then(() => cb(), (e: Error) => cb(e));
+    const done = () => {
+      this.progress?.(this.note()); // the final size and rate
+      cb();
+    };
+    if (!this.flushCheck) return done();
+    this.flushCheck().then(done, (e: Error) => cb(e));
   }
 
   note(): string {

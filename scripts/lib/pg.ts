@@ -225,7 +225,8 @@ export class PsqlSession {
     });
     this.child.stderr!.on('data', (d: string) => (this.stderr += d));
     this.child.stdin!.on('error', () => undefined); // a dead psql is reported through 'exit'
-    this.child.on('exit', (code) => {
+    // 'close', not 'exit': only then has all of stderr been read (the error message we report).
+    this.child.on('close', (code) => {
       this.exited = { code };
       if (this.waiter) {
         this.waiter.reject(pgFailure(`psql session on ${describeConnection(c)}`, { exitCode: code ?? 1, stderr: this.stderr }));
@@ -264,7 +265,7 @@ export class PsqlSession {
   /** End the session (COMMIT/ROLLBACK is the caller's business; an open transaction is rolled back). */
   async close(): Promise<void> {
     if (this.exited) return;
-    const done = new Promise<void>((r) => this.child.once('exit', () => r()));
+    const done = new Promise<void>((r) => this.child.once('close', () => r()));
     this.child.stdin!.end('\\q\n');
     const timer = setTimeout(() => this.child.kill('SIGTERM'), 10_000);
     await done;

@@ -318,7 +318,10 @@ export class S3Storage implements BackupStorage {
         for (const u of stale) await client.send(new s3.AbortMultipartUploadCommand({ Bucket: this.bucket, ...u }));
       }
     } catch (e) {
-      this.wrap(e, 'multipart upload cleanup');
+      // Some S3-compatible servers answer a listing without uploads with NoSuchUpload, others do
+      // not implement the call at all: there is nothing to clean up then.
+      const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (!(err?.name === 'NoSuchUpload' || err?.name === 'NotImplemented' || err?.$metadata?.httpStatusCode === 501)) this.wrap(e, 'multipart upload cleanup');
     }
     return stale.map((u) => u.Key.slice(base.length));
   }

@@ -158,6 +158,21 @@ t('secrets stay out of arguments and output; bad input is a clear error', async 
   assert.not.match(wrongPw.stderr, /wrong-password-123/);
   assert.is(fs.readdirSync(dest).length, 1, 'a failed create leaves nothing behind');
 
+  // S3 credentials from variables named on the command line (the values never are).
+  const named = await backupCli(
+    ['list', '--from', `s3://${s3.bucket}/roundtrip/conduit`, '--s3-endpoint', s3.endpoint, '--s3-access-key-env', 'BK_ID', '--s3-secret-key-env', 'BK_SECRET', '--json'],
+    { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_ENDPOINT_URL: undefined, BK_ID: s3.accessKeyId, BK_SECRET: s3.secretAccessKey },
+  );
+  ok(named, 'list with --s3-*-env');
+  assert.is(named.json.backups.length, 1);
+  const wrongKey = await backupCli(['list', '--from', `s3://${s3.bucket}/roundtrip/conduit`, '--json'], { ...s3.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-key' });
+  assert.is(wrongKey.exitCode, 1);
+  assert.match(wrongKey.stderr, /S3 list on s3:\/\/backups\/roundtrip\/conduit .* failed/);
+  assert.not.match(wrongKey.stdout + wrongKey.stderr, /not-the-secret-key/);
+  const unset = await backupCli(['list', '--from', `s3://${s3.bucket}/x`, '--s3-access-key-env', 'NOPE_ID', '--s3-secret-key-env', 'NOPE_SECRET'], s3.env);
+  assert.is(unset.exitCode, 2);
+  assert.match(unset.stderr, /\$NOPE_ID and \$NOPE_SECRET not set/);
+
   const usage = await backupCli(['create', '--to', dest]);
   assert.is(usage.exitCode, 2);
   assert.match(usage.stderr, /create needs --database-url/);

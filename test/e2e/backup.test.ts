@@ -5,7 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { findBackup, planRestore, restoreBackup, type RestoreHooks } from '../../scripts/lib/backups.ts';
 import { parseDatabaseUrl, tableStats } from '../../scripts/lib/pg.ts';
+import { openStorage } from '../../scripts/lib/storage.ts';
 import { backupCli, datasetRowTotal, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 
@@ -104,6 +106,29 @@ t('restore refuses a non-empty target without --clean; --clean replaces the obje
   ok(cleaned, 'restore --clean');
   assert.is(cleaned.json.passed, true);
   assert.equal(await stats('restored_directory'), await stats('conduit'));
+});
+
+t('a failing restore rolls back completely and still runs the after-restore hook (cluster variant slot)', async () => {
+  const dest = path.join(dir, 'roundtrip');
+  const storage = openStorage(dest);
+  const backup = await findBackup(storage, fs.readdirSync(dest)[0]);
+  await pg.createDatabase('conflict');
+  // An empty schema of the same name: not "data", so the emptiness check passes, but pg_restore fails.
+  await pg.sql('conflict', 'CREATE SCHEMA app;');
+  const calls: string[] = [];
+  const hooks: RestoreHooks = {
+    describe: () => ['scale api and admin to 0'],
+    before: async () => void calls.push('before'),
+    after: async (o) => void calls.push(`after ok=${o.ok}`),
+  };
+  assert.ok(planRestore(backup, parseDatabaseUrl(pg.url('conflict')), false, hooks).steps.includes('scale api and admin to 0'));
+  const target = parseDatabaseUrl(pg.urlWithPassword('conflict'));
+  const error = await restoreBackup({ storage, backup, target, clean: false, hooks }).then(() => undefined, (e: Error) => e);
+  assert.ok(error, 'the restore fails');
+  assert.match(error!.message, /pg_restore into .* failed[\s\S]*schema "app" already exists/);
+  assert.equal(calls, ['before', 'after ok=false']);
+  assert.is((await pg.sql('conflict', "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'app';")).trim(), '0', 'nothing was left behind');
+  assert.is((await pg.sql('conflict', 'SELECT count(*) FROM pg_largeobject_metadata;')).trim(), '0');
 });
 
 for (const kind of ['directory', 's3'] as const) {

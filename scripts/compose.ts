@@ -1,5 +1,6 @@
 #!/usr/bin/env -S npx zx
 // compose.ts: run the ConduitLLM Compose stack: validate, start and wait for health, stop, inspect.
+import path from 'node:path';
 import readline from 'node:readline/promises';
 import YAML from 'yaml';
 import { runCommand } from './lib/cli.ts';
@@ -43,7 +44,7 @@ const spec = {
     restart: 'Restart the named services (all when none is named) and wait until they are healthy.',
   },
   flags: {
-    'env-file': { type: 'string' as const, arg: 'F', description: `Env file with every variable (default: ${displayPath(DEFAULT_ENV_FILE)}).` },
+    'env-file': { type: 'string' as const, arg: 'F', description: `Env file with every variable (default: .env beside the compose file, ${displayPath(DEFAULT_ENV_FILE)}).` },
     profile: { type: 'string' as const, arg: 'P', multiple: true as const, description: 'Enable an optional part: webui, tracing.' },
     file: { type: 'string' as const, arg: 'F', description: `Compose file (default: ${displayPath(DEFAULT_COMPOSE_FILE)}).` },
     project: { type: 'string' as const, arg: 'NAME', description: 'Project name (default: the file\'s name:, conduit).' },
@@ -60,11 +61,15 @@ const spec = {
     'npx zx scripts/compose.ts logs api --tail 50',
     'npx zx scripts/compose.ts down --volumes --yes',
   ],
-  notes: ['Environment: CONDUIT_DOCKER, CONDUIT_PODMAN, CONDUIT_PODMAN_COMPOSE point at other binaries; CONTAINERS_CONF is honoured by podman.'],
+  notes: [
+    'Node 20 checks that an --env-file path exists before any script code runs: a missing file ends with "node: F: not found" (exit 9).',
+    'Environment: CONDUIT_DOCKER, CONDUIT_PODMAN, CONDUIT_PODMAN_COMPOSE point at other binaries; CONTAINERS_CONF is honoured by podman.'],
 };
 
 function projectOptions(flags: { file?: string; 'env-file'?: string; profile: string[]; project?: string }): ProjectOptions {
-  return { file: flags.file ?? DEFAULT_COMPOSE_FILE, envFile: flags['env-file'] ?? DEFAULT_ENV_FILE, profiles: flags.profile, project: flags.project };
+  const file = flags.file ?? DEFAULT_COMPOSE_FILE;
+  // Like Compose: the .env beside the compose file unless --env-file names another one.
+  return { file, envFile: flags['env-file'] ?? path.join(path.dirname(path.resolve(file)), '.env'), profiles: flags.profile, project: flags.project };
 }
 
 /** Run fn with the rendered podman-compose file (podman only), always removing it afterwards. */

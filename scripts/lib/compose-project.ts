@@ -84,6 +84,7 @@ export function loadProject(o: ProjectOptions): Project {
 
 /** Everything `up` checks before it touches the engine; an empty list means go. */
 export function validateProject(o: ProjectOptions): { project?: Project; problems: EnvProblem[] } {
+  readEnvFile(o.envFile); // a missing or malformed env file is its own clear error
   const lenient = loadProject({ ...o, lenient: true });
   const examplePath = path.join(lenient.dir, '.env.example');
   const placeholders = fs.existsSync(examplePath) ? Object.fromEntries(parseEnvText(fs.readFileSync(examplePath, 'utf8')).map((e) => [e.key, e.value])) : undefined;

@@ -14,14 +14,14 @@ ARG ASPNET_IMAGE=mcr.microsoft.com/dotnet/aspnet:9.0.20-noble-chiseled-extra@sha
 FROM ${ASPNET_IMAGE} AS runtime-base
 
 FROM ${DOTNET_SDK_IMAGE} AS build
-ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 NUGET_PACKAGES=/cache/nuget
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
+RUN --mount=type=cache,id=nuget,target=/cache/nuget \
     dotnet restore ConduitLLM.Admin/ConduitLLM.Admin.csproj \
  && dotnet publish ConduitLLM.Admin/ConduitLLM.Admin.csproj -c Release --no-restore -o /out/app -p:UseAppHost=false
 COPY --from=healthprobe . /probe/
-RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
+RUN --mount=type=cache,id=nuget,target=/cache/nuget \
     dotnet publish /probe/HealthProbe.csproj -c Release -o /out/probe
 
 # The runtime has no shell, so its user and home directory are prepared here and copied over.

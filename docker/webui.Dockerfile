@@ -9,13 +9,13 @@
 ARG NODE_IMAGE=node:22.21.1-bookworm-slim@sha256:25b3eb23a00590b7499f2a2ce939322727fcce1b15fdd69754fcd09536a3ae2c
 
 FROM ${NODE_IMAGE} AS build
-ENV NEXT_TELEMETRY_DISABLED=1 HUSKY=0 CI=true
+ENV NEXT_TELEMETRY_DISABLED=1 HUSKY=0 CI=true npm_config_cache=/cache/npm
 WORKDIR /src
 COPY SDKs/Node ./SDKs/Node
 COPY ConduitLLM.WebUI ./ConduitLLM.WebUI
-RUN --mount=type=cache,id=npm,target=/root/.npm \
+RUN --mount=type=cache,id=npm,target=/cache/npm \
     cd SDKs/Node && npm ci --no-audit --no-fund && npm run build
-RUN --mount=type=cache,id=npm,target=/root/.npm \
+RUN --mount=type=cache,id=npm,target=/cache/npm \
     cd ConduitLLM.WebUI && npm ci --no-audit --no-fund --ignore-scripts && npm run build
 # Keep only what `next start` needs, at the same relative paths (the SDKs are linked as ../SDKs/Node/*).
 RUN cd SDKs/Node && npm prune --omit=dev --no-audit --no-fund \

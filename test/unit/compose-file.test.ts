@@ -32,6 +32,8 @@ test('every variable the stack uses is documented in .env.example, and the examp
   const used = variablesUsed(doc, everything);
   const missing = [...used.keys()].filter((v) => !(v in example));
   assert.equal(missing, []);
+  const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'compose.md'), 'utf8');
+  assert.equal([...used.keys(), ...Object.keys(example)].filter((v) => !docs.includes(`| \`${v}\` |`)), [], 'every variable has a row in docs/compose.md');
   assert.ok(used.get('POSTGRES_PASSWORD')?.required);
   assert.ok(used.get('CONDUIT_API_TO_API_BACKEND_AUTH_KEY')?.required);
   assert.ok(used.get('CLERK_SECRET_KEY')?.required, 'the webui profile requires Clerk keys');

@@ -22,6 +22,11 @@ test.before(async () => {
 });
 
 test.after(async () => {
+  if (ctx.registry) {
+    const images = await run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${ctx.registry.host}/conduit/*`]);
+    const refs = images.stdout.split('\n').filter(Boolean);
+    if (refs.length) await run('podman', ['rmi', '-f', ...refs]);
+  }
   await ctx.registry?.stop();
   for (const d of [ctx.source, ctx.work]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });

@@ -12,6 +12,7 @@ import {
   DEFAULT_ENV_FILE,
   describePlan,
   downCommand,
+  frontEndCheck,
   lastLogs,
   loadProject,
   problemsError,
@@ -113,7 +114,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     if (!project) throw problemsError(opts.envFile, problems);
     const engine = await detectEngine({ choice: flags.engine, compose: true, dryRun });
     if (verb === 'config') {
-      await withRendered(engine, project, async (r) => reporter.step(`${engine.name} compose config`, () => runFrontEnd(configCommand(engine, project, r), project.dir)));
+      await withRendered(engine, project, async (r) => reporter.step(`${engine.name} compose config`, () => frontEndCheck(engine, project, r)));
       const text = redact(YAML.stringify(project.resolved, { lineWidth: 0 }));
       reporter.result(text, { ok: true, engine: engine.name, project: project.name, services: project.services, config: redactValue(project.resolved) });
       return 0;
@@ -131,7 +132,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         });
         return 0;
       }
-      await reporter.step(`${engine.name} compose config`, () => runFrontEnd(configCommand(engine, project, rendered), project.dir));
+      await reporter.step(`${engine.name} compose config`, () => frontEndCheck(engine, project, rendered));
       for (const [i, s] of steps.entries()) {
         await reporter.step(steps.length > 1 ? `start ${s.waitFor.join(', ')} (${i + 1}/${steps.length})` : `start ${project.services.length} services`, () => runFrontEnd(s.command, project.dir));
         const deadline = started + timeoutMs - performance.now();

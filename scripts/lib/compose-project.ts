@@ -149,12 +149,39 @@ export function upCommands(engine: Engine, p: Project, rendered?: Rendered): { c
   });
 }
 
+/** The project name the podman-compose parse check runs under (see configCommand). */
+export function checkProjectName(p: Project): string {
+  return `${p.name}-check-${process.pid}`;
+}
+
 /** Let the front end parse the whole stack without starting anything. podman-compose 1.0.3 has no
- *  `config` verb: `--dry-run up` runs its full parser (interpolation, every container's arguments). */
+ *  `config` verb: `--dry-run up` runs its full parser (interpolation, every container's arguments),
+ *  but still creates the project's network and named volumes, so it runs under a throwaway
+ *  project name whose network and volumes frontEndCheck removes afterwards. */
 export function configCommand(engine: Engine, p: Project, rendered?: Rendered): Command {
-  const base = composeBase(engine, p, rendered);
-  if (engine.name === 'docker') return withArgs(base, 'config', '--quiet');
+  if (engine.name === 'docker') return withArgs(composeBase(engine, p, rendered), 'config', '--quiet');
+  const base = composeBase(engine, { ...p, name: checkProjectName(p) }, rendered);
   return { ...base, args: ['--dry-run', ...base.args, 'up', '-d'] };
+}
+
+/** Run the front end's parse check and leave nothing behind. */
+export async function frontEndCheck(engine: Engine, p: Project, rendered?: Rendered): Promise<void> {
+  try {
+    await runFrontEnd(configCommand(engine, p, rendered), p.dir);
+  } finally {
+    if (engine.name === 'podman') await removeProjectResources(engine, checkProjectName(p));
+  }
+}
+
+/** Remove the volumes and networks podman-compose created for a project (by its label). */
+export async function removeProjectResources(engine: Engine, project: string): Promise<void> {
+  const label = `label=io.podman.compose.project=${project}`;
+  const vols = await exec({ cmd: engine.bin, args: ['volume', 'ls', '--quiet', '--filter', label] });
+  const names = vols.stdout.split('\n').map((v) => v.trim()).filter(Boolean);
+  if (names.length) await exec({ cmd: engine.bin, args: ['volume', 'rm', ...names] });
+  const nets = await exec({ cmd: engine.bin, args: ['network', 'ls', '--quiet', '--filter', label] });
+  const ids = nets.stdout.split('\n').map((v) => v.trim()).filter(Boolean);
+  if (ids.length) await exec({ cmd: engine.bin, args: ['network', 'rm', ...ids] });
 }
 
 export function downCommand(engine: Engine, p: Project, volumes: boolean, rendered?: Rendered): Command {

@@ -22,10 +22,10 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  if (ctx.registry) {
-    const images = await run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${ctx.registry.host}/conduit/*`]);
-    const refs = images.stdout.split('\n').filter(Boolean);
-    if (refs.length) await run('podman', ['rmi', '-f', ...refs]);
+  if (ctx.revision) {
+    const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${ctx.revision}`]);
+    const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
+    if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
   }
   await ctx.registry?.stop();
   for (const d of [ctx.source, ctx.work]) if (d) fs.rmSync(d, { recursive: true, force: true });

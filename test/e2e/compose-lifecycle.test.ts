@@ -12,7 +12,7 @@ import { run, runChecked } from '../../scripts/lib/exec.ts';
 
 const test = suite('compose.ts lifecycle on podman');
 const SECRET = 'Fx9k2m7q4w8e1r5t3y6u';
-const ctx = { source: '', work: '', envFile: '', port: 0, project: `conduit-e2e-${process.pid}`, image: '' };
+const ctx = { source: '', work: '', envFile: '', port: 0, project: `conduit-e2e-${process.pid}`, image: '', revision: '' };
 const FILE = path.join(FIXTURES, 'compose', 'compose.yaml');
 
 function writeEnv(extra: Record<string, string> = {}): string {
@@ -30,6 +30,7 @@ test.before(async () => {
   usePodmanSettings();
   await requireTools('podman', 'podman-compose', 'go', 'git');
   ctx.source = await fixtureSource('0.4.0');
+  ctx.revision = (await runChecked('git', ['-C', ctx.source, 'rev-parse', 'HEAD'])).stdout.trim();
   ctx.work = tempDir('conduit-compose-e2e-');
   ctx.port = await freePort();
   // The fixture image is built by build.ts itself (no registry: nothing can be pulled here).
@@ -46,7 +47,9 @@ test.after(async () => {
   const vols = await volumes();
   if (vols.length) await run('podman', ['volume', 'rm', '-f', ...vols]);
   await run('podman', ['network', 'rm', '-f', `${ctx.project}_default`]);
-  await run('podman', ['rmi', '-f', ctx.image]);
+  const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${ctx.revision}`]);
+  const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
+  if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
   for (const d of [ctx.source, ctx.work]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 

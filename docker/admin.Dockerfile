@@ -44,7 +44,7 @@ LABEL org.opencontainers.image.title="ConduitLLM Admin API" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.created="${CREATED}"
 COPY --from=rootfs /rootfs/etc/passwd /rootfs/etc/group /etc/
-COPY --from=rootfs /rootfs/home/appuser /home/appuser
+COPY --from=rootfs --chown=1000:1000 /rootfs/home/appuser /home/appuser
 # Application files stay owned by root: the app can read them, not change them.
 COPY --from=build /out/app /app/
 COPY --from=build /out/probe /opt/healthprobe/

@@ -4,6 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { analyse, dockerfileProblems } from '../helpers/dockerfile-rules.ts';
 import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { run } from '../../scripts/lib/exec.ts';
 
 const DIR = path.join(REPO_ROOT, 'docker');
 const IMAGES = [
@@ -53,6 +54,21 @@ test('.dockerignore files keep secrets and build output out of the context', () 
     assert.ok(lines.includes('**/.env'), `${f}: .env`);
     assert.ok(lines.some((l) => /node_modules/.test(l)), `${f}: node_modules`);
   }
+});
+
+test('every RUN of every Dockerfile is valid POSIX shell (the images run them with /bin/sh)', async () => {
+  const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.Dockerfile'));
+  assert.ok(files.length >= 4);
+  for (const f of files) {
+    const { df } = analyse(fs.readFileSync(path.join(DIR, f), 'utf8'));
+    for (const i of df.getInstructions().filter((x) => x.getKeyword() === 'RUN')) {
+      const script = (i.getArgumentsContent() ?? '').replace(/\\\n/g, ' ').replace(/^(\s*--[a-z]+=\S+)+\s*/, '');
+      const r = await run('sh', ['-n', '-c', script]);
+      assert.is(r.exitCode, 0, `${f} line ${i.getRange().start.line + 1}: ${r.stderr}`);
+    }
+  }
+  const broken = await run('sh', ['-n', '-c', 'cd x && if then fi']);
+  assert.is.not(broken.exitCode, 0, 'the syntax check can fail');
 });
 
 test('the rules catch a bad Dockerfile (the checks can fail)', () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { runCommand } from './lib/cli.ts';
 import { detectEngine, execChecked, inspectImage, pushImage } from './lib/container.ts';
 import { usageError } from './lib/errors.ts';
-import { ALL, COMPONENTS, componentsFor, DEFAULT_DOCKERFILE_DIR, planBuild, planText, readSource, writeLock, type ImageLock } from './lib/build-plan.ts';
+import { ALL, COMPONENTS, componentsFor, DEFAULT_DOCKERFILE_DIR, parseBuildArgs, planBuild, planText, readSource, writeLock, type ImageLock } from './lib/build-plan.ts';
 import { displayPath, REPO_ROOT } from './lib/paths.ts';
 import { formatMs, table } from './lib/ui.ts';
 
@@ -28,6 +28,7 @@ const spec = {
     'lock-file': { type: 'string' as const, arg: 'F', default: 'images.lock.json', description: 'Where --push records component -> repository, tag, digest (read by deploy.ts --images-from).' },
     'allow-latest': { type: 'boolean' as const, description: 'Allow pushing the tag "latest" (refused otherwise).' },
     insecure: { type: 'boolean' as const, description: 'Push without TLS verification (a local plain-HTTP registry; podman only).' },
+    'build-arg': { type: 'string' as const, arg: 'K=V', multiple: true as const, description: 'Extra build argument, e.g. ASPNET_IMAGE=mirror.example/dotnet/aspnet@sha256:... (base image overrides).' },
     'dry-run': { type: 'boolean' as const, description: 'Print the exact build and push commands; run nothing.' },
   },
   examples: [
@@ -62,6 +63,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     insecure: flags.insecure,
     platform: flags.platform,
     dockerfileDir: path.resolve(flags['dockerfile-dir'] ?? DEFAULT_DOCKERFILE_DIR),
+    buildArgs: parseBuildArgs(flags['build-arg']),
   });
 
   if (dryRun) {

@@ -123,6 +123,22 @@ export interface PlanOptions {
   insecure: boolean;
   platform?: string;
   dockerfileDir: string;
+  /** Extra --build-arg values (e.g. a mirrored base image); they cannot replace the label arguments. */
+  buildArgs?: Record<string, string>;
+}
+
+const RESERVED_ARGS = ['VERSION', 'REVISION', 'CREATED', 'SOURCE'];
+
+/** Parse repeated `--build-arg KEY=VALUE` flags. */
+export function parseBuildArgs(values: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(v);
+    if (!m) throw usageError(`--build-arg "${v}" is not KEY=VALUE`);
+    if (RESERVED_ARGS.includes(m[1])) throw usageError(`--build-arg ${m[1]} is set by build.ts from the source (use --tag for the version)`);
+    out[m[1]] = m[2];
+  }
+  return out;
 }
 
 export interface ComponentPlan {
@@ -177,7 +193,7 @@ export function planBuild(engine: Engine, o: PlanOptions): ComponentPlan[] {
       context: c.selfContained ? o.dockerfileDir : src.dir,
       ignorefile: fs.existsSync(ignore) ? ignore : undefined,
       contexts,
-      buildArgs: { VERSION: version, REVISION: src.revision, CREATED: src.created, SOURCE: src.url },
+      buildArgs: { ...(o.buildArgs ?? {}), VERSION: version, REVISION: src.revision, CREATED: src.created, SOURCE: src.url },
       labels,
       tags: refs,
       platform: o.platform,

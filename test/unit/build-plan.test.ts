@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { componentsFor, planBuild, planText, publicSourceUrl, readLock, versionFromSource, writeLock, type SourceInfo } from '../../scripts/lib/build-plan.ts';
+import { componentsFor, parseBuildArgs, planBuild, planText, publicSourceUrl, readLock, versionFromSource, writeLock, type SourceInfo } from '../../scripts/lib/build-plan.ts';
 import type { Engine } from '../../scripts/lib/container.ts';
 import { run } from '../../scripts/lib/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/paths.ts';
@@ -55,6 +55,15 @@ test('push: needs a registry, pushes both tags, refuses latest unless allowed', 
   assert.throws(() => componentsFor('worker'), /unknown component "worker"/);
   assert.throws(() => planBuild(podman, { ...base, source: { ...source, version: undefined }, components: componentsFor('api') }), /cannot tell the version/);
   assert.match(planText(plans), /^# api: 127\.0\.0\.1:5000\/conduit\/conduit-http:0\.1\.1, /);
+});
+
+test('--build-arg: extra arguments pass through; the label arguments stay build.ts\'s', () => {
+  const extra = parseBuildArgs(['ASPNET_IMAGE=mirror.example/aspnet@sha256:' + 'c'.repeat(64), 'EMPTY=']);
+  const [p] = planBuild(podman, { ...base, components: componentsFor('api'), buildArgs: extra });
+  assert.ok(p.build.args.includes('ASPNET_IMAGE=mirror.example/aspnet@sha256:' + 'c'.repeat(64)));
+  assert.is(p.spec.buildArgs.VERSION, '0.1.1');
+  assert.throws(() => parseBuildArgs(['VERSION=9.9.9']), /set by build\.ts/);
+  assert.throws(() => parseBuildArgs(['novalue']), /not KEY=VALUE/);
 });
 
 test('source helpers: version from Directory.Build.props, public URL without credentials', () => {

@@ -30,7 +30,7 @@ COPY --from=runtime-base /etc/passwd /etc/group /rootfs/etc/
 RUN ! grep -qE '^[^:]*:[^:]*:1000:' /rootfs/etc/passwd \
  && echo 'appuser:x:1000:1000:ConduitLLM:/home/appuser:/usr/sbin/nologin' >> /rootfs/etc/passwd \
  && echo 'appuser:x:1000:' >> /rootfs/etc/group \
- && install -d -o 1000 -g 1000 -m 0750 /rootfs/home/appuser
+ && mkdir -p /rootfs/home/appuser && chown 1000:1000 /rootfs/home/appuser && chmod 0750 /rootfs/home/appuser
 
 FROM runtime-base AS final
 ARG VERSION=0.0.0-dev

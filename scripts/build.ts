@@ -3,8 +3,8 @@
 // <version>-<shortsha>, and optionally push them and record the pushed digests in a lock file.
 import path from 'node:path';
 import { runCommand } from './lib/cli.ts';
-import { detectEngine, execChecked, inspectImage, pushImage } from './lib/container.ts';
-import { usageError } from './lib/errors.ts';
+import { detectEngine, exec, inspectImage, pushImage } from './lib/container.ts';
+import { usageError, UserError } from './lib/errors.ts';
 import { ALL, COMPONENTS, componentsFor, DEFAULT_DOCKERFILE_DIR, parseBuildArgs, planBuild, planText, readSource, writeLock, type ImageLock } from './lib/build-plan.ts';
 import { displayPath, REPO_ROOT } from './lib/paths.ts';
 import { formatMs, table } from './lib/ui.ts';
@@ -81,7 +81,13 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const lock: ImageLock = {};
   for (const p of plans) {
     const started = performance.now();
-    await reporter.step(`build ${p.component} (${p.refs[0]})`, () => execChecked(p.build, { timeoutMs: 60 * 60_000, streamStderr: !reporter.json && !process.env.CI }));
+    await reporter.step(`build ${p.component} (${p.refs[0]})`, async () => {
+      const r = await exec(p.build, { timeoutMs: 60 * 60_000, streamStderr: !reporter.json && !process.env.CI });
+      if (r.exitCode !== 0) {
+        const tail = (r.stderr || r.stdout).trim().split('\n').slice(-20).join('\n');
+        throw new UserError(`building ${p.component} failed (${engine.bin} exited ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${tail}`, { hint: 'The engine output above names the failing Dockerfile step.' });
+      }
+    });
     const info = await inspectImage(engine, p.refs[0]);
     const pushed: { ref: string; digest: string }[] = [];
     for (const ref of flags.push ? p.refs : []) {

@@ -195,8 +195,10 @@ export interface ImageInfo {
 
 export async function inspectImage(engine: Engine, ref: string): Promise<ImageInfo> {
   const r = await execChecked({ cmd: engine.bin, args: ['image', 'inspect', ref] });
-  const [img] = JSON.parse(r.stdout) as { Id: string; Config?: { Labels?: Record<string, string>; User?: string; Healthcheck?: { Test?: string[] } } }[];
-  return { id: img.Id, labels: img.Config?.Labels ?? {}, user: img.Config?.User ?? '', healthcheck: img.Config?.Healthcheck?.Test };
+  type Raw = { Id: string; Healthcheck?: { Test?: string[] }; Config?: { Labels?: Record<string, string>; User?: string; Healthcheck?: { Test?: string[] } } };
+  const [img] = JSON.parse(r.stdout) as Raw[];
+  // Docker keeps the health check in Config; podman reports it beside Config.
+  return { id: img.Id, labels: img.Config?.Labels ?? {}, user: img.Config?.User ?? '', healthcheck: (img.Config?.Healthcheck ?? img.Healthcheck)?.Test };
 }
 
 // ---- containers -----------------------------------------------------------------------------

@@ -46,7 +46,9 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
  && useradd --system --uid 1001 --gid 1001 --home-dir /home/nextjs --create-home --shell /usr/sbin/nologin nextjs
 COPY --from=build /out/app /app/
 # Next.js writes its image and fetch cache here; everything else stays read-only for the app.
-RUN install -d -o 1001 -g 1001 -m 0750 /app/ConduitLLM.WebUI/.next/cache
+RUN mkdir -p /app/ConduitLLM.WebUI/.next/cache \
+ && chown 1001:1001 /app/ConduitLLM.WebUI/.next/cache \
+ && chmod 0750 /app/ConduitLLM.WebUI/.next/cache
 WORKDIR /app/ConduitLLM.WebUI
 ENV NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 PORT=3000 HOSTNAME=0.0.0.0
 EXPOSE 3000

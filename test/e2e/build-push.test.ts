@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FIXTURES, fixtureSource, requireTools, runScript, startRegistry, tempDir, usePodmanSettings, type Registry } from '../helpers/containers.ts';
+import { FIXTURES, fixtureSource, removeImagesOfRevision, requireTools, runScript, startRegistry, tempDir, usePodmanSettings, type Registry } from '../helpers/containers.ts';
 import { run } from '../../scripts/lib/exec.ts';
 
 const test = suite('build.ts push to a local registry');
@@ -22,11 +22,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  if (ctx.revision) {
-    const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${ctx.revision}`]);
-    const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
-    if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
-  }
+  await removeImagesOfRevision(ctx.revision);
   await ctx.registry?.stop();
   for (const d of [ctx.source, ctx.work]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });

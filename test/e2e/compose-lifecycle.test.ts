@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FIXTURES, fixtureSource, freePort, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
+import { FIXTURES, fixtureSource, freePort, removeImagesOfRevision, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
 import { run, runChecked } from '../../scripts/lib/exec.ts';
 
 const test = suite('compose.ts lifecycle on podman');
@@ -47,9 +47,7 @@ test.after(async () => {
   const vols = await volumes();
   if (vols.length) await run('podman', ['volume', 'rm', '-f', ...vols]);
   await run('podman', ['network', 'rm', '-f', `${ctx.project}_default`]);
-  const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${ctx.revision}`]);
-  const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
-  if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
+  await removeImagesOfRevision(ctx.revision);
   for (const d of [ctx.source, ctx.work]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 

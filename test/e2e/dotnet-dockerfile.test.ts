@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FIXTURES, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
+import { commitAll, FIXTURES, imageFiles, removeImagesOfRevision, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
 import { run, runChecked } from '../../scripts/lib/exec.ts';
 
 const test = suite('.NET Dockerfiles on stand-in bases');
@@ -38,24 +38,8 @@ async function fakeCheckout(): Promise<string> {
   fs.writeFileSync(path.join(src, '.env'), 'POSTGRES_PASSWORD=do-not-ship\n');
   fs.writeFileSync(path.join(src, 'ConduitLLM.WebUI', 'page.tsx'), '');
   fs.writeFileSync(path.join(src, 'Directory.Build.props'), '<Project><PropertyGroup><Version>0.5.0</Version></PropertyGroup></Project>\n');
-  const git = (...a: string[]) => runChecked('git', ['-C', src, '-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...a]);
-  await git('init', '-q');
-  await git('add', '-A');
-  await git('commit', '-q', '-m', 'fake checkout');
-  ctx.revision = (await git('rev-parse', 'HEAD')).stdout.trim();
+  ctx.revision = await commitAll(src, 'fake checkout');
   return src;
-}
-
-async function exportedFiles(image: string): Promise<{ list: string; read: (p: string) => Promise<string> }> {
-  const cid = (await runChecked('podman', ['create', image])).stdout.trim();
-  const tar = path.join(ctx.work, `${cid}.tar`);
-  try {
-    await runChecked('podman', ['export', '-o', tar, cid]);
-  } finally {
-    await run('podman', ['rm', '-f', cid]);
-  }
-  const list = (await runChecked('tar', ['-tvf', tar, '--numeric-owner'])).stdout;
-  return { list, read: async (p: string) => (await runChecked('tar', ['-xOf', tar, p])).stdout };
 }
 
 test.before(async () => {
@@ -67,10 +51,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${ctx.revision}`]);
-  const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
-  if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
-  await run('podman', ['rmi', '-f', SDK, ASPNET]);
+  await removeImagesOfRevision(ctx.revision, SDK, ASPNET);
   if (ctx.work) fs.rmSync(ctx.work, { recursive: true, force: true });
 });
 
@@ -91,7 +72,7 @@ for (const [component, project, image] of [['api', 'ConduitLLM.Http', 'conduit-h
     assert.is(cfg.Labels['org.opencontainers.image.revision'], ctx.revision);
     assert.is(cfg.Labels['org.opencontainers.image.version'], '0.5.0');
 
-    const files = await exportedFiles(ref);
+    const files = await imageFiles(ref, ctx.work);
     assert.match(await files.read('etc/passwd'), /^appuser:x:1000:1000:ConduitLLM:\/home\/appuser:\/usr\/sbin\/nologin$/m);
     assert.match(await files.read('etc/group'), /^appuser:x:1000:$/m);
     assert.match(files.list, /^d\S+ 1000\/1000 .* home\/appuser\/?$/m, 'home owned by appuser');

@@ -104,3 +104,35 @@ export async function startRegistry(): Promise<Registry> {
     },
   };
 }
+
+/** Remove every image built from one fixture commit (build.ts labels them with the revision). */
+export async function removeImagesOfRevision(revision: string, ...extra: string[]): Promise<void> {
+  if (revision) {
+    const built = await run('podman', ['images', '--quiet', '--filter', `label=org.opencontainers.image.revision=${revision}`]);
+    const ids = [...new Set(built.stdout.split('\n').filter(Boolean))];
+    if (ids.length) await run('podman', ['rmi', '-f', ...ids]);
+  }
+  if (extra.length) await run('podman', ['rmi', '-f', ...extra]);
+}
+
+/** An image's filesystem as `tar -tv` lists it (numeric owners), and a reader for single files. */
+export async function imageFiles(image: string, workDir: string): Promise<{ list: string; read: (p: string) => Promise<string> }> {
+  const cid = (await runChecked('podman', ['create', image])).stdout.trim();
+  const tar = path.join(workDir, `${cid}.tar`);
+  try {
+    await runChecked('podman', ['export', '-o', tar, cid]);
+  } finally {
+    await run('podman', ['rm', '-f', cid]);
+  }
+  const list = (await runChecked('tar', ['-tvf', tar, '--numeric-owner'])).stdout;
+  return { list, read: async (p: string) => (await runChecked('tar', ['-xOf', tar, p])).stdout };
+}
+
+/** Make a directory a git repository with one commit of everything in it; returns the commit. */
+export async function commitAll(dir: string, message: string): Promise<string> {
+  const git = (...a: string[]) => runChecked('git', ['-C', dir, '-c', 'user.name=fixture', '-c', 'user.email=fixture@example.invalid', ...a]);
+  if (!fs.existsSync(path.join(dir, '.git'))) await git('init', '-q');
+  await git('add', '-A');
+  await git('commit', '-q', '-m', message);
+  return (await git('rev-parse', 'HEAD')).stdout.trim();
+}

@@ -346,6 +346,8 @@ export interface KubeScoreConfig {
   file: string;
   ignore: KubeScoreIgnore[];
   enableOptional: string[];
+  /** Extra kube-score flags (e.g. --ignore-container-cpu-limit), each with the reason. */
+  flags: { flag: string; reason: string }[];
 }
 
 /** The kube-score configuration beside the chart directory (`.kube-score.yaml`). */
@@ -354,15 +356,25 @@ export function kubeScoreConfigFor(chartDir: string): string {
 }
 
 export function loadKubeScoreConfig(file = DEFAULT_KUBE_SCORE_CONFIG): KubeScoreConfig {
-  if (!fs.existsSync(file)) return { file, ignore: [], enableOptional: [] };
-  const doc = parseYaml(fs.readFileSync(file, 'utf8')) as { ignore?: { check?: string; reason?: string; environments?: string[] }[]; enableOptional?: string[] } | null;
+  if (!fs.existsSync(file)) return { file, ignore: [], enableOptional: [], flags: [] };
+  const doc = parseYaml(fs.readFileSync(file, 'utf8')) as {
+    ignore?: { check?: string; reason?: string; environments?: string[] }[];
+    enableOptional?: string[];
+    flags?: { flag?: string; reason?: string }[];
+  } | null;
   const ignore = (doc?.ignore ?? []).map((i, n) => {
     if (!i?.check || !i.reason || i.reason.trim().length < 10) {
       throw new UserError(`${displayPath(file)}: ignore[${n}] needs a check id and a reason`, { hint: 'Every ignored kube-score check must say why it does not apply.' });
     }
     return { check: i.check, reason: i.reason.trim(), ...(i.environments ? { environments: i.environments.map(String) } : {}) };
   });
-  return { file, ignore, enableOptional: doc?.enableOptional ?? [] };
+  const flags = (doc?.flags ?? []).map((f, n) => {
+    if (!f?.flag || !/^--[a-z-]+$/.test(f.flag) || !f.reason || f.reason.trim().length < 10) {
+      throw new UserError(`${displayPath(file)}: flags[${n}] needs a --flag and a reason`, { hint: 'Every kube-score flag that relaxes a check must say why.' });
+    }
+    return { flag: f.flag, reason: f.reason.trim() };
+  });
+  return { file, ignore, enableOptional: doc?.enableOptional ?? [], flags };
 }
 
 interface KubeScoreObject {
@@ -592,7 +604,7 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
       : mapLimit(states.filter((s) => s.renders.has(newest)), limit, async (s) => {
           const file = s.renders.get(newest)!;
           const ignored = kubeScoreConfig!.ignore.filter((i) => !i.environments || i.environments.includes(s.cluster.environment));
-          const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...kubeScoreConfig!.enableOptional.flatMap((c) => ['--enable-optional-test', c]), file];
+          const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...kubeScoreConfig!.enableOptional.flatMap((c) => ['--enable-optional-test', c]), ...kubeScoreConfig!.flags.map((f) => f.flag), file];
           const r = await run(kubeScoreBin, args, { timeoutMs: 2 * 60_000 });
           let objects: KubeScoreObject[];
           try {

@@ -11,6 +11,7 @@
 // (x-kubernetes-preserve-unknown-fields). Optional fields accept null, as the API server does.
 // Custom resources get the Kubernetes ObjectMeta of the same release for their metadata, so a typo
 // in `metadata.labels` of a ServiceMonitor is caught as surely as in a Deployment.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +29,7 @@ export const KUBE_VERSIONS: Readonly<Record<string, string>> = {
 };
 
 /** Bump when the generated output changes, so caches are rebuilt. */
-export const GENERATOR_VERSION = 3;
+export const GENERATOR_VERSION = 4;
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -174,6 +175,8 @@ export interface GeneratedKind {
   kind: string;
   apiVersion: string;
   source: string;
+  /** SHA-256 of the schema file: equal hashes in two versions mean equal validation results. */
+  sha256: string;
 }
 
 export interface GenerateResult {
@@ -200,7 +203,7 @@ export function generateSchemas(swagger: SwaggerDoc, crdTexts: { file: string; t
     if (prev && prev.kind.apiVersion !== apiVersion) {
       throw toolError(`two kinds map to the same schema file ${file}: ${prev.kind.apiVersion} ${prev.kind.kind} (${prev.kind.source}) and ${apiVersion} ${kind} (${source})`, 'kubeconform names files by the first label of the API group; one of the two cannot be validated.');
     }
-    files.set(file, { schema, kind: { file, kind, apiVersion, source } });
+    files.set(file, { schema, kind: { file, kind, apiVersion, source, sha256: '' } });
   };
 
   for (const [name, def] of Object.entries(defs)) {
@@ -242,7 +245,11 @@ export function generateSchemas(swagger: SwaggerDoc, crdTexts: { file: string; t
   }
 
   fs.mkdirSync(outDir, { recursive: true });
-  for (const [file, { schema }] of files) fs.writeFileSync(path.join(outDir, file), JSON.stringify(schema));
+  for (const [file, entry] of files) {
+    const text = JSON.stringify(entry.schema);
+    entry.kind.sha256 = createHash('sha256').update(text).digest('hex');
+    fs.writeFileSync(path.join(outDir, file), text);
+  }
   return [...files.values()].map((f) => f.kind).sort((a, b) => a.file.localeCompare(b.file));
 }
 

@@ -406,6 +406,29 @@ export function kubeconformMessages(r: KubeconformResource): string[] {
   return fromList.length ? fromList : [r.msg];
 }
 
+export interface RenderedDoc {
+  /** `apiVersion/kind`, e.g. `apps/v1/Deployment`. */
+  key: string;
+  name: string;
+  text: string;
+}
+
+/**
+ * The documents of a `helm template` output with their apiVersion, kind and name, read from the
+ * top-level keys helm writes at column 0 (no YAML parse: this runs on every render).
+ */
+export function splitRendered(manifest: string): RenderedDoc[] {
+  const out: RenderedDoc[] = [];
+  for (const text of manifest.split(/^---[ \t]*$/m)) {
+    const api = /^apiVersion:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1];
+    const kind = /^kind:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1];
+    const name = /^metadata:[^\n]*\n(?:[ \t]+[^\n]*\n)*?[ \t]+name:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1] ?? '';
+    if (api && kind) out.push({ key: `${api}/${kind}`, name, text: text.replace(/^\n+/, '') });
+    else if (text.replace(/#[^\n]*/g, '').trim()) out.push({ key: 'unknown/Unknown', name: '', text });
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 interface ClusterState {
@@ -475,10 +498,11 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
     skip.has('kube-score') ? Promise.resolve('') : tool('kube-score', progress),
   ]);
   const schemaRoot = options.schemaRoot ?? schemasRoot();
-  const schemaKinds = new Map<string, Set<string>>();
+  // apiVersion/kind -> schema hash, per version.
+  const schemaShas = new Map<string, Map<string, string>>();
   if (!skip.has('schema')) {
     const generated = await Promise.all(versions.map((v) => ensureSchemas(v, { root: schemaRoot, progress })));
-    for (const g of generated) schemaKinds.set(g.version, new Set(g.kinds.map((k) => `${k.apiVersion}/${k.kind}`)));
+    for (const g of generated) schemaShas.set(g.version, new Map(g.kinds.map((k) => [`${k.apiVersion}/${k.kind}`, k.sha256])));
   }
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-validate-'));
@@ -564,41 +588,101 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
     }
 
     // 3. Strict schemas (one kubeconform per version, every cluster at once) and kube-score (per cluster).
-    const schemaJobs = skip.has('schema')
-      ? []
-      : versions.map(async (v) => {
-          const files = states.filter((s) => s.renders.has(v)).map((s) => s.renders.get(v)!);
-          if (!files.length) return;
-          const allow = Object.keys(SCHEMALESS_ALLOWLIST);
-          const args = ['-strict', '-kubernetes-version', v, '-schema-location', schemaLocationTemplate(schemaRoot), '-output', 'json', '-verbose', ...(allow.length ? ['-skip', allow.join(',')] : []), ...files];
-          progress(`kubeconform: ${files.length} render(s) against Kubernetes ${v}`);
-          const r = await run(kubeconformBin, args, { timeoutMs: 5 * 60_000 });
-          let parsed: { resources?: KubeconformResource[] };
-          try {
-            parsed = JSON.parse(r.stdout);
-          } catch {
-            throw toolError(`kubeconform failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kubeconform installation (npx zx scripts/tools.ts install kubeconform).');
+    // Strict schemas. An object checked against a schema file with the same hash in an earlier
+    // version gives the same result there, so each (object, schema) pair is validated once: the
+    // first version gets every object, later versions only the objects whose schema changed.
+    // One kubeconform process per version reads every cluster's part at once.
+    const schemaJobs: Promise<void>[] = [];
+    if (!skip.has('schema')) {
+      type DocPlan = { doc: RenderedDoc; validatedIn: Map<string, string> };
+      const plans = new Map<string, DocPlan[]>(); // render file -> its documents
+      const partFiles = new Map<string, string[]>(); // version -> part files
+      const partOf = new Map<string, { render: string; version: string }>();
+      for (const render of new Set(states.flatMap((s) => [...s.renders.values()]))) {
+        const docs = splitRendered(fs.readFileSync(render, 'utf8'));
+        const unique = new Set(docs.map((d) => `${d.key}/${d.name}`)).size === docs.length;
+        const plan = docs.map((doc) => ({ doc, validatedIn: new Map<string, string>() }));
+        plans.set(render, plan);
+        const usedBy = versions.filter((v) => states.some((s) => s.renders.get(v) === render));
+        for (const v of usedBy) {
+          const needed: string[] = [];
+          for (const p of plan) {
+            const sha = schemaShas.get(v)!.get(p.doc.key);
+            const earlier = unique && sha ? usedBy.slice(0, usedBy.indexOf(v)).find((u) => schemaShas.get(u)!.get(p.doc.key) === sha) : undefined;
+            p.validatedIn.set(v, earlier ? p.validatedIn.get(earlier)! : v);
+            if (!earlier) needed.push(p.doc.text);
           }
-          const byFile = new Map<string, KubeconformResource[]>();
-          for (const res of parsed.resources ?? []) byFile.set(res.filename, [...(byFile.get(res.filename) ?? []), res]);
-          for (const s of states) {
-            const file = s.renders.get(v);
-            if (!file) continue;
-            const resources = byFile.get(file) ?? [];
-            const findings: Finding[] = [];
-            for (const res of resources) {
-              if (res.status === 'statusValid' || res.status === 'statusSkipped' || res.status === 'statusEmpty') continue;
-              const object = `${res.kind}/${res.name}`;
-              if (res.status === 'statusError' && /could not find schema/.test(res.msg)) {
-                findings.push({ object, message: `no schema for ${res.version} ${res.kind} in Kubernetes ${v} or the pinned CRDs`, hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).' });
-                continue;
-              }
-              for (const m of kubeconformMessages(res)) findings.push({ object, message: m });
+          if (!needed.length) continue;
+          const part = `${render}.${v}.part.yaml`;
+          fs.writeFileSync(part, needed.join('\n---\n'), { mode: 0o600 });
+          partFiles.set(v, [...(partFiles.get(v) ?? []), part]);
+          partOf.set(part, { render, version: v });
+        }
+      }
+      // (render, version validated in, kind/name) -> kubeconform's verdict
+      const verdicts = new Map<string, KubeconformResource>();
+      const batchMs = new Map<string, number>();
+      const allow = Object.keys(SCHEMALESS_ALLOWLIST);
+      const workers = String(Math.max(1, Math.floor(limit / Math.max(1, partFiles.size))));
+      for (const [v, files] of partFiles) {
+        schemaJobs.push(
+          (async () => {
+            const args = ['-strict', '-n', workers, '-kubernetes-version', v, '-schema-location', schemaLocationTemplate(schemaRoot), '-output', 'json', '-verbose', ...(allow.length ? ['-skip', allow.join(',')] : []), ...files];
+            progress(`kubeconform: ${files.length} render(s) against Kubernetes ${v}`);
+            const r = await run(kubeconformBin, args, { timeoutMs: 5 * 60_000 });
+            let parsed: { resources?: KubeconformResource[] };
+            try {
+              parsed = JSON.parse(r.stdout);
+            } catch {
+              throw toolError(`kubeconform failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kubeconform installation (npx zx scripts/tools.ts install kubeconform).');
             }
-            const valid = resources.filter((x) => x.status === 'statusValid').length;
-            step(s.report, { step: 'schema', kubeVersion: v, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${valid}/${resources.length} object(s) valid (one kubeconform for ${files.length} render(s))` });
+            batchMs.set(v, r.ms);
+            for (const res of parsed.resources ?? []) {
+              const from = partOf.get(res.filename);
+              if (from) verdicts.set(`${from.render}\u0000${from.version}\u0000${res.version}/${res.kind}/${res.name}`, res);
+            }
+          })(),
+        );
+      }
+      schemaJobs.push(
+        Promise.all([...schemaJobs]).then(() => {
+          for (const v of versions) {
+            for (const s of states) {
+              const render = s.renders.get(v);
+              if (!render) continue;
+              const findings: Finding[] = [];
+              let valid = 0;
+              let reused = 0;
+              const plan = plans.get(render)!;
+              for (const p of plan) {
+                const at = p.validatedIn.get(v)!;
+                if (at !== v) reused++;
+                const res = verdicts.get(`${render}\u0000${at}\u0000${p.doc.key}/${p.doc.name}`);
+                const object = `${p.doc.key.split('/').pop()}/${p.doc.name}`;
+                if (!res) {
+                  findings.push({ object, message: `kubeconform reported nothing for ${p.doc.key} ${p.doc.name}`, hint: 'The rendered document could not be read as a Kubernetes object.' });
+                  continue;
+                }
+                if (res.status === 'statusValid' || res.status === 'statusSkipped') {
+                  valid++;
+                  continue;
+                }
+                if (res.status === 'statusEmpty') continue;
+                if (res.status === 'statusError' && /could not find schema/.test(res.msg)) {
+                  findings.push({ object, message: `no schema for ${res.version} ${res.kind} in Kubernetes ${v} or the pinned CRDs`, hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).' });
+                  continue;
+                }
+                for (const m of kubeconformMessages(res)) findings.push({ object, message: m });
+              }
+              step(s.report, {
+                step: 'schema', kubeVersion: v, status: findings.length ? 'failed' : 'ok', ms: batchMs.get(v) ?? 0, findings,
+                note: `${valid}/${plan.length} object(s) valid${reused ? `; ${reused} unchanged schema(s) since an earlier version, checked once` : ''}`,
+              });
+            }
           }
-        });
+        }),
+      );
+    }
     const scoreJobs = skip.has('kube-score')
       ? Promise.resolve([])
       : mapLimit(states.filter((s) => s.renders.has(newest)), limit, async (s) => {

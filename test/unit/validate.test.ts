@@ -71,6 +71,23 @@ test('the chart\'s own render-time failure is reported with the key it names, at
   assert.match(r.out, `[render 1.36.3] ${f}:3:3: image.tag: image.tag latest cannot roll out consistently`);
 });
 
+test('rendered objects are checked strictly for every version; a kind without a schema is an error', async () => {
+  const f = overlay(
+    'objects.yaml',
+    ['resources:', '  requests: {cpu: 100m, memory: 64Mi}', '  limitz: {memory: 64Mi}', 'extraObjects:', '  - apiVersion: example.com/v1', '    kind: Widget', '    metadata: {name: w}', ''].join('\n'),
+  );
+  const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--json']);
+  assert.is(r.exitCode, 1, r.out);
+  const steps = JSON.parse(r.stdout).clusters[0].steps.filter((s: { step: string }) => s.step === 'schema');
+  assert.is(steps.length, 4);
+  for (const s of steps) {
+    // Unchanged schemas are validated once but reported for every version.
+    assert.is(s.status, 'failed', JSON.stringify(s));
+    assert.ok(s.findings.some((x: { object: string; message: string }) => x.object === 'Deployment/conduit' && /limitz/.test(x.message)), JSON.stringify(s.findings));
+    assert.ok(s.findings.some((x: { object: string; message: string }) => x.object === 'Widget/w' && /no schema for example.com\/v1 Widget/.test(x.message)), JSON.stringify(s.findings));
+  }
+});
+
 test('YAML 1.1 booleans used as strings are warned about with their position', async () => {
   const f = overlay('bool.yaml', 'config:\n  logLevel: on\n');
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--kube-version', '1.36']);

@@ -6,10 +6,12 @@
 // coalesces the result with the chart's values.yaml, where a null deletes a key the chart defines.
 // Every step here follows that order, so what we validate is exactly what the chart will see; the
 // positions let an error point at the file, line and column of the layer that set the key last.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type Pair } from 'yaml';
 import { UserError, usageError } from './errors.ts';
-import { displayPath } from './paths.ts';
+import { cacheRoot, displayPath } from './paths.ts';
 
 export type Values = Record<string, unknown>;
 export type PathSegment = string | number;
@@ -193,7 +195,41 @@ export function loadValuesFile(file: string): ValuesLayer {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(`${name}: cannot read values file (${code ?? (e as Error).message})`, { hint: code === 'ENOENT' ? 'Check the path (layers in values/clusters.yaml are relative to values/).' : undefined });
   }
-  return parseValuesText(text, name);
+  if (text.length < CACHE_MIN_BYTES) return parseValuesText(text, name);
+  // Parsing a large file with positions (the chart's values.yaml) takes long enough to be worth a
+  // cache keyed by name and content.
+  const key = createHash('sha256').update(`${LAYER_CACHE_VERSION}\u0000${name}\u0000${text}`).digest('hex').slice(0, 32);
+  const cacheFile = path.join(cacheRoot(), 'values-layers', `${key}.json`);
+  try {
+    const c = JSON.parse(fs.readFileSync(cacheFile, 'utf8')) as { file: string; values: Values; positions: [string, SourcePos][]; warnings: ValuesWarning[] };
+    return { file: c.file, values: c.values, positions: new Map(c.positions), warnings: c.warnings };
+  } catch {
+    /* not cached yet */
+  }
+  const layer = parseValuesText(text, name);
+  if (isJsonSafe(layer.values)) {
+    try {
+      fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify({ ...layer, positions: [...layer.positions] }));
+      fs.renameSync(tmp, cacheFile);
+    } catch {
+      /* caching is an optimisation only */
+    }
+  }
+  return layer;
+}
+
+const CACHE_MIN_BYTES = 8192;
+const LAYER_CACHE_VERSION = 1;
+
+/** Whether a value survives a JSON round trip unchanged (no Buffer, Date, NaN, Infinity). */
+function isJsonSafe(v: unknown): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v);
+  if (Array.isArray(v)) return v.every(isJsonSafe);
+  if (isPlainObject(v)) return Object.values(v).every(isJsonSafe);
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import { cacheRoot, displayPath, REPO_ROOT } from './paths.ts';
 import { helmToolName, tool, type HelmMajor } from './tools.ts';
 import type { ClusterConfig } from './clusters.ts';
 import {
-  formatPath, formatPos, getPath, isPlainObject, loadValuesFile, locate, mergeUserLayers, mergeValueLayers, parseSetFlags, pathKey, setsAsValues,
+  formatPath, formatPos, getPath, isPlainObject, loadValuesFile, locate, looksSecret, mergeUserLayers, mergeValueLayers, parseSetFlags, pathKey, setsAsValues,
   type MergedValues, type PathSegment, type SetAssignment, type SourcePos, type ValuesLayer,
 } from './values.ts';
 
@@ -198,8 +198,9 @@ function instancePath(e: ErrorObject): PathSegment[] {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
-function describe(v: unknown): string {
+function describe(v: unknown, at: readonly PathSegment[] = []): string {
   if (v === null) return 'null';
+  if (looksSecret(at) && typeof v !== 'object') return `a ${typeof v} (value hidden)`;
   if (Array.isArray(v)) return 'a list';
   if (isPlainObject(v)) return 'a map';
   const s = JSON.stringify(v);
@@ -259,24 +260,24 @@ export function schemaFindings(errors: ErrorObject[], merged: MergedValues, clus
       }
       case 'type': {
         const got = getPath(merged.values, p);
-        message = `must be ${(e.params as { type: string }).type}, got ${describe(got)}`;
+        message = `must be ${(e.params as { type: string }).type}, got ${describe(got, p)}`;
         const pos0 = locate(merged, p)?.pos;
         const bool = merged.warnings.find((w) => pos0 && w.at.file === pos0.file && w.at.line === pos0.line);
         hint = bool ? `The value is a YAML 1.1 boolean word; quote it.` : desc;
-        if (!hint && (e.params as { type: string }).type === 'string' && typeof got === 'number') hint = `Quote the value ("${got}") to keep it a string.`;
+        if (!hint && (e.params as { type: string }).type === 'string' && typeof got === 'number' && !looksSecret(p)) hint = `Quote the value ("${got}") to keep it a string.`;
         pos = pos0;
         break;
       }
       case 'enum': {
         const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
-        message = `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describe(getPath(merged.values, p))}`;
+        message = `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describe(getPath(merged.values, p), p)}`;
         hint = desc;
         pos = locate(merged, p)?.pos;
         break;
       }
       case 'pattern':
       case 'format': {
-        message = `${describe(getPath(merged.values, p))} ${e.message}`;
+        message = `${describe(getPath(merged.values, p), p)} ${e.message}`;
         hint = desc ?? (e.keyword === 'format' ? `Use a valid ${(e.params as { format: string }).format}.` : undefined);
         pos = locate(merged, p)?.pos;
         break;

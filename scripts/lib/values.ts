@@ -370,8 +370,9 @@ export function parseSetFlags(flags: readonly string[]): SetAssignment[] {
   return out;
 }
 
-function looksSecret(path: readonly PathSegment[]): boolean {
-  return path.some((s) => typeof s === 'string' && /(password|secret|token|key|credential|url|dsn)/i.test(s));
+/** Whether a key path names something secret (its value is never shown in messages). */
+export function looksSecret(path: readonly PathSegment[]): boolean {
+  return path.some((s) => typeof s === 'string' && /(password|secret|token|key|credential)/i.test(s));
 }
 
 /** How an assignment is shown in messages: the value hidden when the key looks secret. */

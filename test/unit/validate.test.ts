@@ -88,6 +88,13 @@ test('rendered objects are checked strictly for every version; a kind without a 
   }
 });
 
+test('a values file with a YAML syntax error is reported at its line (exit 1)', async () => {
+  const f = overlay('syntax.yaml', 'config:\n  logLevel: [info\n');
+  const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--kube-version', '1.36']);
+  assert.is(r.exitCode, 1, r.out);
+  assert.match(r.out, new RegExp(`${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: invalid YAML`));
+});
+
 test('YAML 1.1 booleans used as strings are warned about with their position', async () => {
   const f = overlay('bool.yaml', 'config:\n  logLevel: on\n');
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--kube-version', '1.36']);

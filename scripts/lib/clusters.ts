@@ -80,7 +80,7 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
   const layer = parseValuesText(fs.readFileSync(file, 'utf8'), name);
   const schemaFile = options.schemaFile ?? REGISTRY_SCHEMA;
   const schema = fs.existsSync(schemaFile) ? JSON.parse(fs.readFileSync(schemaFile, 'utf8')) : FALLBACK_SCHEMA;
-  const ajv = new Ajv({ allErrors: true, strict: false });
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
   const validate = ajv.compile(schema);
   const at = (p: readonly PathSegment[]): SourcePos | undefined => {
     for (let n = p.length; n > 0; n--) {

@@ -181,6 +181,15 @@ function editDistance(a: string, b: string): number {
 }
 
 function closest(word: string, candidates: string[]): string | undefined {
+  const w = word.toLowerCase();
+  const common = (a: string, b: string) => {
+    let i = 0;
+    while (i < a.length && i < b.length && a[i] === b[i]) i++;
+    return i;
+  };
+  // `replicas` for `replicaCount`: a long shared prefix says more than the edit distance.
+  const prefix = candidates.filter((c) => common(w, c.toLowerCase()) >= Math.max(4, Math.ceil(w.length * 0.7)));
+  if (prefix.length === 1) return prefix[0];
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
@@ -387,6 +396,12 @@ export interface KubeScoreIgnore {
   reason: string;
   /** Only for clusters of these environments (all when absent). */
   environments?: string[];
+  /** Only for these objects, `Kind/name` with `*` wildcards (all objects when absent). */
+  objects?: string[];
+}
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp('^' + glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
 }
 
 export interface KubeScoreConfig {
@@ -405,7 +420,7 @@ export function kubeScoreConfigFor(chartDir: string): string {
 export function loadKubeScoreConfig(file = DEFAULT_KUBE_SCORE_CONFIG): KubeScoreConfig {
   if (!fs.existsSync(file)) return { file, ignore: [], enableOptional: [], flags: [] };
   const doc = parseYaml(fs.readFileSync(file, 'utf8')) as {
-    ignore?: { check?: string; reason?: string; environments?: string[] }[];
+    ignore?: { check?: string; reason?: string; environments?: string[]; objects?: string[] }[];
     enableOptional?: string[];
     flags?: { flag?: string; reason?: string }[];
   } | null;
@@ -413,7 +428,12 @@ export function loadKubeScoreConfig(file = DEFAULT_KUBE_SCORE_CONFIG): KubeScore
     if (!i?.check || !i.reason || i.reason.trim().length < 10) {
       throw new UserError(`${displayPath(file)}: ignore[${n}] needs a check id and a reason`, { hint: 'Every ignored kube-score check must say why it does not apply.' });
     }
-    return { check: i.check, reason: i.reason.trim(), ...(i.environments ? { environments: i.environments.map(String) } : {}) };
+    return {
+      check: i.check,
+      reason: i.reason.trim(),
+      ...(i.environments ? { environments: i.environments.map(String) } : {}),
+      ...(i.objects ? { objects: i.objects.map(String) } : {}),
+    };
   });
   const flags = (doc?.flags ?? []).map((f, n) => {
     if (!f?.flag || !/^--[a-z-]+$/.test(f.flag) || !f.reason || f.reason.trim().length < 10) {
@@ -734,7 +754,10 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
       ? Promise.resolve([])
       : mapLimit(states.filter((s) => s.renders.has(newest)), limit, async (s) => {
           const file = s.renders.get(newest)!;
-          const ignored = kubeScoreConfig!.ignore.filter((i) => !i.environments || i.environments.includes(s.cluster.environment));
+          const applicable = kubeScoreConfig!.ignore.filter((i) => !i.environments || i.environments.includes(s.cluster.environment));
+          // Checks ignored for every object go to kube-score; object-scoped ones filter its findings.
+          const ignored = applicable.filter((i) => !i.objects);
+          const scoped = applicable.filter((i) => i.objects).map((i) => ({ check: i.check, patterns: i.objects!.map(globToRegExp) }));
           const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...kubeScoreConfig!.enableOptional.flatMap((c) => ['--enable-optional-test', c]), ...kubeScoreConfig!.flags.map((f) => f.flag), file];
           const r = await run(kubeScoreBin, args, { timeoutMs: 2 * 60_000 });
           let objects: KubeScoreObject[];
@@ -745,19 +768,21 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
           }
           const findings: Finding[] = [];
           for (const o of objects) {
+            const objectName = `${o.type_meta?.kind ?? '?'}/${o.object_meta?.name ?? o.object_name}`;
             for (const c of o.checks) {
               if (c.skipped || c.grade >= 10) continue;
+              if (scoped.some((x) => x.check === c.check.id && x.patterns.some((re) => re.test(objectName)))) continue;
               const comments = c.comments?.length ? c.comments : [{ summary: c.check.name }];
               for (const cm of comments) {
                 findings.push({
-                  object: `${o.type_meta?.kind ?? '?'}/${o.object_meta?.name ?? o.object_name}`,
+                  object: objectName,
                   message: `[${c.check.id}] ${cm.path ? cm.path + ': ' : ''}${cm.summary ?? c.check.name}`,
                   hint: cm.description || `Fix it in the chart, or ignore ${c.check.id} in ${displayPath(kubeScoreConfig!.file)} with a reason.`,
                 });
               }
             }
           }
-          step(s.report, { step: 'kube-score', kubeVersion: newest, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${objects.length} object(s), ${ignored.length} check(s) ignored by ${displayPath(kubeScoreConfig!.file)}` });
+          step(s.report, { step: 'kube-score', kubeVersion: newest, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${objects.length} object(s), ${applicable.length} ignore(s) from ${displayPath(kubeScoreConfig!.file)}` });
         });
     await Promise.all([...schemaJobs, scoreJobs]);
 

@@ -32,17 +32,17 @@ function withRegistry(text: string, fn: (file: string) => void) {
   }
 }
 
-const ENTRY = (extra: string) => `clusters:\n  dev:\n    context: dev\n    namespace: conduit\n    release: conduit\n    environment: local\n    layers: [environments/local.yaml, clusters/local.yaml]\n${extra}`;
+const ENTRY = (extra: string) => `clusters:\n  dev:\n    description: a test cluster\n    protected: false\n    context: dev\n    namespace: conduit\n    release: conduit\n    environment: local\n    layers: [environments/local.yaml, clusters/local.yaml]\n${extra}`;
 
 test('registry errors name the file, line and key', () => {
   withRegistry(ENTRY('    protectd: true\n'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:8:5: clusters\.dev\.protectd: unknown key/.test(e.message));
+    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:10:5: clusters\.dev\.protectd: unknown key/.test(e.message));
   });
-  withRegistry(ENTRY('    protected: "yes please"\n'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:8:5: clusters\.dev\.protected: must be boolean/.test(e.message));
+  withRegistry(ENTRY('').replace('protected: false', 'protected: "yes please"'), (file) => {
+    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:4:5: clusters\.dev\.protected: must be boolean/.test(e.message));
   });
   withRegistry(ENTRY('').replace('clusters/local.yaml', 'clusters/missing.yaml'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:7:\d+: clusters\.dev\.layers\[1\]: layer file .*missing\.yaml does not exist/.test(e.message));
+    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:9:\d+: clusters\.dev\.layers\[1\]: layer file .*missing\.yaml does not exist/.test(e.message));
   });
   withRegistry(ENTRY('').replace('environment: local', 'environment: production'), (file) => {
     assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.dev\.environment: environment "production" but the layers do not include environments\/production\.yaml/.test(e.message));

@@ -124,6 +124,26 @@ if (realChart) {
     const r = await validate(['--all']);
     assert.is(r.exitCode, 0, r.out);
   });
+
+  test('the repository chart: malformed overlays are pinned to file:line and key', async () => {
+    const f = overlay(
+      'real-bad.yaml',
+      ['api:', '  replicaCount: "2"', '  replicas: 2', 'mediaStorage:', '  s3:', '    endpoint: s3.example.com', 'redis:', '  mode: external', '  external:', '    host: cache.internal:6379/0', ''].join('\n'),
+    );
+    const r = await validate(['--cluster', 'staging', '--values', f, '--kube-version', '1.36']);
+    assert.is(r.exitCode, 1, r.out);
+    for (const [line, col, key] of [[2, 3, 'api.replicaCount'], [3, 3, 'api.replicas'], [6, 5, 'mediaStorage.s3.endpoint'], [10, 5, 'redis.external.host']] as const) {
+      assert.match(r.out, `${f}:${line}:${col}: ${key}:`, `${key}\n${r.out}`);
+    }
+    assert.match(r.out, 'Did you mean "replicaCount"?');
+  });
+
+  test('the repository chart: an impossible combination fails at render time, pointing at the key', async () => {
+    const f = overlay('real-combo.yaml', 'api:\n  replicaCount: 3\nmediaStorage:\n  type: inmemory\n');
+    const r = await validate(['--cluster', 'local', '--values', f, '--kube-version', '1.36']);
+    assert.is(r.exitCode, 1, r.out);
+    assert.match(r.out, new RegExp(`\\[render 1\\.36\\.3\\] ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:2:3: api\\.replicaCount: .*in-memory media store`));
+  });
 }
 
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -39,6 +39,14 @@ test('every fixture cluster passes on all four Kubernetes versions (exit 0, JSON
   }
 });
 
+test('helm 3 renders and lints the same fixture (--helm 3)', async () => {
+  const r = await validate([...FIXTURE_ARGS, '--cluster', 'prod-eu', '--helm', '3', '--kube-version', '1.35', '--json']);
+  assert.is(r.exitCode, 0, r.out);
+  const report = JSON.parse(r.stdout);
+  assert.is(report.helm, 3);
+  assert.equal(report.kubeVersions, ['1.35.4']);
+});
+
 test('malformed overlays: wrong type, unknown key, bad URL, Redis /0, impossible combination -> exit 1 at file:line', async () => {
   const f = overlay(
     'bad.yaml',

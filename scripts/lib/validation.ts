@@ -535,6 +535,31 @@ function helmProblems(r: RunResult): Finding[] {
   return (lines.length ? lines : [text.split('\n').slice(-5).join(' ')]).map((l) => ({ message: l.trim() }));
 }
 
+export interface PreparedValues {
+  /** The values Helm will render with, and where each key came from. */
+  merged: MergedValues;
+  /** The cluster's layer files then the extra --values files, parsed. */
+  layers: ValuesLayer[];
+  /** What to hand helm: --values files in order, then (when --set was used) a document on stdin. */
+  helm: { files: string[]; stdin?: string };
+}
+
+/**
+ * One cluster's values as Helm will see them, and the helm arguments that reproduce them
+ * (deploy.ts uses the same, so what was validated is what gets installed). Throws a UserError
+ * (exit 1) naming file, line and column for unreadable or malformed layer files.
+ */
+export function prepareClusterValues(
+  cluster: ClusterConfig,
+  inputs: { defaults: ValuesLayer; extraLayers?: ValuesLayer[]; valuesFiles?: string[]; sets?: SetAssignment[] },
+): PreparedValues {
+  const sets = inputs.sets ?? [];
+  const layers = [...cluster.layers.map((l) => loadValuesFile(l)), ...(inputs.extraLayers ?? (inputs.valuesFiles ?? []).map((f) => loadValuesFile(f)))];
+  const merged = mergeValueLayers(inputs.defaults, layers, sets);
+  const stdin = sets.length ? stringifyYaml(setsAsValues(sets, mergeUserLayers(layers, sets))) : undefined;
+  return { merged, layers, helm: { files: [...cluster.layers, ...(inputs.valuesFiles ?? [])].map((f) => path.resolve(f)), stdin } };
+}
+
 /**
  * Validate the clusters. Throws a UserError with exit code 2 when a tool cannot run; findings in the
  * input are returned in the report (ok: false).
@@ -583,12 +608,12 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
       const state: ClusterState = { cluster, report, helmValues: { files: [] }, valuesOk: false, renders: new Map() };
       const t0 = performance.now();
       try {
-        const layers = [...cluster.layers.map((l) => loadValuesFile(l)), ...extraLayers];
-        const merged = mergeValueLayers(defaults, layers, sets);
+        const prepared = prepareClusterValues(cluster, { defaults, extraLayers, valuesFiles: options.valuesFiles ?? [], sets });
+        const merged = prepared.merged;
+        const layers = prepared.layers;
         state.merged = merged;
         report.warnings.push(...merged.warnings.map((w) => `${formatPos(w.at)}: ${w.path}: ${w.message}`));
-        const stdinDoc = sets.length ? stringifyYaml(setsAsValues(sets, mergeUserLayers(layers, sets))) : undefined;
-        state.helmValues = { files: [...cluster.layers, ...(options.valuesFiles ?? [])].map((f) => path.resolve(f)), stdin: stdinDoc };
+        state.helmValues = prepared.helm;
         const clusterFile = displayPath(cluster.layers[cluster.layers.length - 1] ?? cluster.at.file);
         let findings: Finding[] = [];
         if (chartSchema && !chartSchema.validate(merged.values)) findings = schemaFindings(chartSchema.validate.errors ?? [], merged, clusterFile);

@@ -290,15 +290,18 @@ export function ensureSchemas(version: string, options: { root?: string; progres
         const kinds = generateSchemas(swagger, crds, tmp, `kubernetes ${version}`);
         fs.writeFileSync(path.join(tmp, '.kinds.json'), JSON.stringify(kinds));
         fs.writeFileSync(path.join(tmp, '.stamp.json'), want);
-        const old = `${dir}.old-${process.pid}`;
-        if (fs.existsSync(dir)) fs.renameSync(dir, old);
-        try {
-          fs.renameSync(tmp, dir);
-        } catch (e) {
-          // Another process finished first: keep its result.
-          if (!fs.existsSync(stampFile)) throw e;
+        const current = () => fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === want;
+        // Another process may have finished first: keep its result (someone may be reading it).
+        if (!current()) {
+          const old = `${dir}.old-${process.pid}`;
+          if (fs.existsSync(dir)) fs.renameSync(dir, old);
+          try {
+            fs.renameSync(tmp, dir);
+          } catch (e) {
+            if (!current()) throw e;
+          }
+          fs.rmSync(old, { recursive: true, force: true });
         }
-        fs.rmSync(old, { recursive: true, force: true });
         return { dir, version, kinds, generated: true, ms: performance.now() - started };
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });

@@ -30,7 +30,7 @@ const spec = {
     'npx zx scripts/validate.ts',
     'npx zx scripts/validate.ts --cluster prod-eu --kube-version 1.36',
     'npx zx scripts/validate.ts --all --json > report.json',
-    'npx zx scripts/validate.ts --cluster staging --values my-overrides.yaml --set api.replicas=4',
+    'npx zx scripts/validate.ts --cluster staging --values my-overrides.yaml --set api.replicaCount=4',
   ],
   notes: [
     'Steps per cluster: values (merge like Helm + values.schema.json, errors point at file:line:column),',

@@ -285,6 +285,11 @@ export function ensureSchemas(version: string, options: { root?: string; progres
       const swagger = JSON.parse(fs.readFileSync(swaggerPath, 'utf8')) as SwaggerDoc;
       const crds = crdFiles.map((f) => ({ file: f, text: fs.readFileSync(f, 'utf8') }));
       fs.mkdirSync(root, { recursive: true });
+      // Left-overs of an interrupted generation (older than an hour) go first.
+      for (const e of fs.readdirSync(root)) {
+        const p = path.join(root, e);
+        if ((e.startsWith('.tmp-') || e.includes('.old-')) && Date.now() - fs.statSync(p).mtimeMs > 3_600_000) fs.rmSync(p, { recursive: true, force: true });
+      }
       const tmp = fs.mkdtempSync(path.join(root, `.tmp-${version}-`));
       try {
         const kinds = generateSchemas(swagger, crds, tmp, `kubernetes ${version}`);

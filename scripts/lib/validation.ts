@@ -454,7 +454,7 @@ interface KubeScoreObject {
 // ---------------------------------------------------------------------------------------------
 // kubeconform output
 
-interface KubeconformResource {
+export interface KubeconformResource {
   filename: string;
   kind: string;
   name: string;
@@ -480,6 +480,27 @@ export interface RenderedDoc {
   text: string;
 }
 
+/** `metadata.name` of one document: the `name:` line at the first indentation under `metadata:`. */
+function metadataName(doc: string): string {
+  const lines = doc.split('\n');
+  const start = lines.findIndex((l) => /^metadata:\s*(#.*)?$/.test(l));
+  if (start < 0) {
+    // Flow style: metadata: {name: x, ...}
+    return /^metadata:\s*\{[^}]*?\bname:\s*["']?([^\s,"'}]+)/m.exec(doc)?.[1] ?? '';
+  }
+  let indent: string | undefined;
+  for (const line of lines.slice(start + 1)) {
+    if (!line.trim() || /^\s*#/.test(line)) continue;
+    const lead = /^[ \t]*/.exec(line)![0];
+    if (!lead) break;
+    indent ??= lead;
+    if (lead !== indent) continue;
+    const m = /^\s*name:[ \t]*["']?([^\s"'#]+)/.exec(line);
+    if (m) return m[1];
+  }
+  return '';
+}
+
 /**
  * The documents of a `helm template` output with their apiVersion, kind and name, read from the
  * top-level keys helm writes at column 0 (no YAML parse: this runs on every render).
@@ -489,7 +510,7 @@ export function splitRendered(manifest: string): RenderedDoc[] {
   for (const text of manifest.split(/^---[ \t]*$/m)) {
     const api = /^apiVersion:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1];
     const kind = /^kind:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1];
-    const name = /^metadata:[^\n]*\n(?:[ \t]+[^\n]*\n)*?[ \t]+name:[ \t]*["']?([^\s"'#]+)/m.exec(text)?.[1] ?? '';
+    const name = metadataName(text);
     if (api && kind) out.push({ key: `${api}/${kind}`, name, text: text.replace(/^\n+/, '') });
     else if (text.replace(/#[^\n]*/g, '').trim()) out.push({ key: 'unknown/Unknown', name: '', text });
   }

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { satisfiesConstraint } from '../../scripts/lib/validation.ts';
+import { kubeconformMessages, satisfiesConstraint, splitRendered } from '../../scripts/lib/validation.ts';
 
 const test = suite('validate.ts');
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
@@ -124,6 +124,21 @@ test('Chart.yaml kubeVersion constraints are evaluated like Helm does', () => {
   assert.is(satisfiesConstraint('1.35.0', '~1.35'), true);
   assert.is(satisfiesConstraint('1.36.0', '^1.30 || >=2'), true);
   assert.is(satisfiesConstraint('1.36.0', 'nonsense'), undefined);
+});
+
+test('rendered documents are split with kind and metadata.name (nested name keys ignored)', () => {
+  const docs = splitRendered(
+    '---\n# Source: x\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  annotations:\n    name: decoy\n  name: "real"\ndata: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: flow}\n---\n# only a comment\n',
+  );
+  assert.equal(docs.map((d) => [d.key, d.name]), [['v1/ConfigMap', 'real'], ['v1/Service', 'flow']]);
+});
+
+test('kubeconform messages are split into one line per error', () => {
+  const msgs = kubeconformMessages({
+    filename: 'f', kind: 'Deployment', name: 'a', version: 'apps/v1', status: 'statusInvalid',
+    msg: "problem validating schema. Check JSON formatting: jsonschema validation failed with 'file:///x.json#' - at '': validation failed   - at '/metadata/labels/x': got boolean, want string   - at '/spec/foo': additional properties 'foo' not allowed",
+  });
+  assert.equal(msgs, ['/metadata/labels/x: got boolean, want string', "/spec/foo: additional properties 'foo' not allowed"]);
 });
 
 const realChart = fs.existsSync(path.join(REPO_ROOT, 'chart', 'Chart.yaml')) && fs.existsSync(path.join(REPO_ROOT, 'values', 'clusters.yaml'));

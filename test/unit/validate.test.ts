@@ -110,6 +110,19 @@ test('YAML 1.1 booleans used as strings are warned about with their position', a
   assert.match(r.out, `warning: ${f}:2:13: config.logLevel: \`on\` is read by Helm as the boolean true`);
 });
 
+test('a chart that reads .Capabilities is rendered once per Kubernetes version', async () => {
+  const chart = path.join(tmp, 'caps-chart');
+  fs.cpSync(path.join(FIXTURES, 'chart'), chart, { recursive: true });
+  fs.writeFileSync(path.join(chart, 'templates', 'caps.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n');
+  fs.copyFileSync(path.join(FIXTURES, '.kube-score.yaml'), path.join(tmp, '.kube-score.yaml'));
+  const r = await validate(['--registry', path.join(FIXTURES, 'values', 'clusters.yaml'), '--chart', chart, '--cluster', 'local', '--json']);
+  assert.is(r.exitCode, 0, r.out);
+  const report = JSON.parse(r.stdout);
+  assert.is(report.sharedRender, false);
+  const renders = report.clusters[0].steps.filter((s: { step: string }) => s.step === 'render');
+  assert.equal(renders.map((s: { kubeVersion: string }) => s.kubeVersion), ['1.34.4', '1.35.4', '1.36.3', '1.37.2']);
+});
+
 test('usage errors exit 2: unknown flag, unknown cluster, unsupported Kubernetes version, bad --set', async () => {
   for (const args of [['--bogus'], [...FIXTURE_ARGS, '--cluster', 'nowhere'], [...FIXTURE_ARGS, '--kube-version', '1.20'], [...FIXTURE_ARGS, '--set', 'novalue'], [...FIXTURE_ARGS, '--all', '--cluster', 'local']]) {
     const r = await validate(args);

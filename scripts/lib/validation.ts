@@ -7,7 +7,13 @@
 // Speed comes from doing each expensive thing once: schemas are generated once per version and
 // cached; one kubeconform process validates every cluster's render of a version; a render is
 // shared by all versions when the chart cannot tell versions apart (no `.Capabilities` anywhere,
-// and any Chart.yaml kubeVersion constraint admits them all); clusters and versions run in parallel.
+// and any Chart.yaml kubeVersion constraint admits them all); an object is checked once against a
+// schema that did not change between versions; the compiled values schema is cached; clusters and
+// versions run in parallel.
+//
+// kubeconform reads the renders from private temporary files (0600, removed at the end), not from
+// stdin: on stdin every object is reported as coming from "stdin", so one process could not tell
+// the clusters (and versions) apart.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';

@@ -120,6 +120,10 @@ test('RabbitMQ alerts read only what the aggregated endpoint serves', () => {
     for (const s of parsePromQL(a.expr).selectors) if (s.metric && s.metric !== 'up') assert.is(catalog.metrics.find((m) => m.name === s.metric)?.source, 'rabbitmq_prometheus', `${a.name}: ${s.metric}`);
     assert.not.match(a.expr, /\b(queue|vhost)\b(?!_)/, `${a.name} must not group by queue or vhost`);
   }
+  // The catalog describes the endpoint the chart scrapes, so the catalog check refuses per-queue queries.
+  for (const m of catalog.metrics.filter((x) => x.source === 'rabbitmq_prometheus')) assert.not.ok(m.labels.some((l) => l === 'queue' || l === 'vhost'), m.name);
+  // One Redis per exporter: redis_exporter adds no labels of its own to these series.
+  for (const m of catalog.metrics.filter((x) => x.source === 'redis_exporter')) assert.equal(m.labels, [], m.name);
   for (const a of alertRules(loadRules()).filter((r) => /Redis/.test(r.name))) {
     for (const s of parsePromQL(a.expr).selectors) if (s.metric) assert.is(catalog.metrics.find((m) => m.name === s.metric)?.source, 'redis_exporter', `${a.name}: ${s.metric}`);
   }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toolError } from './errors.ts';
 import { run } from './exec.ts';
+import { REPO_ROOT } from './paths.ts';
 
 export interface CrdSource {
   name: string;
@@ -31,7 +32,13 @@ export function moduleDir(module: string, version: string): Promise<string> {
   let p = moduleDirs.get(key);
   if (!p) {
     p = (async () => {
-      const r = await run(process.env.CONDUIT_GO ?? 'go', ['mod', 'download', '-json', key], { env: { GOFLAGS: '-mod=mod' }, timeoutMs: 10 * 60_000 });
+      // Run inside tools/go/crds, whose go.sum pins the modules' checksums: the download is verified
+      // against it rather than a checksum-database lookup (which does not know every version).
+      const r = await run(process.env.CONDUIT_GO ?? 'go', ['mod', 'download', '-json', key], {
+        cwd: path.join(REPO_ROOT, 'tools', 'go', 'crds'),
+        env: { GOFLAGS: '-mod=mod' },
+        timeoutMs: 10 * 60_000,
+      });
       let info: { Dir?: string; Error?: string } = {};
       try {
         info = JSON.parse(r.stdout);

@@ -69,7 +69,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     const lines =
       r.action === 'none'
         ? [`The local cluster "${r.name}" is already running (nothing to do).`]
-        : [`The local cluster "${r.name}" is ${r.action === 'created' ? 'up' : r.action === 'started' ? 'running again' : 'repaired'}: API ready and a Deployment rolled out in ${formatMs(r.readyMs)}${r.built.length ? ` (built ${r.built.join(', ')} first)` : ''}.`];
+        : [`The local cluster "${r.name}" is ${r.action === 'created' ? 'up' : r.action === 'started' ? 'running again' : 'repaired'}: a Deployment rolled out after ${formatMs(r.rolloutMs ?? r.readyMs)}, CRDs installed, ready in ${formatMs(r.readyMs)}${r.built.length ? ` (built ${r.built.join(', ')} first)` : ''}.`];
     lines.push(`context:    ${r.context}`, `kubeconfig: ${r.kubeconfig}`, `try:        kubectl --kubeconfig ${r.kubeconfig} --context ${r.context} get nodes`);
     reporter.result(lines.join('\n'), { ok: true, ...r });
     return 0;

@@ -10,7 +10,7 @@ import { stringify as toYaml } from 'yaml';
 import { CRD_SOURCES, crdFiles } from './crds.ts';
 import { UserError } from './errors.ts';
 import { run, type RunResult } from './exec.ts';
-import { Kube, type KubeObject } from './kube.ts';
+import { explainKubeError, isKubeError, Kube, type KubeObject } from './kube.ts';
 import { cacheRoot } from './paths.ts';
 import { KUBERNETES_VERSION, toolSpec, toolStatus, installTool } from './tools.ts';
 
@@ -237,6 +237,10 @@ export function kwokctlConfiguration(bins: LocalBinaries, paths: LocalClusterPat
       kubeAuthorization: true,
       kubeAdmission: true,
       quietPull: true,
+      // Real-kubelet timings (kwokctl stretches them 5x by default). The node leases kwok holds then
+      // expire in 20s, so after a restart (kwok takes a new identity) the nodes are taken back at once.
+      heartbeatFactor: 1,
+      nodeLeaseDurationSeconds: 20,
       cacheDir: path.join(paths.workdir, 'clusters', '.kwok-cache'),
       etcdBinary: bins.etcd,
       kubeApiserverBinary: bins['kube-apiserver'],
@@ -477,8 +481,10 @@ export interface UpResult {
   action: 'none' | 'created' | 'started' | 'repaired';
   built: string[];
   crds: number;
-  /** Milliseconds from the start of `up` (binaries present) until the smoke Deployment rolled out. */
+  /** Milliseconds from the start of `up` (binaries present) until everything was ready (CRDs included). */
   readyMs: number;
+  /** Milliseconds from the start until the API had accepted and rolled out the smoke Deployment. */
+  rolloutMs?: number;
 }
 
 function yamlDocs(docs: object[]): string {
@@ -531,6 +537,15 @@ function kwokctlFailure(what: string, r: RunResult, paths: LocalClusterPaths): U
 
 /** Build what is missing, then create (or start, or repair) the cluster; a no-op when it already runs. */
 export async function upLocalCluster(reporter: StepReporter, paths = localClusterPaths()): Promise<UpResult> {
+  try {
+    return await bringUp(reporter, paths);
+  } catch (e) {
+    if (isKubeError(e)) throw explainKubeError(e, 'bringing up the local cluster', localTarget(paths));
+    throw e;
+  }
+}
+
+async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promise<UpResult> {
   const built: string[] = [];
   const missing = missingBinaries();
   if (missing.length) reporter.info(`First run: building ${missing.length} binaries from source (cached afterwards): ${missing.join(', ')}`);
@@ -569,8 +584,21 @@ export async function upLocalCluster(reporter: StepReporter, paths = localCluste
       } else if (clusterCreated(paths)) {
         action = 'started';
         await reporter.step('start the stopped control plane', async () => {
-          const r = await kwokctl(binaries, paths, ['--name', LOCAL_CLUSTER_NAME, 'start', 'cluster', '--wait', '2m']);
-          if (r.exitCode !== 0) throw kwokctlFailure('kwokctl start cluster', r, paths);
+          // Started under load a component can exit early (e.g. the API server before etcd answers):
+          // `start` only starts what is stopped, so a second round completes the set.
+          for (let round = 1; ; round++) {
+            const r = await kwokctl(binaries, paths, ['--name', LOCAL_CLUSTER_NAME, 'start', 'cluster', '--wait', '2m']);
+            if (r.exitCode !== 0 && round >= 2) throw kwokctlFailure('kwokctl start cluster', r, paths);
+            const states = await componentStates(binaries, paths);
+            if (r.exitCode === 0 && states.length && states.every((c) => c.status === 'Ready')) break;
+            if (round >= 3) throw new UserError(`components did not start: ${states.filter((c) => c.status !== 'Ready').map((c) => `${c.name} ${c.status}`).join(', ')}`, { hint: `See the logs in ${path.join(paths.clusterDir, 'logs')}.` });
+          }
+        });
+        await reporter.step('hand the nodes to the restarted simulator', async () => {
+          // The node leases still name the previous kwok process; dropping them lets the new one take
+          // the nodes over now instead of after they expire.
+          await pollUntil('the API server to answer /readyz', 120_000, () => kube.reachable(5000));
+          await kube.call(['delete', 'leases.coordination.k8s.io', '--all', '--wait=false'], { namespace: 'kube-node-lease' });
         });
       } else {
         action = 'created';
@@ -586,15 +614,18 @@ export async function upLocalCluster(reporter: StepReporter, paths = localCluste
         await kube.apply(nodeObjects(), { fieldManager: 'conduit-local-cluster', forceConflicts: true });
         await kube.wait('nodes', 'condition=Ready', { all: true, timeoutSeconds: 120 });
       });
-      const crdCount = await reporter.step('CustomResourceDefinitions', (progress) => installCrds(kube, progress));
       await reporter.step('roll out a smoke-test Deployment', async () => {
         const [ns, ...rest] = smokeObjects();
+        // A smoke namespace from an earlier run may still be terminating: wait until it is gone.
+        if ((await kube.get('namespace', SMOKE_NAMESPACE))?.metadata.deletionTimestamp) await kube.wait(`namespace/${SMOKE_NAMESPACE}`, 'delete', { timeoutSeconds: 120 });
         await kube.apply([ns], { fieldManager: 'conduit-local-cluster', forceConflicts: true });
         await pollUntil(`the default ServiceAccount of ${SMOKE_NAMESPACE}`, 60_000, async () => Boolean(await kube.get('serviceaccount', 'default', { namespace: SMOKE_NAMESPACE })));
         await kube.apply(rest, { fieldManager: 'conduit-local-cluster', forceConflicts: true });
         await kube.rolloutStatus('deployment/smoke', { namespace: SMOKE_NAMESPACE, timeoutSeconds: 120 });
       });
-      const out = result(action, crdCount);
+      const rolledOutMs = Math.round(performance.now() - started);
+      const crdCount = await reporter.step('CustomResourceDefinitions', (progress) => installCrds(kube, progress));
+      const out = { ...result(action, crdCount), rolloutMs: rolledOutMs };
       await kube.delete('namespace', SMOKE_NAMESPACE, { wait: false }).catch(() => false);
       return out;
     },
@@ -660,7 +691,7 @@ export async function downLocalCluster(reporter: StepReporter, paths = localClus
       await reporter.step('stop and delete the control plane', async () => {
         const bins = Object.fromEntries(LOCAL_BINARIES.map((b) => [b, toolStatus(toolSpec(b)).path])) as LocalBinaries;
         if (!fs.existsSync(bins.kwokctl)) bins.kwokctl = (await installTool('kwokctl')).status.path;
-        const r = await kwokctl(bins, paths, ['--name', LOCAL_CLUSTER_NAME, 'delete', 'cluster', '--kubeconfig', '']);
+        const r = await kwokctl(bins, paths, ['--name', LOCAL_CLUSTER_NAME, 'delete', 'cluster', '--kubeconfig', paths.kubeconfig]);
         if (r.exitCode !== 0) throw kwokctlFailure('kwokctl delete cluster', r, paths);
       });
     }

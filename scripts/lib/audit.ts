@@ -48,12 +48,19 @@ interface ConfigMap extends KubeObject {
 
 const SECRET_KEY = /(pass(word|wd)?|secret|token|api[-_]?key|master[-_]?key|credential|private[-_]?key|auth)/i;
 const MASK = '***';
+// Stricter than redact()'s: any NAME=value or NAME: value whose name mentions a key, password,
+// secret, token or credential (e.g. CONDUIT_MASTER_KEY=..., "apiKey: ...") loses its value.
+const SECRET_ASSIGNMENT = /\b([A-Za-z0-9_.-]*(?:KEY|PASS|SECRET|TOKEN|CRED)[A-Za-z0-9_.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;'"]+)/gi;
+
+function redactText(text: string): string {
+  return redact(text).replace(SECRET_ASSIGNMENT, (_m, name: string, sep: string) => `${name}${sep}${MASK}`);
+}
 
 /** Redact an entry: strings through redact(), secret-named fields masked whatever they hold (pure). */
 export function sanitizeAuditEntry(entry: AuditEntry): AuditEntry {
   const clean = (v: unknown, key?: string): unknown => {
     if (key !== undefined && SECRET_KEY.test(key) && v !== null && v !== undefined && v !== '') return MASK;
-    if (typeof v === 'string') return redact(v);
+    if (typeof v === 'string') return redactText(v);
     if (Array.isArray(v)) return v.map((x) => clean(x));
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, clean(x, k)]));
     return v;

@@ -193,6 +193,19 @@ export class Kube {
     return this.call(args, { namespace: options.namespace, input: manifest, timeoutMs: options.timeoutMs });
   }
 
+  /**
+   * What applying a manifest would change (server-side dry run compared with the live objects), as a
+   * unified diff. kubectl masks Secret data in it; the text is redacted on top.
+   */
+  async diff(manifest: string, options: { namespace?: string; fieldManager?: string; timeoutMs?: number } = {}): Promise<{ changed: boolean; text: string }> {
+    const args = ['diff', '--server-side', '--force-conflicts', '--field-manager', options.fieldManager ?? 'conduit-deploy', '-f', '-'];
+    const r = await this.exec(args, { namespace: options.namespace, input: manifest, timeoutMs: options.timeoutMs });
+    // kubectl diff: 0 no differences, 1 differences found, anything else an error.
+    if (r.exitCode === 0) return { changed: false, text: '' };
+    if (r.exitCode === 1 && !/^error:|Error from server/m.test(r.stderr)) return { changed: true, text: redact(r.stdout) };
+    throw new KubeError(classifyKubectlError(r.stderr, r.timedOut), r);
+  }
+
   /** Create an object; fails with reason AlreadyExists when it exists (the race-free primitive). */
   async create<T extends KubeObject>(object: T, options: CallOptions = {}): Promise<T> {
     return this.callJson<T>(['create', '-f', '-'], { ...options, input: toKubectlInput(object) });

@@ -191,4 +191,25 @@ test('the real Pod Security admission rejects a privileged pod in a restricted n
   }
 });
 
+test('diff shows what an apply would change and masks Secret values', async () => {
+  const ns = await scratchNamespace(kube, 'e2e-diff');
+  const objects = (level: string, password: string) =>
+    [
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns.name }, data: { LOG_LEVEL: level } },
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: ns.name }, stringData: { password } },
+    ].map((o) => JSON.stringify(o)).join('\n---\n');
+  try {
+    await kube.applyManifest(objects('info', 'first-pass-e2e'), { namespace: ns.name });
+    assert.equal(await kube.diff(objects('info', 'first-pass-e2e'), { namespace: ns.name }), { changed: false, text: '' });
+    const d = await kube.diff(objects('debug', 'second-pass-e2e'), { namespace: ns.name });
+    assert.ok(d.changed);
+    assert.match(d.text, /-\s+LOG_LEVEL: info/);
+    assert.match(d.text, /\+\s+LOG_LEVEL: debug/);
+    assert.not.ok(d.text.includes('first-pass-e2e') || d.text.includes('second-pass-e2e'), d.text);
+    assert.not.ok(d.text.includes(Buffer.from('second-pass-e2e').toString('base64')), 'base64 secret leaked');
+  } finally {
+    await ns.cleanup();
+  }
+});
+
 test.run();

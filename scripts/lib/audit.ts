@@ -56,8 +56,8 @@ function redactText(text: string): string {
   return redact(text).replace(SECRET_ASSIGNMENT, (_m, name: string, sep: string) => `${name}${sep}${MASK}`);
 }
 
-/** Redact an entry: strings through redact(), secret-named fields masked whatever they hold (pure). */
-export function sanitizeAuditEntry(entry: AuditEntry): AuditEntry {
+/** A deep copy with strings redacted and every field whose name says secret masked, whatever it holds (pure). */
+export function maskSecretValues<T>(value: T): T {
   const clean = (v: unknown, key?: string): unknown => {
     if (key !== undefined && SECRET_KEY.test(key) && v !== null && v !== undefined && v !== '') return MASK;
     if (typeof v === 'string') return redactText(v);
@@ -65,7 +65,12 @@ export function sanitizeAuditEntry(entry: AuditEntry): AuditEntry {
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, clean(x, k)]));
     return v;
   };
-  const out = clean(entry) as AuditEntry;
+  return clean(value) as T;
+}
+
+/** Redact an entry (maskSecretValues) and keep it small (pure). */
+export function sanitizeAuditEntry(entry: AuditEntry): AuditEntry {
+  const out = maskSecretValues(entry);
   // The top-level fields are ours and known to be safe names; only their values needed redacting.
   let text = JSON.stringify(out);
   if (Buffer.byteLength(text) > AUDIT_MAX_ENTRY_BYTES && out.details) {

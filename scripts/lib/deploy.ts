@@ -256,13 +256,17 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         );
       }
       const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
-      await audit('succeeded', { revision: after?.version, chart: after?.chart?.metadata?.version });
+      // helm 4's status has no chart metadata; the history entry names chart and app version.
+      const last = (await releaseHistory(plan).catch(() => [])).at(-1);
+      const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
+      const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
+      await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
       return {
         result: 'succeeded',
         revision: after?.version,
         previousRevision: before?.version,
-        chartVersion: after?.chart?.metadata?.version,
-        appVersion: after?.chart?.metadata?.appVersion,
+        chartVersion,
+        appVersion,
         workloads: verified.workloads,
         diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
         warnings,

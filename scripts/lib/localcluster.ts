@@ -63,6 +63,14 @@ export function localTarget(paths = localClusterPaths()): { context: string; kub
   return { context: LOCAL_CONTEXT, kubeconfig: paths.kubeconfig };
 }
 
+/**
+ * How to reach the cluster of a registry entry: the built-in cluster through its own kubeconfig
+ * (it is never added to ~/.kube/config), any other context through the user's kubeconfig.
+ */
+export function kubeTargetFor(context: string, paths = localClusterPaths()): { context: string; kubeconfig?: string } {
+  return context === LOCAL_CONTEXT ? localTarget(paths) : { context };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Simulation rules (kwok Stages). kwokctl installs kwok's default stages (nodes become Ready, pods
 // become Running/Ready, pods of Jobs complete, deleted pods go away). These add, with a weight so they

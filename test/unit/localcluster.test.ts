@@ -6,6 +6,7 @@ import {
   FAIL_ANNOTATION,
   kwokctlConfiguration,
   kwokctlEnv,
+  kubeTargetFor,
   LOCAL_BINARIES,
   LOCAL_CONTEXT,
   localClusterPaths,
@@ -24,6 +25,8 @@ test('the context is the one kwokctl gives cluster "conduit"', () => {
   assert.is(LOCAL_CONTEXT, 'kwok-conduit');
   assert.is(paths.clusterDir, '/cache/clusters/conduit');
   assert.is(paths.kubeconfig, '/cache/clusters/conduit/kubeconfig.yaml');
+  assert.equal(kubeTargetFor('kwok-conduit', paths), { context: 'kwok-conduit', kubeconfig: '/cache/clusters/conduit/kubeconfig.yaml' });
+  assert.equal(kubeTargetFor('prod-eu', paths), { context: 'prod-eu' });
 });
 
 test('kwokctl gets every binary (nothing to download), loopback only, real admission and RBAC', () => {

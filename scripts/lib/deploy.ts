@@ -241,9 +241,16 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
     try {
       await audit('started');
-      const upgrade: RunResult = await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, () =>
-        run(plan.helm, plan.upgradeArgs, { input: plan.overridesYaml, timeoutMs: (plan.timeoutSeconds + 300) * 1000 }),
-      );
+      let upgrade: RunResult | undefined;
+      try {
+        await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
+          upgrade = await run(plan.helm, plan.upgradeArgs, { input: plan.overridesYaml, timeoutMs: (plan.timeoutSeconds + 300) * 1000 });
+          if (upgrade.exitCode !== 0) throw new Error('helm upgrade failed');
+        });
+      } catch (e) {
+        if (!upgrade || upgrade.exitCode === 0) throw e;
+      }
+      if (!upgrade) throw new Error('helm upgrade did not run');
       const after = await releaseStatus(plan);
       if (upgrade.exitCode !== 0) {
         const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');

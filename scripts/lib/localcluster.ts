@@ -556,7 +556,7 @@ export async function upLocalCluster(reporter: StepReporter, paths = localCluste
 async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promise<UpResult> {
   const built: string[] = [];
   const missing = missingBinaries();
-  if (missing.length) reporter.info(`First run: building ${missing.length} binaries from source (cached afterwards): ${missing.join(', ')}`);
+  if (missing.length) reporter.info(`Building ${missing.length} missing binar${missing.length === 1 ? "y" : "ies"} from source (cached afterwards): ${missing.join(', ')}`);
   return withClusterLock(
     paths,
     async () => {

@@ -1,0 +1,133 @@
+#!/usr/bin/env -S npx zx
+// runbook.ts: the actions operators reach for during an incident, on a registered cluster.
+import readline from 'node:readline/promises';
+import { runCommand } from './lib/cli.ts';
+import { loadRegistry, selectClusters } from './lib/clusters.ts';
+import { UserError } from './lib/errors.ts';
+import { isKubeError, Kube, explainKubeError } from './lib/kube.ts';
+import { kubeTargetFor } from './lib/localcluster.ts';
+import { helmBinary } from './lib/helm.ts';
+import {
+  auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus,
+  parseRequest, planAction, planJson, readFacts, registerReleaseSecrets, writeDiagnoseBundle, type RunbookContext, type RunbookTarget,
+} from './lib/runbook.ts';
+import { helmMajor } from './lib/tools.ts';
+
+const spec = {
+  name: 'runbook.ts',
+  summary: 'Incident actions on a deployed release: look (status, history, logs, diagnose) and act (rollback, restart, scale, rotate-master-key).',
+  usage: ['npx zx scripts/runbook.ts ACTION --cluster NAME [flags] [--dry-run] [--yes] [--json]'],
+  verbs: {
+    status: 'Release, revision, chart/app/image versions, pods ready, HPA state, recent warnings, the deploy lock holder.',
+    history: 'Helm release history (--max N) with the audit trail alongside.',
+    rollback: 'helm rollback to the previous revision (or --to REV) under the deploy lock, then verify the rollout.',
+    restart: 'Rolling restart of --component api|admin|webui|all (pod-template annotation), waits for the rollout.',
+    scale: 'Set --replicas N, or for an autoscaled component the HPA bounds --hpa-min N --hpa-max M.',
+    logs: 'Recent logs of every pod of --component (default all), redacted; --since DUR, --tail N.',
+    'rotate-master-key': 'New random key in the chart-owned master-key Secret, roll api/admin/webui onto it, verify.',
+    diagnose: 'Write a support bundle (tar.gz): status, events, describe, logs, masked values, history, audit trail.',
+  },
+  flags: {
+    cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
+    component: { type: 'string' as const, arg: 'C', description: 'api, admin or webui (restart and logs also take all).' },
+    replicas: { type: 'string' as const, arg: 'N', description: 'scale: replica count of a component without an HPA.' },
+    'hpa-min': { type: 'string' as const, arg: 'N', description: 'scale: new minReplicas of the component\'s HPA (with --hpa-max).' },
+    'hpa-max': { type: 'string' as const, arg: 'M', description: 'scale: new maxReplicas of the component\'s HPA (with --hpa-min).' },
+    to: { type: 'string' as const, arg: 'REV', description: 'rollback: the revision to return to (default: the previous one).' },
+    since: { type: 'string' as const, arg: 'DUR', description: 'logs: only lines newer than DUR (e.g. 15m).' },
+    tail: { type: 'string' as const, arg: 'N', description: 'logs: last N lines per pod (default 200).' },
+    max: { type: 'string' as const, arg: 'N', description: 'history: revisions shown (default 10).' },
+    out: { type: 'string' as const, arg: 'FILE', description: 'diagnose: where to write the bundle (default ./conduit-diagnose-CLUSTER-TIME.tar.gz).' },
+    timeout: { type: 'string' as const, arg: 'DUR', description: 'How long to wait for rollouts (rollback, restart, scale, rotate-master-key; default 5m).' },
+    'dry-run': { type: 'boolean' as const, description: 'Print the plan (what would run and be patched); change nothing.' },
+    yes: { type: 'boolean' as const, description: 'Confirm a change on a protected cluster without asking.' },
+    helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
+    registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry to read instead of values/clusters.yaml.' },
+  },
+  examples: [
+    'npx zx scripts/runbook.ts status --cluster prod-eu',
+    'npx zx scripts/runbook.ts rollback --cluster prod-eu --dry-run',
+    'npx zx scripts/runbook.ts restart --cluster staging --component api',
+    'npx zx scripts/runbook.ts scale --cluster prod-eu --component api --hpa-min 4 --hpa-max 12 --yes',
+    'npx zx scripts/runbook.ts diagnose --cluster prod-us --out /tmp/incident.tar.gz',
+  ],
+  notes: [
+    'Changes (rollback, restart, scale, rotate-master-key) hold the deploy Lease conduit-deploy-lock, are recorded in the',
+    'ConfigMap conduit-audit, and need --yes (or a yes on a terminal) on protected clusters. A later deploy re-applies the',
+    'values: replica counts and HPA bounds set here last until then. Each action is described in docs/runbooks/actions.md.',
+  ],
+};
+
+async function askOnTerminal(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+await runCommand(spec, async ({ flags, positionals, reporter }) => {
+  const [action, ...rest] = positionals;
+  if (rest.length) throw new UserError(`unexpected arguments: ${rest.join(' ')}`, { exitCode: 2, hint: 'runbook.ts takes one ACTION and flags (see --help).' });
+  const req = parseRequest(action, {
+    component: flags.component, replicas: flags.replicas, 'hpa-min': flags['hpa-min'], 'hpa-max': flags['hpa-max'], to: flags.to,
+    since: flags.since, tail: flags.tail, max: flags.max, out: flags.out, timeout: flags.timeout,
+  });
+  const major = helmMajor(flags.helm);
+  const [cluster] = selectClusters(loadRegistry(flags.registry), { cluster: flags.cluster });
+  const target: RunbookTarget = {
+    cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
+    namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
+  };
+  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  const ctx: RunbookContext = { target, kube, helm: await helmBinary(major), helmMajor: major, step: (title, fn) => reporter.step(title, () => fn()) };
+
+  try {
+    if (!(await kube.reachable(10_000))) {
+      throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
+    }
+    const facts = await readFacts(ctx, req);
+    const plan = planAction(target, req, facts, major);
+    if (flags['dry-run']) {
+      reporter.result(`Dry run: nothing was changed.\n\n${describeRunbookPlan(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
+      return 0;
+    }
+    await confirmChange(plan, { yes: flags.yes, dryRun: false, interactive: Boolean(process.stdin.isTTY), ask: askOnTerminal });
+    const started = performance.now();
+    switch (req.action) {
+      case 'status': {
+        await registerReleaseSecrets(kube, target);
+        const s = await reporter.step('read the release status', () => collectStatus(ctx));
+        reporter.result(formatStatus(s), { ok: true, action: 'status', cluster: cluster.name, ...s });
+        return 0;
+      }
+      case 'history': {
+        const h = await reporter.step('read history and audit trail', () => collectHistory(ctx, req.max));
+        reporter.result(formatHistory(h), { ok: true, action: 'history', cluster: cluster.name, ...h });
+        return 0;
+      }
+      case 'logs': {
+        const logs = await collectLogs(ctx, req.components.filter((c) => !facts.components || facts.components.includes(c)), { tail: req.tail, sinceSeconds: req.sinceSeconds });
+        const human = logs.map((l) => `==> ${l.component} ${l.pod} <==\n${l.error ? `(no logs: ${l.error})` : l.logs.trimEnd() || '(empty)'}`).join('\n\n') || '(no pods)';
+        reporter.result(human, { ok: true, action: 'logs', cluster: cluster.name, pods: logs });
+        return 0;
+      }
+      case 'diagnose': {
+        const b = await writeDiagnoseBundle(ctx, req.out);
+        await auditExport(ctx, plan, `support bundle written (${b.entries.length} files, ${b.bytes} bytes)`, started, { files: b.entries.length, bytes: b.bytes });
+        reporter.result(`Support bundle: ${b.file} (${(b.bytes / 1024).toFixed(1)} KiB, ${b.entries.length} files). Secret values are masked; check before sharing.`, { ok: true, action: 'diagnose', cluster: cluster.name, ...b });
+        return 0;
+      }
+      default: {
+        reporter.info(describeRunbookPlan(plan));
+        const out = await executeChange(ctx, plan);
+        reporter.result([`${out.summary}.`, ...out.notes.map((n) => `note: ${n}`)].join('\n'), { ok: true, cluster: cluster.name, ...out });
+        return 0;
+      }
+    }
+  } catch (e) {
+    if (isKubeError(e)) throw explainKubeError(e, `${req.action} on ${cluster.name}`, { context: target.context, kubeconfig: target.kubeconfig });
+    throw e;
+  }
+});

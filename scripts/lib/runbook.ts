@@ -311,7 +311,7 @@ export function planAction(target: RunbookTarget, req: RunbookRequest, facts: Li
       return {
         ...base,
         steps: [
-          { title: 'collect status, events and the deploy lock', mutates: false },
+          { title: 'collect status, events, the deploy lock and the ready endpoints of every Service', mutates: false },
           { title: 'describe pods and deployments of the release', mutates: false, tool: 'kubectl', argv: ['describe', 'pods,deployments,statefulsets,hpa', '--selector', componentSelector(t.release)] },
           { title: 'collect recent logs of every component (redacted)', mutates: false, tool: 'kubectl', argv: ['logs', '--selector', componentSelector(t.release), '--all-containers=true', '--prefix=true', '--tail=500'] },
           { title: 'collect helm values (secrets masked) and history', mutates: false, tool: 'helm', argv: ['get', 'values', t.release, '--all', '--output', 'json'] },
@@ -435,13 +435,17 @@ type Hpa = KubeObject & {
  * log line, value or description printed afterwards can show one. Read failures (no permission) are
  * tolerated: the pattern-based redaction still applies.
  */
+const NOT_SECRET_KEY = /^(user(name)?|host(name)?|port|database|dbname|db|scheme|uri-scheme)$/i;
+
 export async function registerReleaseSecrets(kube: Kube, t: RunbookTarget): Promise<number> {
   let n = 0;
   try {
     const secrets = await kube.list<SecretObject>('secrets', { namespace: t.namespace, selector: `app.kubernetes.io/instance=${t.release}` });
     for (const s of secrets) {
       if (s.type === 'helm.sh/release.v1') continue;
-      for (const v of Object.values(s.data ?? {})) {
+      for (const [k, v] of Object.entries(s.data ?? {})) {
+        // User names, hosts and ports are not secret (and masking "conduit" everywhere helps nobody).
+        if (NOT_SECRET_KEY.test(k)) continue;
         const plain = Buffer.from(v, 'base64').toString('utf8');
         registerSecret(plain);
         n++;
@@ -498,6 +502,8 @@ export interface StatusReport {
 export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> {
   const t = ctx.target;
   const rel = await requireRelease(ctx);
+  // helm 4's status has no chart metadata; the newest history entry names chart and app version.
+  const last = ((await helmJson<HistoryReport['revisions']>(ctx, ['history', t.release, '--max', '1', '--output', 'json'])) ?? []).at(-1);
   const sel = componentSelector(t.release);
   const [deps, pods, hpas, events, lock] = await Promise.all([
     ctx.kube.list<Deployment>('deployments', { namespace: t.namespace, selector: sel }),
@@ -526,7 +532,14 @@ export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> 
     };
   });
   return {
-    release: { name: rel.name, revision: rel.version, status: rel.info.status, chart: rel.chart?.metadata?.version, appVersion: rel.chart?.metadata?.appVersion, lastDeployed: rel.info.last_deployed },
+    release: {
+      name: rel.name,
+      revision: rel.version,
+      status: rel.info.status,
+      chart: rel.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(\d)/, '$1'),
+      appVersion: rel.chart?.metadata?.appVersion ?? last?.app_version,
+      lastDeployed: rel.info.last_deployed,
+    },
     components,
     warnings: events.filter((e) => e.type === 'Warning').slice(-20),
     lock: lock.free ? { held: false } : { held: true, holder: lock.holder, reason: lock.reason, expiresAt: lock.expiresAt },
@@ -756,6 +769,7 @@ export async function writeDiagnoseBundle(ctx: RunbookContext, out: string | und
     write('status.txt', formatStatus(status));
     const events = await ctx.kube.events(t.namespace);
     write('events.txt', events.map((e) => `${e.lastSeen}  ${e.type.padEnd(7)}  ${e.object}  ${e.reason}: ${e.message}${e.count > 1 ? ` (x${e.count})` : ''}`).join('\n') + '\n');
+    write('endpoints.txt', formatEndpoints(await serviceEndpoints(ctx)));
     const describe = await step(ctx, 'describe', () => ctx.kube.exec(['describe', 'pods,deployments,statefulsets,hpa', '--selector', componentSelector(t.release)], { namespace: t.namespace }));
     write('describe.txt', describe.stdout + (describe.exitCode ? `\n(kubectl describe exited ${describe.exitCode}: ${describe.stderr})` : ''));
     const logs = await step(ctx, 'logs', () => collectLogs(ctx, [...COMPONENTS], { tail: 500 }));
@@ -776,6 +790,24 @@ export async function writeDiagnoseBundle(ctx: RunbookContext, out: string | und
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+type EndpointSlice = KubeObject & { endpoints?: { conditions?: { ready?: boolean } }[] };
+
+/** Ready endpoints per Service of the namespace: a dependency with none is unreachable from the app. */
+export async function serviceEndpoints(ctx: RunbookContext): Promise<{ service: string; ready: number; total: number }[]> {
+  const [services, slices] = await Promise.all([
+    ctx.kube.list('services', { namespace: ctx.target.namespace }),
+    ctx.kube.list<EndpointSlice>('endpointslices.discovery.k8s.io', { namespace: ctx.target.namespace }),
+  ]);
+  return services.map((svc) => {
+    const own = slices.filter((sl) => sl.metadata.labels?.['kubernetes.io/service-name'] === svc.metadata.name).flatMap((sl) => sl.endpoints ?? []);
+    return { service: svc.metadata.name, ready: own.filter((e) => e.conditions?.ready !== false).length, total: own.length };
+  });
+}
+
+export function formatEndpoints(rows: { service: string; ready: number; total: number }[]): string {
+  return ['Ready endpoints per Service (0 ready: nothing answers behind that name):', ...rows.map((r) => `  ${r.service.padEnd(40)} ${r.ready}/${r.total}${r.ready === 0 ? '  <- no ready endpoint' : ''}`)].join('\n') + '\n';
 }
 
 function listFiles(d: string): string[] {

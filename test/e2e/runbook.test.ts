@@ -64,12 +64,20 @@ async function revision(): Promise<number> {
   const r = await run(helm, ['history', 'conduit', '--namespace', namespace, '--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--output', 'json']);
   return (JSON.parse(r.stdout) as { revision: number }[]).at(-1)!.revision;
 }
-/** resourceVersion of every object a runbook action could touch. */
+/**
+ * The state of every object a runbook action could touch: resourceVersion of Secrets, ConfigMaps and
+ * the Lease; generation (spec changes only) of Deployments and HPAs, whose status the controllers keep
+ * updating; the set of pods.
+ */
 async function versions(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const kind of ['deployments', 'hpa', 'secrets', 'configmaps', 'leases.coordination.k8s.io', 'pods']) {
+  for (const kind of ['secrets', 'configmaps', 'leases.coordination.k8s.io']) {
     for (const o of await kube.list(kind, { namespace })) out[`${o.kind}/${o.metadata.name}`] = o.metadata.resourceVersion ?? '';
   }
+  for (const kind of ['deployments', 'hpa']) {
+    for (const o of await kube.list(kind, { namespace })) out[`${o.kind}/${o.metadata.name}`] = `generation ${o.metadata.generation}`;
+  }
+  for (const o of await kube.list('pods', { namespace })) out[`Pod/${o.metadata.name}`] = o.metadata.uid ?? '';
   return out;
 }
 async function releaseSecretValues(): Promise<string[]> {

@@ -52,7 +52,10 @@ test('external database: a CronJob dumps with postgres, then uploads with rclone
   assert.equal(ue.get('AWS_SECRET_ACCESS_KEY')?.valueFrom, { secretKeyRef: { name: 'backup-s3', key: 'secret-access-key' } });
   assert.equal(ue.get('AWS_ACCESS_KEY_ID')?.valueFrom, { secretKeyRef: { name: 'backup-s3', key: 'access-key-id' } });
   // Both steps share the emptyDir; the script comes from the ConfigMap, byte for byte.
-  const cmName = pod.volumes.find((v: { name: string }) => v.name === 'scripts').configMap.name;
+  const scripts = pod.volumes.find((v: { name: string }) => v.name === 'scripts').configMap;
+  // Decimal in the template: "0555" is octal to Go's YAML 1.1 parser but decimal 555 (invalid) to YAML 1.2 tools.
+  assert.is(scripts.defaultMode, 0o555);
+  const cmName = scripts.name;
   const cm = find(objs, 'ConfigMap', cmName);
   assert.is(cm.data['backup.sh'], fs.readFileSync(repoPath('chart', 'files', 'backup', 'backup.sh'), 'utf8').replace(/\n$/, ''));
   assert.is(cm.data['table-stats.sql'], fs.readFileSync(repoPath('chart', 'files', 'backup', 'table-stats.sql'), 'utf8').replace(/\n$/, ''));

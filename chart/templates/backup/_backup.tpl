@@ -161,7 +161,7 @@ volumes:
   - name: scripts
     configMap:
       name: {{ $cm }}
-      defaultMode: 0555
+      defaultMode: 365 # 0555 (decimal: YAML 1.1 and 1.2 parsers agree)
   - name: backup
     emptyDir:
       sizeLimit: {{ $j.scratchSize }}

@@ -461,6 +461,8 @@ export async function registerReleaseSecrets(kube: Kube, t: RunbookTarget): Prom
 export async function readFacts(ctx: RunbookContext, req: RunbookRequest): Promise<LiveFacts> {
   const t = ctx.target;
   const facts: LiveFacts = {};
+  // Every action is about an installed release: say so plainly rather than plan against nothing.
+  await requireRelease(ctx);
   if (['rollback', 'restart', 'scale', 'rotate-master-key', 'logs'].includes(req.action)) {
     const deps = await ctx.kube.list<Deployment>('deployments', { namespace: t.namespace, selector: componentSelector(t.release) });
     facts.components = COMPONENTS.filter((c) => deps.some((d) => d.metadata.labels?.['app.kubernetes.io/component'] === c));

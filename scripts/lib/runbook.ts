@@ -274,11 +274,12 @@ export function planAction(target: RunbookTarget, req: RunbookRequest, facts: Li
     case 'logs':
       return {
         ...base,
+        // One call per pod (listed by the selector), so one unreadable pod does not hide the others.
         steps: enabled(req.components).map((c) => ({
-          title: `read the logs of every pod of ${c}`,
+          title: `read the logs of every pod of ${c} (pods with ${componentSelector(t.release, c)})`,
           mutates: false,
           tool: 'kubectl' as const,
-          argv: ['logs', '--selector', componentSelector(t.release, c), '--all-containers=true', '--prefix=true', `--tail=${req.tail}`, ...(req.sinceSeconds ? [`--since=${req.sinceSeconds}s`] : [])],
+          argv: ['logs', 'POD', `--tail=${req.tail}`, '--all-containers=true', ...(req.sinceSeconds ? [`--since=${req.sinceSeconds}s`] : [])],
         })),
         notes: ['Lines are redacted: Secret values of the release and credential-looking assignments are masked.'],
       };
@@ -313,7 +314,7 @@ export function planAction(target: RunbookTarget, req: RunbookRequest, facts: Li
         steps: [
           { title: 'collect status, events, the deploy lock and the ready endpoints of every Service', mutates: false },
           { title: 'describe pods and deployments of the release', mutates: false, tool: 'kubectl', argv: ['describe', 'pods,deployments,statefulsets,hpa', '--selector', componentSelector(t.release)] },
-          { title: 'collect recent logs of every component (redacted)', mutates: false, tool: 'kubectl', argv: ['logs', '--selector', componentSelector(t.release), '--all-containers=true', '--prefix=true', '--tail=500'] },
+          { title: `collect recent logs of every pod with ${componentSelector(t.release)} (redacted)`, mutates: false, tool: 'kubectl', argv: ['logs', 'POD', '--tail=500', '--all-containers=true'] },
           { title: 'collect helm values (secrets masked) and history', mutates: false, tool: 'helm', argv: ['get', 'values', t.release, '--all', '--output', 'json'] },
           { title: 'collect the audit trail', mutates: false },
           { title: `write the bundle ${req.out ?? defaultBundleName(t, new Date(0)).replace(/-19700101T000000Z/, '-<time>')}`, mutates: false },

@@ -72,7 +72,8 @@ test('read-only actions plan no change and take no lock', () => {
     assert.ok(plan.steps.every((s) => !s.mutates), action);
   }
   const logs = planAction(target, parseRequest('logs', { component: 'api', tail: '50', since: '10m' }));
-  assert.equal(logs.steps.map((s) => s.argv), [['logs', '--selector', 'app.kubernetes.io/instance=conduit,app.kubernetes.io/component=api', '--all-containers=true', '--prefix=true', '--tail=50', '--since=600s']]);
+  assert.equal(logs.steps.map((s) => s.argv), [['logs', 'POD', '--tail=50', '--all-containers=true', '--since=600s']]);
+  assert.match(logs.steps[0].title, /app\.kubernetes\.io\/instance=conduit,app\.kubernetes\.io\/component=api/);
 });
 
 test('restart patches the pod-template annotation of each component and waits for each rollout', () => {

@@ -718,7 +718,8 @@ async function rotateMasterKey(ctx: RunbookContext, plan: RunbookPlan): Promise<
   const pods = await step(ctx, 'verify the pods run with the new key', async () => {
     const all = await ctx.kube.list<Pod>('pods', { namespace: ns, selector: componentSelector(t.release) });
     const relevant = all.filter((p) => cs.includes(p.metadata.labels?.['app.kubernetes.io/component'] as Component) && !p.metadata.deletionTimestamp);
-    const stale = relevant.filter((p) => p.metadata.annotations?.[MASTER_KEY_ANNOTATION] !== version || p.status?.phase !== 'Running');
+    const ready = (p: Pod) => p.status?.phase === 'Running' && (p.status.containerStatuses ?? []).length > 0 && p.status.containerStatuses!.every((c) => c.ready);
+    const stale = relevant.filter((p) => p.metadata.annotations?.[MASTER_KEY_ANNOTATION] !== version || !ready(p));
     if (stale.length) {
       throw new UserError(`${stale.length} pod(s) do not run with the new master key yet: ${stale.map((p) => p.metadata.name).join(', ')}`, {
         hint: `The Secret already holds the new key; restart the listed pods' components (runbook.ts restart --component all) and check runbook.ts status.`,

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../scripts/lib/errors.ts';
 import {
-  ACTIONS, confirmChange, describeRunbookPlan, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson,
+  ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson,
   resourceName, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget,
 } from '../../scripts/lib/runbook.ts';
 
@@ -161,6 +161,23 @@ test('plans print as commands with the target flags and serialise to a stable JS
   assert.equal(j.target, { cluster: 'staging', context: 'staging', namespace: 'conduit', release: 'conduit', protected: false });
   assert.equal(JSON.parse(JSON.stringify(j)), j);
   assert.equal([...ACTIONS].sort(), ['diagnose', 'history', 'logs', 'restart', 'rollback', 'rotate-master-key', 'scale', 'status']);
+});
+
+test('status and endpoint reports read as an operator needs them', () => {
+  const text = formatStatus({
+    release: { name: 'conduit', revision: 7, status: 'deployed', chart: '0.3.1', appVersion: '1.4.0' },
+    components: [{ component: 'api', deployment: 'conduit-api', images: ['ghcr.io/knnlabs/conduit:1.4.0'], replicas: 3, ready: 2, updated: 3,
+      pods: [{ name: 'conduit-api-1', phase: 'Running', ready: false, restarts: 4, reason: 'CrashLoopBackOff' }],
+      hpa: { name: 'conduit-api', current: 3, desired: 6, min: 2, max: 6 } }],
+    warnings: [{ type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container', object: 'Pod/conduit-api-1', count: 12, lastSeen: '2026-11-29T10:00:00Z' }],
+    lock: { held: true, holder: 'ci@runner pid 7', reason: 'deploy conduit to prod-eu', expiresAt: '2026-11-29T10:10:00Z' },
+  });
+  assert.match(text, /revision 7 \(deployed\), chart 0\.3\.1, app 1\.4\.0/);
+  assert.match(text, /api: 2\/3 ready.*HPA conduit-api current 3 desired 6 \(min 2, max 6\)/);
+  assert.match(text, /conduit-api-1 {2}Running NOT ready {2}restarts 4 {2}CrashLoopBackOff/);
+  assert.match(text, /BackOff: Back-off restarting failed container \(x12\)/);
+  assert.match(text, /deploy lock held by ci@runner pid 7 \(deploy conduit to prod-eu\)/);
+  assert.match(formatEndpoints([{ service: 'conduit-redis', ready: 0, total: 1 }, { service: 'conduit-api', ready: 2, total: 2 }]), /conduit-redis +0\/1 +<- no ready endpoint\n.*conduit-api +2\/2\n/);
 });
 
 test.run();

@@ -31,6 +31,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- fail (printf "conduit: %s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v). Raise maxReplicas or lower minReplicas." $c $a.minReplicas $c $a.maxReplicas) -}}
 {{- end -}}
+{{- if and $a.enabled $a.pods.enabled (not $a.pods.metricName) -}}
+{{- fail (printf "conduit: %s.autoscaling.pods.enabled is true but %s.autoscaling.pods.metricName is empty. Name a per-pod metric your metrics adapter serves for these pods (the WebUI serves no Prometheus metrics of its own), or set %s.autoscaling.pods.enabled=false." $c $c $c) -}}
+{{- end -}}
 {{- end -}}
 {{- range $c := list "api" "admin" -}}
 {{- $p := index $v.database.pool $c -}}
@@ -67,6 +70,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.image.digest) (eq (toString $v.redis.standalone.image.tag) "latest") -}}
 {{- fail "conduit: redis.standalone.image.tag is latest, which is refused when global.environment is production. Pin a Redis version (e.g. 7.4.6-alpine) or a digest." -}}
 {{- end -}}
+{{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.metrics.image.digest) (eq (toString $v.redis.standalone.metrics.image.tag) "latest") -}}
+{{- fail "conduit: redis.standalone.metrics.image.tag is latest, which is refused when global.environment is production. Pin a redis_exporter version (e.g. v1.74.0) or a digest." -}}
+{{- end -}}
 {{- $webuiExposed := and $v.webui.enabled (or $v.ingress.enabled $v.gatewayApi.enabled) $v.ingress.hosts.webui -}}
 {{- if and $webuiExposed (or (not $v.webui.clerk.publishableKey) (not $v.webui.clerk.existingSecret)) -}}
 {{- fail "conduit: the WebUI is exposed (ingress.hosts.webui) in production without Clerk sign-in, which production builds cannot disable. Set webui.clerk.publishableKey and webui.clerk.existingSecret (a Secret holding CLERK_SECRET_KEY under webui.clerk.secretKeyKey), or do not expose the WebUI." -}}
@@ -86,8 +92,11 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- include "conduit.checkExistingSecret" (list . $v.database.auth.existingSecret $v.database.auth.existingSecretPasswordKey "database.auth") -}}
 {{- end -}}
 {{- if eq $v.redis.mode "external" -}}
-{{- if not $v.redis.external.host -}}
-{{- fail "conduit: redis.mode is external but redis.external.host is empty. Set the Redis host (no /db suffix: the app cannot parse it), or use redis.mode=standalone." -}}
+{{- if and $v.redis.external.url $v.redis.external.host -}}
+{{- fail "conduit: redis.external.url and redis.external.host are both set. Set one: the URL replaces host, port, username and tls." -}}
+{{- end -}}
+{{- if not (or $v.redis.external.host $v.redis.external.url) -}}
+{{- fail "conduit: redis.mode is external but neither redis.external.host nor redis.external.url is set. Set the Redis host (or a redis:// URL without /db suffix: the app cannot parse it), or use redis.mode=standalone." -}}
 {{- end -}}
 {{- end -}}
 {{- if $v.redis.auth.existingSecret -}}
@@ -123,6 +132,10 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- end -}}
 {{- if and $v.gatewayApi.enabled (not $v.gatewayApi.parentRefs) -}}
 {{- fail "conduit: gatewayApi.enabled is true but gatewayApi.parentRefs is empty, so the HTTPRoutes would attach to no Gateway. Set gatewayApi.parentRefs (e.g. [{name: my-gateway, namespace: gateway-system}])." -}}
+{{- end -}}
+{{- /* The shipped rules are plain files: series of kube-state-metrics, cert-manager and CloudNativePG carry object names only. */}}
+{{- if and $v.monitoring.prometheusRule.enabled (not (contains "conduit" (include "conduit.fullname" .))) -}}
+{{- fail (printf "conduit: monitoring.prometheusRule.enabled is true, but the object names (fullnameOverride %q) do not contain \"conduit\". The shipped alerts find pods, autoscalers, backup CronJobs, certificates and PostgreSQL pods by names containing \"conduit\" (scrape jobs are fine: the chart's monitors set job=conduit-<component>). Use a fullnameOverride that contains \"conduit\" or leave it empty." $v.fullnameOverride) -}}
 {{- end -}}
 {{- if $v.masterKey.existingSecret -}}
 {{- include "conduit.checkExistingSecret" (list . $v.masterKey.existingSecret $v.masterKey.existingSecretKey "masterKey") -}}

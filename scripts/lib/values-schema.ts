@@ -54,6 +54,9 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/\.(size|storage)$/, { pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$' }],
   [/^database\.cnpg\.podAntiAffinityType$/, { enum: ['preferred', 'required'] }],
   [/^redis\.mode$/, { enum: ['standalone', 'external', 'none'] }],
+  // A URL as managed services hand it out, but without password (that stays in a Secret) and without
+  // the "/db" suffix the app cannot parse.
+  [/^redis\.external\.url$/, { pattern: '^$|^rediss?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$' }],
   // REDIS_URL carries the password; the app's parser splits on ',' and does not URL-decode.
   [/^redis\.auth\.password$/, { pattern: '^[A-Za-z0-9]*$' }],
   [/^redis\.standalone\.maxmemory$/, { pattern: '^[0-9]+(b|kb|mb|gb|k|m|g)?$' }],
@@ -68,7 +71,7 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/\.autoscaling\.(minReplicas|maxReplicas)$/, { minimum: 1 }],
   [/\.target(CPU|Memory)UtilizationPercentage$/, { minimum: 0, maximum: 100 }],
   [/\.averageValue$/, { pattern: '^[0-9]+(\\.[0-9]+)?(m|k|M|G)?$' }],
-  [/\.metricName$/, { pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' }],
+  [/\.metricName$/, { pattern: '^$|^[a-zA-Z_:][a-zA-Z0-9_:]*$' }],
   [/\.stabilizationWindowSeconds$/, { minimum: 0, maximum: 3600 }],
   [/\.(podsPerMinute|podsPerTwoMinutes)$/, { minimum: 1 }],
   // A PDB that allows no disruption blocks node drains.

@@ -1,7 +1,7 @@
 // PostgreSQL, Redis, RabbitMQ and media storage in each of their modes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { configEnv, container, envOf, find, ofKind, renderObjects } from './helpers.ts';
+import { configEnv, container, envOf, find, ofKind, renderError, renderObjects } from './helpers.ts';
 
 const EXTERNAL_DB = { database: { mode: 'external', external: { host: 'db.example.com', port: 6432, sslMode: 'Require' }, auth: { existingSecret: 'pg', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } };
 
@@ -17,8 +17,14 @@ test('cnpg: a CloudNativePG Cluster with max_connections, bootstrapped from the 
   assert.is(secret.type, 'kubernetes.io/basic-auth');
   assert.is(Buffer.from(secret.data.username, 'base64').toString(), 'conduit');
   assert.match(Buffer.from(secret.data.password, 'base64').toString(), /^[A-Za-z0-9]{32}$/);
-  const withMonitor = await renderObjects({ values: { database: { cnpg: { monitoring: { podMonitor: true } } } } });
-  assert.equal(find(withMonitor, 'PodMonitor', 'conduit-pg').spec.podMetricsEndpoints, [{ port: 'metrics' }]);
+  // The PodMonitor follows monitoring.serviceMonitor.enabled (database.cnpg.monitoring.podMonitor defaults to true).
+  assert.is(ofKind(objects, 'PodMonitor').length, 0);
+  const withMonitor = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
+  assert.equal(find(withMonitor, 'PodMonitor', 'conduit-pg').spec.podMetricsEndpoints, [
+    { port: 'metrics', interval: '30s', relabelings: [{ action: 'replace', targetLabel: 'job', replacement: 'conduit-postgresql' }] },
+  ]);
+  const optedOut = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } }, database: { cnpg: { monitoring: { podMonitor: false } } } } });
+  assert.is(ofKind(optedOut, 'PodMonitor').length, 0);
 });
 
 test('external database: no Cluster, the URL points at the server with SslMode, the password from the given Secret', async () => {
@@ -63,6 +69,15 @@ test('redis external: rediss with an ACL user, no /db suffix; without a password
   const open = await renderObjects({ values: { redis: { mode: 'external', external: { host: 'cache' } }, networkPolicy: { enabled: false } } });
   assert.is(envOf(container(open, 'api')).get('REDIS_URL')!.value, 'redis://cache:6379');
   assert.not.ok(envOf(container(open, 'api')).has('CONDUIT_REDIS_PASSWORD'));
+});
+
+test('redis external URL: scheme, user, host and port come from redis.external.url; the password stays a reference', async () => {
+  const objects = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'rediss://app@cache.example.com:6380' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } } });
+  assert.is(envOf(container(objects, 'api')).get('REDIS_URL')!.value, 'rediss://app:$(CONDUIT_REDIS_PASSWORD)@cache.example.com:6380');
+  const plain = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'redis://cache' } }, networkPolicy: { enabled: false } } });
+  assert.is(envOf(container(plain, 'admin')).get('REDIS_URL')!.value, 'redis://cache:6379');
+  const both = await renderError({ values: { redis: { mode: 'external', external: { url: 'redis://cache:6379', host: 'cache' } }, networkPolicy: { enabled: false } } });
+  assert.match(both, /redis\.external\.url and redis\.external\.host are both set/);
 });
 
 test('rabbitmq operator: RabbitmqCluster with the delayed-message plugin; the app reads the operator default user', async () => {

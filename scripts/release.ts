@@ -80,7 +80,7 @@ const spec = {
   ],
   notes: [
     'Environment:',
-    `  ${PASSPHRASE_ENV}   passphrase of the signing key (read from the environment, handed to helm on stdin)`,
+    `  ${PASSPHRASE_ENV}   passphrase of the signing key (handed to gpg and helm in a 0600 temporary file, never on a command line)`,
     '  GNUPGHOME                 GnuPG home holding the signing key',
     '  CONDUIT_HELM_MAJOR        3 or 4 (default 4)',
   ],
@@ -170,7 +170,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     try {
       const plan = planPackage({
         meta, helm: major, outDir, workDir,
-        sign: flags.sign ? { key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint, keyUrl: flags['key-url'], hasPassphrase: passphrase !== undefined } : undefined,
+        sign: flags.sign ? { key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint, keyUrl: flags['key-url'], hasPassphrase: passphrase !== undefined, passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined } : undefined,
       });
       if (!(await execute(plan, passphrase))) return 0;
       const artifacts = artifactSummary(plan.outputs);

@@ -387,7 +387,9 @@ export function evaluateUpgradeNotes(input: { version: string; text?: string; fi
 
 /** One thing a verb does: run a program, or touch a file. Secrets are never part of a plan. */
 export type PlanStep =
-  | { kind: 'run'; tool: 'helm' | 'gpg'; args: string[]; why: string; stdin?: 'passphrase'; produces?: string; env?: Record<string, string> }
+  | { kind: 'run'; tool: 'helm' | 'gpg'; args: string[]; why: string; produces?: string; env?: Record<string, string> }
+  /** Write the passphrase (known only at execution) to a file readable by the owner alone. */
+  | { kind: 'write-passphrase'; file: string; why: string }
   | { kind: 'stage-chart'; from: string; to: string; setAnnotations: Record<string, string>; why: string }
   | { kind: 'write'; file: string; content: string; why: string; onlyIfMissing?: boolean }
   | { kind: 'copy'; from: string; to: string; why: string; immutable: boolean }
@@ -404,7 +406,9 @@ export interface Plan {
 export function describeStep(s: PlanStep): string {
   switch (s.kind) {
     case 'run':
-      return `${formatArgv(s.tool, s.args)}${s.stdin ? ' < passphrase' : ''}   # ${s.why}`;
+      return `${formatArgv(s.tool, s.args)}   # ${s.why}`;
+    case 'write-passphrase':
+      return `write the passphrase to ${displayPath(s.file)} (mode 0600)   # ${s.why}`;
     case 'stage-chart':
       return `stage ${displayPath(s.from)} -> ${displayPath(s.to)} setting ${Object.keys(s.setAnnotations).join(', ')}   # ${s.why}`;
     case 'write':
@@ -429,6 +433,8 @@ export interface SigningInput {
   keyUrl?: string;
   /** A passphrase is available (env or file); its value never enters the plan. */
   hasPassphrase: boolean;
+  /** The operator's passphrase file; when absent but hasPassphrase, the passphrase (from the env) is written to a 0600 file in workDir for this run. */
+  passphraseFile?: string;
 }
 
 export interface PackageInput {
@@ -454,12 +460,21 @@ export function planPackage(input: PackageInput): Plan {
       steps.push({ kind: 'stage-chart', from: meta.dir, to: chartDir, setAnnotations: annotations, why: 'Artifact Hub shows the chart as signed with this key' });
     }
   }
+  // Helm reads the passphrase from a file (its stdin mode wants a FIFO); never from argv.
+  let passFile = sign?.passphraseFile;
+  const cleanup: string[] = [];
+  if (sign?.hasPassphrase && !passFile) {
+    passFile = path.join(workDir, 'passphrase');
+    steps.push({ kind: 'write-passphrase', file: passFile, why: 'handed to gpg and helm as a file, never on a command line' });
+    cleanup.push(passFile);
+  }
   let keyring = sign?.keyring;
   if (sign && !keyring) {
     keyring = path.join(workDir, 'secring.gpg');
+    cleanup.push(keyring);
     // Helm reads only the legacy keyring format; GnuPG >= 2.1 keeps keys elsewhere, so export one.
-    const pass = sign.hasPassphrase ? ['--pinentry-mode', 'loopback', '--passphrase-fd', '0'] : [];
-    steps.push({ kind: 'run', tool: 'gpg', args: ['--batch', '--yes', ...pass, '--output', keyring, '--export-secret-keys', sign.key], stdin: sign.hasPassphrase ? 'passphrase' : undefined, produces: keyring, why: 'helm needs a legacy secret keyring' });
+    const pass = passFile ? ['--pinentry-mode', 'loopback', '--passphrase-file', passFile] : [];
+    steps.push({ kind: 'run', tool: 'gpg', args: ['--batch', '--yes', ...pass, '--output', keyring, '--export-secret-keys', sign.key], produces: keyring, why: 'helm needs a legacy secret keyring' });
   }
   const pubring = path.join(outDir, PUBLIC_KEYRING);
   if (sign && !sign.keyring) {
@@ -471,12 +486,12 @@ export function planPackage(input: PackageInput): Plan {
   const args = ['package', chartDir, '--destination', outDir];
   if (sign) {
     args.push('--sign', '--key', sign.key, '--keyring', keyring!);
-    if (sign.hasPassphrase) args.push('--passphrase-file', '-');
+    if (passFile) args.push('--passphrase-file', passFile);
     outputs.push(pkg + '.prov');
   }
-  steps.push({ kind: 'run', tool: 'helm', args, stdin: sign?.hasPassphrase ? 'passphrase' : undefined, why: sign ? 'package and sign (.prov)' : 'package' });
+  steps.push({ kind: 'run', tool: 'helm', args, why: sign ? 'package and sign (.prov)' : 'package' });
   if (sign && !sign.keyring) steps.push({ kind: 'run', tool: 'helm', args: ['verify', pkg, '--keyring', pubring], why: 'prove the provenance verifies with the published key' });
-  if (keyring && !sign?.keyring) steps.push({ kind: 'remove', path: keyring, why: 'the exported secret keyring must not outlive the run' });
+  for (const f of cleanup) steps.push({ kind: 'remove', path: f, why: 'secret material must not outlive the run' });
   return { verb: 'package', helm: input.helm, steps, outputs };
 }
 
@@ -665,10 +680,8 @@ async function executeStep(step: PlanStep, ctx: ExecContext): Promise<StepOutcom
   switch (step.kind) {
     case 'run': {
       const bin = step.tool === 'helm' ? ctx.helmPath : ctx.gpgPath;
-      if (step.stdin === 'passphrase' && ctx.passphrase === undefined) throw new Error('plan needs a passphrase but none was given');
-      const input = step.stdin === 'passphrase' ? ctx.passphrase + '\n' : undefined;
       if (step.produces) fs.mkdirSync(path.dirname(step.produces), { recursive: true });
-      const r = await run(bin, step.args, { input, env: step.env, timeoutMs: 5 * 60_000 });
+      const r = await run(bin, step.args, { env: step.env, timeoutMs: 5 * 60_000 });
       if (r.exitCode !== 0) {
         const tail = (r.stderr || r.stdout).trim().split('\n').slice(-10).join('\n');
         throw new UserError(`${r.command} exited ${r.exitCode}:\n${tail}`, { hint: step.tool === 'gpg' ? 'Check the key name (gpg --list-secret-keys) and GNUPGHOME.' : undefined });
@@ -686,6 +699,12 @@ async function executeStep(step: PlanStep, ctx: ExecContext): Promise<StepOutcom
       const doc = parseDocument(fs.readFileSync(file, 'utf8'));
       for (const [k, v] of Object.entries(step.setAnnotations)) doc.setIn(['annotations', k], v);
       fs.writeFileSync(file, doc.toString({ lineWidth: 0 }));
+      return { step };
+    }
+    case 'write-passphrase': {
+      if (ctx.passphrase === undefined) throw new Error('plan needs a passphrase but none was given');
+      fs.mkdirSync(path.dirname(step.file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(step.file, ctx.passphrase, { mode: 0o600 });
       return { step };
     }
     case 'write': {

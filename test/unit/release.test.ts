@@ -150,23 +150,25 @@ test('images: app tags follow appVersion, third-party tags are pinned, the annot
   assert.match(rendered.message, /default render runs docker\.io\/library\/busybox:1\.37\.0/);
 });
 
-test('package plan: signing exports a legacy keyring, passphrase only on stdin, secret keyring removed', () => {
+test('package plan: signing exports a legacy keyring, passphrase only in a private file, secrets removed', () => {
   const plan = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'rel@example.com', fingerprint: 'ABCD', keyUrl: 'https://c.example/pubkey.asc', hasPassphrase: true } });
   const runs = runSteps(plan.steps);
-  assert.equal(runs[0].args, ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase-fd', '0', '--output', '/w/secring.gpg', '--export-secret-keys', 'rel@example.com']);
-  assert.is(runs[0].stdin, 'passphrase');
+  assert.equal(plan.steps[1], { kind: 'write-passphrase', file: '/w/passphrase', why: plan.steps[1].why });
+  assert.equal(runs[0].args, ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase-file', '/w/passphrase', '--output', '/w/secring.gpg', '--export-secret-keys', 'rel@example.com']);
   const pkg = runs.find((s) => s.tool === 'helm' && s.args[0] === 'package')!;
-  assert.equal(pkg.args, ['package', '/w/conduit', '--destination', '/o', '--sign', '--key', 'rel@example.com', '--keyring', '/w/secring.gpg', '--passphrase-file', '-']);
-  assert.is(pkg.stdin, 'passphrase');
+  assert.equal(pkg.args, ['package', '/w/conduit', '--destination', '/o', '--sign', '--key', 'rel@example.com', '--keyring', '/w/secring.gpg', '--passphrase-file', '/w/passphrase']);
   assert.equal(plan.steps[0], { kind: 'stage-chart', from: '/src/chart', to: '/w/conduit', setAnnotations: { 'artifacthub.io/signKey': 'fingerprint: ABCD\nurl: https://c.example/pubkey.asc\n' }, why: plan.steps[0].why });
   assert.equal(runs.at(-1)!.args, ['verify', '/o/conduit-0.2.0.tgz', '--keyring', '/o/pubkey.gpg']);
-  assert.equal(plan.steps.at(-1), { kind: 'remove', path: '/w/secring.gpg', why: plan.steps.at(-1)!.why });
+  assert.equal(plan.steps.filter((s) => s.kind === 'remove').map((s) => (s as { path: string }).path), ['/w/passphrase', '/w/secring.gpg']);
+  const own = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'k', hasPassphrase: true, passphraseFile: '/secure/pass' } });
+  assert.not.ok(own.steps.some((s) => s.kind === 'write-passphrase'), "the operator's own passphrase file is used as is");
+  assert.ok(runSteps(own.steps).every((s) => s.args.includes('/secure/pass') || s.args[0] !== 'package'));
   assert.equal(plan.outputs, ['/o/conduit-0.2.0.tgz', '/o/pubkey.gpg', '/o/pubkey.asc', '/o/conduit-0.2.0.tgz.prov']);
 });
 
 test('package plan: unsigned is one helm call on the chart itself; a given keyring skips gpg', () => {
   const plain = planPackage({ meta: meta(), helm: 3, outDir: '/o', workDir: '/w' });
-  assert.equal(plain.steps, [{ kind: 'run', tool: 'helm', args: ['package', '/src/chart', '--destination', '/o'], stdin: undefined, why: 'package' }]);
+  assert.equal(plain.steps, [{ kind: 'run', tool: 'helm', args: ['package', '/src/chart', '--destination', '/o'], why: 'package' }]);
   const keyring = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'k', keyring: '/keys/secring.gpg', hasPassphrase: false } });
   assert.equal(runSteps(keyring.steps).map((s) => s.tool), ['helm']);
   assert.equal(runSteps(keyring.steps)[0].args, ['package', '/src/chart', '--destination', '/o', '--sign', '--key', 'k', '--keyring', '/keys/secring.gpg']);

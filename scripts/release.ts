@@ -29,6 +29,7 @@ import {
   releaseTag,
   runReleaseChecks,
   sha256File,
+  sourceDateEpoch,
   type Plan,
 } from './lib/release.ts';
 
@@ -169,7 +170,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     const workDir = makeWorkDir();
     try {
       const plan = planPackage({
-        meta, helm: major, outDir, workDir,
+        meta, helm: major, outDir, workDir, sourceDateEpoch: await sourceDateEpoch(chartDir),
         sign: flags.sign ? { key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint, keyUrl: flags['key-url'], hasPassphrase: passphrase !== undefined, passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined } : undefined,
       });
       if (!(await execute(plan, passphrase))) return 0;

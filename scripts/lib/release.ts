@@ -444,6 +444,8 @@ export interface PackageInput {
   /** Scratch directory for the exported keyring and a staged chart copy. */
   workDir: string;
   sign?: SigningInput;
+  /** File times inside the archive (Unix seconds; helm 4 honours SOURCE_DATE_EPOCH): the same commit gives the same package bytes. */
+  sourceDateEpoch?: number;
 }
 
 export function planPackage(input: PackageInput): Plan {
@@ -489,7 +491,8 @@ export function planPackage(input: PackageInput): Plan {
     if (passFile) args.push('--passphrase-file', passFile);
     outputs.push(pkg + '.prov');
   }
-  steps.push({ kind: 'run', tool: 'helm', args, why: sign ? 'package and sign (.prov)' : 'package' });
+  const env = input.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(input.sourceDateEpoch) } : undefined;
+  steps.push({ kind: 'run', tool: 'helm', args, ...(env ? { env } : {}), why: sign ? 'package and sign (.prov)' : 'package' });
   if (sign && !sign.keyring) steps.push({ kind: 'run', tool: 'helm', args: ['verify', pkg, '--keyring', pubring], why: 'prove the provenance verifies with the published key' });
   for (const f of cleanup) steps.push({ kind: 'remove', path: f, why: 'secret material must not outlive the run' });
   return { verb: 'package', helm: input.helm, steps, outputs };
@@ -607,7 +610,10 @@ export function planPublish(input: { dir: string; to: string; names: readonly st
     kind: 'copy',
     from: path.join(input.dir, n),
     to: joinDestination(input.to, n),
-    immutable: /\.tgz(\.prov)?$/.test(n),
+    // A package never changes once published. Its .prov may be re-signed (same package hash, new
+    // signature time) when a release run is repeated; it is copied after its package, so a changed
+    // package stops the run before its provenance is touched.
+    immutable: /\.tgz$/.test(n),
     why: n === 'index.yaml' ? 'last: the index only names files that are already there' : /\.tgz$/.test(n) ? 'chart package' : /\.prov$/.test(n) ? 'provenance' : 'repository file',
   }));
   return { verb: 'publish', helm: input.helm, steps, outputs: steps.map((s) => (s as { to: string }).to) };
@@ -884,6 +890,14 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
       : { name: 'validate --all', status: 'failed', message: `validate.ts --all exited ${r.exitCode}${summary ? `: ${summary}` : ''}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`, hint: 'Run npx zx scripts/validate.ts --all to see the findings.' };
   });
   return results;
+}
+
+/** Time of the last commit (Unix seconds) in the chart's repository, for reproducible archives; undefined outside git. */
+export async function sourceDateEpoch(chartDir: string): Promise<number | undefined> {
+  if (process.env.SOURCE_DATE_EPOCH && /^\d+$/.test(process.env.SOURCE_DATE_EPOCH)) return Number(process.env.SOURCE_DATE_EPOCH);
+  const r = await run('git', ['log', '-1', '--format=%ct'], { cwd: chartDir });
+  const n = Number(r.stdout.trim());
+  return r.exitCode === 0 && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 /** Fingerprint of a key in GNUPGHOME (undefined when gpg does not know it). */

@@ -82,6 +82,13 @@ test('package --sign, index and publish the previous release, then the current o
   assert.equal(fs.readdirSync(publishDir).filter((n) => n.endsWith('.tmp')), []);
 });
 
+test('repeating the release of the same commit (helm 4 packages reproducibly) changes no package', async () => {
+  const again = await release(CHART_DIR, path.join(work, 'out-repeat'), true);
+  const tgz = again.pub.files.find((f: { file: string }) => f.file === `conduit-${current.version}.tgz`);
+  assert.is(tgz.state, 'unchanged');
+  assert.is(again.idx.kept, 2);
+});
+
 test('a released version is immutable: re-packaging it is refused by index and by publish', async () => {
   const out = path.join(work, 'out-again');
   const pkg = await releaseCli(['package', '--out', out]);

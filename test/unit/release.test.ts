@@ -169,6 +169,8 @@ test('package plan: signing exports a legacy keyring, passphrase only in a priva
 test('package plan: unsigned is one helm call on the chart itself; a given keyring skips gpg', () => {
   const plain = planPackage({ meta: meta(), helm: 3, outDir: '/o', workDir: '/w' });
   assert.equal(plain.steps, [{ kind: 'run', tool: 'helm', args: ['package', '/src/chart', '--destination', '/o'], why: 'package' }]);
+  const dated = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sourceDateEpoch: 1_700_000_000 });
+  assert.equal(runSteps(dated.steps)[0].env, { SOURCE_DATE_EPOCH: '1700000000' }, 'archive times come from the commit, so packages are reproducible');
   const keyring = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'k', keyring: '/keys/secring.gpg', hasPassphrase: false } });
   assert.equal(runSteps(keyring.steps).map((s) => s.tool), ['helm']);
   assert.equal(runSteps(keyring.steps)[0].args, ['package', '/src/chart', '--destination', '/o', '--sign', '--key', 'k', '--keyring', '/keys/secring.gpg']);
@@ -191,13 +193,13 @@ test('released versions are immutable: same version with another digest is a con
   assert.equal(conflictingEntries(existing, [{ name: 'conduit', version: '0.1.0', digest: 'bbb' }]), ['conduit 0.1.0: published digest aaa, local package bbb']);
 });
 
-test('publish plan: index.yaml last, packages immutable, only repository files', () => {
+test('publish plan: index.yaml last, packages immutable (provenance may be re-signed), only repository files', () => {
   const names = ['index.yaml', 'conduit-0.1.0.tgz.prov', 'notes.txt', 'conduit-0.1.0.tgz', 'pubkey.gpg', 'artifacthub-repo.yml'];
   assert.equal(publishableFiles(names), ['artifacthub-repo.yml', 'conduit-0.1.0.tgz', 'conduit-0.1.0.tgz.prov', 'pubkey.gpg', 'index.yaml']);
   assert.throws(() => publishableFiles(['conduit-0.1.0.tgz']), /no index\.yaml/);
   const plan = planPublish({ dir: '/o', to: 's3://bucket/charts/', names, helm: 4 });
   assert.equal(plan.outputs.at(-1), 's3://bucket/charts/index.yaml');
-  assert.equal(plan.steps.map((s) => (s as { immutable: boolean }).immutable), [false, true, true, false, false]);
+  assert.equal(plan.steps.map((s) => (s as { immutable: boolean }).immutable), [false, true, false, false, false]);
 });
 
 test('publish executes atomically: identical files skipped, a changed package refused, the index replaced', async () => {

@@ -10,8 +10,11 @@ import { run } from './exec.ts';
 import { cacheRoot, REPO_ROOT } from './paths.ts';
 
 export type ToolSource =
-  /** `go install MODULE/PKG@VERSION` (modules whose go.mod has no replace/exclude). */
-  | { kind: 'go-install'; module: string; pkg: string; ldflags?: string[] }
+  /**
+   * `go install MODULE/PKG@VERSION` (modules whose go.mod has no replace/exclude). `moduleVersion`
+   * when the Go module is versioned differently from the tool (Prometheus 3.16.0 is module v0.316.0).
+   */
+  | { kind: 'go-install'; module: string; pkg: string; moduleVersion?: string; ldflags?: string[] }
   /** `go build PKG` inside one of our wrapper modules under tools/go/ (upstream replace/exclude). */
   | { kind: 'go-wrapper'; dir: string; pkg: string; ldflags?: string[] }
   /** A program found on PATH, installed by the system package manager. */
@@ -74,7 +77,8 @@ export const TOOLS: readonly ToolSpec[] = [
   {
     name: 'promtool', version: '3.16.0', binary: 'promtool', description: 'Prometheus rule checks and unit tests', versionArgs: ['--version'],
     source: {
-      kind: 'go-install', module: 'github.com/prometheus/prometheus', pkg: 'cmd/promtool',
+      // Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y; that go.mod has no replace/exclude.
+      kind: 'go-install', module: 'github.com/prometheus/prometheus', pkg: 'cmd/promtool', moduleVersion: 'v0.316.0',
       ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
     },
   },
@@ -194,8 +198,9 @@ async function goBuild(spec: ToolSpec, dest: string, progress?: (note: string) =
   try {
     let r;
     if (src.kind === 'go-install') {
-      progress?.(`go install ${src.module}/${src.pkg}@v${spec.version}`);
-      r = await run(goBin, ['install', '-trimpath', '-ldflags', ldflags, `${src.module}/${src.pkg}@v${spec.version}`], { env: { ...env, GOBIN: tmp } });
+      const target = `${src.module}/${src.pkg}@${src.moduleVersion ?? `v${spec.version}`}`;
+      progress?.(`go install ${target}`);
+      r = await run(goBin, ['install', '-trimpath', '-ldflags', ldflags, target], { env: { ...env, GOBIN: tmp } });
     } else {
       const dir = path.join(REPO_ROOT, 'tools', 'go', src.dir);
       progress?.(`go build ${src.pkg} (module tools/go/${src.dir})`);

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments, parseDocument, stringify } from 'yaml';
+import { syncChartFiles } from './chartfiles.ts';
 import { UserError, usageError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { CHART_DIR, displayPath, REPO_ROOT } from './paths.ts';
@@ -807,7 +808,6 @@ function readIfExists(file: string): string | undefined {
 }
 
 export const VALIDATE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'validate.ts');
-export const CHART_FILES_LIB = path.join(REPO_ROOT, 'scripts', 'lib', 'chartfiles.ts');
 
 export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> {
   const step = o.step ?? (<T>(_t: string, fn: () => Promise<T>) => fn());
@@ -851,12 +851,11 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
   });
 
   await guard('chart files', async () => {
-    if (!fs.existsSync(CHART_FILES_LIB)) return { name: 'chart files', status: 'skipped', message: 'scripts/lib/chartfiles.ts is not available: chart/files/ drift not checked' };
-    const mod = (await import(CHART_FILES_LIB)) as { syncChartFiles: (o: { check: boolean }) => Promise<{ stale: string[] }> | { stale: string[] } };
-    const { stale } = await mod.syncChartFiles({ check: true });
+    if (path.resolve(meta.dir) !== path.resolve(CHART_DIR)) return { name: 'chart files', status: 'skipped', message: 'only checked for the repository chart' };
+    const { stale, current } = syncChartFiles({ check: true });
     return stale.length
-      ? { name: 'chart files', status: 'failed', message: `chart/files/ differs from its sources: ${stale.join(', ')}`, hint: 'Copy dashboards/ and alerts/ into chart/files/ (the monitoring sync) and commit.' }
-      : { name: 'chart files', status: 'ok', message: 'chart/files/ is identical to dashboards/ and alerts/' };
+      ? { name: 'chart files', status: 'failed', message: `chart/files/ differs from its sources: ${stale.join(', ')}`, hint: 'Run npx zx scripts/monitoring.ts sync (copies dashboards/ and alerts/ into chart/files/) and commit.' }
+      : { name: 'chart files', status: 'ok', message: `chart/files/ is identical to dashboards/ and alerts/ (${current.length} files)` };
   });
 
   await guard('images', async () => {

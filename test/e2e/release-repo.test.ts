@@ -49,19 +49,19 @@ test.after(async () => {
 
 const signEnv = () => ({ GNUPGHOME: key.home, CONDUIT_SIGN_PASSPHRASE: PASSPHRASE });
 
-async function release(chartDir: string, out: string, merge: boolean) {
-  const pkg = await releaseCli(['package', '--chart', chartDir, '--out', out, '--sign', '--key', key.email, '--key-url', `${repoUrl}/pubkey.asc`, '--json'], signEnv());
+async function release(chartDir: string, out: string, merge: boolean, helm: HelmMajor = 4) {
+  const pkg = await releaseCli(['package', '--helm', String(helm), '--chart', chartDir, '--out', out, '--sign', '--key', key.email, '--key-url', `${repoUrl}/pubkey.asc`, '--json'], signEnv());
   assert.is(pkg.exitCode, 0, pkg.stderr);
   assert.not.match(pkg.stdout + pkg.stderr, PASSPHRASE, 'the passphrase is never printed');
-  const idx = await releaseCli(['index', '--out', out, '--url', repoUrl, ...(merge ? ['--merge', `${repoUrl}/index.yaml`] : []), '--json']);
+  const idx = await releaseCli(['index', '--helm', String(helm), '--out', out, '--url', repoUrl, ...(merge ? ['--merge', `${repoUrl}/index.yaml`] : []), '--json']);
   assert.is(idx.exitCode, 0, idx.stderr);
   const pub = await releaseCli(['publish', '--out', out, '--to', publishDir, '--json']);
   assert.is(pub.exitCode, 0, pub.stderr);
   return { pkg: jsonOf(pkg), idx: jsonOf(idx), pub: jsonOf(pub) };
 }
 
-test('package --sign, index and publish the previous release, then the current one with --merge', async () => {
-  const prev = await release(chartAtVersion(PREVIOUS, path.join(work, 'prev-src')), path.join(work, 'out-prev'), false);
+test('package --sign, index and publish the previous release (helm 3), then the current one with --merge (helm 4)', async () => {
+  const prev = await release(chartAtVersion(PREVIOUS, path.join(work, 'prev-src')), path.join(work, 'out-prev'), false, 3);
   assert.is(prev.pkg.version, PREVIOUS);
   assert.is(prev.pkg.fingerprint, key.fingerprint);
   assert.is(prev.idx.kept, 0);

@@ -876,17 +876,12 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
     if (o.skipValidate) return { name: 'validate --all', status: 'skipped', message: 'skipped (--skip-validate)' };
     if (!fs.existsSync(VALIDATE_SCRIPT)) return { name: 'validate --all', status: 'skipped', message: 'not available: scripts/validate.ts does not exist in this checkout' };
     const zxCli = path.join(REPO_ROOT, 'node_modules', 'zx', 'build', 'cli.js');
-    const r = await run(process.execPath, ['--import', 'tsx', zxCli, VALIDATE_SCRIPT, '--all', '--json'], { cwd: REPO_ROOT, env: { CONDUIT_HELM_MAJOR: String(o.helm) }, timeoutMs: 20 * 60_000 });
-    let summary = '';
-    try {
-      const doc = JSON.parse(r.stdout) as Record<string, unknown>;
-      summary = typeof doc.summary === 'string' ? doc.summary : '';
-    } catch {
-      /* not JSON: fall back to the exit code */
-    }
+    const args = [zxCli, VALIDATE_SCRIPT, '--all', '--json', '--helm', String(o.helm), '--chart', meta.dir];
+    const r = await run(process.execPath, ['--import', 'tsx', ...args], { cwd: REPO_ROOT, timeoutMs: 20 * 60_000 });
+    const summary = summarizeValidation(r.stdout);
     return r.exitCode === 0
       ? { name: 'validate --all', status: 'ok', message: `validate.ts --all passes${summary ? `: ${summary}` : ''}` }
-      : { name: 'validate --all', status: 'failed', message: `validate.ts --all exited ${r.exitCode}${summary ? `: ${summary}` : ''}: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`, hint: 'Run npx zx scripts/validate.ts --all to see the findings.' };
+      : { name: 'validate --all', status: 'failed', message: `validate.ts --all exited ${r.exitCode}${summary ? `: ${summary}` : `: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`}`, hint: 'Run npx zx scripts/validate.ts --all to see the findings.' };
   });
   return results;
 }
@@ -897,6 +892,19 @@ export async function sourceDateEpoch(chartDir: string): Promise<number | undefi
   const r = await run('git', ['log', '-1', '--format=%ct'], { cwd: chartDir });
   const n = Number(r.stdout.trim());
   return r.exitCode === 0 && Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/** One line from validate.ts --json: which clusters, which Kubernetes versions, which failed. */
+export function summarizeValidation(stdout: string): string {
+  try {
+    const doc = JSON.parse(stdout) as { ok?: boolean; kubeVersions?: string[]; clusters?: { cluster: string; ok: boolean }[]; error?: string };
+    if (doc.error) return doc.error;
+    const clusters = doc.clusters ?? [];
+    const failed = clusters.filter((c) => !c.ok).map((c) => c.cluster);
+    return `${clusters.length} cluster(s) × Kubernetes ${(doc.kubeVersions ?? []).join(', ')}${failed.length ? `; invalid: ${failed.join(', ')}` : ''}`;
+  } catch {
+    return '';
+  }
 }
 
 /** Fingerprint of a key in GNUPGHOME (undefined when gpg does not know it). */

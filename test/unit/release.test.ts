@@ -27,6 +27,7 @@ import {
   planPushOci,
   publishableFiles,
   readChartMeta,
+  summarizeValidation,
   type ChartMeta,
   type PlanStep,
 } from '../../scripts/lib/release.ts';
@@ -241,6 +242,13 @@ test('push-oci plan and digest parsing', () => {
   const d = 'sha256:' + 'b'.repeat(64);
   assert.is(parsePushDigest(`Pushed: 127.0.0.1:5000/charts/conduit:0.1.0\nDigest: ${d}\n`), d);
   assert.is(parsePushDigest('Pushed: x\n'), undefined);
+});
+
+test('validate.ts --json is summarised per cluster and Kubernetes version', () => {
+  const doc = { ok: false, kubeVersions: ['1.34.0', '1.36.3'], clusters: [{ cluster: 'local', ok: true }, { cluster: 'prod-eu', ok: false }] };
+  assert.is(summarizeValidation(JSON.stringify(doc)), '2 cluster(s) × Kubernetes 1.34.0, 1.36.3; invalid: prod-eu');
+  assert.is(summarizeValidation(JSON.stringify({ ok: false, error: 'no such cluster' })), 'no such cluster');
+  assert.is(summarizeValidation('not json'), '');
 });
 
 test.run();

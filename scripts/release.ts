@@ -30,6 +30,7 @@ import {
   runReleaseChecks,
   sha256File,
   sourceDateEpoch,
+  validateRepoUrl,
   type Plan,
 } from './lib/release.ts';
 
@@ -188,6 +189,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (verb === 'index') {
     only(flags, verb, ['url', 'merge', 'repository-id', 'owner']);
     if (!flags.url) throw usageError('index needs --url URL', 'The public base URL where index.yaml and the packages will be served.');
+    validateRepoUrl(flags.url);
     const owners = flags.owner.map((o) => {
       const m = /^\s*(.+?)\s*<([^>]+@[^>]+)>\s*$/.exec(o);
       if (!m) throw usageError(`--owner "${o}" is not "NAME <EMAIL>"`);

@@ -30,6 +30,7 @@ import {
   runReleaseChecks,
   sha256File,
   sourceDateEpoch,
+  validateOciRegistry,
   validateRepoUrl,
   type Plan,
 } from './lib/release.ts';
@@ -243,6 +244,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (verb === 'push-oci') {
     only(flags, verb, ['registry', 'plain-http', 'package']);
     if (!flags.registry) throw usageError('push-oci needs --registry oci://HOST/PATH');
+    validateOciRegistry(flags.registry);
     const meta = readChartMeta(chartDir);
     const pkg = path.resolve(flags.package ?? path.join(outDir, packageFileName(meta)));
     if (!fs.existsSync(pkg)) throw new UserError(`${displayPath(pkg)} does not exist`, { hint: 'Run `release.ts package` first, or pass --package FILE.' });

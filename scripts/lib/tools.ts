@@ -11,8 +11,8 @@ import { cacheRoot, REPO_ROOT } from './paths.ts';
 
 export type ToolSource =
   /**
-   * `go install MODULE/PKG@VERSION` (modules whose go.mod has no replace/exclude). `moduleVersion`
-   * when the Go module is versioned differently from the tool (Prometheus 3.16.0 is module v0.316.0).
+   * `go install MODULE/PKG@VERSION` (modules whose go.mod has no replace/exclude; pkg '' = module root).
+   * `moduleVersion` when the Go module is versioned differently from the tool (Prometheus 3.16.0 is module v0.316.0).
    */
   | { kind: 'go-install'; module: string; pkg: string; moduleVersion?: string; ldflags?: string[] }
   /** `go build PKG` inside one of our wrapper modules under tools/go/ (upstream replace/exclude). */
@@ -81,6 +81,12 @@ export const TOOLS: readonly ToolSpec[] = [
       kind: 'go-install', module: 'github.com/prometheus/prometheus', pkg: 'cmd/promtool', moduleVersion: 'v0.316.0',
       ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
     },
+  },
+  {
+    // S3-compatible server for the backup tests (`rclone serve s3`) and the uploader of the in-cluster
+    // backup job (the public rclone/rclone image runs the same CLI). Debian's rclone is too old for serve s3.
+    name: 'rclone', version: '1.76.0', binary: 'rclone', description: 'S3 client and S3-compatible test server', versionArgs: ['version'],
+    source: { kind: 'go-install', module: 'github.com/rclone/rclone', pkg: '', ldflags: ['-X github.com/rclone/rclone/fs.Version=v1.76.0'] },
   },
   ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map((bin): ToolSpec => ({
     name: bin, version: KUBERNETES_VERSION, binary: bin, description: `Kubernetes ${bin} (local cluster)`, versionArgs: bin === 'kubectl' ? ['version', '--client'] : ['--version'],
@@ -198,7 +204,8 @@ async function goBuild(spec: ToolSpec, dest: string, progress?: (note: string) =
   try {
     let r;
     if (src.kind === 'go-install') {
-      const target = `${src.module}/${src.pkg}@${src.moduleVersion ?? `v${spec.version}`}`;
+      // An empty pkg means the main package sits at the module root (rclone).
+      const target = `${src.module}${src.pkg ? `/${src.pkg}` : ''}@${src.moduleVersion ?? `v${spec.version}`}`;
       progress?.(`go install ${target}`);
       r = await run(goBin, ['install', '-trimpath', '-ldflags', ldflags, target], { env: { ...env, GOBIN: tmp } });
     } else {

@@ -8,6 +8,7 @@ import { registerSecret } from './lib/redact.ts';
 import { helmBinary } from './lib/helm.ts';
 import { helmMajor, type HelmMajor } from './lib/tools.ts';
 import { displayPath } from './lib/paths.ts';
+import { openStorage } from './lib/storage.ts';
 import { table } from './lib/ui.ts';
 import {
   conflictingEntries,
@@ -44,14 +45,14 @@ const spec = {
     'npx zx scripts/release.ts check [--skip-validate] [--helm 3|4] [--json]',
     'npx zx scripts/release.ts package [--sign --key NAME [--keyring FILE] [--key-url URL]] [--out DIR] [--dry-run] [--helm 3|4] [--json]',
     'npx zx scripts/release.ts index --url URL [--merge FILE|URL] [--out DIR] [--dry-run] [--helm 3|4] [--json]',
-    'npx zx scripts/release.ts publish --to DIR [--out DIR] [--dry-run] [--json]',
+    'npx zx scripts/release.ts publish --to DIR|s3://BUCKET/PREFIX [--s3-endpoint URL] [--out DIR] [--dry-run] [--json]',
     'npx zx scripts/release.ts push-oci --registry oci://HOST/PATH [--plain-http] [--package FILE] [--dry-run] [--helm 3|4] [--json]',
   ],
   verbs: {
     check: 'Everything that must hold before a release: version bumped since the last conduit-chart-X.Y.Z tag, CHANGELOG entry, artifacthub.io/changes, upgrade notes, generated docs, chart files, images vs appVersion, helm lint, validate.ts --all.',
     package: 'helm package into --out; with --sign also the .prov provenance and the public key (pubkey.gpg, pubkey.asc).',
     index: 'helm repo index of --out with the repository URL, keeping the entries of the published index (--merge); writes artifacthub-repo.yml.',
-    publish: 'Copy packages, provenance, keys and index.yaml (last) from --out to a directory, each file atomically; released packages are never overwritten.',
+    publish: 'Copy packages, provenance, keys and index.yaml (last) from --out to a directory or an S3 bucket, each file atomically; released packages are never overwritten.',
     'push-oci': 'helm push the package (and its .prov) to an OCI registry and print the manifest digest.',
   },
   flags: {
@@ -68,10 +69,14 @@ const spec = {
     merge: { type: 'string' as const, arg: 'FILE|URL', description: 'index: the published index.yaml (file or http(s) URL) whose entries are kept.' },
     'repository-id': { type: 'string' as const, arg: 'UUID', description: 'index: Artifact Hub repository ID for artifacthub-repo.yml.' },
     owner: { type: 'string' as const, multiple: true as const, arg: '"NAME <EMAIL>"', description: 'index: Artifact Hub repository owner for artifacthub-repo.yml.' },
-    to: { type: 'string' as const, arg: 'DIR', description: 'publish: destination directory (served as the chart repository).' },
+    to: { type: 'string' as const, arg: 'DIR|s3://B/P', description: 'publish: destination directory or S3 bucket/prefix (served as the chart repository).' },
     registry: { type: 'string' as const, arg: 'oci://HOST/PATH', description: 'push-oci: the OCI repository to push to.' },
     'plain-http': { type: 'boolean' as const, description: 'push-oci: talk plain HTTP to the registry (local registries only).' },
     package: { type: 'string' as const, arg: 'FILE', description: 'push-oci: the package to push (default: --out/NAME-VERSION.tgz).' },
+    's3-endpoint': { type: 'string' as const, arg: 'URL', description: 'publish to s3://: S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).' },
+    's3-region': { type: 'string' as const, arg: 'REGION', description: 'publish to s3://: region (default: AWS_REGION, else us-east-1).' },
+    's3-access-key-env': { type: 'string' as const, arg: 'VAR', description: 'publish to s3://: variable holding the access key id (default: AWS_ACCESS_KEY_ID).' },
+    's3-secret-key-env': { type: 'string' as const, arg: 'VAR', description: 'publish to s3://: variable holding the secret key (default: AWS_SECRET_ACCESS_KEY).' },
     'skip-validate': { type: 'boolean' as const, description: 'check: do not run validate.ts --all (reported as skipped).' },
   },
   examples: [
@@ -79,6 +84,7 @@ const spec = {
     'CONDUIT_SIGN_PASSPHRASE=... npx zx scripts/release.ts package --sign --key releases@example.com --key-url https://charts.example.com/pubkey.asc',
     'npx zx scripts/release.ts index --url https://charts.example.com --merge https://charts.example.com/index.yaml',
     'npx zx scripts/release.ts publish --to /srv/charts --dry-run',
+    'npx zx scripts/release.ts publish --to s3://acme-charts/conduit',
     'npx zx scripts/release.ts push-oci --registry oci://ghcr.io/acme/charts',
   ],
   notes: [
@@ -86,6 +92,7 @@ const spec = {
     `  ${PASSPHRASE_ENV}   passphrase of the signing key (handed to gpg and helm in a 0600 temporary file, never on a command line)`,
     '  GNUPGHOME                 GnuPG home holding the signing key',
     '  CONDUIT_HELM_MAJOR        3 or 4 (default 4)',
+    '  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL   S3 credentials and endpoint for publish --to s3://',
   ],
 };
 
@@ -221,21 +228,22 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   }
 
   if (verb === 'publish') {
-    only(flags, verb, ['to']);
+    only(flags, verb, ['to', 's3-endpoint', 's3-region', 's3-access-key-env', 's3-secret-key-env']);
     if (!flags.to) throw usageError('publish needs --to DIR', 'The directory served as the chart repository.');
-    if (/^s3:\/\//i.test(flags.to)) {
-      throw usageError('publishing to s3:// is not available in this version', `Publish to a directory (--to DIR) and copy it to the bucket with your S3 tool, index.yaml last.`);
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(flags.to)) throw usageError(`--to "${flags.to}": only a directory is supported`);
+    const s3 = /^s3:\/\//i.test(flags.to);
+    if (!s3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.to)) throw usageError(`--to "${flags.to}": use a directory or s3://bucket/prefix`);
+    // openStorage validates the bucket name; the client is created (and credentials read) on first use.
+    const storage = s3 ? openStorage(flags.to, { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] }) : undefined;
     if (!fs.existsSync(outDir)) throw new UserError(`${displayPath(outDir)} does not exist`, { hint: 'Run package and index first.' });
-    const to = path.resolve(flags.to);
+    const to = s3 ? flags.to : path.resolve(flags.to);
     if (to === outDir) throw usageError('--to must differ from --out');
     const plan = planPublish({ dir: outDir, to, names: fs.readdirSync(outDir), helm: major });
     if (dryRun) {
       reporter.result(`Dry run: publish would do (nothing changed):\n${planText(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
       return 0;
     }
-    const outcomes = await reporter.step(`publish ${plan.steps.length} file(s) to ${to}`, (progress) => executePlan(plan, { helmPath: '', gpgPath: '', progress }));
+    const remote = storage ? { get: (k: string) => storage.get(k), put: (k: string, d: Buffer) => storage.put(k, d) } : undefined;
+    const outcomes = await reporter.step(`publish ${plan.steps.length} file(s) to ${storage?.display ?? to}`, (progress) => executePlan(plan, { helmPath: '', gpgPath: '', progress, remote }));
     const rows = outcomes.map((o) => ({ file: path.basename((o.step as { to: string }).to), state: o.skipped ? 'unchanged' : 'written', sha256: sha256File((o.step as { from: string }).from) }));
     reporter.result(`Published to ${to}:\n${table(['file', 'state', 'sha256'], rows.map((r) => [r.file, r.state, r.sha256]))}`, { ok: true, to, files: rows, plan: planJson(plan) });
     return 0;

@@ -12,6 +12,7 @@ import { parseDocument } from 'yaml';
 import { run, type RunResult } from '../../scripts/lib/exec.ts';
 import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
 import { helmToolName, tool, type HelmMajor } from '../../scripts/lib/tools.ts';
+import { freePort } from './services.ts';
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `conduit-e2e-${prefix}-`));
@@ -102,14 +103,6 @@ export async function serveDirectory(root: string): Promise<Served> {
     url: `http://127.0.0.1:${port}`, port, requests,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 // --- OCI registry ----------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+// Benchmark runner: loads bench/*.bench.ts (or the names given), runs each case's own path and its
+// plain-tool baseline in the same run, alternating them, and prints the median times and the ratio.
+// Usage: node --import tsx bench/run.ts [NAME...] [--reps N] [--json]
+// Times are wall-clock medians; the CPU columns (user + system time of every process a side started)
+// show the work done, which stays comparable when the machine is busy with other things.
+// Exit 1 when a case misses its target ratio (baseline wall time / our wall time).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { formatMs, table } from '../scripts/lib/ui.ts';
+
+/** What one side reports about a run: the CPU time its processes used, when it can tell. */
+export interface SideResult {
+  cpuMs?: number;
+}
+
+export interface BenchCase {
+  name: string;
+  ours: () => Promise<SideResult | void>;
+  baseline: () => Promise<SideResult | void>;
+  /** Required baseline/ours ratio. */
+  target?: number;
+  /** Timed repetitions (median is reported); default 3. */
+  reps?: number;
+  /** Run each side once untimed first (warms file caches). */
+  warmup?: boolean;
+}
+
+export interface BenchModule {
+  title: string;
+  /** What "ours" and "baseline" mean, printed above the table. */
+  description: string[];
+  cases: () => Promise<BenchCase[]>;
+  teardown?: () => Promise<void>;
+}
+
+export interface BenchRow {
+  bench: string;
+  case: string;
+  oursMs: number;
+  baselineMs: number;
+  ratio: number;
+  target?: number;
+  met: boolean;
+  oursRuns: number[];
+  baselineRuns: number[];
+  oursCpuMs?: number;
+  baselineCpuMs?: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function time(fn: () => Promise<SideResult | void>, cpu: number[]): Promise<number> {
+  const t = performance.now();
+  const r = await fn();
+  if (r && r.cpuMs !== undefined) cpu.push(r.cpuMs);
+  return performance.now() - t;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const ri = args.indexOf('--reps');
+const repsOverride = ri >= 0 ? Number(args[ri + 1]) : undefined;
+const names = args.filter((a, i) => !a.startsWith('--') && !(ri >= 0 && i === ri + 1));
+const files = fs
+  .readdirSync(here)
+  .filter((f) => f.endsWith('.bench.ts') && (!names.length || names.some((n) => f.startsWith(n))))
+  .sort();
+if (!files.length) {
+  console.error(`no benchmark matches ${names.join(' ')}`);
+  process.exit(2);
+}
+
+const rows: BenchRow[] = [];
+for (const file of files) {
+  const mod = (await import(pathToFileURL(path.join(here, file)).href)).default as BenchModule;
+  const log = (m: string) => process.stderr.write(m + '\n');
+  log(`# ${mod.title}`);
+  for (const d of mod.description) log(`  ${d}`);
+  try {
+    for (const c of await mod.cases()) {
+      const reps = repsOverride ?? c.reps ?? 3;
+      if (c.warmup) {
+        log(`  ${c.name}: warm-up`);
+        await c.ours();
+        await c.baseline();
+      }
+      const ours: number[] = [];
+      const base: number[] = [];
+      const oursCpu: number[] = [];
+      const baseCpu: number[] = [];
+      for (let i = 0; i < reps; i++) {
+        // Alternate the order so neither side always runs on a warmer machine.
+        if (i % 2 === 0) {
+          ours.push(await time(c.ours, oursCpu));
+          base.push(await time(c.baseline, baseCpu));
+        } else {
+          base.push(await time(c.baseline, baseCpu));
+          ours.push(await time(c.ours, oursCpu));
+        }
+        const cpu = oursCpu[i] !== undefined && baseCpu[i] !== undefined ? ` (CPU ${formatMs(oursCpu[i])} vs ${formatMs(baseCpu[i])})` : '';
+        log(`  ${c.name}: run ${i + 1}/${reps}: ours ${formatMs(ours[i])}, baseline ${formatMs(base[i])}${cpu}`);
+      }
+      const o = median(ours);
+      const b = median(base);
+      const ratio = b / o;
+      rows.push({
+        bench: mod.title, case: c.name, oursMs: o, baselineMs: b, ratio, target: c.target, met: c.target === undefined || ratio >= c.target, oursRuns: ours, baselineRuns: base,
+        ...(oursCpu.length ? { oursCpuMs: median(oursCpu) } : {}), ...(baseCpu.length ? { baselineCpuMs: median(baseCpu) } : {}),
+      });
+    }
+  } finally {
+    await mod.teardown?.();
+  }
+}
+
+if (json) process.stdout.write(JSON.stringify({ ok: rows.every((r) => r.met), rows }, null, 2) + '\n');
+else {
+  process.stdout.write(
+    table(
+      ['bench', 'case', 'ours', 'baseline', 'ratio', 'target', 'result', 'CPU ours', 'CPU baseline', 'CPU ratio'],
+      rows.map((r) => [
+        r.bench, r.case, formatMs(r.oursMs), formatMs(r.baselineMs), `${r.ratio.toFixed(2)}x`, r.target ? `>= ${r.target}x` : '-', r.met ? 'ok' : 'MISSED',
+        r.oursCpuMs !== undefined ? formatMs(r.oursCpuMs) : '-', r.baselineCpuMs !== undefined ? formatMs(r.baselineCpuMs) : '-',
+        r.oursCpuMs && r.baselineCpuMs ? `${(r.baselineCpuMs / r.oursCpuMs).toFixed(2)}x` : '-',
+      ]),
+    ) + '\n',
+  );
+}
+process.exitCode = rows.every((r) => r.met) ? 0 : 1;

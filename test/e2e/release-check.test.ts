@@ -22,7 +22,8 @@ async function git(...args: string[]) {
 }
 
 async function check(...extra: string[]) {
-  const r = await releaseCli(['check', '--chart', chart, '--skip-validate', '--json', ...extra]);
+  const skip = extra.includes('--validate') ? [] : ['--skip-validate'];
+  const r = await releaseCli(['check', '--chart', chart, ...skip, '--json', ...extra.filter((e) => e !== '--validate')]);
   const doc = jsonOf(r);
   const byName = Object.fromEntries((doc.checks as { name: string; status: string; message: string }[]).map((c) => [c.name, c]));
   return { exitCode: r.exitCode, doc, byName };
@@ -39,6 +40,9 @@ test.before(async () => {
   repo = tempDir('release-check');
   chart = path.join(repo, 'chart');
   fs.cpSync(CHART_DIR, chart, { recursive: true });
+  // validate.ts reads the kube-score configuration that sits beside the chart directory.
+  const kubeScore = path.join(CHART_DIR, '..', '.kube-score.yaml');
+  if (fs.existsSync(kubeScore)) fs.copyFileSync(kubeScore, path.join(repo, '.kube-score.yaml'));
   await git('init', '-q', '-b', 'main');
   await git('add', '-A');
   await git('commit', '-q', '-m', 'chart');
@@ -48,8 +52,8 @@ test.after(() => {
   if (repo) fs.rmSync(repo, { recursive: true, force: true });
 });
 
-test('before any release tag the check says it is the first release and passes', async () => {
-  const r = await check();
+test('before any release tag the check says it is the first release and passes, validate.ts --all included', async () => {
+  const r = await check('--validate');
   assert.is(r.exitCode, 0, JSON.stringify(r.doc.checks, null, 1));
   assert.is(r.byName['version bump'].status, 'ok');
   assert.match(r.byName['version bump'].message, /first release/);
@@ -57,7 +61,8 @@ test('before any release tag the check says it is the first release and passes',
   assert.is(r.byName['artifacthub.io/changes'].status, 'ok');
   assert.is(r.byName['images'].status, 'ok');
   assert.is(r.byName['helm lint'].status, 'ok');
-  assert.is(r.byName['validate --all'].status, 'skipped');
+  assert.is(r.byName['validate --all'].status, 'ok');
+  assert.match(r.byName['validate --all'].message, /4 cluster\(s\)/);
   assert.is(r.doc.tag, `conduit-chart-${current.version}`);
 });
 
@@ -106,6 +111,18 @@ test('an app image tag that differs from appVersion fails the images check (helm
   assert.is(r.byName['images'].status, 'failed');
   assert.match(r.byName['images'].message, new RegExp(`admin\\.image\\.tag is "0\\.0\\.1" but appVersion is "${current.appVersion.replace(/\./g, "\\.")}"`));
   assert.match(r.byName['helm lint'].message, /helm 3 lint/);
+});
+
+test('validate.ts --all runs against the chart being released and fails the check when a cluster breaks', async () => {
+  assert.is((await check('--validate')).byName['validate --all'].status, 'ok', 'valid before the change');
+  const file = path.join(chart, 'values.yaml');
+  const doc = parseDocument(fs.readFileSync(file, 'utf8'));
+  doc.setIn(['api', 'replicaCount'], 'three');
+  fs.writeFileSync(file, doc.toString({ lineWidth: 0 }));
+  const r = await check('--validate');
+  assert.is(r.exitCode, 1);
+  assert.is(r.byName['validate --all'].status, 'failed');
+  assert.match(r.byName['validate --all'].message, /invalid: /);
 });
 
 test.run();

@@ -31,6 +31,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
 {{- fail (printf "conduit: %s.autoscaling.minReplicas (%v) is above %s.autoscaling.maxReplicas (%v). Raise maxReplicas or lower minReplicas." $c $a.minReplicas $c $a.maxReplicas) -}}
 {{- end -}}
+{{- if and $a.enabled $a.pods.enabled (not $a.pods.metricName) -}}
+{{- fail (printf "conduit: %s.autoscaling.pods.enabled is true but %s.autoscaling.pods.metricName is empty. Name a per-pod metric your metrics adapter serves for these pods (the WebUI serves no Prometheus metrics of its own), or set %s.autoscaling.pods.enabled=false." $c $c $c) -}}
+{{- end -}}
 {{- end -}}
 {{- range $c := list "api" "admin" -}}
 {{- $p := index $v.database.pool $c -}}
@@ -66,6 +69,9 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- end -}}
 {{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.image.digest) (eq (toString $v.redis.standalone.image.tag) "latest") -}}
 {{- fail "conduit: redis.standalone.image.tag is latest, which is refused when global.environment is production. Pin a Redis version (e.g. 7.4.6-alpine) or a digest." -}}
+{{- end -}}
+{{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.metrics.image.digest) (eq (toString $v.redis.standalone.metrics.image.tag) "latest") -}}
+{{- fail "conduit: redis.standalone.metrics.image.tag is latest, which is refused when global.environment is production. Pin a redis_exporter version (e.g. v1.74.0) or a digest." -}}
 {{- end -}}
 {{- $webuiExposed := and $v.webui.enabled (or $v.ingress.enabled $v.gatewayApi.enabled) $v.ingress.hosts.webui -}}
 {{- if and $webuiExposed (or (not $v.webui.clerk.publishableKey) (not $v.webui.clerk.existingSecret)) -}}
@@ -123,6 +129,10 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- end -}}
 {{- if and $v.gatewayApi.enabled (not $v.gatewayApi.parentRefs) -}}
 {{- fail "conduit: gatewayApi.enabled is true but gatewayApi.parentRefs is empty, so the HTTPRoutes would attach to no Gateway. Set gatewayApi.parentRefs (e.g. [{name: my-gateway, namespace: gateway-system}])." -}}
+{{- end -}}
+{{- /* The shipped rules are plain files: series of kube-state-metrics, cert-manager and CloudNativePG carry object names only. */}}
+{{- if and $v.monitoring.prometheusRule.enabled (not (contains "conduit" (include "conduit.fullname" .))) -}}
+{{- fail (printf "conduit: monitoring.prometheusRule.enabled is true, but the object names (fullnameOverride %q) do not contain \"conduit\". The shipped alerts find pods, autoscalers, backup CronJobs, certificates and PostgreSQL pods by names containing \"conduit\" (scrape jobs are fine: the chart's monitors set job=conduit-<component>). Use a fullnameOverride that contains \"conduit\" or leave it empty." $v.fullnameOverride) -}}
 {{- end -}}
 {{- if $v.masterKey.existingSecret -}}
 {{- include "conduit.checkExistingSecret" (list . $v.masterKey.existingSecret $v.masterKey.existingSecretKey "masterKey") -}}

@@ -245,17 +245,28 @@ export function checkAllQueries(catalog = loadCatalog(), queries = allQueries(),
   return { queries: queries.length, problems: [...queries.flatMap((q) => checkQuery(q, ctx)), ...checkAutoscalingMetrics(catalog)] };
 }
 
-/** Metric names the chart's values hand to autoscaling (every `metricName:` key at any depth, unless its block says `enabled: false`). */
-export function chartMetricNames(file = repoPath('chart', 'values.yaml')): { path: string; metric: string }[] {
+/** A metric an autoscaler uses; `path` starts with the component (api, admin, webui). */
+export interface MetricRef {
+  path: string;
+  metric: string;
+  /** Where the reference was found; chart/values.yaml when absent. */
+  origin?: string;
+}
+
+/**
+ * Metric names the chart's values hand to autoscaling: every non-empty `metricName:` key at any
+ * depth, switched on or not (a default that is wrong once switched on is still wrong).
+ */
+export function chartMetricNames(file = repoPath('chart', 'values.yaml')): MetricRef[] {
   if (!fs.existsSync(file)) return [];
-  const out: { path: string; metric: string }[] = [];
+  const out: MetricRef[] = [];
   const walk = (v: unknown, at: string) => {
     if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${at}[${i}]`));
     else if (v && typeof v === 'object') {
-      const block = v as Record<string, unknown>;
-      for (const [k, x] of Object.entries(block)) {
-        if (k === 'metricName' && typeof x === 'string' && x && block.enabled !== false) out.push({ path: `${at}.${k}`.replace(/^\./, ''), metric: x });
-        else walk(x, `${at}.${k}`);
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        if (k === 'metricName' && typeof x === 'string') {
+          if (x) out.push({ path: `${at}.${k}`.replace(/^\./, ''), metric: x });
+        } else walk(x, `${at}.${k}`);
       }
     }
   };
@@ -263,27 +274,46 @@ export function chartMetricNames(file = repoPath('chart', 'values.yaml')): { pat
   return out;
 }
 
-/** Autoscaling metrics must be catalogued gauges (an HPA averages a current value per pod). */
-export function checkAutoscalingMetrics(catalog: Catalog, refs = chartMetricNames()): string[] {
+interface HpaLike {
+  kind?: string;
+  metadata?: { name?: string; labels?: Record<string, string> };
+  spec?: { metrics?: { type?: string; pods?: { metric?: { name?: string } }; object?: { metric?: { name?: string } }; external?: { metric?: { name?: string } } }[] };
+}
+
+/** Metric names in rendered HorizontalPodAutoscalers (Pods, Object and External metrics), by the component label of each HPA. */
+export function hpaMetricNames(objects: HpaLike[]): MetricRef[] {
+  return objects
+    .filter((o) => o.kind === 'HorizontalPodAutoscaler')
+    .flatMap((o) => {
+      const component = o.metadata?.labels?.['app.kubernetes.io/component'] ?? 'unknown';
+      return (o.spec?.metrics ?? []).flatMap((m) => {
+        const name = m.pods?.metric?.name ?? m.object?.metric?.name ?? m.external?.metric?.name;
+        return name ? [{ path: `${component}.autoscaling.${String(m.type).toLowerCase()}`, metric: name, origin: `HorizontalPodAutoscaler/${o.metadata?.name}` }] : [];
+      });
+    });
+}
+
+/** Autoscaling metrics must be catalogued gauges (an HPA averages a current value per pod) that the scaled pods serve. */
+export function checkAutoscalingMetrics(catalog: Catalog, refs: MetricRef[] = chartMetricNames()): string[] {
   const series = seriesIndex(catalog);
-  return refs.flatMap(({ path: at, metric }) => {
+  return refs.flatMap(({ path: at, metric, origin = 'chart/values.yaml' }) => {
     const info = series.get(metric);
-    if (!info) return [`chart/values.yaml ${at}: ${metric} is not in the metric catalog`];
+    if (!info) return [`${origin} ${at}: ${metric} is not in the metric catalog`];
     const problems: string[] = [];
-    if (info.metric.type !== 'gauge') problems.push(`chart/values.yaml ${at}: ${metric} is a ${info.metric.type}; a Pods metric for the HPA must be a gauge`);
-    // A component's autoscaler can only use metrics that component serves.
+    if (info.metric.type !== 'gauge') problems.push(`${origin} ${at}: ${metric} is a ${info.metric.type}; a Pods metric for the HPA must be a gauge`);
+    // A Pods metric is read from the scaled pods themselves: they must serve it (the WebUI serves none).
     const component = at.split(/[.[]/)[0];
     const source = catalog.sources[info.metric.source];
     const servedBy = source?.kind === 'app' ? String(source.component).split(/,\s*/) : [];
-    if (['api', 'admin', 'webui'].includes(component) && source?.kind === 'app' && !servedBy.includes(component)) {
-      problems.push(`chart/values.yaml ${at}: the ${component} pods do not serve ${metric} (served by: ${servedBy.join(', ')})`);
+    if (['api', 'admin', 'webui'].includes(component) && /\.pods(\.|$)/.test(at) && !servedBy.includes(component)) {
+      problems.push(`${origin} ${at}: the ${component} pods do not serve ${metric} (${servedBy.length ? `served by: ${servedBy.join(', ')}` : `exported by ${info.metric.source}, not by the pods being scaled`})`);
     }
     return problems;
   });
 }
 
 /** Catalogued metrics no query, rule or autoscaler uses (the catalog lists what is used, nothing more). */
-export function unusedMetrics(catalog: Catalog, queries = allQueries(), refs = chartMetricNames()): string[] {
+export function unusedMetrics(catalog: Catalog, queries = allQueries(), refs: MetricRef[] = chartMetricNames()): string[] {
   const series = seriesIndex(catalog);
   const used = new Set<string>();
   for (const q of queries) for (const s of parsePromQL(q.promql).selectors) if (s.metric && series.has(s.metric)) used.add(series.get(s.metric)!.metric.name);

@@ -25,7 +25,7 @@ const API_JOBS = 'job=~".*conduit.*-api"';
 function appVariables(jobFilter: string, metric = 'up'): VariableSpec[] {
   return [
     { name: 'namespace', label: 'Namespace', query: `${metric}{${jobFilter}}`, promLabel: 'namespace', description: 'Namespace of the Conduit release.' },
-    { name: 'job', label: 'Job', query: `${metric}{namespace=~"$namespace", ${jobFilter}}`, promLabel: 'job', description: 'Scrape job: the API and/or Admin Service of the release.' },
+    { name: 'job', label: 'Job', query: `${metric}{namespace=~"$namespace", ${jobFilter}}`, promLabel: 'job', description: 'Scrape job: conduit-api and/or conduit-admin with the chart\'s ServiceMonitors (or the API/Admin Service name with your own scrape configuration).' },
     { name: 'instance', label: 'Instance', query: `${metric}{namespace=~"$namespace", job=~"$job"}`, promLabel: 'instance', description: 'Pod address (one per replica).' },
   ];
 }
@@ -263,7 +263,7 @@ const data: DashboardSpec = {
   tags: ['conduit', 'data'],
   variables: [
     { name: 'namespace', label: 'Namespace', query: 'up', promLabel: 'namespace', description: 'Namespace of the Conduit release (its data services run there too).' },
-    { name: 'job', label: 'Job', query: 'up', promLabel: 'job', description: 'Scrape job: exporters of PostgreSQL, Redis, RabbitMQ and kube-state-metrics.' },
+    { name: 'job', label: 'Job', query: 'up', promLabel: 'job', description: 'Scrape job: conduit-postgresql, conduit-redis and conduit-rabbitmq with the chart\'s monitors, and kube-state-metrics.' },
     { name: 'instance', label: 'Instance', query: 'up{job=~"$job"}', promLabel: 'instance', description: 'Scraped endpoint.' },
   ],
   rows: [

@@ -68,7 +68,7 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/\.autoscaling\.(minReplicas|maxReplicas)$/, { minimum: 1 }],
   [/\.target(CPU|Memory)UtilizationPercentage$/, { minimum: 0, maximum: 100 }],
   [/\.averageValue$/, { pattern: '^[0-9]+(\\.[0-9]+)?(m|k|M|G)?$' }],
-  [/\.metricName$/, { pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$' }],
+  [/\.metricName$/, { pattern: '^$|^[a-zA-Z_:][a-zA-Z0-9_:]*$' }],
   [/\.stabilizationWindowSeconds$/, { minimum: 0, maximum: 3600 }],
   [/\.(podsPerMinute|podsPerTwoMinutes)$/, { minimum: 1 }],
   // A PDB that allows no disruption blocks node drains.

@@ -17,8 +17,14 @@ test('cnpg: a CloudNativePG Cluster with max_connections, bootstrapped from the 
   assert.is(secret.type, 'kubernetes.io/basic-auth');
   assert.is(Buffer.from(secret.data.username, 'base64').toString(), 'conduit');
   assert.match(Buffer.from(secret.data.password, 'base64').toString(), /^[A-Za-z0-9]{32}$/);
-  const withMonitor = await renderObjects({ values: { database: { cnpg: { monitoring: { podMonitor: true } } } } });
-  assert.equal(find(withMonitor, 'PodMonitor', 'conduit-pg').spec.podMetricsEndpoints, [{ port: 'metrics' }]);
+  // The PodMonitor follows monitoring.serviceMonitor.enabled (database.cnpg.monitoring.podMonitor defaults to true).
+  assert.is(ofKind(objects, 'PodMonitor').length, 0);
+  const withMonitor = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
+  assert.equal(find(withMonitor, 'PodMonitor', 'conduit-pg').spec.podMetricsEndpoints, [
+    { port: 'metrics', interval: '30s', relabelings: [{ action: 'replace', targetLabel: 'job', replacement: 'conduit-postgresql' }] },
+  ]);
+  const optedOut = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } }, database: { cnpg: { monitoring: { podMonitor: false } } } } });
+  assert.is(ofKind(optedOut, 'PodMonitor').length, 0);
 });
 
 test('external database: no Cluster, the URL points at the server with SslMode, the password from the given Secret', async () => {

@@ -1,11 +1,12 @@
-// The shipped rules are plain files without Helm templating, so they find a release's series by
-// name patterns. Render the chart (two release names) and check that every pattern the alerts use
-// matches the names the chart really gives its objects.
+// The shipped rules are plain files without Helm templating. Scraped series carry the stable job
+// labels the chart's monitors set (conduit-<component>); kube-state-metrics series carry object
+// names. Render the chart (several release names, a fullnameOverride) and check that every pattern
+// the alerts use matches the jobs and names the chart really produces.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parsePromQL } from '../../scripts/lib/promql.ts';
 import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
-import { ofKind, renderObjects, type K8sObject } from './helpers.ts';
+import { ofKind, renderError, renderObjects, type K8sObject } from './helpers.ts';
 
 const alerts = alertRules(loadRules());
 
@@ -28,20 +29,41 @@ const VALUES = {
 
 const names = (objs: K8sObject[], kind: string) => ofKind(objs, kind).map((o) => o.metadata.name as string);
 
-for (const release of ['conduit', 'prod']) {
-  test(`release "${release}": alert selectors match the chart's object names`, async () => {
-    const objs = await renderObjects({ release, values: VALUES });
-    // ServiceMonitor targets get job = Service name.
-    const monitored = ofKind(objs, 'ServiceMonitor').map((sm) => sm.metadata.name as string);
-    assert.ok(monitored.length === 2, 'API and Admin ServiceMonitors');
-    const api = monitored.filter((n) => n.endsWith('-api'));
-    assert.ok(api.length === 1 && pattern('ConduitApiAbsent', 'up', 'job').test(api[0]), `API job ${api}`);
-    for (const n of monitored) {
-      assert.ok(names(objs, 'Service').includes(n), `ServiceMonitor ${n} selects Service ${n}`);
-      assert.ok(pattern('ConduitTargetDown', 'up', 'job').test(n), n);
-      assert.ok(pattern('ConduitThreadPoolStarvation', 'dotnet_thread_pool_queue_length', 'job').test(n), n);
+/** The job label the targets of a ServiceMonitor/PodMonitor get: the relabeled one, else what prometheus-operator derives. */
+function jobOf(monitor: K8sObject, namespace: string): string {
+  const endpoints = monitor.spec.endpoints ?? monitor.spec.podMetricsEndpoints;
+  const jobs = new Set<string>(
+    endpoints.map((e: { relabelings?: { targetLabel?: string; replacement?: string; action?: string }[] }) => {
+      const r = (e.relabelings ?? []).filter((x) => x.targetLabel === 'job' && (x.action ?? 'replace') === 'replace').at(-1);
+      // Without relabeling: ServiceMonitor -> the Service name (selected by labels), PodMonitor -> "<namespace>/<name>".
+      return r?.replacement ?? (monitor.kind === 'PodMonitor' ? `${namespace}/${monitor.metadata.name}` : '(Service name)');
+    }),
+  );
+  assert.is(jobs.size, 1, `${monitor.kind}/${monitor.metadata.name}: one job for all endpoints`);
+  return [...jobs][0];
+}
+
+for (const [release, extra] of [
+  ['conduit', {}],
+  ['prod', {}],
+  ['llm', { fullnameOverride: 'gateway-conduit' }],
+] as const) {
+  test(`release "${release}"${'fullnameOverride' in extra ? ` (fullnameOverride ${extra.fullnameOverride})` : ''}: alert selectors match the chart's jobs and object names`, async () => {
+    const objs = await renderObjects({ release, values: { ...VALUES, ...extra } });
+    const monitors = [...ofKind(objs, 'ServiceMonitor'), ...ofKind(objs, 'PodMonitor')];
+    const jobs = new Map(monitors.map((m) => [m.metadata.labels!['app.kubernetes.io/component'], jobOf(m, 'conduit')]));
+    // Stable job labels, whatever the release or object names.
+    assert.equal(Object.fromEntries(jobs), { api: 'conduit-api', admin: 'conduit-admin', redis: 'conduit-redis', rabbitmq: 'conduit-rabbitmq', database: 'conduit-postgresql' });
+    assert.ok(pattern('ConduitApiAbsent', 'up', 'job').test(jobs.get('api')!), 'API job');
+    for (const c of ['api', 'admin']) {
+      assert.ok(pattern('ConduitThreadPoolStarvation', 'dotnet_thread_pool_queue_length', 'job').test(jobs.get(c)!), c);
+      assert.ok(pattern('ConduitApiHighLatencyP99', 'http_server_request_duration_seconds_bucket', 'job').test(jobs.get(c)!), c);
     }
-    // Pods of the Deployments (name + ReplicaSet hash + pod suffix).
+    for (const j of jobs.values()) assert.ok(pattern('ConduitTargetDown', 'up', 'job').test(j), j);
+    assert.ok(pattern('ConduitRedisDown', 'redis_up', 'job').test(jobs.get('redis')!), 'Redis job');
+    assert.ok(pattern('ConduitRabbitMQDown', 'up', 'job').test(jobs.get('rabbitmq')!), 'RabbitMQ job');
+    assert.ok(pattern('ConduitRabbitMQQueueBacklog', 'rabbitmq_queue_messages_ready', 'job').test(jobs.get('rabbitmq')!), 'RabbitMQ job');
+    // Pods of the Deployments (name + ReplicaSet hash + pod suffix), from kube-state-metrics.
     const deployments = names(objs, 'Deployment');
     assert.equal(deployments.length, 3);
     for (const d of deployments) {
@@ -52,15 +74,18 @@ for (const release of ['conduit', 'prod']) {
     // CloudNativePG instance pods are <cluster>-<n>.
     const [pg] = names(objs, 'Cluster');
     assert.ok(pg && pattern('ConduitPostgresDown', 'cnpg_collector_up', 'pod').test(`${pg}-1`), `CNPG cluster ${pg}`);
-    // RabbitMQ and Redis: a ServiceMonitor on the broker's / exporter's Service gets that Service's name as job.
-    const [rmq] = names(objs, 'RabbitmqCluster');
-    assert.ok(rmq && pattern('ConduitRabbitMQDown', 'up', 'job').test(rmq), `RabbitmqCluster ${rmq}`);
-    const redis = names(objs, 'Service').find((n) => n.includes('redis'));
-    assert.ok(redis && pattern('ConduitRedisDown', 'redis_up', 'job').test(`${redis}-metrics`), `Redis ${redis}`);
     // Backups: the CronJob, when the chart renders one.
     for (const cj of names(objs, 'CronJob')) if (/backup/.test(cj)) assert.ok(pattern('ConduitBackupStale', 'kube_cronjob_status_last_successful_time', 'cronjob').test(cj), cj);
   });
 }
+
+test('a fullnameOverride without "conduit" is refused while the shipped rules are on (their name-based selectors would miss)', async () => {
+  const err = await renderError({ values: { ...VALUES, fullnameOverride: 'llm-gateway' } });
+  assert.match(err, /monitoring\.prometheusRule\.enabled is true, but the object names \(fullnameOverride "llm-gateway"\) do not contain "conduit"/);
+  // Without the rules the name is fine, and the scrape jobs stay the same.
+  const objs = await renderObjects({ values: { ...VALUES, fullnameOverride: 'llm-gateway', monitoring: { ...VALUES.monitoring, prometheusRule: { enabled: false } } } });
+  assert.equal(ofKind(objs, 'ServiceMonitor').map((m) => jobOf(m, 'conduit')).sort(), ['conduit-admin', 'conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+});
 
 test('the selectors do not match other applications', () => {
   assert.not.ok(pattern('ConduitApiAbsent', 'up', 'job').test('shop-api'));

@@ -53,7 +53,8 @@ test('one dashboard ConfigMap per file, byte for byte, with the sidecar label an
 
 test('ServiceMonitors: API anonymous; Admin only on request, with the master key from its Secret', async () => {
   const apiOnly = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
-  assert.equal(ofKind(apiOnly, 'ServiceMonitor').map((s) => s.metadata.name), ['conduit-api']);
+  // API plus the data services' exporters (Redis sidecar, RabbitMQ plugin): never Admin unless asked.
+  assert.equal(ofKind(apiOnly, 'ServiceMonitor').map((s) => s.metadata.name).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
   const ep = find(apiOnly, 'ServiceMonitor', 'conduit-api').spec.endpoints[0];
   assert.equal([ep.port, ep.path, ep.authorization], ['http', '/metrics', undefined]);
   const both = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true, admin: { enabled: true } } } } });

@@ -105,7 +105,15 @@ test('autoscaling metrics named in chart/values.yaml must be catalogued gauges',
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'values-'));
   const f = path.join(dir, 'values.yaml');
   fs.writeFileSync(f, 'api:\n  autoscaling:\n    pods:\n      metricName: http_server_active_requests\nadmin:\n  hpa: [{metricName: x}]\nwebui:\n  pods: {enabled: false, metricName: y}\n');
-  assert.equal(chartMetricNames(f), [{ path: 'api.autoscaling.pods.metricName', metric: 'http_server_active_requests' }, { path: 'admin.hpa[0].metricName', metric: 'x' }]);
+  // Switched-off blocks count too (their default must be right once switched on); empty names do not.
+  fs.appendFileSync(f, 'other:\n  metricName: ""\n');
+  assert.equal(chartMetricNames(f), [
+    { path: 'api.autoscaling.pods.metricName', metric: 'http_server_active_requests' },
+    { path: 'admin.hpa[0].metricName', metric: 'x' },
+    { path: 'webui.pods.metricName', metric: 'y' },
+  ]);
+  // The chart's own defaults: API and Admin scale on a metric they serve, the WebUI names none.
+  assert.equal(chartMetricNames().map((r) => r.path), ['api.autoscaling.pods.metricName', 'admin.autoscaling.pods.metricName']);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -17,6 +17,7 @@ import {
   executePlan,
   fetchExistingIndex,
   gpgFingerprint,
+  requireGpg,
   localPackages,
   makeWorkDir,
   packageFileName,
@@ -171,11 +172,14 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     if (flags.sign && !flags.key) throw usageError('--sign needs --key NAME', 'Name the signing key (user id, e-mail or fingerprint): gpg --list-secret-keys.');
     if (flags.keyring && !fs.existsSync(flags.keyring)) throw usageError(`--keyring ${flags.keyring} does not exist`);
     const passphrase = flags.sign ? readPassphrase(flags) : undefined;
-    const fingerprint = flags.sign && !flags.keyring ? await gpgFingerprint('gpg', flags.key!) : undefined;
+    const gpg = flags.sign ? await requireGpg() : 'gpg';
+    const fingerprint = flags.sign && !flags.keyring ? await gpgFingerprint(gpg, flags.key!) : undefined;
     if (flags.sign && !flags.keyring && !fingerprint) {
       throw new UserError(`gpg does not know the key "${flags.key}"${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`, { hint: 'List keys with gpg --list-secret-keys, or pass --keyring with a legacy secret keyring.', exitCode: 2 });
     }
     if (flags.sign && !flags['key-url']) reporter.warn('no --key-url: the package carries no artifacthub.io/signKey annotation, so Artifact Hub will not show it as signed');
+    if (flags.sign && flags['key-url'] && flags.keyring) reporter.warn('--key-url with --keyring: the key fingerprint is not known from GNUPGHOME, so no artifacthub.io/signKey annotation is added');
+    if (flags.sign && flags.keyring) reporter.warn('--keyring: no public key files are written; publish the public key (binary, for helm --keyring) yourself');
     const workDir = makeWorkDir();
     try {
       const plan = planPackage({

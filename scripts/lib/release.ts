@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments, parseDocument, stringify } from 'yaml';
 import { syncChartFiles } from './chartfiles.ts';
-import { UserError, usageError } from './errors.ts';
+import { toolError, UserError, usageError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { CHART_DIR, displayPath, REPO_ROOT } from './paths.ts';
 import type { HelmMajor } from './tools.ts';
@@ -905,6 +905,13 @@ export function summarizeValidation(stdout: string): string {
   } catch {
     return '';
   }
+}
+
+/** gpg on PATH, or a tool error that says how to get it. */
+export async function requireGpg(): Promise<string> {
+  const r = await run('gpg', ['--version']);
+  if (r.exitCode !== 0) throw toolError('gpg is not installed (needed to sign the chart)', 'Install GnuPG: apt-get install gnupg (or your platform\'s package).');
+  return 'gpg';
 }
 
 /** Fingerprint of a key in GNUPGHOME (undefined when gpg does not know it). */

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { run } from '../../scripts/lib/exec.ts';
 import { readChartMeta } from '../../scripts/lib/release.ts';
 import { CHART_DIR } from '../../scripts/lib/paths.ts';
 import type { HelmMajor } from '../../scripts/lib/tools.ts';
@@ -22,9 +23,16 @@ let out: string;
 test.before(async () => {
   work = tempDir('release-oci');
   out = path.join(work, 'out');
-  [registry, key] = await Promise.all([startRegistry(), makeSigningKey('oci-signer')]);
-  const pkg = await releaseCli(['package', '--out', out, '--sign', '--key', key.email], { GNUPGHOME: key.home });
+  [registry, key] = await Promise.all([startRegistry(), makeSigningKey('oci-signer', 'oci-passphrase')]);
+  // This suite signs the way an operator with a legacy secret keyring and a passphrase file does.
+  const secring = path.join(work, 'secring.gpg');
+  const passFile = path.join(work, 'passphrase');
+  fs.writeFileSync(passFile, 'oci-passphrase\n', { mode: 0o600 });
+  const exp = await run('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase-file', passFile, '--output', secring, '--export-secret-keys', key.email], { env: { GNUPGHOME: key.home } });
+  if (exp.exitCode !== 0) throw new Error(exp.stderr);
+  const pkg = await releaseCli(['package', '--out', out, '--sign', '--key', key.email, '--keyring', secring, '--passphrase-file', passFile]);
   if (pkg.exitCode !== 0) throw new Error(`package failed: ${pkg.stderr}`);
+  fs.copyFileSync(key.publicKeyring, path.join(out, 'pubkey.gpg'));
 });
 
 test.after(async () => {

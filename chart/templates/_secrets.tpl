@@ -84,15 +84,29 @@ are letters and digits (URL-safe: the app does not URL-decode DATABASE_URL / RED
 {{- define "conduit.redis.generateSecret" -}}
 {{- if and (not .Values.redis.auth.existingSecret) (or .Values.redis.auth.password (eq .Values.redis.mode "standalone")) -}}true{{- end -}}
 {{- end -}}
+{{/* redis.external.url, when set, replaces host, port, username and tls. */}}
+{{- define "conduit.redis.externalUrl" -}}
+{{- $u := urlParse .Values.redis.external.url -}}
+{{- $hostport := splitList ":" $u.host -}}
+{{- dict "scheme" $u.scheme "host" (first $hostport) "port" (ternary (last $hostport) "6379" (gt (len $hostport) 1)) "user" $u.userinfo | toJson -}}
+{{- end -}}
 {{- define "conduit.redis.host" -}}
 {{- if eq .Values.redis.mode "standalone" -}}
 {{- printf "%s.%s.svc" (include "conduit.resourceName" (list . "redis")) .Release.Namespace -}}
+{{- else if .Values.redis.external.url -}}
+{{- (include "conduit.redis.externalUrl" . | fromJson).host -}}
 {{- else -}}
 {{- .Values.redis.external.host -}}
 {{- end -}}
 {{- end -}}
 {{- define "conduit.redis.port" -}}
-{{- if eq .Values.redis.mode "standalone" -}}6379{{- else -}}{{ .Values.redis.external.port }}{{- end -}}
+{{- if eq .Values.redis.mode "standalone" -}}6379{{- else if .Values.redis.external.url -}}{{ (include "conduit.redis.externalUrl" . | fromJson).port }}{{- else -}}{{ .Values.redis.external.port }}{{- end -}}
+{{- end -}}
+{{- define "conduit.redis.scheme" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.url -}}{{ (include "conduit.redis.externalUrl" . | fromJson).scheme }}{{- else if and (eq .Values.redis.mode "external") .Values.redis.external.tls -}}rediss{{- else -}}redis{{- end -}}
+{{- end -}}
+{{- define "conduit.redis.user" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.url -}}{{ default "default" (include "conduit.redis.externalUrl" . | fromJson).user }}{{- else if and (eq .Values.redis.mode "external") .Values.redis.external.username -}}{{ .Values.redis.external.username }}{{- else -}}default{{- end -}}
 {{- end -}}
 
 {{/* ---- rabbitmq ---- */}}
@@ -147,14 +161,14 @@ every ConfigMap hold only references. Call with (list $ "api"|"admin").
 - name: DATABASE_URL
   value: {{ printf "postgres://%s:$(CONDUIT_DATABASE_PASSWORD)@%s:%v/%s?%s" $v.database.auth.username (include "conduit.database.host" $root) (include "conduit.database.port" $root) $v.database.name $query | quote }}
 {{- if ne $v.redis.mode "none" }}
-{{- $scheme := ternary "rediss" "redis" (and (eq $v.redis.mode "external") $v.redis.external.tls) }}
+{{- $scheme := include "conduit.redis.scheme" $root }}
 {{- if eq (include "conduit.redis.hasAuth" $root) "true" }}
 - name: CONDUIT_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "conduit.redis.secretName" $root }}
       key: {{ include "conduit.redis.secretKey" $root }}
-{{- $user := ternary $v.redis.external.username "default" (and (eq $v.redis.mode "external") (ne $v.redis.external.username "")) }}
+{{- $user := include "conduit.redis.user" $root }}
 - name: REDIS_URL
   value: {{ printf "%s://%s:$(CONDUIT_REDIS_PASSWORD)@%s:%v" $scheme $user (include "conduit.redis.host" $root) (include "conduit.redis.port" $root) | quote }}
 {{- else }}

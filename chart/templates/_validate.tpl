@@ -92,8 +92,11 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- include "conduit.checkExistingSecret" (list . $v.database.auth.existingSecret $v.database.auth.existingSecretPasswordKey "database.auth") -}}
 {{- end -}}
 {{- if eq $v.redis.mode "external" -}}
-{{- if not $v.redis.external.host -}}
-{{- fail "conduit: redis.mode is external but redis.external.host is empty. Set the Redis host (no /db suffix: the app cannot parse it), or use redis.mode=standalone." -}}
+{{- if and $v.redis.external.url $v.redis.external.host -}}
+{{- fail "conduit: redis.external.url and redis.external.host are both set. Set one: the URL replaces host, port, username and tls." -}}
+{{- end -}}
+{{- if not (or $v.redis.external.host $v.redis.external.url) -}}
+{{- fail "conduit: redis.mode is external but neither redis.external.host nor redis.external.url is set. Set the Redis host (or a redis:// URL without /db suffix: the app cannot parse it), or use redis.mode=standalone." -}}
 {{- end -}}
 {{- end -}}
 {{- if $v.redis.auth.existingSecret -}}

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toolError } from './errors.ts';
 import { run } from './exec.ts';
+import { REPO_ROOT } from './paths.ts';
 
 export interface CrdSource {
   name: string;
@@ -23,9 +24,6 @@ export const CRD_SOURCES: readonly CrdSource[] = [
   { name: 'gateway-api', module: 'sigs.k8s.io/gateway-api', version: 'v1.6.3', dir: 'config/crd/standard' },
 ];
 
-/** Modules the Go checksum database does not serve. */
-const NO_SUMDB = ['github.com/rabbitmq/cluster-operator'];
-
 const moduleDirs = new Map<string, Promise<string>>();
 
 /** The unpacked module directory (downloaded once into the Go module cache). */
@@ -34,10 +32,13 @@ export function moduleDir(module: string, version: string): Promise<string> {
   let p = moduleDirs.get(key);
   if (!p) {
     p = (async () => {
-      // The checksum database does not know every module the proxy serves (it answers 404 for the
-      // RabbitMQ operator v2.19.0): those are listed in GONOSUMDB and trusted as the proxy serves them.
-      const noSumDb = [process.env.GONOSUMDB, ...NO_SUMDB].filter(Boolean).join(',');
-      const r = await run(process.env.CONDUIT_GO ?? 'go', ['mod', 'download', '-json', key], { env: { GOFLAGS: '-mod=mod', GONOSUMDB: noSumDb }, timeoutMs: 10 * 60_000 });
+      // Run inside tools/go/crds, whose go.sum pins the modules' checksums: the download is verified
+      // against it rather than a checksum-database lookup (which does not know every version).
+      const r = await run(process.env.CONDUIT_GO ?? 'go', ['mod', 'download', '-json', key], {
+        cwd: path.join(REPO_ROOT, 'tools', 'go', 'crds'),
+        env: { GOFLAGS: '-mod=mod' },
+        timeoutMs: 10 * 60_000,
+      });
       let info: { Dir?: string; Error?: string } = {};
       try {
         info = JSON.parse(r.stdout);

@@ -43,6 +43,10 @@ const k8sVersionFlags = ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/
 // default capabilities; these are the values helm's own Makefile derives from its client-go (v0.37).
 const HELM3 = '3.22.0';
 const HELM4 = '4.3.2';
+const KWOK = '0.8.0';
+const kwokVersionFlags = [`-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK}`, `-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBERNETES_VERSION}`];
+// The newest etcd 3.6 patch; Kubernetes 1.36 is tested against etcd 3.6.
+const ETCD = '3.6.16';
 
 export const TOOLS: readonly ToolSpec[] = [
   {
@@ -81,6 +85,21 @@ export const TOOLS: readonly ToolSpec[] = [
       kind: 'go-install', module: 'github.com/prometheus/prometheus', pkg: 'cmd/promtool', moduleVersion: 'v0.316.0',
       ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
     },
+  },
+  {
+    // kwok simulates nodes and pod lifecycles for the local cluster; KubeVersion is what kwokctl
+    // assumes for the control plane it runs (the binaries below), so it names the same release.
+    name: 'kwok', version: KWOK, binary: 'kwok', description: 'kwok node/pod simulator (local cluster)', versionArgs: ['--version'],
+    source: { kind: 'go-install', module: 'sigs.k8s.io/kwok', pkg: 'cmd/kwok', ldflags: kwokVersionFlags },
+  },
+  {
+    name: 'kwokctl', version: KWOK, binary: 'kwokctl', description: 'kwok cluster manager (local cluster)', versionArgs: ['--version'],
+    source: { kind: 'go-install', module: 'sigs.k8s.io/kwok', pkg: 'cmd/kwokctl', ldflags: kwokVersionFlags },
+  },
+  {
+    // etcd's server module replaces its sibling modules with local paths: built from a wrapper module.
+    name: 'etcd', version: ETCD, binary: 'etcd', description: 'etcd (local cluster storage)', versionArgs: ['--version'],
+    source: { kind: 'go-wrapper', dir: 'etcd', pkg: 'go.etcd.io/etcd/server/v3', ldflags: [`-X go.etcd.io/etcd/api/v3/version.GitSHA=v${ETCD}`] },
   },
   {
     // S3-compatible server for the backup tests (`rclone serve s3`) and the uploader of the in-cluster

@@ -54,6 +54,9 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/\.(size|storage)$/, { pattern: '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$' }],
   [/^database\.cnpg\.podAntiAffinityType$/, { enum: ['preferred', 'required'] }],
   [/^redis\.mode$/, { enum: ['standalone', 'external', 'none'] }],
+  // A URL as managed services hand it out, but without password (that stays in a Secret) and without
+  // the "/db" suffix the app cannot parse.
+  [/^redis\.external\.url$/, { pattern: '^$|^rediss?://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:[0-9]{1,5})?$' }],
   // REDIS_URL carries the password; the app's parser splits on ',' and does not URL-decode.
   [/^redis\.auth\.password$/, { pattern: '^[A-Za-z0-9]*$' }],
   [/^redis\.standalone\.maxmemory$/, { pattern: '^[0-9]+(b|kb|mb|gb|k|m|g)?$' }],

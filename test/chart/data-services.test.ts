@@ -1,7 +1,7 @@
 // PostgreSQL, Redis, RabbitMQ and media storage in each of their modes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { configEnv, container, envOf, find, ofKind, renderObjects } from './helpers.ts';
+import { configEnv, container, envOf, find, ofKind, renderError, renderObjects } from './helpers.ts';
 
 const EXTERNAL_DB = { database: { mode: 'external', external: { host: 'db.example.com', port: 6432, sslMode: 'Require' }, auth: { existingSecret: 'pg', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } };
 
@@ -69,6 +69,15 @@ test('redis external: rediss with an ACL user, no /db suffix; without a password
   const open = await renderObjects({ values: { redis: { mode: 'external', external: { host: 'cache' } }, networkPolicy: { enabled: false } } });
   assert.is(envOf(container(open, 'api')).get('REDIS_URL')!.value, 'redis://cache:6379');
   assert.not.ok(envOf(container(open, 'api')).has('CONDUIT_REDIS_PASSWORD'));
+});
+
+test('redis external URL: scheme, user, host and port come from redis.external.url; the password stays a reference', async () => {
+  const objects = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'rediss://app@cache.example.com:6380' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } } });
+  assert.is(envOf(container(objects, 'api')).get('REDIS_URL')!.value, 'rediss://app:$(CONDUIT_REDIS_PASSWORD)@cache.example.com:6380');
+  const plain = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'redis://cache' } }, networkPolicy: { enabled: false } } });
+  assert.is(envOf(container(plain, 'admin')).get('REDIS_URL')!.value, 'redis://cache:6379');
+  const both = await renderError({ values: { redis: { mode: 'external', external: { url: 'redis://cache:6379', host: 'cache' } }, networkPolicy: { enabled: false } } });
+  assert.match(both, /redis\.external\.url and redis\.external\.host are both set/);
 });
 
 test('rabbitmq operator: RabbitmqCluster with the delayed-message plugin; the app reads the operator default user', async () => {

@@ -174,6 +174,14 @@ if (realChart) {
     assert.match(r.out, 'Did you mean "replicaCount"?');
   });
 
+  test('the repository chart: a Redis URL with a /db suffix is refused at its file:line', async () => {
+    const f = overlay('real-redis-url.yaml', ['redis:', '  mode: external', '  external:', '    url: redis://cache.internal:6379/0', ''].join('\n'));
+    const r = await validate(['--cluster', 'prod-eu', '--values', f, '--kube-version', '1.36']);
+    assert.is(r.exitCode, 1, r.out);
+    assert.match(r.out, `${f}:4:5: redis.external.url:`);
+    assert.match(r.out, 'No `/db` suffix');
+  });
+
   test('the repository chart: an impossible combination fails at render time, pointing at the key', async () => {
     const f = overlay('real-combo.yaml', 'api:\n  replicaCount: 3\nmediaStorage:\n  type: inmemory\n');
     const r = await validate(['--cluster', 'local', '--values', f, '--kube-version', '1.36']);

@@ -1,0 +1,135 @@
+#!/usr/bin/env -S npx zx
+// deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
+import readline from 'node:readline/promises';
+import { runCommand } from './lib/cli.ts';
+import { loadRegistry, selectClusters } from './lib/clusters.ts';
+import { describePlan, diffRelease, executeDeploy, planDeploy, type DeployTarget } from './lib/deploy.ts';
+import { usageError, UserError } from './lib/errors.ts';
+import { helmBinary } from './lib/helm.ts';
+import { Kube } from './lib/kube.ts';
+import { kubeTargetFor, LOCAL_CONTEXT, localClusterStatus, upLocalCluster } from './lib/localcluster.ts';
+import { CHART_DIR } from './lib/paths.ts';
+import { registerSecret } from './lib/redact.ts';
+import { helmMajor, KUBERNETES_VERSION } from './lib/tools.ts';
+import { formatMs, table } from './lib/ui.ts';
+import { validateClusters } from './lib/validation.ts';
+import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type PathSegment } from './lib/values.ts';
+
+const spec = {
+  name: 'deploy.ts',
+  summary: 'Deploy the conduit chart to a registered cluster: validate, diff, confirm, lock, upgrade (rolled back on failure), verify, audit.',
+  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--dry-run] [--yes] [--timeout DUR] [--json]'],
+  flags: {
+    cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
+    values: { type: 'string' as const, arg: 'FILE', multiple: true as const, description: 'Extra values file, after the cluster layers.' },
+    set: { type: 'string' as const, arg: 'K=V', multiple: true as const, description: 'Value override, applied last (sent to helm on stdin, never in argv).' },
+    'image-tag': { type: 'string' as const, arg: 'T', description: 'Image tag of api, admin and webui (they are released together).' },
+    'dry-run': { type: 'boolean' as const, description: 'Validate and diff against the live release, print the plan; change nothing.' },
+    yes: { type: 'boolean' as const, description: 'Confirm a deploy to a protected cluster without asking.' },
+    timeout: { type: 'string' as const, arg: 'DUR', description: 'How long helm waits for the rollout before rolling back.', default: '10m' },
+    helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
+  },
+  examples: [
+    'npx zx scripts/deploy.ts                                   # the built-in local cluster (started if needed)',
+    'npx zx scripts/deploy.ts --cluster staging --image-tag 1.0.1 --dry-run',
+    'npx zx scripts/deploy.ts --cluster prod-eu --image-tag 1.0.1 --yes --timeout 15m',
+  ],
+  notes: [
+    'A deploy holds the Lease conduit-deploy-lock in the namespace: a second deploy fails at once, naming the holder.',
+    'Every deploy is recorded in the ConfigMap conduit-audit of the namespace (no secret values).',
+  ],
+};
+
+const IMAGE_TAG = /^[\w][\w.-]{0,127}$/;
+const SECRET_KEY = /(pass(word)?|secret|token|key|credential)/i;
+
+/** Values of secret-looking --set keys are registered so that no output shows them. */
+function registerSecretSets(sets: { path: PathSegment[]; value: unknown }[]): void {
+  for (const s of sets) if (s.path.some((p) => typeof p === 'string' && SECRET_KEY.test(p)) && typeof s.value === 'string') registerSecret(s.value);
+}
+
+async function confirmOnTerminal(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+await runCommand(spec, async ({ flags, positionals, reporter }) => {
+  if (positionals.length) throw usageError(`unexpected arguments: ${positionals.join(' ')}`, 'deploy.ts takes flags only (see --help).');
+  const major = helmMajor(flags.helm);
+  const [cluster] = selectClusters(loadRegistry(), { cluster: flags.cluster });
+  const isLocal = cluster.context === LOCAL_CONTEXT;
+  const target: DeployTarget = {
+    cluster: cluster.name,
+    context: cluster.context,
+    kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
+    namespace: cluster.namespace,
+    release: cluster.release,
+    protected: cluster.protected,
+  };
+
+  const tag = flags['image-tag'];
+  if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. 1.0.1).');
+  const setFlags = [...flags.set, ...(tag ? ['api', 'admin', 'webui'].map((c) => `${c}.image.tag=${tag}`) : [])];
+  const assignments = parseSetFlags(setFlags);
+  registerSecretSets(assignments);
+  const valuesFiles = [...cluster.layers, ...flags.values];
+  const overrides = setsAsValues(assignments, mergeUserLayers(valuesFiles.map((f) => loadValuesFile(f)), assignments));
+
+  // The built-in cluster comes up on demand, so that a bare `deploy.ts` works on a fresh machine.
+  if (isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
+    reporter.info('The local cluster is not running: starting it (npx zx scripts/cluster.ts up).');
+    await upLocalCluster(reporter);
+  }
+  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  const reachable = await kube.reachable(10_000);
+  const liveVersion = reachable ? (await kube.serverVersion()).gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
+  const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
+
+  const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, (progress) =>
+    validateClusters({ clusters: [cluster], valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress }),
+  );
+  if (!report.ok) {
+    const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
+    throw new UserError(`validation failed for ${cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
+      hint: `Fix the values named above, then run: npx zx scripts/validate.ts --cluster ${cluster.name}`,
+      details: report,
+    });
+  }
+
+  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m' }, await helmBinary(major));
+  if (flags['dry-run']) {
+    let diffText = '';
+    let diff;
+    if (reachable) {
+      diff = await reporter.step('diff against the live release', () => diffRelease(plan, kube)).catch((e: Error) => {
+        reporter.warn(`no diff: ${e.message}`);
+        return undefined;
+      });
+      if (diff) diffText = diff.firstInstall ? `first install: ${diff.objects.length} objects would be created` : diff.changed ? `${diff.objects.length} object(s) would change:\n${diff.text}` : 'no changes to the live objects';
+    } else diffText = `(no diff: the API server of context ${target.context} is not reachable${isLocal ? '; start it with npx zx scripts/cluster.ts up' : ''})`;
+    reporter.result(`Dry run: validation passed; nothing was changed.\n\n${describePlan(plan)}\n\n${diffText}`, {
+      ok: true,
+      dryRun: true,
+      cluster: cluster.name,
+      validation: { ok: report.ok },
+      plan: { upgradeArgs: plan.upgradeArgs, lock: plan.lock, target: plan.target },
+      diff: diff ? { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects } : undefined,
+    });
+    return 0;
+  }
+
+  const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), { yes: flags.yes });
+  const lines = [
+    `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
+    '',
+    table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
+    ...outcome.warnings.map((w) => `warning: ${w}`),
+  ];
+  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome });
+  return 0;
+});

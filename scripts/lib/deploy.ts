@@ -1,0 +1,307 @@
+// The deploy engine: given a resolved target (context, namespace, release) and the values to apply,
+// it checks the cluster, shows what would change, asks when the cluster is protected, takes the
+// deploy lock, runs `helm upgrade --install` with automatic rollback on failure, verifies the
+// workloads and records the outcome in the audit trail. The plan (argv arrays, lock, steps) is data,
+// so --dry-run prints it and tests assert on it; values reach helm on stdin, never in argv.
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
+import { UserError } from './errors.ts';
+import { formatArgv, run, type RunResult } from './exec.ts';
+import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
+import { acquireLock, defaultHolderIdentity, releaseLock, renewLock, type HeldLock } from './lease.ts';
+import { redact } from './redact.ts';
+import type { HelmMajor } from './tools.ts';
+
+export interface DeployTarget {
+  /** Registry name, e.g. `local`. */
+  cluster: string;
+  context: string;
+  kubeconfig?: string;
+  namespace: string;
+  release: string;
+  protected: boolean;
+}
+
+export interface DeployRequest {
+  target: DeployTarget;
+  chartDir: string;
+  /** Values files in order (environment layer, cluster layer, --values files). */
+  valuesFiles: string[];
+  /** Values applied last (--set, --image-tag), sent to helm on stdin. */
+  overrides: Record<string, unknown>;
+  helmMajor: HelmMajor;
+  /** Go duration for helm, e.g. 10m. */
+  timeout: string;
+  actor?: string;
+}
+
+export interface DeployPlan {
+  target: DeployTarget;
+  helm: string;
+  helmMajor: HelmMajor;
+  /** `helm upgrade --install` arguments (values on stdin as the last -f). */
+  upgradeArgs: string[];
+  /** The same as a server-side dry run, for the diff. */
+  dryRunArgs: string[];
+  overridesYaml: string;
+  lock: { namespace: string; name: string; holder: string; durationSeconds: number };
+  timeoutSeconds: number;
+}
+
+/** Seconds of a Go-style duration (90s, 10m, 1h30m). */
+export function durationSeconds(d: string): number {
+  const re = /(\d+(?:\.\d+)?)(h|ms|m|s)/g;
+  let total = 0;
+  let consumed = '';
+  for (const m of d.matchAll(re)) {
+    const n = Number(m[1]);
+    total += m[2] === 'h' ? n * 3600 : m[2] === 'm' ? n * 60 : m[2] === 's' ? n : n / 1000;
+    consumed += m[0];
+  }
+  if (!d || consumed !== d) throw new UserError(`invalid duration "${d}"`, { hint: 'Use e.g. 90s, 10m or 1h30m.', exitCode: 2 });
+  return total;
+}
+
+function clusterArgs(t: DeployTarget): string[] {
+  return [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
+}
+
+/** Build the plan (pure apart from the default actor). */
+export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
+  const t = req.target;
+  const timeoutSeconds = durationSeconds(req.timeout);
+  const common = ['upgrade', '--install', t.release, req.chartDir, ...clusterArgs(t)];
+  for (const f of req.valuesFiles) common.push('--values', f);
+  common.push('--values', '-');
+  const upgradeArgs = [
+    ...common,
+    '--timeout', req.timeout,
+    '--history-max', '10',
+    // On failure helm rolls back to the last good revision (helm 4 names it --rollback-on-failure and
+    // waits with its watcher; helm 3's --atomic implies --wait).
+    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher'] : ['--atomic', '--wait']),
+  ];
+  const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
+  return {
+    target: t,
+    helm,
+    helmMajor: req.helmMajor,
+    upgradeArgs,
+    dryRunArgs,
+    overridesYaml: toYaml(req.overrides ?? {}),
+    lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
+    timeoutSeconds,
+  };
+}
+
+export interface HelmRelease {
+  name: string;
+  version: number;
+  info: { status: string; description?: string };
+  chart?: { metadata?: { version?: string; appVersion?: string } };
+  manifest?: string;
+}
+
+async function helmJson<T>(plan: DeployPlan, args: string[]): Promise<T | undefined> {
+  const r = await run(plan.helm, [...args, ...clusterArgs(plan.target), '--output', 'json'], { timeoutMs: 120_000 });
+  if (r.exitCode !== 0) {
+    if (/not found/.test(r.stderr)) return undefined;
+    throw new UserError(`helm ${args[0]} failed: ${redact(r.stderr.trim())}`);
+  }
+  return JSON.parse(r.stdout) as T;
+}
+
+export async function releaseStatus(plan: DeployPlan): Promise<HelmRelease | undefined> {
+  return helmJson<HelmRelease>(plan, ['status', plan.target.release]);
+}
+
+export async function releaseHistory(plan: DeployPlan): Promise<{ revision: number; status: string; description: string; chart: string; app_version: string }[]> {
+  return (await helmJson(plan, ['history', plan.target.release, '--max', '20'])) ?? [];
+}
+
+export interface DiffSummary {
+  firstInstall: boolean;
+  changed: boolean;
+  objects: string[];
+  text: string;
+}
+
+/** What the upgrade would change: the server-side dry run of helm, compared with the live objects. */
+export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSummary> {
+  const current = await releaseStatus(plan);
+  const r = await run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
+  if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
+  const manifest = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
+  if (!current) {
+    const objects = [...manifest.matchAll(/^kind: (\S+)\n(?:.*\n)*?metadata:\n(?:\s+.*\n)*?\s+name: (\S+)/gm)].map((m) => `${m[1]}/${m[2]}`);
+    return { firstInstall: true, changed: true, objects, text: '' };
+  }
+  const d = await kube.diff(manifest, { namespace: plan.target.namespace });
+  const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => m[1].replace(/^[^.]*\.[^.]*\.([^.]+)\.[^.]+\./, '$1/'));
+  return { firstInstall: false, changed: d.changed, objects, text: d.text };
+}
+
+export interface VerifyResult {
+  workloads: { kind: string; name: string; ready: string }[];
+}
+
+type Workload = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; availableReplicas?: number } };
+
+/** Every Deployment and StatefulSet of the release rolled out and ready. */
+export async function verifyRelease(plan: DeployPlan, kube: Kube): Promise<VerifyResult> {
+  const ns = plan.target.namespace;
+  const selector = `app.kubernetes.io/instance=${plan.target.release}`;
+  const workloads: VerifyResult['workloads'] = [];
+  for (const kind of ['deployments', 'statefulsets']) {
+    for (const w of await kube.list<Workload>(kind, { namespace: ns, selector })) {
+      await kube.rolloutStatus(`${kind}/${w.metadata.name}`, { namespace: ns, timeoutSeconds: 60 });
+      const fresh = await kube.get<Workload>(kind, w.metadata.name, { namespace: ns });
+      workloads.push({ kind: w.kind, name: w.metadata.name, ready: `${fresh?.status?.readyReplicas ?? 0}/${fresh?.spec?.replicas ?? 0}` });
+    }
+  }
+  return { workloads };
+}
+
+export interface DeployOutcome {
+  result: AuditResult;
+  revision?: number;
+  previousRevision?: number;
+  chartVersion?: string;
+  appVersion?: string;
+  workloads: VerifyResult['workloads'];
+  diff: Omit<DiffSummary, 'text'>;
+  warnings: string[];
+  ms: number;
+}
+
+export interface DeploySteps {
+  step<T>(title: string, fn: (progress: (note: string) => void) => Promise<T>): Promise<T>;
+  info(message: string): void;
+  /** Ask for confirmation (protected clusters); resolve false to stop. */
+  confirm(question: string): Promise<boolean>;
+}
+
+/** Namespace first (the lock and the audit trail live in it), enforcing Pod Security restricted. */
+async function ensureNamespace(kube: Kube, ns: string): Promise<boolean> {
+  if (await kube.get('namespace', ns)) return false;
+  try {
+    await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/warn': 'restricted' } } });
+  } catch (e) {
+    if (!isKubeError(e, 'AlreadyExists')) throw e;
+  }
+  return true;
+}
+
+export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: { yes: boolean }): Promise<DeployOutcome> {
+  const started = performance.now();
+  const t = plan.target;
+  const warnings: string[] = [];
+  try {
+    await ui.step(`preflight: ${t.cluster} (context ${t.context}, namespace ${t.namespace})`, async () => {
+      if (!(await kube.reachable(10_000))) {
+        throw new UserError(`cannot reach the API server of context "${t.context}"`, {
+          hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
+        });
+      }
+      if (await ensureNamespace(kube, t.namespace)) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
+      for (const [verb, res] of [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const) {
+        if (!(await kube.can(verb, res, t.namespace))) throw new UserError(`you may not ${verb} ${res} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
+      }
+    });
+    const diff = await ui.step('diff against the live release', () => diffRelease(plan, kube));
+    if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
+    else if (!diff.changed) ui.info('no changes to the live objects (helm still records a new revision)');
+    else ui.info(`${diff.objects.length} object(s) change: ${diff.objects.join(', ')}\n${diff.text.trimEnd()}`);
+
+    if (t.protected && !options.yes) {
+      if (!(await ui.confirm(`Deploy to protected cluster ${t.cluster}?`))) {
+        throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+      }
+    }
+
+    const lock = await ui.step('take the deploy lock', () =>
+      acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }),
+    );
+    let held: HeldLock = lock;
+    const renew = setInterval(() => void renewLock(kube, held).then((l) => (held = l), () => undefined), Math.max(5000, (plan.lock.durationSeconds * 1000) / 3));
+    renew.unref();
+    const before = await releaseStatus(plan);
+    const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
+      appendAudit(kube, {
+        time: new Date().toISOString(),
+        actor: plan.lock.holder,
+        action: 'deploy',
+        result,
+        cluster: t.cluster,
+        namespace: t.namespace,
+        release: t.release,
+        summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
+        durationMs: Math.round(performance.now() - started),
+        details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
+      }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
+    try {
+      await audit('started');
+      let upgrade: RunResult | undefined;
+      try {
+        await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
+          upgrade = await run(plan.helm, plan.upgradeArgs, { input: plan.overridesYaml, timeoutMs: (plan.timeoutSeconds + 300) * 1000 });
+          if (upgrade.exitCode !== 0) throw new Error('helm upgrade failed');
+        });
+      } catch (e) {
+        if (!upgrade || upgrade.exitCode === 0) throw e;
+      }
+      if (!upgrade) throw new Error('helm upgrade did not run');
+      const after = await releaseStatus(plan);
+      if (upgrade.exitCode !== 0) {
+        const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
+        const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
+        await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
+        throw new UserError(
+          `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
+            (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
+          { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version } },
+        );
+      }
+      const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
+      // helm 4's status has no chart metadata; the history entry names chart and app version.
+      const last = (await releaseHistory(plan).catch(() => [])).at(-1);
+      const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
+      const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
+      await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
+      return {
+        result: 'succeeded',
+        revision: after?.version,
+        previousRevision: before?.version,
+        chartVersion,
+        appVersion,
+        workloads: verified.workloads,
+        diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
+        warnings,
+        ms: Math.round(performance.now() - started),
+      };
+    } finally {
+      clearInterval(renew);
+      await releaseLock(kube, held).catch(() => false);
+    }
+  } catch (e) {
+    if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
+    throw e;
+  }
+}
+
+/** How a plan is shown by --dry-run. */
+export function describePlan(plan: DeployPlan): string {
+  return [
+    `cluster ${plan.target.cluster}: context ${plan.target.context}, namespace ${plan.target.namespace}, release ${plan.target.release}${plan.target.protected ? ' (protected)' : ''}`,
+    `1. preflight: API reachable, namespace (created with Pod Security restricted if missing), permissions`,
+    `2. diff: ${formatArgv('helm', plan.dryRunArgs)}  + kubectl diff --server-side`,
+    `3. confirm${plan.target.protected ? ' (protected: --yes or a terminal answer)' : ' (not needed)'}`,
+    `4. lock: Lease ${plan.lock.namespace}/${plan.lock.name} as "${plan.lock.holder}" for ${plan.lock.durationSeconds}s`,
+    `5. ${formatArgv('helm', plan.upgradeArgs)}  (values below on stdin)`,
+    `6. verify: rollout status of every Deployment/StatefulSet of the release`,
+    `7. audit: ConfigMap conduit-audit in ${plan.target.namespace}`,
+    '',
+    'values on stdin (last, after the files; secret-looking fields masked here):',
+    toYaml(maskSecretValues(parseYaml(plan.overridesYaml) ?? {})).trimEnd(),
+  ].join('\n');
+}

@@ -1,0 +1,342 @@
+// The one way this toolkit talks to a Kubernetes API: kubectl (pinned, see tools.ts) with an explicit
+// kubeconfig and context on every call, objects always on stdin (never in argv, so a Secret never
+// shows up in a process list), JSON out, and server errors classified by their reason so callers can
+// tell "already exists" from "conflict" from "unreachable" without parsing text themselves.
+import { UserError } from './errors.ts';
+import { formatArgv, run, type RunResult } from './exec.ts';
+import { redact } from './redact.ts';
+import { tool } from './tools.ts';
+
+export interface KubeTarget {
+  /** Context name in the kubeconfig; the kubeconfig's current context when absent. */
+  context?: string;
+  /** Path of the kubeconfig; kubectl's default ($KUBECONFIG or ~/.kube/config) when absent. */
+  kubeconfig?: string;
+}
+
+/** A Kubernetes object as kubectl returns it (the fields this toolkit reads are typed). */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+    generation?: number;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export interface KubeList<T = KubeObject> {
+  items: T[];
+}
+
+/** The reason the API server (or the connection) gave for a failure. */
+export type KubeErrorReason =
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'Conflict'
+  | 'Forbidden'
+  | 'Unauthorized'
+  | 'Invalid'
+  | 'BadRequest'
+  | 'Timeout'
+  | 'Unreachable'
+  | 'Other';
+
+export class KubeError extends Error {
+  readonly reason: KubeErrorReason;
+  readonly result: RunResult;
+  constructor(reason: KubeErrorReason, result: RunResult) {
+    const text = redact((result.stderr || result.stdout).trim().split('\n').slice(-10).join('\n'));
+    super(`${result.command} failed (${reason}): ${text}`);
+    this.name = 'KubeError';
+    this.reason = reason;
+    this.result = result;
+  }
+}
+
+export function isKubeError(e: unknown, reason?: KubeErrorReason): e is KubeError {
+  return e instanceof KubeError && (reason === undefined || e.reason === reason);
+}
+
+const SERVER_REASONS: Record<string, KubeErrorReason> = {
+  NotFound: 'NotFound',
+  AlreadyExists: 'AlreadyExists',
+  Conflict: 'Conflict',
+  Forbidden: 'Forbidden',
+  Unauthorized: 'Unauthorized',
+  Invalid: 'Invalid',
+  BadRequest: 'BadRequest',
+  Timeout: 'Timeout',
+  ServerTimeout: 'Timeout',
+};
+
+/** Classify kubectl's stderr (pure; exported for tests). */
+export function classifyKubectlError(stderr: string, timedOut = false): KubeErrorReason {
+  if (timedOut) return 'Timeout';
+  const server = /Error from server \((\w+)\)/.exec(stderr);
+  if (server) return SERVER_REASONS[server[1]] ?? 'Other';
+  if (/the object has been modified|Operation cannot be fulfilled/.test(stderr)) return 'Conflict';
+  if (/\bnot found\b/i.test(stderr) && /Error from server|NotFound/.test(stderr)) return 'NotFound';
+  if (/already exists/.test(stderr)) return 'AlreadyExists';
+  if (/Unable to connect to the server|connection refused|The connection to the server .* was refused|no such host|i\/o timeout|context deadline exceeded/.test(stderr)) {
+    return 'Unreachable';
+  }
+  if (/error: context "[^"]*" does not exist|no context exists with the name|cannot stat kubeconfig|stat .*: no such file/.test(stderr)) return 'Unreachable';
+  if (/is invalid:|error validating|strict decoding error|unknown field/.test(stderr)) return 'Invalid';
+  return 'Other';
+}
+
+export interface CallOptions {
+  namespace?: string;
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface ApplyOptions {
+  namespace?: string;
+  /** Field manager name recorded by server-side apply (default conduit-deploy). */
+  fieldManager?: string;
+  /** Take over fields owned by another manager instead of failing with a conflict. */
+  forceConflicts?: boolean;
+  /** 'server': the API server validates and admits the objects but stores nothing. */
+  dryRun?: 'server';
+  timeoutMs?: number;
+}
+
+export interface KubeEvent {
+  type: string;
+  reason: string;
+  message: string;
+  object: string;
+  count: number;
+  lastSeen: string;
+}
+
+/** Serialise objects for kubectl's stdin: JSON list documents are accepted by every kubectl verb. */
+export function toKubectlInput(objects: readonly object[] | object): string {
+  const items = Array.isArray(objects) ? objects : [objects];
+  if (items.length === 1) return JSON.stringify(items[0]);
+  return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
+
+export class Kube {
+  readonly kubectl: string;
+  readonly target: KubeTarget;
+
+  constructor(kubectl: string, target: KubeTarget = {}) {
+    this.kubectl = kubectl;
+    this.target = { ...target };
+  }
+
+  /** A client using the pinned kubectl (installed on first use). */
+  static async connect(target: KubeTarget = {}): Promise<Kube> {
+    return new Kube(await tool('kubectl'), target);
+  }
+
+  /** The global flags that pin every call to one cluster. */
+  globalArgs(): string[] {
+    const a: string[] = [];
+    if (this.target.kubeconfig) a.push('--kubeconfig', this.target.kubeconfig);
+    if (this.target.context) a.push('--context', this.target.context);
+    return a;
+  }
+
+  /** The full argv of one call (for plans and dry runs). */
+  argv(args: readonly string[], namespace?: string): string[] {
+    return [...this.globalArgs(), ...(namespace ? ['--namespace', namespace] : []), ...args];
+  }
+
+  describe(args: readonly string[], namespace?: string): string {
+    return formatArgv('kubectl', this.argv(args, namespace));
+  }
+
+  /** Run kubectl and return the raw result, whatever its exit code. */
+  async exec(args: readonly string[], options: CallOptions = {}): Promise<RunResult> {
+    return run(this.kubectl, this.argv(args, options.namespace), { input: options.input, timeoutMs: options.timeoutMs ?? 120_000 });
+  }
+
+  /** Run kubectl; a non-zero exit becomes a classified KubeError. Returns stdout. */
+  async call(args: readonly string[], options: CallOptions = {}): Promise<string> {
+    const r = await this.exec(args, options);
+    if (r.exitCode !== 0) throw new KubeError(classifyKubectlError(r.stderr, r.timedOut), r);
+    return r.stdout;
+  }
+
+  async callJson<T>(args: readonly string[], options: CallOptions = {}): Promise<T> {
+    const out = await this.call([...args, '-o', 'json'], options);
+    return JSON.parse(out) as T;
+  }
+
+  /** Server-side apply from stdin; returns the applied objects as the server stored them. */
+  async apply(objects: readonly object[] | object, options: ApplyOptions = {}): Promise<KubeObject[]> {
+    const args = ['apply', '--server-side', '--field-manager', options.fieldManager ?? 'conduit-deploy', '-f', '-'];
+    if (options.forceConflicts) args.push('--force-conflicts');
+    if (options.dryRun) args.push('--dry-run=server');
+    const out = await this.callJson<KubeObject & Partial<KubeList>>(args, { namespace: options.namespace, input: toKubectlInput(objects), timeoutMs: options.timeoutMs });
+    return out.kind === 'List' && Array.isArray(out.items) ? out.items : [out];
+  }
+
+  /** Server-side apply of a YAML/JSON manifest text (e.g. a CRD file or helm output). */
+  async applyManifest(manifest: string, options: ApplyOptions = {}): Promise<string> {
+    const args = ['apply', '--server-side', '--field-manager', options.fieldManager ?? 'conduit-deploy', '-f', '-'];
+    if (options.forceConflicts) args.push('--force-conflicts');
+    if (options.dryRun) args.push('--dry-run=server');
+    return this.call(args, { namespace: options.namespace, input: manifest, timeoutMs: options.timeoutMs });
+  }
+
+  /**
+   * What applying a manifest would change (server-side dry run compared with the live objects), as a
+   * unified diff. kubectl masks Secret data in it; the text is redacted on top.
+   */
+  async diff(manifest: string, options: { namespace?: string; fieldManager?: string; timeoutMs?: number } = {}): Promise<{ changed: boolean; text: string }> {
+    const args = ['diff', '--server-side', '--force-conflicts', '--field-manager', options.fieldManager ?? 'conduit-deploy', '-f', '-'];
+    const r = await this.exec(args, { namespace: options.namespace, input: manifest, timeoutMs: options.timeoutMs });
+    // kubectl diff: 0 no differences, 1 differences found, anything else an error.
+    if (r.exitCode === 0) return { changed: false, text: '' };
+    if (r.exitCode === 1 && !/^error:|Error from server/m.test(r.stderr)) return { changed: true, text: redact(r.stdout) };
+    throw new KubeError(classifyKubectlError(r.stderr, r.timedOut), r);
+  }
+
+  /** Create an object; fails with reason AlreadyExists when it exists (the race-free primitive). */
+  async create<T extends KubeObject>(object: T, options: CallOptions = {}): Promise<T> {
+    return this.callJson<T>(['create', '-f', '-'], { ...options, input: toKubectlInput(object) });
+  }
+
+  /**
+   * Replace an object. When `object.metadata.resourceVersion` is set the API server refuses the write
+   * with reason Conflict if anyone changed the object since it was read (optimistic locking).
+   */
+  async replace<T extends KubeObject>(object: T, options: CallOptions = {}): Promise<T> {
+    return this.callJson<T>(['replace', '-f', '-'], { ...options, input: toKubectlInput(object) });
+  }
+
+  /** One object, or undefined when it does not exist. */
+  async get<T extends KubeObject = KubeObject>(kind: string, name: string, options: CallOptions = {}): Promise<T | undefined> {
+    try {
+      return await this.callJson<T>(['get', kind, name], options);
+    } catch (e) {
+      if (isKubeError(e, 'NotFound')) return undefined;
+      throw e;
+    }
+  }
+
+  async list<T extends KubeObject = KubeObject>(kind: string, options: CallOptions & { selector?: string; allNamespaces?: boolean } = {}): Promise<T[]> {
+    const args = ['get', kind];
+    if (options.selector) args.push('--selector', options.selector);
+    if (options.allNamespaces) args.push('--all-namespaces');
+    const out = await this.callJson<KubeList<T>>(args, options);
+    return out.items ?? [];
+  }
+
+  async patch<T extends KubeObject = KubeObject>(
+    kind: string,
+    name: string,
+    patch: object,
+    options: CallOptions & { type?: 'merge' | 'strategic' | 'json' } = {},
+  ): Promise<T> {
+    // A patch travels in argv (kubectl reads patches only inline or from a file): never put a secret
+    // value in one; write secrets with apply/replace, whose objects go through stdin.
+    return this.callJson<T>(['patch', kind, name, '--type', options.type ?? 'merge', '--patch', JSON.stringify(patch)], options);
+  }
+
+  /** Delete; returns false when it did not exist. */
+  async delete(kind: string, name: string, options: CallOptions & { wait?: boolean } = {}): Promise<boolean> {
+    const out = await this.call(['delete', kind, name, '--ignore-not-found', `--wait=${options.wait ? 'true' : 'false'}`], options);
+    return out.trim().length > 0;
+  }
+
+  /** `kubectl wait --for=CONDITION` (e.g. condition=Established, delete, jsonpath=...). */
+  async wait(resource: string, condition: string, options: CallOptions & { timeoutSeconds?: number; selector?: string; all?: boolean } = {}): Promise<void> {
+    const timeout = options.timeoutSeconds ?? 60;
+    const args = ['wait', resource, `--for=${condition}`, `--timeout=${timeout}s`];
+    if (options.selector) args.push('--selector', options.selector);
+    if (options.all) args.push('--all');
+    await this.call(args, { ...options, timeoutMs: (timeout + 30) * 1000 });
+  }
+
+  /** Wait until a Deployment/StatefulSet/DaemonSet rollout finished; throws Timeout when it did not. */
+  async rolloutStatus(resource: string, options: CallOptions & { timeoutSeconds?: number } = {}): Promise<void> {
+    const timeout = options.timeoutSeconds ?? 120;
+    await this.call(['rollout', 'status', resource, `--timeout=${timeout}s`, '--watch=true'], { ...options, timeoutMs: (timeout + 30) * 1000 });
+  }
+
+  /** Events of a namespace, oldest first; with `involving`, only those about objects of that name. */
+  async events(namespace: string, options: { involving?: string; limit?: number } = {}): Promise<KubeEvent[]> {
+    type Ev = KubeObject & {
+      type?: string; reason?: string; message?: string; count?: number; lastTimestamp?: string; eventTime?: string;
+      involvedObject?: { kind?: string; name?: string };
+      metadata: KubeObject['metadata'];
+    };
+    const items = await this.list<Ev>('events', { namespace });
+    const events = items
+      .filter((e) => !options.involving || e.involvedObject?.name === options.involving || e.involvedObject?.name?.startsWith(`${options.involving}-`))
+      .map((e) => ({
+        type: e.type ?? 'Normal',
+        reason: e.reason ?? '',
+        message: redact(e.message ?? ''),
+        object: `${e.involvedObject?.kind ?? '?'}/${e.involvedObject?.name ?? '?'}`,
+        count: e.count ?? 1,
+        lastSeen: e.lastTimestamp ?? e.eventTime ?? e.metadata.creationTimestamp ?? '',
+      }))
+      .sort((a, b) => a.lastSeen.localeCompare(b.lastSeen));
+    return options.limit ? events.slice(-options.limit) : events;
+  }
+
+  /** Container logs (redacted), e.g. target `deployment/conduit-api` or a pod name. */
+  async logs(namespace: string, target: string, options: { container?: string; tail?: number; previous?: boolean; sinceSeconds?: number; allContainers?: boolean } = {}): Promise<string> {
+    const args = ['logs', target, `--tail=${options.tail ?? 200}`];
+    if (options.container) args.push('--container', options.container);
+    if (options.allContainers) args.push('--all-containers=true');
+    if (options.previous) args.push('--previous');
+    if (options.sinceSeconds) args.push(`--since=${options.sinceSeconds}s`);
+    return redact(await this.call(args, { namespace }));
+  }
+
+  /** `kubectl get --raw PATH` (e.g. /readyz, /version). */
+  async raw(path: string, options: CallOptions = {}): Promise<string> {
+    return this.call(['get', '--raw', path], options);
+  }
+
+  /** True when the API server answers /readyz within a few seconds. */
+  async reachable(timeoutMs = 10_000): Promise<boolean> {
+    const r = await this.exec(['get', '--raw', '/readyz', `--request-timeout=${Math.ceil(timeoutMs / 1000)}s`], { timeoutMs: timeoutMs + 5000 });
+    return r.exitCode === 0 && r.stdout.trim() === 'ok';
+  }
+
+  async serverVersion(): Promise<{ gitVersion: string; major: string; minor: string }> {
+    return JSON.parse(await this.raw('/version'));
+  }
+
+  /** Whether the current identity may do VERB on RESOURCE (e.g. `create`, `leases.coordination.k8s.io`). */
+  async can(verb: string, resource: string, namespace?: string): Promise<boolean> {
+    const r = await this.exec(['auth', 'can-i', verb, resource], { namespace });
+    return r.stdout.trim() === 'yes';
+  }
+}
+
+/** A KubeError as a user-facing error with a hint (for scripts' top level). */
+export function explainKubeError(e: KubeError, what: string, target: KubeTarget): UserError {
+  const where = `${target.context ? `context "${target.context}"` : 'the current context'}${target.kubeconfig ? ` of ${target.kubeconfig}` : ''}`;
+  const hints: Record<KubeErrorReason, string> = {
+    Unreachable: `Check that the cluster of ${where} is running (for the built-in one: npx zx scripts/cluster.ts up).`,
+    Forbidden: `Your identity in ${where} lacks the permission; ask for it or use another context.`,
+    Unauthorized: `The credentials of ${where} were refused; refresh them.`,
+    Timeout: 'The API server did not answer in time; retry, or check the cluster health.',
+    Conflict: 'Someone changed the object at the same time; retry.',
+    AlreadyExists: 'The object exists already.',
+    NotFound: 'The object does not exist.',
+    Invalid: 'The API server rejected the object as invalid; fix the values that produced it.',
+    BadRequest: 'The API server rejected the request.',
+    Other: 'See the kubectl output above.',
+  };
+  return new UserError(`${what}: ${e.message}`, { hint: hints[e.reason], details: { reason: e.reason } });
+}

@@ -1,0 +1,93 @@
+// The deploy engine against the local cluster with the real chart and the `local` values layers:
+// install, a no-change upgrade, a failed rollout that is rolled back, a lock held by someone else.
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readAudit } from '../../scripts/lib/audit.ts';
+import { executeDeploy, planDeploy, releaseStatus, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import type { Kube } from '../../scripts/lib/kube.ts';
+import { acquireLock, readLock, releaseLock } from '../../scripts/lib/lease.ts';
+import { LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
+import { CHART_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import { tool } from '../../scripts/lib/tools.ts';
+import { Reporter } from '../../scripts/lib/ui.ts';
+import { localCluster, rejection } from './support/localcluster.ts';
+
+const test = suite('deploy engine');
+let kube: Kube;
+let helm: string;
+let namespace: string;
+
+const ui = Object.assign(new Reporter({ quiet: true }), { confirm: async () => false });
+
+function request(overrides: Record<string, unknown> = {}, timeout = '3m'): DeployRequest {
+  return {
+    target: { cluster: 'local', context: LOCAL_CONTEXT, kubeconfig: kube.target.kubeconfig, namespace, release: 'conduit', protected: false },
+    chartDir: CHART_DIR,
+    valuesFiles: [path.join(VALUES_DIR, 'environments', 'local.yaml'), path.join(VALUES_DIR, 'clusters', 'local.yaml')],
+    overrides,
+    helmMajor: 4,
+    timeout,
+    actor: 'e2e@test',
+  };
+}
+
+test.before(async () => {
+  kube = await localCluster();
+  helm = await tool('helm');
+  namespace = `e2e-deploy-${Date.now().toString(36)}`;
+});
+test.after(async () => {
+  await kube.delete('namespace', namespace, { wait: false }).catch(() => false);
+});
+
+test('first install rolls out the chart, records the audit trail and releases the lock', async () => {
+  const plan = planDeploy(request(), helm);
+  assert.ok(plan.upgradeArgs.includes('--rollback-on-failure'));
+  assert.ok(plan.upgradeArgs.includes('-') && !plan.upgradeArgs.some((a) => a.includes('never-ready')));
+  const out = await executeDeploy(plan, kube, ui, { yes: false });
+  assert.is(out.result, 'succeeded');
+  assert.is(out.revision, 1);
+  assert.ok(out.diff.firstInstall);
+  assert.ok(out.workloads.length >= 3, JSON.stringify(out.workloads));
+  for (const w of out.workloads) assert.match(w.ready, /^(\d+)\/\1$/, `${w.kind}/${w.name} ${w.ready}`);
+  const ns = await kube.get('namespace', namespace);
+  assert.is(ns?.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'restricted');
+  assert.equal((await readAudit(kube, namespace)).map((e) => e.result), ['started', 'succeeded']);
+  assert.ok((await readLock(kube, namespace)).free);
+});
+
+test('an upgrade whose pods never become ready is rolled back', async () => {
+  const overrides = { api: { podAnnotations: { [NEVER_READY_ANNOTATION]: 'true' } } };
+  const e = await rejection(() => executeDeploy(planDeploy(request(overrides, '20s'), helm), kube, ui, { yes: false }));
+  assert.match(e.message, /rolled back/);
+  const rel = await releaseStatus(planDeploy(request(), helm));
+  assert.is(rel?.info.status, 'deployed');
+  assert.is(rel?.version, 3, 'revision 2 failed, revision 3 is the rollback');
+  const trail = await readAudit(kube, namespace);
+  assert.is(trail.at(-1)?.result, 'rolled-back');
+  assert.ok((await readLock(kube, namespace)).free);
+});
+
+test('a deploy while someone else holds the lock fails fast, naming them, and changes nothing', async () => {
+  const other = await acquireLock(kube, { namespace, holder: 'bob@ci pid 7', durationSeconds: 120, reason: 'deploy conduit to local' });
+  try {
+    const started = Date.now();
+    const e = await rejection(() => executeDeploy(planDeploy(request(), helm), kube, ui, { yes: false }));
+    assert.match(e.message, /held by bob@ci pid 7/);
+    assert.ok(Date.now() - started < 60_000);
+    assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 3);
+  } finally {
+    await releaseLock(kube, other);
+  }
+});
+
+test('a protected cluster is not deployed without confirmation', async () => {
+  const req = request();
+  req.target.protected = true;
+  const e = await rejection(() => executeDeploy(planDeploy(req, helm), kube, ui, { yes: false }));
+  assert.match(e.message, /not confirmed; nothing was changed/);
+  assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 3);
+});
+
+test.run();

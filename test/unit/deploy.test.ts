@@ -1,0 +1,51 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { describePlan, durationSeconds, planDeploy, type DeployRequest } from '../../scripts/lib/deploy.ts';
+
+const test = suite('deploy plan');
+
+const req = (helmMajor: 3 | 4, overrides: Record<string, unknown> = {}): DeployRequest => ({
+  target: { cluster: 'prod-eu', context: 'prod-eu', namespace: 'conduit', release: 'conduit', protected: true },
+  chartDir: '/repo/chart',
+  valuesFiles: ['/repo/values/environments/production.yaml', '/repo/values/clusters/prod-eu.yaml'],
+  overrides,
+  helmMajor,
+  timeout: '10m',
+  actor: 'alice@laptop pid 1',
+});
+
+test('durations in Go syntax', () => {
+  assert.is(durationSeconds('90s'), 90);
+  assert.is(durationSeconds('10m'), 600);
+  assert.is(durationSeconds('1h30m'), 5400);
+  assert.throws(() => durationSeconds('10 minutes'), /invalid duration/);
+  assert.throws(() => durationSeconds(''), /invalid duration/);
+});
+
+test('helm 4 rolls back with --rollback-on-failure, helm 3 with --atomic; values files in order, then stdin', () => {
+  const p4 = planDeploy(req(4), '/bin/helm');
+  assert.equal(p4.upgradeArgs.slice(0, 4), ['upgrade', '--install', 'conduit', '/repo/chart']);
+  assert.ok(p4.upgradeArgs.includes('--rollback-on-failure'));
+  assert.not.ok(p4.upgradeArgs.includes('--atomic'));
+  const values = p4.upgradeArgs.flatMap((a, i) => (a === '--values' ? [p4.upgradeArgs[i + 1]] : []));
+  assert.equal(values, ['/repo/values/environments/production.yaml', '/repo/values/clusters/prod-eu.yaml', '-']);
+  assert.equal(p4.upgradeArgs.slice(p4.upgradeArgs.indexOf('--kube-context'), p4.upgradeArgs.indexOf('--kube-context') + 4), ['--kube-context', 'prod-eu', '--namespace', 'conduit']);
+  const p3 = planDeploy(req(3), '/bin/helm3');
+  assert.ok(p3.upgradeArgs.includes('--atomic') && p3.upgradeArgs.includes('--wait'));
+  assert.not.ok(p3.upgradeArgs.includes('--rollback-on-failure'));
+  assert.ok(p4.dryRunArgs.includes('--dry-run=server'));
+  assert.is(p4.lock.durationSeconds, 600 + 120);
+  assert.is(p4.lock.holder, 'alice@laptop pid 1');
+});
+
+test('override values never reach argv, and the printed plan masks secret-looking fields', () => {
+  const p = planDeploy(req(4, { masterKey: { value: 'mk-unit-secret-1' }, api: { image: { tag: '1.2.3' } } }), '/bin/helm');
+  assert.not.ok([...p.upgradeArgs, ...p.dryRunArgs].some((a) => a.includes('mk-unit-secret-1')));
+  assert.match(p.overridesYaml, /mk-unit-secret-1/);
+  const shown = describePlan(p);
+  assert.not.ok(shown.includes('mk-unit-secret-1'), shown);
+  assert.match(shown, /tag: 1\.2\.3/);
+  assert.match(shown, /protected/);
+});
+
+test.run();

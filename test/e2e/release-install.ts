@@ -1,14 +1,14 @@
 // Installing a released chart the way a user does (`helm install --verify`), into the built-in local
-// cluster when this checkout has it (scripts/cluster.ts): a namespace per install with the Pod
-// Security "restricted" label, the `local` cluster's values layers, and an uninstall afterwards.
-// Without the local cluster the install is rendered client-side instead (Helm 4: `install
-// --dry-run=client`; Helm 3 cannot install without a cluster, so `template`), with the same --verify.
+// cluster (started through scripts/cluster.ts when it is not running): a fresh namespace per install
+// with the Pod Security "restricted" label, the `local` cluster's values layers, `--wait` for the
+// rollout, and an uninstall plus namespace deletion afterwards.
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import type { Kube } from '../../scripts/lib/kube.ts';
+import { VALUES_DIR } from '../../scripts/lib/paths.ts';
 import type { HelmUser } from './release-harness.ts';
+import { localCluster, scratchNamespace } from './support/localcluster.ts';
 
 export interface InstallRequest {
   chart: string;
@@ -20,16 +20,15 @@ export interface InstallRequest {
 
 export interface InstallOutcome {
   ok: boolean;
-  mode: 'cluster' | 'client-render';
+  namespace: string;
+  /** The chart version helm reports as deployed. */
+  chartVersion?: string;
+  /** Deployments of the release that became available. */
+  availableDeployments: string[];
   detail: string;
 }
 
-const SUPPORT = path.join(REPO_ROOT, 'test', 'e2e', 'support', 'localcluster.ts');
-const LOCAL_LIB = path.join(REPO_ROOT, 'scripts', 'lib', 'localcluster.ts');
-
-export function localClusterAvailable(): boolean {
-  return fs.existsSync(path.join(REPO_ROOT, 'scripts', 'cluster.ts')) && fs.existsSync(SUPPORT) && fs.existsSync(LOCAL_LIB);
-}
+export const RESTRICTED = { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' };
 
 /** The values layers of the `local` cluster from values/clusters.yaml, as absolute paths. */
 export function localClusterValues(): string[] {
@@ -37,36 +36,39 @@ export function localClusterValues(): string[] {
   return registry.clusters.local.layers.map((l) => path.join(VALUES_DIR, l));
 }
 
-function common(req: InstallRequest): string[] {
-  return [...(req.version ? ['--version', req.version] : []), ...(req.verifyKeyring ? ['--verify', '--keyring', req.verifyKeyring] : []), ...(req.extraArgs ?? [])];
+/** Arguments that point helm at the local cluster. */
+export function kubeArgs(kube: Kube, namespace: string): string[] {
+  return ['--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--namespace', namespace];
+}
+
+export function waitArgs(user: HelmUser): string[] {
+  // Helm 4's --wait takes a strategy; Helm 3's is a plain switch.
+  return user.major === 4 ? ['--wait=watcher', '--timeout', '5m'] : ['--wait', '--timeout', '5m'];
 }
 
 export async function installChart(user: HelmUser, req: InstallRequest): Promise<InstallOutcome> {
-  if (!localClusterAvailable()) {
-    const args = user.major === 4
-      ? ['install', 'conduit', req.chart, '--namespace', 'conduit', '--dry-run=client', ...common(req)]
-      : ['template', 'conduit', req.chart, '--namespace', 'conduit', ...common(req)];
-    const r = await user.helm(args);
-    return { ok: r.exitCode === 0 && /kind: Deployment/.test(r.stdout), mode: 'client-render', detail: r.exitCode === 0 ? `helm ${user.major} ${args[0]} rendered ${(r.stdout.match(/^kind:/gm) ?? []).length} objects` : r.stderr };
-  }
-  // Loaded only when present: the local cluster's support code lives with the cluster tooling.
-  const support = await import(pathToFileURL(SUPPORT).href);
-  const lib = await import(pathToFileURL(LOCAL_LIB).href);
-  const kube = await support.localCluster();
-  const target = lib.localTarget() as { context: string; kubeconfig: string };
-  const ns = await support.scratchNamespace(kube, 'release', { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' });
-  const kubeArgs = ['--kubeconfig', target.kubeconfig, '--kube-context', target.context, '--namespace', ns.name];
+  const kube = await localCluster();
+  const ns = await scratchNamespace(kube, `release-h${user.major}`, RESTRICTED);
+  const target = kubeArgs(kube, ns.name);
   try {
-    const wait = user.major === 4 ? ['--wait=watcher'] : ['--wait'];
+    const common = [...(req.version ? ['--version', req.version] : []), ...(req.verifyKeyring ? ['--verify', '--keyring', req.verifyKeyring] : []), ...(req.extraArgs ?? [])];
     const values = localClusterValues().flatMap((f) => ['--values', f]);
-    const r = await user.helm(['install', 'conduit', req.chart, ...kubeArgs, ...values, ...wait, '--timeout', '5m', ...common(req)]);
-    if (r.exitCode !== 0) return { ok: false, mode: 'cluster', detail: r.stderr || r.stdout };
-    const status = await user.helm(['status', 'conduit', ...kubeArgs, '-o', 'json']);
-    const st = JSON.parse(status.stdout) as { info: { status: string }; chart?: { metadata?: { version?: string } } };
-    const ok = st.info.status === 'deployed';
-    return { ok, mode: 'cluster', detail: `helm ${user.major} installed into ${ns.name}: ${st.info.status}` };
+    const r = await user.helm(['install', 'conduit', req.chart, ...target, ...values, ...waitArgs(user), ...common]);
+    if (r.exitCode !== 0) return { ok: false, namespace: ns.name, availableDeployments: [], detail: r.stderr || r.stdout };
+    const [release] = JSON.parse((await user.helm(['list', '--filter', '^conduit$', ...target, '-o', 'json'])).stdout) as { status: string; chart: string }[];
+    const deployments = JSON.parse(await kube.call(['get', 'deployments', '-n', ns.name, '-l', 'app.kubernetes.io/instance=conduit', '-o', 'json'])) as {
+      items: { metadata: { name: string }; status: { availableReplicas?: number } }[];
+    };
+    const available = deployments.items.filter((d) => (d.status.availableReplicas ?? 0) > 0).map((d) => d.metadata.name).sort();
+    return {
+      ok: release?.status === 'deployed',
+      namespace: ns.name,
+      chartVersion: release?.chart.replace(/^conduit-/, ''),
+      availableDeployments: available,
+      detail: `helm ${user.major} install into ${ns.name}: ${release?.status}; available: ${available.join(', ')}`,
+    };
   } finally {
-    await user.helm(['uninstall', 'conduit', ...kubeArgs, '--timeout', '2m']);
+    await user.helm(['uninstall', 'conduit', ...target, '--timeout', '2m']);
     await ns.cleanup();
   }
 }

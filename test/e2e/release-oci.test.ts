@@ -1,7 +1,7 @@
 // The OCI side of a release, against a real registry (the CNCF distribution registry from Debian's
 // docker-registry package) on 127.0.0.1: push-oci with Helm 3 and Helm 4 prints the digest the
 // registry itself reports, the provenance travels with the chart, and users render, verify and
-// install from oci:// by version and by digest.
+// install from oci:// (into the built-in local cluster) by version, and render by digest.
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -80,6 +80,8 @@ for (const major of [4, 3] as HelmMajor[]) {
 
       const installed = await installChart(user, { chart: ref, version: current.version, verifyKeyring: path.join(out, 'pubkey.gpg'), extraArgs: ['--plain-http'] });
       assert.ok(installed.ok, installed.detail);
+      assert.is(installed.chartVersion, current.version);
+      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api', 'conduit-webui'], installed.detail);
     } finally {
       user.cleanup();
     }

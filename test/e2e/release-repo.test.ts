@@ -2,7 +2,8 @@
 // packaged and GPG-signed with a throwaway key, indexed (the second index keeps the first's entries)
 // and published into a directory served over HTTP on 127.0.0.1. Then Helm 3 and Helm 4 users add the
 // repository, search it, pull and install with --verify exactly as the install docs say, and a
-// tampered package or a foreign key fails verification.
+// tampered package or a foreign key fails verification. Installs go into the built-in local cluster
+// (a restricted namespace per install, removed afterwards).
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -125,6 +126,8 @@ for (const major of [3, 4] as HelmMajor[]) {
 
       const installed = await installChart(user, { chart: 'conduit/conduit', version: current.version, verifyKeyring: path.join(publishDir, 'pubkey.gpg') });
       assert.ok(installed.ok, installed.detail);
+      assert.is(installed.chartVersion, current.version);
+      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api', 'conduit-webui'], installed.detail);
 
       const foreign = await user.helm(['pull', 'conduit/conduit', '--version', current.version, '--verify', '--keyring', stranger.publicKeyring, '--destination', fs.mkdtempSync(path.join(work, 'pull-'))]);
       assert.is.not(foreign.exitCode, 0, 'a package signed by another key must not verify');

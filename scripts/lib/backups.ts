@@ -36,8 +36,8 @@ export const MANIFEST_FILE = 'manifest.json';
 export const VERIFY_FILE = 'verify.json';
 
 export interface BackupSource {
-  /** `script` (backup.ts create) or `cronjob` (the chart's backup job). */
-  kind: 'script' | 'cronjob';
+  /** `script` (backup.ts create), `cronjob` (the chart's backup job) or `pre-upgrade` (its Helm hook). */
+  kind: 'script' | 'cronjob' | 'pre-upgrade';
   /** The server as people see it (never a password). */
   server?: string;
   cluster?: string;

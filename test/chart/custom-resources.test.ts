@@ -1,5 +1,5 @@
-// The chart's custom resources (CloudNativePG Cluster, Gateway API HTTPRoute, prometheus-operator
-// PodMonitor / PrometheusRule / ServiceMonitor) against the pinned CRDs' own OpenAPI schemas, with
+// The chart's custom resources (CloudNativePG Cluster with its object store and ScheduledBackup,
+// Gateway API HTTPRoute, prometheus-operator PodMonitor / PrometheusRule / ServiceMonitor) against the pinned CRDs' own OpenAPI schemas, with
 // unknown fields refused (the API server would prune them silently). The RabbitMQ CRD is not in
 // this check: its Go module cannot be fetched through the module proxy here.
 import fs from 'node:fs';
@@ -42,7 +42,8 @@ test('custom resources validate against the pinned CRDs', async () => {
   const schemas = await crdSchemas();
   const ajv = new Ajv({ strict: false, allErrors: true, logger: false });
   const gateway = { gatewayApi: { enabled: true, parentRefs: [{ name: 'public', namespace: 'gateways', sectionName: 'https' }] } };
-  const objects = await renderObjects({ ...clusterInput('prod-eu'), values: gateway });
+  const backup = { backup: { enabled: true, destination: { url: 's3://conduit-backups/prod-eu', endpoint: 'https://s3.eu-central-1.amazonaws.com', existingSecret: 'backup-s3' } } };
+  const objects = await renderObjects({ ...clusterInput('prod-eu'), values: { ...gateway, ...backup } });
   const checked: string[] = [];
   for (const o of objects) {
     const schema = schemas.get(`${o.apiVersion}/${o.kind}`);
@@ -51,7 +52,7 @@ test('custom resources validate against the pinned CRDs', async () => {
     assert.ok(validate(o), `${o.kind}/${o.metadata.name}: ${ajv.errorsText(validate.errors)}`);
     checked.push(o.kind);
   }
-  assert.equal([...new Set(checked)].sort(), ['Cluster', 'HTTPRoute', 'PodMonitor', 'PrometheusRule', 'ServiceMonitor']);
+  assert.equal([...new Set(checked)].sort(), ['Cluster', 'HTTPRoute', 'PodMonitor', 'PrometheusRule', 'ScheduledBackup', 'ServiceMonitor']);
 });
 
 test.run();

@@ -67,7 +67,7 @@ test('an exposed WebUI in production needs Clerk keys', async () => {
 test('external services need their host, credentials and a way through the NetworkPolicy', async () => {
   assert.match(await renderError({ values: { database: { mode: 'external' } } }), /^conduit: database\.mode is external but database\.external\.host is empty/);
   assert.match(await renderError({ values: { database: { mode: 'external', external: { host: 'db' } } } }), /^conduit: database\.mode is external but no password is given\. Set database\.auth\.existingSecret/);
-  assert.match(await renderError({ values: { redis: { mode: 'external' } } }), /^conduit: redis\.mode is external but redis\.external\.host is empty/);
+  assert.match(await renderError({ values: { redis: { mode: 'external' } } }), /^conduit: redis\.mode is external but neither redis\.external\.host nor redis\.external\.url is set/);
   assert.match(await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'localhost' }, auth: { password: 'x' } } } }), /rabbitmq\.external\.host is localhost, which makes the app silently use its in-memory bus/);
   assert.match(await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'mq' } } } }), /^conduit: rabbitmq\.mode is external but no password is given/);
   const np = await renderError({ values: { database: { mode: 'external', external: { host: 'db' }, auth: { existingSecret: 'pg' } } } });

@@ -84,6 +84,20 @@ t('the job fails clearly and uploads nothing when the dump fails', async () => {
   assert.match(upload.stderr, /no finished dump/);
 });
 
+t('a bad id tag or kind is refused before anything is dumped', async () => {
+  const emptyDir = path.join(work, 'badtag');
+  fs.mkdirSync(emptyDir);
+  const base = { PGHOST: '127.0.0.1', PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'conduit', BACKUP_DIR: emptyDir };
+  const tag = await step('dump', { ...base, BACKUP_ID_TAG: 'Pre-Upgrade' });
+  assert.is(tag.exitCode, 1);
+  assert.match(tag.stderr, /BACKUP_ID_TAG must be lowercase letters only/);
+  const long = await step('dump', { ...base, BACKUP_ID_TAG: 'preupgradexx' });
+  assert.match(long.stderr, /BACKUP_ID_TAG must be at most 10 letters/);
+  const kind = await step('dump', { ...base, BACKUP_KIND: 'manual' });
+  assert.match(kind.stderr, /BACKUP_KIND must be cronjob or pre-upgrade/);
+  assert.equal(fs.readdirSync(emptyDir), []);
+});
+
 t('the job script passes shellcheck as POSIX sh', async () => {
   // shellcheck comes from Debian's package of that name (installed by the CI script).
   const r = await run('shellcheck', ['--shell=sh', '--severity=style', SCRIPT]);

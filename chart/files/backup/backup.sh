@@ -12,7 +12,10 @@
 # Environment (secrets only ever in the environment, never in arguments):
 #   dump:   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE (libpq), BACKUP_DIR (default /backup),
 #           BACKUP_STATS_SQL (default: table-stats.sql next to this script),
-#           BACKUP_RELEASE BACKUP_NAMESPACE BACKUP_REVISION (recorded in the manifest, optional)
+#           BACKUP_RELEASE BACKUP_NAMESPACE BACKUP_REVISION (recorded in the manifest, optional),
+#           BACKUP_ID_TAG (optional, up to 10 lowercase letters: starts the id's suffix, e.g.
+#           `preupgrade` gives 20260301T031500Z-preupgrade3fa2c1), BACKUP_KIND (source.kind in
+#           the manifest: cronjob by default, pre-upgrade for the Helm hook)
 #   upload: BACKUP_DIR, BACKUP_DEST (s3://bucket/prefix), AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY,
 #           AWS_ENDPOINT_URL (S3-compatible servers; empty for AWS), AWS_REGION (default us-east-1)
 set -eu
@@ -35,7 +38,12 @@ dump() {
   command -v psql >/dev/null || die "psql must be on PATH"
 
   started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  suffix=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+  tag=${BACKUP_ID_TAG:-}
+  case "$tag" in *[!a-z]*) die "BACKUP_ID_TAG must be lowercase letters only (got '$tag')" ;; esac
+  [ ${#tag} -le 10 ] || die "BACKUP_ID_TAG must be at most 10 letters (got '$tag')"
+  kind=${BACKUP_KIND:-cronjob}
+  case "$kind" in cronjob | pre-upgrade) ;; *) die "BACKUP_KIND must be cronjob or pre-upgrade (got '$kind')" ;; esac
+  suffix="$tag$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
   id="$(date -u +%Y%m%dT%H%M%SZ)-$suffix"
   out="$BACKUP_DIR/$id"
   mkdir -p "$out"
@@ -74,7 +82,7 @@ dump() {
   sha=$(sha256sum "$out/dump.pgc" | cut -d ' ' -f 1)
   finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   pgdump_version=$(pg_dump --version | sed 's/^pg_dump (PostgreSQL) //')
-  source="\"kind\": \"cronjob\""
+  source="\"kind\": \"$kind\""
   [ -n "${BACKUP_RELEASE:-}" ] && source="$source, \"release\": $(json_string "$BACKUP_RELEASE")"
   [ -n "${BACKUP_NAMESPACE:-}" ] && source="$source, \"namespace\": $(json_string "$BACKUP_NAMESPACE")"
   case "${BACKUP_REVISION:-}" in '' | *[!0-9]*) ;; *) source="$source, \"revision\": $BACKUP_REVISION" ;; esac

@@ -210,9 +210,18 @@ export function parseChangelog(text: string, file = CHANGELOG_FILE): ChangelogVe
 }
 
 /** The entries of artifacthub.io/changes (a YAML list of {kind, description}, or of plain strings). */
+/** A Chart.yaml annotation that holds YAML, parsed; invalid YAML is the operator's to fix. */
+function parseAnnotationYaml(key: string, text: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (e) {
+    throw new UserError(`Chart.yaml: annotation ${key} is not valid YAML: ${(e as Error).message.split('\n')[0]}`, { hint: 'Quote descriptions that contain ": " or start with a special character.' });
+  }
+}
+
 export function parseArtifactHubChanges(annotation: string | undefined): ChangeEntry[] {
   if (!annotation) return [];
-  const list = parseYaml(annotation) as unknown;
+  const list = parseAnnotationYaml('artifacthub.io/changes', annotation);
   if (!Array.isArray(list)) throw new UserError('Chart.yaml: annotation artifacthub.io/changes is not a YAML list', { hint: 'Write it as a list of {kind, description} entries.' });
   return list.map((e) =>
     typeof e === 'string' ? { kind: 'changed' as ChangeKind, description: e } : { kind: String(e.kind) as ChangeKind, description: String(e.description ?? '') },
@@ -320,7 +329,7 @@ export function defaultImages(values: unknown, appVersion: string): DefaultImage
 
 export function parseArtifactHubImages(annotation: string | undefined): { name: string; image: string }[] {
   if (!annotation) return [];
-  const list = parseYaml(annotation) as unknown;
+  const list = parseAnnotationYaml('artifacthub.io/images', annotation);
   if (!Array.isArray(list)) throw new UserError('Chart.yaml: annotation artifacthub.io/images is not a YAML list', { hint: 'Write it as a list of {name, image} entries.' });
   return list.map((e) => ({ name: String(e?.name ?? ''), image: String(e?.image ?? '') }));
 }

@@ -104,6 +104,9 @@ test('artifacthub.io/changes must equal the changelog entry (Markdown stripped),
   assert.match(bad.message, /not in the changelog: changed: Something else/);
   assert.match(bad.hint!, /artifacthub\.io\/changes: \|\n {4}- kind: added/);
   assert.is(evaluateArtifactHubChanges({ entry, annotation: undefined }).status, 'failed');
+  const invalid = evaluateArtifactHubChanges({ entry, annotation: '- kind: added\n  description: Backups (off): a CronJob\n' });
+  assert.is(invalid.status, 'failed');
+  assert.match(invalid.message, /artifacthub\.io\/changes is not valid YAML/);
   const swapped = '- kind: fixed\n  description: WebUI probe timeout.\n- kind: added\n  description: New api.extraPorts value, spanning two lines.\n';
   assert.match(evaluateArtifactHubChanges({ entry, annotation: swapped }).message, /another order/);
 });

@@ -24,6 +24,8 @@ export interface BenchCase {
   reps?: number;
   /** Run each side once untimed first (warms file caches). */
   warmup?: boolean;
+  /** Extra figures for the table from the median times, e.g. throughput. */
+  note?: (oursMs: number, baselineMs: number) => string;
 }
 
 export interface BenchModule {
@@ -46,6 +48,7 @@ export interface BenchRow {
   baselineRuns: number[];
   oursCpuMs?: number;
   baselineCpuMs?: number;
+  note?: string;
 }
 
 const median = (xs: number[]) => {
@@ -111,6 +114,7 @@ for (const file of files) {
       rows.push({
         bench: mod.title, case: c.name, oursMs: o, baselineMs: b, ratio, target: c.target, met: c.target === undefined || ratio >= c.target, oursRuns: ours, baselineRuns: base,
         ...(oursCpu.length ? { oursCpuMs: median(oursCpu) } : {}), ...(baseCpu.length ? { baselineCpuMs: median(baseCpu) } : {}),
+        ...(c.note ? { note: c.note(o, b) } : {}),
       });
     }
   } finally {
@@ -122,11 +126,12 @@ if (json) process.stdout.write(JSON.stringify({ ok: rows.every((r) => r.met), ro
 else {
   process.stdout.write(
     table(
-      ['bench', 'case', 'ours', 'baseline', 'ratio', 'target', 'result', 'CPU ours', 'CPU baseline', 'CPU ratio'],
+      ['bench', 'case', 'ours', 'baseline', 'ratio', 'target', 'result', 'CPU ours', 'CPU baseline', 'CPU ratio', 'note'],
       rows.map((r) => [
         r.bench, r.case, formatMs(r.oursMs), formatMs(r.baselineMs), `${r.ratio.toFixed(2)}x`, r.target ? `>= ${r.target}x` : '-', r.met ? 'ok' : 'MISSED',
         r.oursCpuMs !== undefined ? formatMs(r.oursCpuMs) : '-', r.baselineCpuMs !== undefined ? formatMs(r.baselineCpuMs) : '-',
         r.oursCpuMs && r.baselineCpuMs ? `${(r.baselineCpuMs / r.oursCpuMs).toFixed(2)}x` : '-',
+        r.note ?? '',
       ]),
     ) + '\n',
   );

@@ -2,6 +2,7 @@
 // ends with the line `N passed, N failed` (plus skipped) that CI reads.
 // Usage: node --import tsx test/run.ts [suite...] [--filter SUBSTRING]
 import fs from 'node:fs';
+import { register } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -25,6 +26,8 @@ const files = (suites.length ? suites : ['unit', 'chart']).flatMap((s) => testFi
 const g = globalThis as unknown as { UVU_DEFER: number; UVU_QUEUE: unknown[][]; UVU_INDEX: number };
 g.UVU_DEFER = 1;
 g.UVU_QUEUE = [];
+// Errors of `before` hooks must be reported, not swallowed (see support/uvu-hooks.mjs).
+register('./support/uvu-hooks.mjs', import.meta.url);
 const { exec } = await import('uvu');
 for (const [i, file] of files.entries()) {
   g.UVU_INDEX = i;

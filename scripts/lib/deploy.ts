@@ -8,7 +8,7 @@ import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
 import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
-import { acquireLock, defaultHolderIdentity, releaseLock, renewLock, type HeldLock } from './lease.ts';
+import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { redact } from './redact.ts';
 import type { HelmMajor } from './tools.ts';
 
@@ -222,24 +222,21 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
     const lock = await ui.step('take the deploy lock', () =>
       acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }),
     );
-    let held: HeldLock = lock;
-    const renew = setInterval(() => void renewLock(kube, held).then((l) => (held = l), () => undefined), Math.max(5000, (plan.lock.durationSeconds * 1000) / 3));
-    renew.unref();
-    const before = await releaseStatus(plan);
-    const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
-      appendAudit(kube, {
-        time: new Date().toISOString(),
-        actor: plan.lock.holder,
-        action: 'deploy',
-        result,
-        cluster: t.cluster,
-        namespace: t.namespace,
-        release: t.release,
-        summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
-        durationMs: Math.round(performance.now() - started),
-        details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
-      }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
-    try {
+    return await keepLock(kube, lock, async () => {
+      const before = await releaseStatus(plan);
+      const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
+        appendAudit(kube, {
+          time: new Date().toISOString(),
+          actor: plan.lock.holder,
+          action: 'deploy',
+          result,
+          cluster: t.cluster,
+          namespace: t.namespace,
+          release: t.release,
+          summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
+          durationMs: Math.round(performance.now() - started),
+          details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
+        }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
       await audit('started');
       let upgrade: RunResult | undefined;
       try {
@@ -279,10 +276,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         warnings,
         ms: Math.round(performance.now() - started),
       };
-    } finally {
-      clearInterval(renew);
-      await releaseLock(kube, held).catch(() => false);
-    }
+    });
   } catch (e) {
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;

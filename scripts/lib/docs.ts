@@ -3,7 +3,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from './errors.ts';
-import { run } from './exec.ts';
 import { CHART_DIR, displayPath } from './paths.ts';
 import { tool } from './tools.ts';
 import { renderValuesSchema, VALUES_SCHEMA_FILES } from './values-schema.ts';
@@ -25,7 +24,14 @@ export const CHART_README_TEMPLATE = 'README.md.gotmpl';
 /** The README helm-docs renders from chart/README.md.gotmpl and the `# --` comments of values.yaml. */
 export async function renderChartReadme(chartDir: string = CHART_DIR): Promise<string> {
   const helmDocs = await tool('helm-docs');
-  const r = await run(helmDocs, ['--chart-search-root', chartDir, '--template-files', CHART_README_TEMPLATE, '--dry-run', '--log-level', 'error'], { cwd: chartDir });
+  // helm-docs is wrapped with execa, loaded only here so that other scripts do not pay its import.
+  const { execa } = await import('execa');
+  const r = await execa(helmDocs, ['--chart-search-root', chartDir, '--template-files', CHART_README_TEMPLATE, '--dry-run', '--log-level', 'error'], {
+    cwd: chartDir,
+    reject: false,
+    stripFinalNewline: false,
+    stdin: 'ignore',
+  });
   if (r.exitCode !== 0) {
     throw new UserError(`helm-docs failed on ${displayPath(chartDir)}: ${r.stderr.trim()}`, { hint: `Fix the template ${CHART_README_TEMPLATE} or the values.yaml comments it reads.` });
   }

@@ -5,7 +5,7 @@
 //   read, so of two clients that both saw it expired exactly one write succeeds (the other gets a
 //   Conflict, re-reads and reports the winner).
 // Expiry compares the holder's renewTime + leaseDurationSeconds with this machine's clock: keep clocks
-// in sync (NTP); a lock is renewed while held (holdLock) so long deploys do not expire.
+// in sync (NTP); a lock is renewed while held (keepLock/holdLock) so long deploys do not expire.
 import os from 'node:os';
 import { UserError } from './errors.ts';
 import { isKubeError, type Kube, type KubeObject } from './kube.ts';
@@ -250,9 +250,12 @@ export async function releaseLock(kube: Kube, lock: HeldLock): Promise<boolean> 
   return false;
 }
 
-/** Hold the lock while `fn` runs: renewed at a third of its duration, released afterwards. */
-export async function holdLock<T>(kube: Kube, options: LockOptions, fn: (lock: HeldLock) => Promise<T>): Promise<T> {
-  let lock = await acquireLock(kube, options);
+/**
+ * Keep a taken lock while `fn` runs: renewed at a third of its duration, released afterwards (also
+ * when `fn` throws). If a renewal finds the lock lost, the result of `fn` is replaced by that error.
+ */
+export async function keepLock<T>(kube: Kube, taken: HeldLock, fn: (lock: HeldLock) => Promise<T>): Promise<T> {
+  let lock = taken;
   let lost: Error | undefined;
   const timer = setInterval(
     () => {
@@ -261,7 +264,7 @@ export async function holdLock<T>(kube: Kube, options: LockOptions, fn: (lock: H
         (e: Error) => (lost = e),
       );
     },
-    Math.max(1000, (options.durationSeconds * 1000) / 3),
+    Math.max(1000, (taken.durationSeconds * 1000) / 3),
   );
   timer.unref();
   try {
@@ -272,4 +275,9 @@ export async function holdLock<T>(kube: Kube, options: LockOptions, fn: (lock: H
     clearInterval(timer);
     await releaseLock(kube, lock).catch(() => false);
   }
+}
+
+/** Take the lock (failing fast when held), keep it while `fn` runs, release it afterwards. */
+export async function holdLock<T>(kube: Kube, options: LockOptions, fn: (lock: HeldLock) => Promise<T>): Promise<T> {
+  return keepLock(kube, await acquireLock(kube, options), fn);
 }

@@ -592,6 +592,8 @@ async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promis
       } else if (clusterCreated(paths)) {
         action = 'started';
         await reporter.step('start the stopped control plane', async () => {
+          // The kwok controller reads its stage file when it starts: write the current rules first.
+          fs.writeFileSync(paths.stagesFile, yamlDocs(simulationStages()));
           // Started under load a component can exit early (e.g. the API server before etcd answers):
           // `start` only starts what is stopped, so a second round completes the set.
           for (let round = 1; ; round++) {

@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Kube } from '../../scripts/lib/kube.ts';
-import { acquireLock, LockHeldError, readLock, releaseLock, renewLock } from '../../scripts/lib/lease.ts';
+import { acquireLock, holdLock, LockHeldError, readLock, releaseLock, renewLock } from '../../scripts/lib/lease.ts';
 import { localCluster, rejection, scratchNamespace, sleep } from './support/localcluster.ts';
 
 const test = suite('deploy lock (Lease)');
@@ -68,6 +68,21 @@ test('an expired lock is taken over (by exactly one of two racers), and the old 
   const again = await acquireLock(kube, { namespace: ns.name, name, holder: 'erin', durationSeconds: 60 });
   assert.is(again.tookOverFrom, undefined);
   await releaseLock(kube, again);
+});
+
+test('holdLock keeps the lock renewed while the work runs and releases it, also after a failure', async () => {
+  const name = 'hold';
+  const seen = await holdLock(kube, { namespace: ns.name, name, holder: 'frank', durationSeconds: 3 }, async () => {
+    await sleep(4500); // longer than the duration: only the renewals keep it
+    const state = await readLock(kube, ns.name, name);
+    assert.not.ok(state.expired);
+    return state.holder;
+  });
+  assert.is(seen, 'frank');
+  assert.ok((await readLock(kube, ns.name, name)).free);
+  const e = await rejection(() => holdLock(kube, { namespace: ns.name, name, holder: 'grace', durationSeconds: 30 }, async () => { throw new Error('work failed'); }));
+  assert.match(e.message, /work failed/);
+  assert.ok((await readLock(kube, ns.name, name)).free);
 });
 
 test.run();

@@ -1,0 +1,226 @@
+// What the release e2e suites share: the release CLI run as an operator runs it, a throwaway GPG
+// key in its own GNUPGHOME, a static HTTP server and a real OCI registry (Debian's docker-registry)
+// on 127.0.0.1, one set of Helm home directories per Helm major, and the "previous version" fixture.
+// Everything started here is stopped by the returned cleanup functions.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { run, type RunResult } from '../../scripts/lib/exec.ts';
+import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { helmToolName, tool, type HelmMajor } from '../../scripts/lib/tools.ts';
+import { freePort } from './services.ts';
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `conduit-e2e-${prefix}-`));
+}
+
+/** `npx zx scripts/release.ts ARGS` from the repository root. */
+export function releaseCli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
+  return run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'release.ts'), ...args], { cwd: REPO_ROOT, env, timeoutMs: 10 * 60_000 });
+}
+
+/** Parse the --json document of a CLI run, failing with its stderr when it is not JSON. */
+export function jsonOf(r: RunResult): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+  try {
+    return JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`not JSON (exit ${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
+// --- GPG -----------------------------------------------------------------------------------------
+
+export interface SigningKey {
+  home: string;
+  email: string;
+  fingerprint: string;
+  passphrase?: string;
+  /** Binary public keyring of this key (what helm --keyring reads). */
+  publicKeyring: string;
+  cleanup: () => Promise<void>;
+}
+
+/** A fresh RSA signing key in a temporary GNUPGHOME, optionally protected by a passphrase. */
+export async function makeSigningKey(name: string, passphrase?: string): Promise<SigningKey> {
+  const home = tempDir('gnupg');
+  fs.chmodSync(home, 0o700);
+  const email = `${name}@example.test`;
+  const params = [
+    ...(passphrase ? [] : ['%no-protection']),
+    'Key-Type: RSA', 'Key-Length: 2048', 'Key-Usage: sign',
+    ...(passphrase ? [`Passphrase: ${passphrase}`] : []),
+    `Name-Real: Conduit ${name}`, `Name-Email: ${email}`, 'Expire-Date: 0', '%commit', '',
+  ].join('\n');
+  const env = { GNUPGHOME: home };
+  const gen = await run('gpg', ['--batch', '--pinentry-mode', 'loopback', '--gen-key'], { env, input: params });
+  if (gen.exitCode !== 0) throw new Error(`gpg --gen-key failed: ${gen.stderr}`);
+  const list = await run('gpg', ['--batch', '--with-colons', '--fingerprint', email], { env });
+  const fingerprint = list.stdout.split('\n').find((l) => l.startsWith('fpr:'))?.split(':')[9] ?? '';
+  const publicKeyring = path.join(home, 'exported-pubring.gpg');
+  const exp = await run('gpg', ['--batch', '--yes', '--output', publicKeyring, '--export', email], { env });
+  if (exp.exitCode !== 0 || !fingerprint) throw new Error(`gpg key setup failed: ${exp.stderr}${list.stderr}`);
+  return {
+    home, email, fingerprint, passphrase, publicKeyring,
+    cleanup: async () => {
+      // gpg started an agent for this home: stop it, then remove the home.
+      await run('gpgconf', ['--kill', 'gpg-agent'], { env });
+      fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+// --- HTTP ------------------------------------------------------------------------------------------
+
+export interface Served {
+  url: string;
+  port: number;
+  requests: string[];
+  close: () => Promise<void>;
+}
+
+/** A static file server for `root` on 127.0.0.1 (a free port), as a web server would serve a chart repository. */
+export async function serveDirectory(root: string): Promise<Served> {
+  const requests: string[] = [];
+  const types: Record<string, string> = { '.yaml': 'application/yaml', '.yml': 'application/yaml', '.tgz': 'application/gzip', '.prov': 'text/plain', '.asc': 'text/plain' };
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    requests.push(`${req.method} ${url.pathname}`);
+    const file = path.resolve(root, '.' + decodeURIComponent(url.pathname));
+    if (!file.startsWith(path.resolve(root) + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile() || req.method !== 'GET') {
+      res.writeHead(404).end('not found\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': fs.statSync(file).size });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`, port, requests,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
+
+// --- OCI registry ----------------------------------------------------------------------------------
+
+export interface Registry {
+  host: string;
+  stop: () => Promise<void>;
+}
+
+/** Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1 with a temporary filesystem root. */
+export async function startRegistry(): Promise<Registry> {
+  const bin = ['/usr/bin/docker-registry', '/usr/sbin/docker-registry'].find((p) => fs.existsSync(p));
+  if (!bin) throw new Error('docker-registry is not installed: apt-get install docker-registry (the OCI tests need a real registry)');
+  const dir = tempDir('registry');
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  fs.writeFileSync(config, [
+    'version: 0.1',
+    'log:', '  level: warn',
+    'storage:', '  filesystem:', `    rootdirectory: ${path.join(dir, 'data')}`, '  delete:', '    enabled: true',
+    'http:', `  addr: 127.0.0.1:${port}`, '',
+  ].join('\n'));
+  const { spawn } = await import('node:child_process');
+  const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  const host = `127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}: ${log}`);
+    try {
+      const r = await fetch(`http://${host}/v2/`);
+      if (r.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new Error(`docker-registry did not answer on ${host}: ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    host,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The digest the registry itself reports for a manifest (HTTP API v2, HEAD with the OCI media type). */
+export async function registryManifestDigest(host: string, repository: string, reference: string): Promise<string | undefined> {
+  const r = await fetch(`http://${host}/v2/${repository}/manifests/${reference}`, {
+    method: 'HEAD',
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  return r.ok ? (r.headers.get('docker-content-digest') ?? undefined) : undefined;
+}
+
+// --- Helm ------------------------------------------------------------------------------------------
+
+export interface HelmUser {
+  major: HelmMajor;
+  binary: string;
+  env: Record<string, string>;
+  /** Run this helm with this user's own config, cache and data homes. */
+  helm: (args: string[], extraEnv?: Record<string, string>) => Promise<RunResult>;
+  cleanup: () => void;
+}
+
+/** A Helm user with empty HELM_CONFIG_HOME/HELM_CACHE_HOME/HELM_DATA_HOME (no repositories, no registry logins). */
+export async function helmUser(major: HelmMajor, extraEnv: Record<string, string> = {}): Promise<HelmUser> {
+  const binary = await tool(helmToolName(major));
+  const home = tempDir(`helm${major}`);
+  const env = {
+    HELM_CONFIG_HOME: path.join(home, 'config'),
+    HELM_CACHE_HOME: path.join(home, 'cache'),
+    HELM_DATA_HOME: path.join(home, 'data'),
+    ...extraEnv,
+  };
+  return {
+    major, binary, env,
+    helm: (args, more = {}) => run(binary, args, { env: { ...env, ...more }, timeoutMs: 5 * 60_000 }),
+    cleanup: () => fs.rmSync(home, { recursive: true, force: true }),
+  };
+}
+
+// --- Fixtures --------------------------------------------------------------------------------------
+
+/** A copy of the repository chart with another version: the "previous release" of upgrade and merge tests. */
+export function chartAtVersion(version: string, dir: string = tempDir('chart')): string {
+  const to = path.join(dir, 'conduit');
+  fs.cpSync(CHART_DIR, to, { recursive: true });
+  const file = path.join(to, 'Chart.yaml');
+  const doc = parseDocument(fs.readFileSync(file, 'utf8'));
+  doc.set('version', version);
+  fs.writeFileSync(file, doc.toString({ lineWidth: 0 }));
+  return to;
+}
+
+/** A package with a changed file inside but the same name: what a compromised mirror would serve. */
+export async function tamperPackage(pkg: string, dest: string): Promise<void> {
+  const work = tempDir('tamper');
+  try {
+    const r = await run('tar', ['-xzf', pkg, '-C', work]);
+    if (r.exitCode !== 0) throw new Error(r.stderr);
+    const chartDir = fs.readdirSync(work)[0];
+    const values = path.join(work, chartDir, 'values.yaml');
+    fs.appendFileSync(values, `\n# injected ${crypto.randomBytes(4).toString('hex')}\n`);
+    const p = await run('tar', ['-czf', dest, '-C', work, chartDir]);
+    if (p.exitCode !== 0) throw new Error(p.stderr);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}

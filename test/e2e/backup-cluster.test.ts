@@ -200,6 +200,36 @@ t('a failing restore (pg_restore refused after scaling) still brings api/admin b
   assert.equal(await stats(), expected, 'the database is unchanged');
 });
 
+t('an HPA on admin: refused without --pause-autoscaling; with it, deleted for the restore and re-created as it was', async () => {
+  const hpa = {
+    apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler',
+    metadata: { name: 'conduit-admin', namespace, labels: { 'app.kubernetes.io/instance': 'conduit', 'app.kubernetes.io/component': 'admin' }, annotations: { 'conduit.test/kept': 'yes' } },
+    spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-admin' }, minReplicas: 1, maxReplicas: 2, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }] },
+  };
+  const created = await kube.create(hpa as unknown as KubeObject, { namespace });
+  const before = await replicas();
+  const refused = await cli([...restoreArgs(), '--yes']);
+  assert.is(refused.exitCode, 1, refused.stderr);
+  assert.match(refused.stderr, /HorizontalPodAutoscaler\/conduit-admin \(min 1, max 2\) would scale admin back up/);
+  assert.match(refused.stderr, /--pause-autoscaling/);
+  assert.equal(await replicas(), before, 'nothing changed');
+
+  const r = await cli([...restoreArgs(), '--yes', '--pause-autoscaling', '--json']);
+  assert.is(r.exitCode, 0, r.stderr);
+  const steps = r.json.steps.map((s: { step: string }) => s.step);
+  assert.is(steps[0], 'deleted HorizontalPodAutoscaler/conduit-admin (saved: min 1, max 2)');
+  assert.ok(steps.includes('created HorizontalPodAutoscaler/conduit-admin again'), steps.join('; '));
+  const again = (await kube.get<KubeObject & { spec: unknown }>('hpa', 'conduit-admin', { namespace }))!;
+  assert.not.equal(again.metadata.uid, created.metadata.uid, 'a new object');
+  assert.equal(again.spec, (created as unknown as { spec: unknown }).spec, 'with the same spec');
+  assert.is(again.metadata.annotations?.['conduit.test/kept'], 'yes');
+  await untilPods(3);
+  const after = await replicas();
+  assert.equal([after.api, after.admin], [2, 1]);
+  assert.equal(await stats(), expected);
+  await kube.delete('hpa', 'conduit-admin', { namespace });
+});
+
 t('no secret in any output or audit entry', async () => {
   const audit = await auditText();
   for (const secret of [pg.password, WRONG_PASSWORD]) {

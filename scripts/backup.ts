@@ -143,8 +143,8 @@ async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: K
   return { target, kube };
 }
 
-function explainKube(e: unknown, what: string, f: Flags): never {
-  if (isKubeError(e)) throw explainKubeError(e, `${what} on ${f.cluster}`, {});
+function explainKube(e: unknown, what: string, t: RunbookTarget): never {
+  if (isKubeError(e)) throw explainKubeError(e, `${what} on ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
   throw e;
 }
 
@@ -227,7 +227,7 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
     });
     return out.result.passed ? 0 : 1;
   } catch (e) {
-    return explainKube(e, 'restore', f);
+    return explainKube(e, 'restore', cluster);
   }
 }
 
@@ -235,6 +235,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [verb, ...extra] = positionals;
   if (extra.length) throw usageError(`unexpected arguments: ${extra.join(' ')}`);
   const f = flags as unknown as Flags;
+  if (!f.cluster) {
+    const stray = ['registry', 'pause-autoscaling', 'timeout', 'helm'].filter((k) => f[k] !== undefined && f[k] !== false);
+    if (stray.length) throw usageError(`${stray.map((k) => `--${k}`).join(', ')} only go${stray.length === 1 ? 'es' : ''} with --cluster NAME`, 'See npx zx scripts/backup.ts --help.');
+  }
 
   if (verb === 'create') {
     const connection = readUrl(f, 'database-url', 'database-url-env', reporter);
@@ -246,7 +250,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       // The release and revision the data belongs to (read only; works in --dry-run too).
       const { target, kube } = await clusterTarget(f);
       const major = helmMajor(f.helm as string | undefined);
-      const rel = await requireRelease({ target, kube, helm: await helmBinary(major), helmMajor: major }).catch((e) => explainKube(e, 'helm status', f));
+      const rel = await requireRelease({ target, kube, helm: await helmBinary(major), helmMajor: major }).catch((e) => explainKube(e, 'helm status', target));
       source = { cluster: target.cluster, namespace: target.namespace, release: rel.name, revision: rel.version };
       plan.files.push(`source: release ${rel.name} revision ${rel.version} in ${target.namespace} (${target.cluster})`);
     }
@@ -316,7 +320,6 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (verb === 'restore' && f.cluster) return restoreOnCluster(f, reporter);
 
   if (verb === 'restore') {
-    if (f['pause-autoscaling']) throw usageError('--pause-autoscaling goes with --cluster NAME');
     const storage = openStorage(requireFlag(f, 'from', 'restore'), s3Options(f));
     const id = requireFlag(f, 'backup', 'restore');
     const target = readUrl(f, 'database-url', 'database-url-env', reporter);

@@ -154,10 +154,16 @@ t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches
   for (let i = 0; i < 100 && (await pg.sql('conduit', "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'e2e-blocker' AND l.granted AND l.relation = 'app.users'::regclass;")).trim() !== '1'; i++) await sleep(100);
   const restore = cli([...restoreArgs(), '--yes', '--json']);
   let during: Awaited<ReturnType<typeof replicas>> | undefined;
+  let lockedOut: Error | undefined;
   for (let i = 0; i < 600; i++) {
     const waiting = (await pg.sql('conduit', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'conduit' AND wait_event_type = 'Lock' AND application_name <> 'e2e-blocker';")).trim();
     if (waiting !== '0') {
       during = await replicas();
+      // A deploy starting now fails fast: the restore holds the deploy lock.
+      lockedOut = await acquireLock(kube, { namespace, holder: 'e2e-deploy', durationSeconds: 30 }).then(
+        async (l) => (await releaseLock(kube, l), undefined),
+        (e: Error) => e,
+      );
       break;
     }
     await sleep(200);
@@ -167,6 +173,7 @@ t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches
   const r = await restore;
   assert.ok(during, `pg_restore never waited on the lock:\n${r.stderr}`);
   assert.equal({ api: during!.api, admin: during!.admin, pods: during!.pods }, { api: 0, admin: 0, pods: 0 }, 'while pg_restore ran, api and admin were scaled to 0 with no pod left');
+  assert.is(lockedOut?.name, 'LockHeldError', 'the deploy lock was held during the restore');
   assert.is(r.exitCode, 0, r.stderr);
   assert.is(r.json.passed, true);
   assert.equal(await stats(), expected, 'the database matches the backup');

@@ -218,9 +218,19 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
       }
     }
     if (f.yes) reporter.info(planText);
-    const out = await reporter.step(`restore ${backup.id} into ${plan.target} with ${workload.deployments.map((d) => d.component).join(' and ')} of ${cluster.release} stopped`, (progress) =>
-      runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: Boolean(f.clean), timeoutSeconds, progress }),
-    );
+    // Ctrl-C must not leave the application at zero: the first one only stops pg_restore (the terminal
+    // signals it too; its transaction rolls back), the replica counts are still put back; a second one exits.
+    let interrupts = 0;
+    const onInterrupt = () => {
+      if (++interrupts > 1) process.exit(130);
+      reporter.warn(`interrupted: putting ${workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ')} back first (Ctrl-C again to exit at once and scale by hand)`);
+    };
+    process.on('SIGINT', onInterrupt);
+    const out = await reporter
+      .step(`restore ${backup.id} into ${plan.target} with ${workload.deployments.map((d) => d.component).join(' and ')} of ${cluster.release} stopped`, (progress) =>
+        runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: Boolean(f.clean), timeoutSeconds, progress }),
+      )
+      .finally(() => process.off('SIGINT', onInterrupt));
     const back = workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ');
     reporter.result(`${restoreSummary(out.result)}\nReplicas back to ${back}${workload.hpas.length ? `; ${workload.hpas.length} HPA(s) re-created` : ''}; audit entry written to conduit-audit in ${cluster.namespace}.`, {
       ok: out.result.passed, ...out.result, cluster: cluster.cluster, replicas: planJson.replicas, steps: out.steps,

@@ -3,6 +3,7 @@
 // restore --cluster must stop api and admin while pg_restore runs (observed while pg_restore is held
 // on a table lock), put 2/1 back afterwards - also when the restore fails -, hold the deploy lock,
 // write an audit entry without secrets; --dry-run and a refused confirmation must change nothing.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
 import { acquireLock, releaseLock } from '../../scripts/lib/lease.ts';
 import { LOCAL_CONTEXT } from '../../scripts/lib/localcluster.ts';
 import { parseDatabaseUrl, tableStats } from '../../scripts/lib/pg.ts';
-import { CHART_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import { Reporter } from '../../scripts/lib/ui.ts';
 import { backupCli, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
@@ -61,6 +62,19 @@ async function auditText(): Promise<string> {
 }
 async function untilPods(n: number): Promise<void> {
   for (let i = 0; i < 120 && (await replicas()).pods !== n; i++) await sleep(500);
+}
+/** Hold an ACCESS SHARE lock on app.users, so pg_restore --clean waits inside its transaction until released. */
+async function blockUsersTable(): Promise<() => Promise<void>> {
+  const blocker = pg.sql('conduit', "SET application_name = 'e2e-blocker'; BEGIN; LOCK TABLE app.users IN ACCESS SHARE MODE; SELECT pg_sleep(600);").catch(() => 'terminated');
+  for (let i = 0; i < 100 && (await pg.sql('conduit', "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'e2e-blocker' AND l.granted AND l.relation = 'app.users'::regclass;")).trim() !== '1'; i++) await sleep(100);
+  return async () => {
+    await pg.sql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'e2e-blocker';");
+    await blocker;
+  };
+}
+/** Whether a session other than the blocker waits on a lock in the database (pg_restore held by it). */
+async function restoreWaiting(): Promise<boolean> {
+  return (await pg.sql('conduit', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'conduit' AND wait_event_type = 'Lock' AND application_name <> 'e2e-blocker';")).trim() !== '0';
 }
 const stats = () => tableStats(parseDatabaseUrl(pg.urlWithPassword('conduit')));
 
@@ -149,15 +163,12 @@ t('a held deploy lock makes the restore fail fast, nothing scaled', async () => 
 t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches the backup, 2/1 afterwards', async () => {
   await pg.sql('conduit', "INSERT INTO app.audit (what) VALUES ('written after the backup'); UPDATE app.users SET display_name = 'changed' WHERE id = 7;");
   assert.not.equal(await stats(), expected);
-  // Hold pg_restore on a lock of app.users, so the test can look at the cluster while it restores.
-  const blocker = pg.sql('conduit', "SET application_name = 'e2e-blocker'; BEGIN; LOCK TABLE app.users IN ACCESS SHARE MODE; SELECT pg_sleep(600);").catch(() => 'terminated');
-  for (let i = 0; i < 100 && (await pg.sql('conduit', "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'e2e-blocker' AND l.granted AND l.relation = 'app.users'::regclass;")).trim() !== '1'; i++) await sleep(100);
+  const unblock = await blockUsersTable();
   const restore = cli([...restoreArgs(), '--yes', '--json']);
   let during: Awaited<ReturnType<typeof replicas>> | undefined;
   let lockedOut: Error | undefined;
   for (let i = 0; i < 600; i++) {
-    const waiting = (await pg.sql('conduit', "SELECT count(*) FROM pg_stat_activity WHERE datname = 'conduit' AND wait_event_type = 'Lock' AND application_name <> 'e2e-blocker';")).trim();
-    if (waiting !== '0') {
+    if (await restoreWaiting()) {
       during = await replicas();
       // A deploy starting now fails fast: the restore holds the deploy lock.
       lockedOut = await acquireLock(kube, { namespace, holder: 'e2e-deploy', durationSeconds: 30 }).then(
@@ -168,8 +179,7 @@ t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches
     }
     await sleep(200);
   }
-  await pg.sql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'e2e-blocker';");
-  await blocker;
+  await unblock();
   const r = await restore;
   assert.ok(during, `pg_restore never waited on the lock:\n${r.stderr}`);
   assert.equal({ api: during!.api, admin: during!.admin, pods: during!.pods }, { api: 0, admin: 0, pods: 0 }, 'while pg_restore ran, api and admin were scaled to 0 with no pod left');
@@ -235,6 +245,38 @@ t('an HPA on admin: refused without --pause-autoscaling; with it, deleted for th
   assert.equal([after.api, after.admin], [2, 1]);
   assert.equal(await stats(), expected);
   await kube.delete('hpa', 'conduit-admin', { namespace });
+});
+
+t('Ctrl-C during pg_restore (SIGINT to the process group, as a terminal sends it) still brings api/admin back', async () => {
+  await pg.sql('conduit', "INSERT INTO app.audit (what) VALUES ('kept: the interrupted restore rolls back');");
+  const before = await stats();
+  const unblock = await blockUsersTable();
+  // Its own process group, so the signal reaches backup.ts and its pg_restore like a terminal's Ctrl-C.
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'backup.ts'), ...restoreArgs(), '--yes', '--registry', registry], {
+    cwd: REPO_ROOT, detached: true, env: { ...process.env, CI: '1', ...pg.env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+  let sawZero = false;
+  for (let i = 0; i < 600 && !sawZero; i++) {
+    if (await restoreWaiting()) sawZero = (await replicas()).pods === 0;
+    else await sleep(200);
+  }
+  process.kill(-child.pid!, 'SIGINT');
+  const code = await exited;
+  await unblock();
+  outputs.push(stdout, stderr);
+  assert.ok(sawZero, `pg_restore never waited with the pods gone:\n${stderr}`);
+  assert.is(code, 1, stderr);
+  assert.match(stderr, /interrupted: putting api 2, admin 1 back first/);
+  await untilPods(3);
+  const after = await replicas();
+  assert.equal([after.api, after.admin, after.pods], [2, 1, 3]);
+  assert.equal(await stats(), before, 'the interrupted restore changed nothing in the database');
+  assert.is((await auditEntries()).at(-1)!.result, 'failed');
 });
 
 t('no secret in any output or audit entry', async () => {

@@ -16,10 +16,19 @@ import {
   RETENTION_POLICY_TEXT,
   verifyBackup,
   type BackupInfo,
+  type RestoreResult,
   type TableComparison,
 } from './lib/backups.ts';
+import { loadRegistry, selectClusters } from './lib/clusters.ts';
+import { durationSeconds } from './lib/deploy.ts';
+import { helmBinary } from './lib/helm.ts';
+import { explainKubeError, isKubeError, Kube } from './lib/kube.ts';
+import { kubeTargetFor } from './lib/localcluster.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/pg.ts';
 import { registerSecret } from './lib/redact.ts';
+import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/restorecluster.ts';
+import { requireRelease, type RunbookTarget } from './lib/runbook.ts';
+import { helmMajor } from './lib/tools.ts';
 import { openStorage, type S3Options } from './lib/storage.ts';
 import { formatMs, table, type Reporter } from './lib/ui.ts';
 
@@ -27,23 +36,27 @@ const spec = {
   name: 'backup.ts',
   summary: 'Create, list, verify, restore and prune PostgreSQL backups of ConduitLLM (local directory or S3).',
   usage: [
-    'npx zx scripts/backup.ts create (--database-url URL | --database-url-env VAR | --cluster NAME) --to DEST',
+    'npx zx scripts/backup.ts create (--database-url URL | --database-url-env VAR) [--cluster NAME] --to DEST',
     'npx zx scripts/backup.ts list --from DEST [--check]',
     'npx zx scripts/backup.ts verify --from DEST [--backup ID] [--scratch-url URL | --database-url URL]',
-    'npx zx scripts/backup.ts restore --from DEST --backup ID --database-url URL [--clean] [--yes] [--dry-run]',
+    'npx zx scripts/backup.ts restore --from DEST --backup ID (--database-url URL | --database-url-env VAR) [--cluster NAME [--pause-autoscaling]] [--clean] [--yes] [--dry-run]',
     'npx zx scripts/backup.ts prune --from DEST --keep-daily N --keep-weekly N --keep-monthly N [--dry-run]',
   ],
   verbs: {
     create: 'Dump the database (pg_dump custom format) inside one snapshot, with per-table row counts and checksums; manifest written last.',
     list: 'Show the backups in a destination with age, size and state (valid, incomplete, corrupt); --check recomputes checksums.',
     verify: 'Check the sha256, restore into a scratch database, compare every table with the manifest, drop the scratch database.',
-    restore: 'Restore a backup into a database (checksum first; refuses a non-empty target without --clean).',
+    restore: 'Restore a backup into a database (checksum first; refuses a non-empty target without --clean). With --cluster: api and admin are scaled to 0 meanwhile and back afterwards (also on failure), under the deploy lock, with an audit entry.',
     prune: 'Delete backups the retention policy drops (see below); --dry-run shows the decision only.',
   },
   flags: {
     'database-url': { type: 'string' as const, arg: 'URL', description: 'postgresql://USER@HOST:PORT/DB (password: PGPASSWORD env, not the URL).' },
     'database-url-env': { type: 'string' as const, arg: 'VAR', description: 'Name of an environment variable holding the database URL (may include the password).' },
-    cluster: { type: 'string' as const, arg: 'NAME', description: 'Take the database from a cluster of values/clusters.yaml (not available yet).' },
+    cluster: { type: 'string' as const, arg: 'NAME', description: 'A cluster of the registry (values/clusters.yaml). create: records the chart release and revision in the manifest; restore: stops api/admin of the release meanwhile. The database is still reached through --database-url(-env).' },
+    registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry to read instead of values/clusters.yaml.' },
+    'pause-autoscaling': { type: 'boolean' as const, description: 'restore --cluster: delete the HPAs of api/admin during the restore and re-create them from a saved copy afterwards (without it, an HPA makes the restore refuse).' },
+    timeout: { type: 'string' as const, arg: 'DUR', description: 'restore --cluster: how long to wait for pods to stop and for the rollout afterwards (default 5m).' },
+    helm: { type: 'string' as const, arg: '3|4', description: 'create --cluster: Helm major version for helm status (default 4, or CONDUIT_HELM_MAJOR).' },
     to: { type: 'string' as const, arg: 'DEST', description: 'create: a directory or s3://bucket/prefix.' },
     from: { type: 'string' as const, arg: 'DEST', description: 'list/verify/restore/prune: a directory or s3://bucket/prefix.' },
     backup: { type: 'string' as const, arg: 'ID', description: 'verify/restore: the backup id (verify default: the newest valid backup).' },
@@ -68,10 +81,16 @@ const spec = {
     'npx zx scripts/backup.ts verify --from s3://backups/conduit --scratch-url postgresql://postgres@db-scratch:5432/postgres',
     'npx zx scripts/backup.ts restore --from /var/backups/conduit --backup 20260301T020000Z-a1b2c3 --database-url postgresql://conduit@db/conduit --clean',
     'npx zx scripts/backup.ts prune --from s3://backups/conduit --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run',
+    'kubectl port-forward -n conduit svc/conduit-pg-rw 15432:5432 &  PGPASSWORD=... npx zx scripts/backup.ts restore --cluster prod-eu --from s3://backups/conduit --backup 20260301T020000Z-a1b2c3 --database-url postgresql://conduit@127.0.0.1:15432/conduit --clean --dry-run',
   ],
   notes: [
     'Secrets: passwords travel to pg_dump/pg_restore/psql in PGPASSWORD, never as arguments; URLs are shown without passwords.',
     'S3 credentials come from the standard AWS_* environment variables or the variables named by --s3-*-env.',
+    '--cluster does not reach the database by itself: pass --database-url/--database-url-env pointing at a host this machine',
+    'reaches, usually your own `kubectl port-forward svc/RELEASE-conduit-pg-rw 15432:5432` (see docs/runbooks/restore.md).',
+    'restore --cluster records the replica counts of api and admin, scales them to 0, waits for their pods to go, restores, and',
+    'puts the counts back (also when the restore fails), holding the deploy Lease conduit-deploy-lock; it asks for confirmation',
+    'on protected clusters (--yes without a terminal) and writes an audit entry to the ConfigMap conduit-audit.',
     '',
     RETENTION_POLICY_TEXT,
   ],
@@ -110,11 +129,23 @@ function requireFlag(flags: Flags, name: string, verb: string): string {
   return v;
 }
 
-function clusterNotAvailable(): never {
-  throw new UserError('--cluster is not available yet: it needs the cluster registry (values/clusters.yaml) and kubectl port-forward', {
-    hint: 'Port-forward the database yourself and pass --database-url postgresql://USER@127.0.0.1:PORT/DB with PGPASSWORD set.',
-    exitCode: 2,
-  });
+/** The registry entry of --cluster as a kube target, and a client for it (API server checked). */
+async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: Kube }> {
+  const [cluster] = selectClusters(loadRegistry(f.registry as string | undefined), { cluster: f.cluster as string });
+  const target: RunbookTarget = {
+    cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
+    namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
+  };
+  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  if (!(await kube.reachable(10_000))) {
+    throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
+  }
+  return { target, kube };
+}
+
+function explainKube(e: unknown, what: string, t: RunbookTarget): never {
+  if (isKubeError(e)) throw explainKubeError(e, `${what} on ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
+  throw e;
 }
 
 function stateLabel(b: BackupInfo): string {
@@ -147,17 +178,92 @@ async function confirm(question: string, expected: string): Promise<boolean> {
   }
 }
 
+function restoreSummary(result: RestoreResult): string {
+  return [
+    tablesReport(result.tables),
+    '',
+    `${result.passed ? 'Restored' : 'Restored, but tables DIFFER from the backup'}: ${result.id} into ${result.target} ` +
+      `(checksum ${formatMs(result.seconds.checksum * 1000)}, restore ${formatMs(result.seconds.restore * 1000)}).`,
+  ].join('\n');
+}
+
+/** restore --cluster: the restore with the release's writers stopped (see lib/restorecluster.ts). */
+async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
+  const storage = openStorage(requireFlag(f, 'from', 'restore'), s3Options(f));
+  const id = requireFlag(f, 'backup', 'restore');
+  const target = readUrl(f, 'database-url', 'database-url-env', reporter);
+  if (!target) {
+    throw usageError('restore --cluster needs --database-url or --database-url-env as well', 'Reach the database from here first, e.g. kubectl port-forward svc/RELEASE-conduit-pg-rw 15432:5432, then --database-url postgresql://USER@127.0.0.1:15432/DB with PGPASSWORD set.');
+  }
+  const timeoutSeconds = durationSeconds((f.timeout as string | undefined) ?? '5m');
+  const backup = await findBackup(storage, id);
+  const { target: cluster, kube } = await clusterTarget(f);
+  try {
+    const workload = await readWorkload(kube, cluster);
+    const cplan = planClusterRestore(cluster, workload, { pauseAutoscaling: Boolean(f['pause-autoscaling']) });
+    const plan = planRestore(backup, target, Boolean(f.clean), { describe: () => cplan.before, before: async () => undefined, after: async () => undefined });
+    const lines = describeClusterRestore(cplan, plan.steps.map((s, i) => `${i + 1}. ${s}`));
+    const planText = [`Restore ${plan.id} into ${plan.target} ${lines[0]}`, ...lines.slice(1).map((l) => `  ${l}`)].join('\n');
+    const planJson = { ...plan, cluster: { name: cluster.cluster, context: cluster.context, namespace: cluster.namespace, release: cluster.release, protected: cluster.protected }, lock: cplan.lock, replicas: Object.fromEntries(workload.deployments.map((d) => [d.component, d.replicas])), hpas: workload.hpas.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })), after: cplan.after };
+    if (f['dry-run']) {
+      reporter.result(`Dry run: nothing was changed.\n\n${planText}`, { ok: true, dryRun: true, plan: planJson });
+      return 0;
+    }
+    if (!f.yes) {
+      const where = cluster.protected ? ` on the protected cluster ${cluster.cluster}` : '';
+      if (!process.stdin.isTTY) throw usageError(`restore${where} stops the application and changes its database, and stdin is not a terminal: pass --yes to confirm`, 'Review the plan with --dry-run first. Nothing was changed.');
+      reporter.info(planText);
+      if (!(await confirm(`Type the database name (${target.database}) to restore into it${where}: `, target.database))) {
+        throw new UserError('not confirmed; nothing was changed', { exitCode: 1 });
+      }
+    }
+    if (f.yes) reporter.info(planText);
+    // Ctrl-C must not leave the application at zero: the first one only stops pg_restore (the terminal
+    // signals it too; its transaction rolls back), the replica counts are still put back; a second one exits.
+    let interrupts = 0;
+    const onInterrupt = () => {
+      if (++interrupts > 1) process.exit(130);
+      reporter.warn(`interrupted: putting ${workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ')} back first (Ctrl-C again to exit at once and scale by hand)`);
+    };
+    process.on('SIGINT', onInterrupt);
+    const out = await reporter
+      .step(`restore ${backup.id} into ${plan.target} with ${workload.deployments.map((d) => d.component).join(' and ')} of ${cluster.release} stopped`, (progress) =>
+        runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: Boolean(f.clean), timeoutSeconds, progress }),
+      )
+      .finally(() => process.off('SIGINT', onInterrupt));
+    const back = workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ');
+    reporter.result(`${restoreSummary(out.result)}\nReplicas back to ${back}${workload.hpas.length ? `; ${workload.hpas.length} HPA(s) re-created` : ''}; audit entry written to conduit-audit in ${cluster.namespace}.`, {
+      ok: out.result.passed, ...out.result, cluster: cluster.cluster, replicas: planJson.replicas, steps: out.steps,
+    });
+    return out.result.passed ? 0 : 1;
+  } catch (e) {
+    return explainKube(e, 'restore', cluster);
+  }
+}
+
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [verb, ...extra] = positionals;
   if (extra.length) throw usageError(`unexpected arguments: ${extra.join(' ')}`);
   const f = flags as unknown as Flags;
+  if (!f.cluster) {
+    const stray = ['registry', 'pause-autoscaling', 'timeout', 'helm'].filter((k) => f[k] !== undefined && f[k] !== false);
+    if (stray.length) throw usageError(`${stray.map((k) => `--${k}`).join(', ')} only go${stray.length === 1 ? 'es' : ''} with --cluster NAME`, 'See npx zx scripts/backup.ts --help.');
+  }
 
   if (verb === 'create') {
-    if (f.cluster) clusterNotAvailable();
     const connection = readUrl(f, 'database-url', 'database-url-env', reporter);
     if (!connection) throw usageError('create needs --database-url, --database-url-env or --cluster');
     const storage = openStorage(requireFlag(f, 'to', 'create'), s3Options(f));
     const plan = planCreate({ connection, storage });
+    let source: Record<string, unknown> | undefined;
+    if (f.cluster) {
+      // The release and revision the data belongs to (read only; works in --dry-run too).
+      const { target, kube } = await clusterTarget(f);
+      const major = helmMajor(f.helm as string | undefined);
+      const rel = await requireRelease({ target, kube, helm: await helmBinary(major), helmMajor: major }).catch((e) => explainKube(e, 'helm status', target));
+      source = { cluster: target.cluster, namespace: target.namespace, release: rel.name, revision: rel.version };
+      plan.files.push(`source: release ${rel.name} revision ${rel.version} in ${target.namespace} (${target.cluster})`);
+    }
     if (f['dry-run']) {
       reporter.result(
         [`Would back up ${plan.server} to ${plan.destination}:`, ...plan.files.map((x) => `  ${x}`), `  via ${plan.dumpCommand.join(' ')}`].join('\n'),
@@ -166,7 +272,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       return 0;
     }
     const { manifest, seconds } = await reporter.step(`backup ${plan.server} -> ${storage.display}`, (progress) =>
-      createBackup({ connection, storage, progress, id: plan.id }),
+      createBackup({ connection, storage, progress, id: plan.id, source }),
     );
     const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
     reporter.result(
@@ -221,8 +327,9 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     return result.passed ? 0 : 1;
   }
 
+  if (verb === 'restore' && f.cluster) return restoreOnCluster(f, reporter);
+
   if (verb === 'restore') {
-    if (f.cluster) clusterNotAvailable();
     const storage = openStorage(requireFlag(f, 'from', 'restore'), s3Options(f));
     const id = requireFlag(f, 'backup', 'restore');
     const target = readUrl(f, 'database-url', 'database-url-env', reporter);
@@ -242,15 +349,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       }
     }
     const result = await reporter.step(`restore ${backup.id} into ${plan.target}`, (progress) => restoreBackup({ storage, backup, target, clean: Boolean(f.clean), progress }));
-    reporter.result(
-      [
-        tablesReport(result.tables),
-        '',
-        `${result.passed ? 'Restored' : 'Restored, but tables DIFFER from the backup'}: ${result.id} into ${result.target} ` +
-          `(checksum ${formatMs(result.seconds.checksum * 1000)}, restore ${formatMs(result.seconds.restore * 1000)}).`,
-      ].join('\n'),
-      { ok: result.passed, ...result },
-    );
+    reporter.result(restoreSummary(result), { ok: result.passed, ...result });
     return result.passed ? 0 : 1;
   }
 

@@ -580,9 +580,11 @@ export async function restoreBackup(o: {
         );
       }
     }
-    await hooks.before();
     let restoreSeconds = 0;
+    // after() runs whatever happens once before() started (also when before() itself failed half-way),
+    // so a cluster variant always gets its workloads back.
     try {
+      await hooks.before();
       const t0 = performance.now();
       o.progress?.(`pg_restore into ${describeConnection(o.target)}`);
       await restoreDump(o.target, fetched.file, { clean: o.clean, singleTransaction: true });

@@ -396,7 +396,7 @@ async function helmJson<T>(ctx: RunbookContext, args: string[]): Promise<T | und
   return JSON.parse(r.stdout) as T;
 }
 
-async function requireRelease(ctx: RunbookContext): Promise<HelmStatus> {
+export async function requireRelease(ctx: RunbookContext): Promise<HelmStatus> {
   const rel = await helmJson<HelmStatus>(ctx, ['status', ctx.target.release, '--output', 'json']);
   if (!rel) {
     throw new UserError(`release ${ctx.target.release} is not installed in namespace ${ctx.target.namespace} of context ${ctx.target.context}`, {
@@ -406,7 +406,7 @@ async function requireRelease(ctx: RunbookContext): Promise<HelmStatus> {
   return rel;
 }
 
-interface HelmStatus {
+export interface HelmStatus {
   name: string;
   version: number;
   info: { status: string; description?: string; last_deployed?: string };

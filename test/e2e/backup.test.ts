@@ -204,9 +204,9 @@ t('secrets stay out of arguments and output; bad input is a clear error', async 
   const badDest = await backupCli(['list', '--from', 'ftp://x/y']);
   assert.is(badDest.exitCode, 2);
   assert.match(badDest.stderr, /unsupported destination/);
-  const cluster = await backupCli(['create', '--cluster', 'local', '--to', dest]);
+  const cluster = await backupCli(['restore', '--from', dest, '--backup', r.json.id, '--cluster', 'local']);
   assert.is(cluster.exitCode, 2);
-  assert.match(cluster.stderr, /--cluster is not available yet/);
+  assert.match(cluster.stderr, /restore --cluster needs --database-url or --database-url-env/);
 });
 
 t.run();

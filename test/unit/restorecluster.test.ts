@@ -1,0 +1,41 @@
+// The workload side of restore --cluster as a plan (pure): counts shown, HPAs refused or paused.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UserError } from '../../scripts/lib/errors.ts';
+import { describeClusterRestore, planClusterRestore, type WorkloadState } from '../../scripts/lib/restorecluster.ts';
+import type { RunbookTarget } from '../../scripts/lib/runbook.ts';
+
+const target: RunbookTarget = { cluster: 'prod-eu', context: 'prod-eu', namespace: 'conduit', release: 'conduit', protected: true };
+const fixed: WorkloadState = { deployments: [{ component: 'api', name: 'conduit-api', replicas: 3 }, { component: 'admin', name: 'conduit-admin', replicas: 1 }], hpas: [] };
+const hpa = { component: 'api' as const, name: 'conduit-api', min: 2, max: 6, saved: { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler', metadata: { name: 'conduit-api' } } };
+
+test('the plan shows the counts it scales from and restores, the lock first', () => {
+  const p = planClusterRestore(target, fixed, { pauseAutoscaling: false });
+  assert.equal(p.before, ['scale deployment/conduit-api and deployment/conduit-admin to 0 (now: api 3, admin 1) and wait until their pods are gone']);
+  assert.is(p.after[0], 'also if the restore fails: scale back to the recorded counts (api 3, admin 1)');
+  assert.equal(p.lock, { namespace: 'conduit', name: 'conduit-deploy-lock' });
+  const lines = describeClusterRestore(p, ['1. restore']);
+  assert.match(lines[0], /on prod-eu \(context prod-eu, namespace conduit, release conduit\) \[protected\]/);
+  assert.match(lines[1], /^hold the deploy lock conduit-deploy-lock/);
+  assert.is(lines[2], '1. restore');
+  assert.match(lines.at(-1)!, /audit trail/);
+});
+
+test('an HPA on a writer is refused without pauseAutoscaling, and paused with it', () => {
+  const w: WorkloadState = { ...fixed, hpas: [hpa] };
+  const e = (() => {
+    try {
+      planClusterRestore(target, w, { pauseAutoscaling: false });
+    } catch (x) {
+      return x as UserError;
+    }
+  })();
+  assert.instance(e, UserError);
+  assert.match(e!.message, /HorizontalPodAutoscaler\/conduit-api \(min 2, max 6\) would scale api back up/);
+  assert.match(e!.hint ?? '', /--pause-autoscaling/);
+  const p = planClusterRestore(target, w, { pauseAutoscaling: true });
+  assert.match(p.before[0], /^save and delete HorizontalPodAutoscaler\/conduit-api \(min 2, max 6\)/);
+  assert.ok(p.after.some((s) => s.includes('create HorizontalPodAutoscaler/conduit-api again')));
+});
+
+test.run();

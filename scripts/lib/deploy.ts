@@ -8,6 +8,7 @@ import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
 import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
+import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { redact } from './redact.ts';
 import type { HelmMajor } from './tools.ts';
@@ -219,68 +220,155 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       }
     }
 
-    const lock = await ui.step('take the deploy lock', () =>
-      acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }),
-    );
-    return await keepLock(kube, lock, async () => {
-      const before = await releaseStatus(plan);
-      const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
-        appendAudit(kube, {
-          time: new Date().toISOString(),
-          actor: plan.lock.holder,
-          action: 'deploy',
-          result,
-          cluster: t.cluster,
-          namespace: t.namespace,
-          release: t.release,
-          summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
-          durationMs: Math.round(performance.now() - started),
-          details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
-        }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
-      await audit('started');
-      let upgrade: RunResult | undefined;
-      try {
-        await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
-          upgrade = await run(plan.helm, plan.upgradeArgs, { input: plan.overridesYaml, timeoutMs: (plan.timeoutSeconds + 300) * 1000 });
-          if (upgrade.exitCode !== 0) throw new Error('helm upgrade failed');
-        });
-      } catch (e) {
-        if (!upgrade || upgrade.exitCode === 0) throw e;
+    // From the lock on, Ctrl-C and SIGTERM no longer kill the deploy mid-write: see settleInterrupted.
+    let stage = 'taking the deploy lock';
+    const guard = new InterruptGuard({
+      onFirst: (sig) =>
+        ui.info(`${sig} received while ${stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`),
+      describeLeftovers: () =>
+        `Now ${stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
+    }).install();
+    try {
+      const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
+      return await keepLock(kube, lock, async () => {
+        const before = await releaseStatus(plan);
+        const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
+          appendAudit(kube, {
+            time: new Date().toISOString(),
+            actor: plan.lock.holder,
+            action: 'deploy',
+            result,
+            cluster: t.cluster,
+            namespace: t.namespace,
+            release: t.release,
+            summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
+            durationMs: Math.round(performance.now() - started),
+            details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
+          }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
+        const interrupted = () => settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
+        if (guard.interrupted) return interrupted();
+        await audit('started');
+        if (guard.interrupted) return interrupted();
+        stage = 'applying the release (helm upgrade --install)';
+        let upgrade: RunResult | undefined;
+        try {
+          await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
+            // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
+            // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
+            upgrade = await run(plan.helm, plan.upgradeArgs, {
+              input: plan.overridesYaml,
+              timeoutMs: (plan.timeoutSeconds + 300) * 1000,
+              detached: true,
+              signal: guard.signal,
+              killAfterMs: 90_000,
+            });
+            if (upgrade.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
+          });
+        } catch (e) {
+          if (!upgrade || upgrade.exitCode === 0) throw e;
+        }
+        if (!upgrade) throw new Error('helm upgrade did not run');
+        if (guard.interrupted) return interrupted();
+        stage = 'checking the release';
+        const after = await releaseStatus(plan);
+        if (upgrade.exitCode !== 0) {
+          const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
+          const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
+          await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
+          throw new UserError(
+            `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
+              (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
+            { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version } },
+          );
+        }
+        stage = 'verifying the workloads';
+        let verified: VerifyResult;
+        try {
+          verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
+        } catch (e) {
+          // A terminal Ctrl-C also kills the kubectl we were waiting on: that is the interrupt, not a failure.
+          if (guard.interrupted) return interrupted();
+          throw e;
+        }
+        if (guard.interrupted) return interrupted();
+        // helm 4's status has no chart metadata; the history entry names chart and app version.
+        const last = (await releaseHistory(plan).catch(() => [])).at(-1);
+        const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
+        const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
+        await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
+        return {
+          result: 'succeeded',
+          revision: after?.version,
+          previousRevision: before?.version,
+          chartVersion,
+          appVersion,
+          workloads: verified.workloads,
+          diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
+          warnings,
+          ms: Math.round(performance.now() - started),
+        };
+      });
+    } catch (e) {
+      // A signal that killed a kubectl call while taking the lock: the lock was not (or no longer) ours to keep.
+      if (guard.interrupted && !(e instanceof UserError && e.exitCode === EXIT_INTERRUPTED)) {
+        throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName} before anything was applied`, { exitCode: EXIT_INTERRUPTED });
       }
-      if (!upgrade) throw new Error('helm upgrade did not run');
-      const after = await releaseStatus(plan);
-      if (upgrade.exitCode !== 0) {
-        const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
-        const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
-        await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
-        throw new UserError(
-          `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
-            (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
-          { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version } },
-        );
-      }
-      const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
-      // helm 4's status has no chart metadata; the history entry names chart and app version.
-      const last = (await releaseHistory(plan).catch(() => [])).at(-1);
-      const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
-      const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
-      await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
-      return {
-        result: 'succeeded',
-        revision: after?.version,
-        previousRevision: before?.version,
-        chartVersion,
-        appVersion,
-        workloads: verified.workloads,
-        diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
-        warnings,
-        ms: Math.round(performance.now() - started),
-      };
-    });
+      throw e;
+    } finally {
+      guard.dispose();
+    }
   } catch (e) {
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;
   }
+}
+
+const PENDING = /^pending-(install|upgrade|rollback)$/;
+
+/**
+ * After an interrupt (helm already stopped): a release left `pending-*` (or `failed` by the cancel)
+ * goes back to its last deployed revision; a failed first install is removed. Then an audit entry
+ * `interrupted` and exit 130; the caller's keepLock releases the Lease on the way out.
+ */
+async function settleInterrupted(
+  plan: DeployPlan,
+  before: HelmRelease | undefined,
+  guard: InterruptGuard,
+  audit: (result: AuditResult, extra?: Record<string, unknown>) => Promise<unknown>,
+  setStage: (s: string) => void,
+): Promise<never> {
+  const t = plan.target;
+  setStage('checking the release after the interrupt');
+  const now = await releaseStatus(plan).catch(() => undefined);
+  let action = 'none';
+  let left = '';
+  if (now && (PENDING.test(now.info.status) || (now.info.status === 'failed' && now.version !== before?.version))) {
+    const history = await releaseHistory(plan).catch(() => []);
+    const good = [...history].reverse().find((h) => h.status === 'deployed' || h.status === 'superseded');
+    const lastDeployed = history.filter((h) => h.revision < now.version && ['deployed', 'superseded'].includes(h.status)).at(-1) ?? good;
+    if (lastDeployed) {
+      setStage(`rolling ${t.release} back to revision ${lastDeployed.revision}`);
+      const r = await run(plan.helm, ['rollback', t.release, String(lastDeployed.revision), ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
+      action = `rolled back to revision ${lastDeployed.revision}`;
+      if (r.exitCode !== 0) left = `the rollback failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm rollback ${t.release} ${lastDeployed.revision} --namespace ${t.namespace}`;
+    } else {
+      setStage(`removing the interrupted first install of ${t.release}`);
+      const r = await run(plan.helm, ['uninstall', t.release, ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
+      action = 'removed the interrupted first install';
+      if (r.exitCode !== 0) left = `the uninstall failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm uninstall ${t.release} --namespace ${t.namespace}`;
+    }
+  } else if (now && now.version !== before?.version && now.info.status === 'deployed') {
+    action = before && now.info.description?.startsWith('Rollback') ? `helm rolled back itself (now revision ${now.version})` : `revision ${now.version} was already applied`;
+  }
+  const final = await releaseStatus(plan).catch(() => undefined);
+  setStage('recording the interrupt and releasing the lock');
+  await audit('interrupted', { signal: guard.signalName, action, revision: final?.version, status: final?.info.status });
+  const state = final ? `release ${t.release} is ${final.info.status} at revision ${final.version}` : `release ${t.release} is not installed`;
+  throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName}: ${action === 'none' ? 'nothing to undo' : action}; ${state}; the deploy lock is released.${left ? `\nLeft to do: ${left}` : ''}`, {
+    exitCode: EXIT_INTERRUPTED,
+    hint: left ? 'Run the command above, then deploy again.' : 'Deploy again when ready.',
+    details: { interrupted: true, signal: guard.signalName, action, revision: final?.version, status: final?.info.status },
+  });
 }
 
 /** How a plan is shown by --dry-run. */

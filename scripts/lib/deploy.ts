@@ -138,8 +138,17 @@ export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSum
     return { firstInstall: true, changed: true, objects, text: '' };
   }
   const d = await kube.diff(manifest, { namespace: plan.target.namespace });
-  const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => m[1].replace(/^[^.]*\.[^.]*\.([^.]+)\.[^.]+\./, '$1/'));
+  const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => diffFileObject(m[1]));
   return { firstInstall: false, changed: d.changed, objects, text: d.text };
+}
+
+/**
+ * `Kind/name` of a kubectl diff file name: `[group.]version.Kind.namespace.name`, where the group may
+ * hold dots (networking.k8s.io) and the core group is absent (v1.Secret.ns.name).
+ */
+export function diffFileObject(file: string): string {
+  const m = /^(?:.+\.)?v\d+(?:(?:alpha|beta)\d+)?\.([A-Z][A-Za-z0-9]*)\.[a-z0-9-]+\.(.+)$/.exec(file);
+  return m ? `${m[1]}/${m[2]}` : file;
 }
 
 export interface VerifyResult {
@@ -161,6 +170,24 @@ export async function verifyRelease(plan: DeployPlan, kube: Kube): Promise<Verif
     }
   }
   return { workloads };
+}
+
+type PodState = KubeObject & {
+  status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[] };
+};
+
+/** Pods of the release that are not Ready, each with the conditions that say why (one line each). */
+export async function unreadyPods(kube: Kube, namespace: string, release: string): Promise<string[]> {
+  const pods = await kube.list<PodState>('pods', { namespace, selector: `app.kubernetes.io/instance=${release}` });
+  const lines: string[] = [];
+  for (const p of pods) {
+    const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+    if (ready?.status === 'True' || p.status?.phase === 'Succeeded') continue;
+    const failing = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`);
+    const waiting = (p.status?.containerStatuses ?? []).flatMap((c) => Object.entries(c.state ?? {}).filter(([k]) => k !== 'running').map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`));
+    lines.push(`pod/${p.metadata.name} (${p.status?.phase ?? 'Unknown'}): ${[...failing, ...waiting].join('; ') || 'not ready'}`);
+  }
+  return lines;
 }
 
 export interface DeployOutcome {
@@ -251,7 +278,14 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         if (guard.interrupted) return interrupted();
         stage = 'applying the release (helm upgrade --install)';
         let upgrade: RunResult | undefined;
+        let lastUnready: string[] = [];
         try {
+          // While helm waits, the pods' last seen state is kept: after a failed rollout helm has rolled the
+          // pods back, and this snapshot is what can still say why the new ones did not become ready.
+          const watcher = setInterval(() => {
+            unreadyPods(kube, t.namespace, t.release).then((p) => (lastUnready = p), () => undefined);
+          }, 5000);
+          watcher.unref();
           await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
             // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
             // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
@@ -263,7 +297,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
               killAfterMs: 90_000,
             });
             if (upgrade.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
-          });
+          }).finally(() => clearInterval(watcher));
         } catch (e) {
           if (!upgrade || upgrade.exitCode === 0) throw e;
         }
@@ -277,8 +311,9 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
           throw new UserError(
             `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
+              (lastUnready.length ? `\nPods not ready while helm waited:\n${lastUnready.map((p) => `  ${p}`).join('\n')}` : '') +
               (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
-            { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version } },
+            { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
           );
         }
         stage = 'verifying the workloads';

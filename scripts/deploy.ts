@@ -3,7 +3,7 @@
 import readline from 'node:readline/promises';
 import { runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { describePlan, diffRelease, executeDeploy, planDeploy, type DeployTarget } from './lib/deploy.ts';
+import { describePlan, diffRelease, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -99,8 +99,13 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const liveVersion = reachable ? (await kube.serverVersion()).gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
+  let render: { values: Record<string, unknown>; manifest: string } | undefined;
   const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, (progress) =>
-    validateClusters({ clusters: [{ ...cluster, namespace: target.namespace, release: target.release }], valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress }),
+    validateClusters({
+      clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
+      valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress,
+      onRender: (r) => (render = r),
+    }),
   );
   if (!report.ok) {
     const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
@@ -109,6 +114,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       details: report,
     });
   }
+
+  if (!render) throw new Error('validation passed without a render');
+  const checklist = preflightChecklist(cluster.name, cluster.environment, render);
+  reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
 
   const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m' }, await helmBinary(major));
   if (flags['dry-run']) {
@@ -126,6 +135,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       dryRun: true,
       cluster: cluster.name,
       validation: { ok: report.ok },
+      checklist,
       plan: { upgradeArgs: plan.upgradeArgs, lock: plan.lock, target: plan.target },
       diff: diff ? { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects } : undefined,
     });
@@ -139,6 +149,6 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
     ...outcome.warnings.map((w) => `warning: ${w}`),
   ];
-  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome });
+  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });
   return 0;
 });

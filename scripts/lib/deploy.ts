@@ -4,6 +4,7 @@
 // workloads and records the outcome in the audit trail. The plan (argv arrays, lock, steps) is data,
 // so --dry-run prints it and tests assert on it; values reach helm on stdin, never in argv.
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { checklistFailed, evaluateChecklist, type CheckResult } from './checklist.ts';
 import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
 import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
@@ -11,6 +12,7 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { redact } from './redact.ts';
+import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
 
 export interface DeployTarget {
@@ -149,6 +151,27 @@ export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSum
 export function diffFileObject(file: string): string {
   const m = /^(?:.+\.)?v\d+(?:(?:alpha|beta)\d+)?\.([A-Z][A-Za-z0-9]*)\.[a-z0-9-]+\.(.+)$/.exec(file);
   return m ? `${m[1]}/${m[2]}` : file;
+}
+
+/** The deployment checklist as a table (status, item, what was found, the fix when not passing). */
+export function formatChecklist(checks: CheckResult[]): string {
+  return table(['check', 'status', 'detail'], checks.map((c) => [c.title, c.status.toUpperCase(), c.status === 'pass' ? c.detail : `${c.detail}; fix: ${c.fix ?? ''}`]));
+}
+
+/**
+ * Pre-flight: the production guide's checklist over the merged values and the render that
+ * validation produced. Returns the checks (pass/warn); throws, with every fix, when one fails.
+ */
+export function preflightChecklist(cluster: string, environment: string, render: { values: Record<string, unknown>; manifest: string }): CheckResult[] {
+  const checks = evaluateChecklist({ environment, values: render.values, manifest: render.manifest });
+  if (checklistFailed(checks)) {
+    const failed = checks.filter((c) => c.status === 'fail');
+    throw new UserError(
+      `the deployment checklist failed for ${cluster} (${environment}); nothing was deployed:\n${formatChecklist(checks)}\n\n${failed.map((c) => `fix ${c.id}: ${c.fix}`).join('\n')}`,
+      { hint: 'Apply the fixes above in the cluster\'s values file, then deploy again.', details: { checklist: checks } },
+    );
+  }
+  return checks;
 }
 
 export interface VerifyResult {

@@ -73,6 +73,9 @@ for (const major of [4, 3] as const) {
     const out = JSON.parse(changed.stdout);
     assert.is(out.result, 'succeeded');
     assert.is(out.revision, out.previousRevision + 1);
+    assert.is(out.checklist.length, 11);
+    assert.not.ok(out.checklist.some((c: { status: string }) => c.status === 'fail'));
+    assert.match(changed.stderr, /deployment checklist \(local\): \d+ pass/);
     assert.ok(out.diff.objects.includes('Deployment/conduit-api'), out.diff.objects.join(', '));
     const hashAfter = await apiTemplateHash(s.namespace);
     assert.ok(hashAfter && hashAfter !== hashBefore, `pod-template-hash ${hashBefore} -> ${hashAfter}`);

@@ -95,8 +95,8 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     await upLocalCluster(reporter);
   }
   const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
-  const reachable = await kube.reachable(10_000);
-  const liveVersion = reachable ? (await kube.serverVersion()).gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
+  const [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+  const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
   let render: { values: Record<string, unknown>; manifest: string } | undefined;

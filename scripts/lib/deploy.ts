@@ -131,8 +131,7 @@ export interface DiffSummary {
 
 /** What the upgrade would change: the server-side dry run of helm, compared with the live objects. */
 export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSummary> {
-  const current = await releaseStatus(plan);
-  const r = await run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
+  const [current, r] = await Promise.all([releaseStatus(plan), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
   if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
   const manifest = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
   if (!current) {
@@ -178,20 +177,38 @@ export interface VerifyResult {
   workloads: { kind: string; name: string; ready: string }[];
 }
 
-type Workload = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; availableReplicas?: number } };
+type Workload = KubeObject & {
+  metadata: { generation?: number };
+  spec?: { replicas?: number };
+  status?: { readyReplicas?: number; availableReplicas?: number; updatedReplicas?: number; observedGeneration?: number; currentRevision?: string; updateRevision?: string };
+};
 
-/** Every Deployment and StatefulSet of the release rolled out and ready. */
+/** Rolled out: the controller saw the latest spec and every replica is updated and ready. */
+function rolledOut(w: Workload): boolean {
+  const want = w.spec?.replicas ?? 1;
+  const st = w.status ?? {};
+  return (st.observedGeneration ?? 0) >= (w.metadata.generation ?? 0) && (st.updatedReplicas ?? 0) >= want && (st.readyReplicas ?? 0) >= want &&
+    (w.kind !== 'StatefulSet' || !st.updateRevision || st.currentRevision === st.updateRevision || (st.updatedReplicas ?? 0) >= want);
+}
+
+/**
+ * Every Deployment and StatefulSet of the release rolled out and ready. helm has already waited, so
+ * one list call usually settles it; only a workload not yet rolled out is waited for (rollout status).
+ */
 export async function verifyRelease(plan: DeployPlan, kube: Kube): Promise<VerifyResult> {
   const ns = plan.target.namespace;
   const selector = `app.kubernetes.io/instance=${plan.target.release}`;
   const workloads: VerifyResult['workloads'] = [];
-  for (const kind of ['deployments', 'statefulsets']) {
-    for (const w of await kube.list<Workload>(kind, { namespace: ns, selector })) {
+  for (const w of await kube.list<Workload>('deployments.apps,statefulsets.apps', { namespace: ns, selector })) {
+    let fresh: Workload | undefined = w;
+    if (!rolledOut(w)) {
+      const kind = w.kind === 'Deployment' ? 'deployments' : 'statefulsets';
       await kube.rolloutStatus(`${kind}/${w.metadata.name}`, { namespace: ns, timeoutSeconds: 60 });
-      const fresh = await kube.get<Workload>(kind, w.metadata.name, { namespace: ns });
-      workloads.push({ kind: w.kind, name: w.metadata.name, ready: `${fresh?.status?.readyReplicas ?? 0}/${fresh?.spec?.replicas ?? 0}` });
+      fresh = await kube.get<Workload>(kind, w.metadata.name, { namespace: ns });
     }
+    workloads.push({ kind: w.kind, name: w.metadata.name, ready: `${fresh?.status?.readyReplicas ?? 0}/${fresh?.spec?.replicas ?? 0}` });
   }
+  workloads.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return { workloads };
 }
 
@@ -255,9 +272,10 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         });
       }
       if (await ensureNamespace(kube, t.namespace)) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
-      for (const [verb, res] of [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const) {
-        if (!(await kube.can(verb, res, t.namespace))) throw new UserError(`you may not ${verb} ${res} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
-      }
+      const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
+      const allowed = await Promise.all(needed.map(([verb, res]) => kube.can(verb, res, t.namespace)));
+      const denied = needed.find((_, i) => !allowed[i]);
+      if (denied) throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
     });
     const diff = await ui.step('diff against the live release', () => diffRelease(plan, kube));
     if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
@@ -327,7 +345,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         if (!upgrade) throw new Error('helm upgrade did not run');
         if (guard.interrupted) return interrupted();
         stage = 'checking the release';
-        const after = await releaseStatus(plan);
+        const afterPromise = releaseStatus(plan);
+        // Started with the status read when helm succeeded: one round trip less on the common path.
+        const verifying = upgrade.exitCode === 0 ? ui.step('verify the workloads', () => verifyRelease(plan, kube)) : undefined;
+        verifying?.catch(() => undefined);
+        const after = await afterPromise;
         if (upgrade.exitCode !== 0) {
           const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
           const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
@@ -342,7 +364,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         stage = 'verifying the workloads';
         let verified: VerifyResult;
         try {
-          verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
+          verified = await verifying!;
         } catch (e) {
           // A terminal Ctrl-C also kills the kubectl we were waiting on: that is the interrupt, not a failure.
           if (guard.interrupted) return interrupted();

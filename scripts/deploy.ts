@@ -89,13 +89,15 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const valuesFiles = [...cluster.layers, ...flags.values];
   const overrides = setsAsValues(assignments, mergeUserLayers(valuesFiles.map((f) => loadValuesFile(f)), assignments));
 
-  // The built-in cluster comes up on demand, so that a bare `deploy.ts` works on a fresh machine.
-  if (isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
+  // The built-in cluster comes up on demand. Its status is only asked when the API server does not
+  // answer (the status check costs more than the answer itself).
+  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  let [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+  if (!reachable && isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
     reporter.info('The local cluster is not running: starting it (npx zx scripts/cluster.ts up).');
     await upLocalCluster(reporter);
+    [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
   }
-  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
-  const [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
   const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 

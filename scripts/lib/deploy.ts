@@ -3,6 +3,8 @@
 // deploy lock, runs `helm upgrade --install` with automatic rollback on failure, verifies the
 // workloads and records the outcome in the audit trail. The plan (argv arrays, lock, steps) is data,
 // so --dry-run prints it and tests assert on it; values reach helm on stdin, never in argv.
+import fs from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { checklistFailed, evaluateChecklist, type CheckResult } from './checklist.ts';
 import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
@@ -49,6 +51,8 @@ export interface DeployPlan {
   overridesYaml: string;
   lock: { namespace: string; name: string; holder: string; durationSeconds: number };
   timeoutSeconds: number;
+  /** version and appVersion of the chart being deployed (from its Chart.yaml). */
+  chart?: { version?: string; appVersion?: string };
 }
 
 /** Seconds of a Go-style duration (90s, 10m, 1h30m). */
@@ -69,7 +73,16 @@ function clusterArgs(t: DeployTarget): string[] {
   return [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
 }
 
-/** Build the plan (pure apart from the default actor). */
+function readChartMetadata(chartDir: string): { version?: string; appVersion?: string } | undefined {
+  try {
+    const c = parseYaml(fs.readFileSync(path.join(chartDir, 'Chart.yaml'), 'utf8')) as { version?: unknown; appVersion?: unknown };
+    return { version: c.version === undefined ? undefined : String(c.version), appVersion: c.appVersion === undefined ? undefined : String(c.appVersion) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Build the plan (pure apart from the default actor and reading the chart's Chart.yaml). */
 export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
   const t = req.target;
   const timeoutSeconds = durationSeconds(req.timeout);
@@ -92,6 +105,7 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     upgradeArgs,
     dryRunArgs,
     overridesYaml: toYaml(req.overrides ?? {}),
+    chart: readChartMetadata(req.chartDir),
     lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
     timeoutSeconds,
   };
@@ -371,10 +385,10 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           throw e;
         }
         if (guard.interrupted) return interrupted();
-        // helm 4's status has no chart metadata; the history entry names chart and app version.
-        const last = (await releaseHistory(plan).catch(() => [])).at(-1);
-        const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
-        const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
+        // helm 4's status has no chart metadata: the deployed chart is the one in chartDir.
+        const chart = after?.chart?.metadata ?? plan.chart;
+        const chartVersion = chart?.version;
+        const appVersion = chart?.appVersion;
         await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
         return {
           result: 'succeeded',

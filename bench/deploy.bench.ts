@@ -71,7 +71,7 @@ const bench: BenchModule = {
   async teardown() {
     if (kube) {
       const helm = await tool('helm');
-      await run(helm, ['uninstall', release, '--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--namespace', namespace, '--wait=false']);
+      await run(helm, ['uninstall', release, '--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--namespace', namespace]);
       await kube.delete('namespace', namespace, { wait: false }).catch(() => false);
     }
     fs.rmSync(work, { recursive: true, force: true });

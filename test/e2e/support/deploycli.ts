@@ -51,7 +51,7 @@ export async function scratchTarget(kube: Kube, prefix: string): Promise<Scratch
       return r.exitCode === 0 ? (JSON.parse(r.stdout) as { info: { status: string } }).info.status : undefined;
     },
     cleanup: async () => {
-      await helm(['uninstall', release, '--wait=false']).catch(() => undefined);
+      await helm(['uninstall', release]).catch(() => undefined);
       await kube.delete('namespace', namespace, { wait: false }).catch(() => false);
     },
   };

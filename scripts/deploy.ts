@@ -3,7 +3,7 @@
 import readline from 'node:readline/promises';
 import { runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { describePlan, diffRelease, executeDeploy, planDeploy, type DeployTarget } from './lib/deploy.ts';
+import { describePlan, diffRelease, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -18,7 +18,7 @@ import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type Path
 const spec = {
   name: 'deploy.ts',
   summary: 'Deploy the conduit chart to a registered cluster: validate, diff, confirm, lock, upgrade (rolled back on failure), verify, audit.',
-  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--dry-run] [--yes] [--timeout DUR] [--json]'],
+  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--dry-run] [--yes] [--timeout DUR] [--json]'],
   flags: {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
     values: { type: 'string' as const, arg: 'FILE', multiple: true as const, description: 'Extra values file, after the cluster layers.' },
@@ -27,6 +27,8 @@ const spec = {
     'dry-run': { type: 'boolean' as const, description: 'Validate and diff against the live release, print the plan; change nothing.' },
     yes: { type: 'boolean' as const, description: 'Confirm a deploy to a protected cluster without asking.' },
     timeout: { type: 'string' as const, arg: 'DUR', description: 'How long helm waits for the rollout before rolling back.', default: '10m' },
+    namespace: { type: 'string' as const, arg: 'NS', description: "Deploy into this namespace instead of the registry's (e.g. a throw-away copy of a cluster's release)." },
+    release: { type: 'string' as const, arg: 'NAME', description: "Helm release name instead of the registry's." },
     helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
   },
   examples: [
@@ -37,6 +39,8 @@ const spec = {
   notes: [
     'A deploy holds the Lease conduit-deploy-lock in the namespace: a second deploy fails at once, naming the holder.',
     'Every deploy is recorded in the ConfigMap conduit-audit of the namespace (no secret values).',
+    'Ctrl-C or SIGTERM during a deploy brings it to a consistent state first: helm is stopped cleanly, a half-applied',
+    'release is rolled back, the lock released, the audit entry says "interrupted"; exit code 130.',
   ],
 };
 
@@ -67,11 +71,16 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     cluster: cluster.name,
     context: cluster.context,
     kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-    namespace: cluster.namespace,
-    release: cluster.release,
+    namespace: flags.namespace ?? cluster.namespace,
+    release: flags.release ?? cluster.release,
     protected: cluster.protected,
   };
 
+  const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$/;
+  for (const f of ['namespace', 'release'] as const) {
+    const v = flags[f];
+    if (v !== undefined && !DNS_LABEL.test(v)) throw usageError(`--${f} "${v}" is not a valid name`, 'Use lower-case letters, digits and "-", at most 53 characters, starting and ending with a letter or digit.');
+  }
   const tag = flags['image-tag'];
   if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. 1.0.1).');
   const setFlags = [...flags.set, ...(tag ? ['api', 'admin', 'webui'].map((c) => `${c}.image.tag=${tag}`) : [])];
@@ -80,18 +89,25 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const valuesFiles = [...cluster.layers, ...flags.values];
   const overrides = setsAsValues(assignments, mergeUserLayers(valuesFiles.map((f) => loadValuesFile(f)), assignments));
 
-  // The built-in cluster comes up on demand, so that a bare `deploy.ts` works on a fresh machine.
-  if (isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
+  // The built-in cluster comes up on demand. Its status is only asked when the API server does not
+  // answer (the status check costs more than the answer itself).
+  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  let [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+  if (!reachable && isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
     reporter.info('The local cluster is not running: starting it (npx zx scripts/cluster.ts up).');
     await upLocalCluster(reporter);
+    [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
   }
-  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
-  const reachable = await kube.reachable(10_000);
-  const liveVersion = reachable ? (await kube.serverVersion()).gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
+  const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
+  let render: { values: Record<string, unknown>; manifest: string } | undefined;
   const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, (progress) =>
-    validateClusters({ clusters: [cluster], valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress }),
+    validateClusters({
+      clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
+      valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress,
+      onRender: (r) => (render = r),
+    }),
   );
   if (!report.ok) {
     const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
@@ -100,6 +116,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       details: report,
     });
   }
+
+  if (!render) throw new Error('validation passed without a render');
+  const checklist = preflightChecklist(cluster.name, cluster.environment, render);
+  reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
 
   const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m' }, await helmBinary(major));
   if (flags['dry-run']) {
@@ -117,6 +137,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       dryRun: true,
       cluster: cluster.name,
       validation: { ok: report.ok },
+      checklist,
       plan: { upgradeArgs: plan.upgradeArgs, lock: plan.lock, target: plan.target },
       diff: diff ? { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects } : undefined,
     });
@@ -130,6 +151,6 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
     ...outcome.warnings.map((w) => `warning: ${w}`),
   ];
-  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome });
+  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });
   return 0;
 });

@@ -3,13 +3,18 @@
 // deploy lock, runs `helm upgrade --install` with automatic rollback on failure, verifies the
 // workloads and records the outcome in the audit trail. The plan (argv arrays, lock, steps) is data,
 // so --dry-run prints it and tests assert on it; values reach helm on stdin, never in argv.
+import fs from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { checklistFailed, evaluateChecklist, type CheckResult } from './checklist.ts';
 import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
 import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
+import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { redact } from './redact.ts';
+import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
 
 export interface DeployTarget {
@@ -46,6 +51,8 @@ export interface DeployPlan {
   overridesYaml: string;
   lock: { namespace: string; name: string; holder: string; durationSeconds: number };
   timeoutSeconds: number;
+  /** version and appVersion of the chart being deployed (from its Chart.yaml). */
+  chart?: { version?: string; appVersion?: string };
 }
 
 /** Seconds of a Go-style duration (90s, 10m, 1h30m). */
@@ -66,7 +73,16 @@ function clusterArgs(t: DeployTarget): string[] {
   return [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
 }
 
-/** Build the plan (pure apart from the default actor). */
+function readChartMetadata(chartDir: string): { version?: string; appVersion?: string } | undefined {
+  try {
+    const c = parseYaml(fs.readFileSync(path.join(chartDir, 'Chart.yaml'), 'utf8')) as { version?: unknown; appVersion?: unknown };
+    return { version: c.version === undefined ? undefined : String(c.version), appVersion: c.appVersion === undefined ? undefined : String(c.appVersion) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Build the plan (pure apart from the default actor and reading the chart's Chart.yaml). */
 export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
   const t = req.target;
   const timeoutSeconds = durationSeconds(req.timeout);
@@ -89,6 +105,7 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     upgradeArgs,
     dryRunArgs,
     overridesYaml: toYaml(req.overrides ?? {}),
+    chart: readChartMetadata(req.chartDir),
     lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
     timeoutSeconds,
   };
@@ -128,8 +145,7 @@ export interface DiffSummary {
 
 /** What the upgrade would change: the server-side dry run of helm, compared with the live objects. */
 export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSummary> {
-  const current = await releaseStatus(plan);
-  const r = await run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
+  const [current, r] = await Promise.all([releaseStatus(plan), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
   if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
   const manifest = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
   if (!current) {
@@ -137,29 +153,95 @@ export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSum
     return { firstInstall: true, changed: true, objects, text: '' };
   }
   const d = await kube.diff(manifest, { namespace: plan.target.namespace });
-  const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => m[1].replace(/^[^.]*\.[^.]*\.([^.]+)\.[^.]+\./, '$1/'));
+  const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => diffFileObject(m[1]));
   return { firstInstall: false, changed: d.changed, objects, text: d.text };
+}
+
+/**
+ * `Kind/name` of a kubectl diff file name: `[group.]version.Kind.namespace.name`, where the group may
+ * hold dots (networking.k8s.io) and the core group is absent (v1.Secret.ns.name).
+ */
+export function diffFileObject(file: string): string {
+  const m = /^(?:.+\.)?v\d+(?:(?:alpha|beta)\d+)?\.([A-Z][A-Za-z0-9]*)\.[a-z0-9-]+\.(.+)$/.exec(file);
+  return m ? `${m[1]}/${m[2]}` : file;
+}
+
+/** The deployment checklist as a table (status, item, what was found, the fix when not passing). */
+export function formatChecklist(checks: CheckResult[]): string {
+  return table(['check', 'status', 'detail'], checks.map((c) => [c.title, c.status.toUpperCase(), c.status === 'pass' ? c.detail : `${c.detail}; fix: ${c.fix ?? ''}`]));
+}
+
+/**
+ * Pre-flight: the production guide's checklist over the merged values and the render that
+ * validation produced. Returns the checks (pass/warn); throws, with every fix, when one fails.
+ */
+export function preflightChecklist(cluster: string, environment: string, render: { values: Record<string, unknown>; manifest: string }): CheckResult[] {
+  const checks = evaluateChecklist({ environment, values: render.values, manifest: render.manifest });
+  if (checklistFailed(checks)) {
+    const failed = checks.filter((c) => c.status === 'fail');
+    throw new UserError(
+      `the deployment checklist failed for ${cluster} (${environment}); nothing was deployed:\n${formatChecklist(checks)}\n\n${failed.map((c) => `fix ${c.id}: ${c.fix}`).join('\n')}`,
+      { hint: 'Apply the fixes above in the cluster\'s values file, then deploy again.', details: { checklist: checks } },
+    );
+  }
+  return checks;
 }
 
 export interface VerifyResult {
   workloads: { kind: string; name: string; ready: string }[];
 }
 
-type Workload = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; availableReplicas?: number } };
+type Workload = KubeObject & {
+  metadata: { generation?: number };
+  spec?: { replicas?: number };
+  status?: { readyReplicas?: number; availableReplicas?: number; updatedReplicas?: number; observedGeneration?: number; currentRevision?: string; updateRevision?: string };
+};
 
-/** Every Deployment and StatefulSet of the release rolled out and ready. */
+/** Rolled out: the controller saw the latest spec and every replica is updated and ready. */
+function rolledOut(w: Workload): boolean {
+  const want = w.spec?.replicas ?? 1;
+  const st = w.status ?? {};
+  return (st.observedGeneration ?? 0) >= (w.metadata.generation ?? 0) && (st.updatedReplicas ?? 0) >= want && (st.readyReplicas ?? 0) >= want &&
+    (w.kind !== 'StatefulSet' || !st.updateRevision || st.currentRevision === st.updateRevision || (st.updatedReplicas ?? 0) >= want);
+}
+
+/**
+ * Every Deployment and StatefulSet of the release rolled out and ready. helm has already waited, so
+ * one list call usually settles it; only a workload not yet rolled out is waited for (rollout status).
+ */
 export async function verifyRelease(plan: DeployPlan, kube: Kube): Promise<VerifyResult> {
   const ns = plan.target.namespace;
   const selector = `app.kubernetes.io/instance=${plan.target.release}`;
   const workloads: VerifyResult['workloads'] = [];
-  for (const kind of ['deployments', 'statefulsets']) {
-    for (const w of await kube.list<Workload>(kind, { namespace: ns, selector })) {
+  for (const w of await kube.list<Workload>('deployments.apps,statefulsets.apps', { namespace: ns, selector })) {
+    let fresh: Workload | undefined = w;
+    if (!rolledOut(w)) {
+      const kind = w.kind === 'Deployment' ? 'deployments' : 'statefulsets';
       await kube.rolloutStatus(`${kind}/${w.metadata.name}`, { namespace: ns, timeoutSeconds: 60 });
-      const fresh = await kube.get<Workload>(kind, w.metadata.name, { namespace: ns });
-      workloads.push({ kind: w.kind, name: w.metadata.name, ready: `${fresh?.status?.readyReplicas ?? 0}/${fresh?.spec?.replicas ?? 0}` });
+      fresh = await kube.get<Workload>(kind, w.metadata.name, { namespace: ns });
     }
+    workloads.push({ kind: w.kind, name: w.metadata.name, ready: `${fresh?.status?.readyReplicas ?? 0}/${fresh?.spec?.replicas ?? 0}` });
   }
+  workloads.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return { workloads };
+}
+
+type PodState = KubeObject & {
+  status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[] };
+};
+
+/** Pods of the release that are not Ready, each with the conditions that say why (one line each). */
+export async function unreadyPods(kube: Kube, namespace: string, release: string): Promise<string[]> {
+  const pods = await kube.list<PodState>('pods', { namespace, selector: `app.kubernetes.io/instance=${release}` });
+  const lines: string[] = [];
+  for (const p of pods) {
+    const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+    if (ready?.status === 'True' || p.status?.phase === 'Succeeded') continue;
+    const failing = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`);
+    const waiting = (p.status?.containerStatuses ?? []).flatMap((c) => Object.entries(c.state ?? {}).filter(([k]) => k !== 'running').map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`));
+    lines.push(`pod/${p.metadata.name} (${p.status?.phase ?? 'Unknown'}): ${[...failing, ...waiting].join('; ') || 'not ready'}`);
+  }
+  return lines;
 }
 
 export interface DeployOutcome {
@@ -204,9 +286,10 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         });
       }
       if (await ensureNamespace(kube, t.namespace)) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
-      for (const [verb, res] of [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const) {
-        if (!(await kube.can(verb, res, t.namespace))) throw new UserError(`you may not ${verb} ${res} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
-      }
+      const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
+      const allowed = await Promise.all(needed.map(([verb, res]) => kube.can(verb, res, t.namespace)));
+      const denied = needed.find((_, i) => !allowed[i]);
+      if (denied) throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
     });
     const diff = await ui.step('diff against the live release', () => diffRelease(plan, kube));
     if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
@@ -219,68 +302,167 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       }
     }
 
-    const lock = await ui.step('take the deploy lock', () =>
-      acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }),
-    );
-    return await keepLock(kube, lock, async () => {
-      const before = await releaseStatus(plan);
-      const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
-        appendAudit(kube, {
-          time: new Date().toISOString(),
-          actor: plan.lock.holder,
-          action: 'deploy',
-          result,
-          cluster: t.cluster,
-          namespace: t.namespace,
-          release: t.release,
-          summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
-          durationMs: Math.round(performance.now() - started),
-          details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
-        }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
-      await audit('started');
-      let upgrade: RunResult | undefined;
-      try {
-        await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
-          upgrade = await run(plan.helm, plan.upgradeArgs, { input: plan.overridesYaml, timeoutMs: (plan.timeoutSeconds + 300) * 1000 });
-          if (upgrade.exitCode !== 0) throw new Error('helm upgrade failed');
-        });
-      } catch (e) {
-        if (!upgrade || upgrade.exitCode === 0) throw e;
+    // From the lock on, Ctrl-C and SIGTERM no longer kill the deploy mid-write: see settleInterrupted.
+    let stage = 'taking the deploy lock';
+    const guard = new InterruptGuard({
+      onFirst: (sig) =>
+        ui.info(`${sig} received while ${stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`),
+      describeLeftovers: () =>
+        `Now ${stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
+    }).install();
+    try {
+      const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
+      return await keepLock(kube, lock, async () => {
+        const before = await releaseStatus(plan);
+        const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
+          appendAudit(kube, {
+            time: new Date().toISOString(),
+            actor: plan.lock.holder,
+            action: 'deploy',
+            result,
+            cluster: t.cluster,
+            namespace: t.namespace,
+            release: t.release,
+            summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
+            durationMs: Math.round(performance.now() - started),
+            details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
+          }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
+        const interrupted = () => settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
+        if (guard.interrupted) return interrupted();
+        await audit('started');
+        if (guard.interrupted) return interrupted();
+        stage = 'applying the release (helm upgrade --install)';
+        let upgrade: RunResult | undefined;
+        let lastUnready: string[] = [];
+        try {
+          // While helm waits, the pods' last seen state is kept: after a failed rollout helm has rolled the
+          // pods back, and this snapshot is what can still say why the new ones did not become ready.
+          const watcher = setInterval(() => {
+            unreadyPods(kube, t.namespace, t.release).then((p) => (lastUnready = p), () => undefined);
+          }, 5000);
+          watcher.unref();
+          await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
+            // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
+            // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
+            upgrade = await run(plan.helm, plan.upgradeArgs, {
+              input: plan.overridesYaml,
+              timeoutMs: (plan.timeoutSeconds + 300) * 1000,
+              detached: true,
+              signal: guard.signal,
+              killAfterMs: 90_000,
+            });
+            if (upgrade.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
+          }).finally(() => clearInterval(watcher));
+        } catch (e) {
+          if (!upgrade || upgrade.exitCode === 0) throw e;
+        }
+        if (!upgrade) throw new Error('helm upgrade did not run');
+        if (guard.interrupted) return interrupted();
+        stage = 'checking the release';
+        const afterPromise = releaseStatus(plan);
+        // Started with the status read when helm succeeded: one round trip less on the common path.
+        const verifying = upgrade.exitCode === 0 ? ui.step('verify the workloads', () => verifyRelease(plan, kube)) : undefined;
+        verifying?.catch(() => undefined);
+        const after = await afterPromise;
+        if (upgrade.exitCode !== 0) {
+          const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
+          const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
+          await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
+          throw new UserError(
+            `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
+              (lastUnready.length ? `\nPods not ready while helm waited:\n${lastUnready.map((p) => `  ${p}`).join('\n')}` : '') +
+              (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
+            { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
+          );
+        }
+        stage = 'verifying the workloads';
+        let verified: VerifyResult;
+        try {
+          verified = await verifying!;
+        } catch (e) {
+          // A terminal Ctrl-C also kills the kubectl we were waiting on: that is the interrupt, not a failure.
+          if (guard.interrupted) return interrupted();
+          throw e;
+        }
+        if (guard.interrupted) return interrupted();
+        // helm 4's status has no chart metadata: the deployed chart is the one in chartDir.
+        const chart = after?.chart?.metadata ?? plan.chart;
+        const chartVersion = chart?.version;
+        const appVersion = chart?.appVersion;
+        await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
+        return {
+          result: 'succeeded',
+          revision: after?.version,
+          previousRevision: before?.version,
+          chartVersion,
+          appVersion,
+          workloads: verified.workloads,
+          diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
+          warnings,
+          ms: Math.round(performance.now() - started),
+        };
+      });
+    } catch (e) {
+      // A signal that killed a kubectl call while taking the lock: the lock was not (or no longer) ours to keep.
+      if (guard.interrupted && !(e instanceof UserError && e.exitCode === EXIT_INTERRUPTED)) {
+        throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName} before anything was applied`, { exitCode: EXIT_INTERRUPTED });
       }
-      if (!upgrade) throw new Error('helm upgrade did not run');
-      const after = await releaseStatus(plan);
-      if (upgrade.exitCode !== 0) {
-        const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
-        const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
-        await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
-        throw new UserError(
-          `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
-            (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
-          { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version } },
-        );
-      }
-      const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
-      // helm 4's status has no chart metadata; the history entry names chart and app version.
-      const last = (await releaseHistory(plan).catch(() => [])).at(-1);
-      const chartVersion = after?.chart?.metadata?.version ?? last?.chart.replace(/^.*?-(?=\d)/, '');
-      const appVersion = after?.chart?.metadata?.appVersion ?? last?.app_version;
-      await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
-      return {
-        result: 'succeeded',
-        revision: after?.version,
-        previousRevision: before?.version,
-        chartVersion,
-        appVersion,
-        workloads: verified.workloads,
-        diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
-        warnings,
-        ms: Math.round(performance.now() - started),
-      };
-    });
+      throw e;
+    } finally {
+      guard.dispose();
+    }
   } catch (e) {
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;
   }
+}
+
+const PENDING = /^pending-(install|upgrade|rollback)$/;
+
+/**
+ * After an interrupt (helm already stopped): a release left `pending-*` (or `failed` by the cancel)
+ * goes back to its last deployed revision; a failed first install is removed. Then an audit entry
+ * `interrupted` and exit 130; the caller's keepLock releases the Lease on the way out.
+ */
+async function settleInterrupted(
+  plan: DeployPlan,
+  before: HelmRelease | undefined,
+  guard: InterruptGuard,
+  audit: (result: AuditResult, extra?: Record<string, unknown>) => Promise<unknown>,
+  setStage: (s: string) => void,
+): Promise<never> {
+  const t = plan.target;
+  setStage('checking the release after the interrupt');
+  const now = await releaseStatus(plan).catch(() => undefined);
+  let action = 'none';
+  let left = '';
+  if (now && (PENDING.test(now.info.status) || (now.info.status === 'failed' && now.version !== before?.version))) {
+    const history = await releaseHistory(plan).catch(() => []);
+    const good = [...history].reverse().find((h) => h.status === 'deployed' || h.status === 'superseded');
+    const lastDeployed = history.filter((h) => h.revision < now.version && ['deployed', 'superseded'].includes(h.status)).at(-1) ?? good;
+    if (lastDeployed) {
+      setStage(`rolling ${t.release} back to revision ${lastDeployed.revision}`);
+      const r = await run(plan.helm, ['rollback', t.release, String(lastDeployed.revision), ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
+      action = `rolled back to revision ${lastDeployed.revision}`;
+      if (r.exitCode !== 0) left = `the rollback failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm rollback ${t.release} ${lastDeployed.revision} --namespace ${t.namespace}`;
+    } else {
+      setStage(`removing the interrupted first install of ${t.release}`);
+      const r = await run(plan.helm, ['uninstall', t.release, ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
+      action = 'removed the interrupted first install';
+      if (r.exitCode !== 0) left = `the uninstall failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm uninstall ${t.release} --namespace ${t.namespace}`;
+    }
+  } else if (now && now.version !== before?.version && now.info.status === 'deployed') {
+    action = before && now.info.description?.startsWith('Rollback') ? `helm rolled back itself (now revision ${now.version})` : `revision ${now.version} was already applied`;
+  }
+  const final = await releaseStatus(plan).catch(() => undefined);
+  setStage('recording the interrupt and releasing the lock');
+  await audit('interrupted', { signal: guard.signalName, action, revision: final?.version, status: final?.info.status });
+  const state = final ? `release ${t.release} is ${final.info.status} at revision ${final.version}` : `release ${t.release} is not installed`;
+  throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName}: ${action === 'none' ? 'nothing to undo' : action}; ${state}; the deploy lock is released.${left ? `\nLeft to do: ${left}` : ''}`, {
+    exitCode: EXIT_INTERRUPTED,
+    hint: left ? 'Run the command above, then deploy again.' : 'Deploy again when ready.',
+    details: { interrupted: true, signal: guard.signalName, action, revision: final?.version, status: final?.info.status },
+  });
 }
 
 /** How a plan is shown by --dry-run. */

@@ -13,6 +13,13 @@ export interface RunOptions {
   /** Stream the child's stderr to ours (redacted) while it runs. */
   streamStderr?: boolean;
   signal?: AbortSignal;
+  /**
+   * Start the child in its own process group, so that a Ctrl-C on the terminal (sent to the whole
+   * foreground group) does not reach it: the caller decides when and how to stop it (via `signal`).
+   */
+  detached?: boolean;
+  /** After `signal` aborted or the timeout sent SIGTERM, SIGKILL the child if it still runs this long after. */
+  killAfterMs?: number;
 }
 
 export interface RunResult {
@@ -41,13 +48,26 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
     let timedOut = false;
     let spawnError: Error | undefined;
     let settled = false;
-    const child = spawn(cmd, [...args], { cwd: options.cwd, env, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, [...args], { cwd: options.cwd, env, detached: options.detached, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let killTimer: NodeJS.Timeout | undefined;
+    const signalChild = (sig: NodeJS.Signals) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        // A detached child leads its own group: signal the group (its own children too).
+        if (options.detached && child.pid) process.kill(-child.pid, sig);
+        else child.kill(sig);
+      } catch {
+        child.kill(sig);
+      }
+    };
     const kill = () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      signalChild('SIGTERM');
+      if (options.killAfterMs !== undefined && !killTimer) killTimer = setTimeout(() => signalChild('SIGKILL'), options.killAfterMs);
     };
     const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), kill()), options.timeoutMs) : undefined;
     const onAbort = () => kill();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout?.on('data', (d: Buffer) => out.push(d));
     child.stderr?.on('data', (d: Buffer) => {
       err.push(d);
@@ -62,6 +82,7 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
       if (settled) return;
       settled = true;
       if (timer) clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
       options.signal?.removeEventListener('abort', onAbort);
       const stderr = Buffer.concat(err).toString() + (spawnError ? `${spawnError.message}\n` : '');
       resolve({ command: formatArgv(cmd, args), argv: [cmd, ...args], exitCode, stdout: Buffer.concat(out).toString(), stderr, ms: performance.now() - started, timedOut });

@@ -101,6 +101,8 @@ export interface ValidateOptions {
   /** Steps to leave out (tests, deploy's quick pre-flight). */
   skip?: StepName[];
   progress?: (note: string) => void;
+  /** Called with each successful render and the merged values it came from (deploy's checklist uses it). */
+  onRender?: (render: { cluster: string; kubeVersion: string; manifest: string; values: Record<string, unknown> }) => void;
 }
 
 /** Kinds that have no schema and are accepted anyway, each with the reason. Empty on purpose. */
@@ -701,6 +703,7 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const file = path.join(dir, `${t.version}.yaml`);
       fs.writeFileSync(file, r.stdout, { mode: 0o600 });
+      options.onRender?.({ cluster: s.cluster.name, kubeVersion: t.version, manifest: r.stdout, values: (s.merged?.values ?? {}) as Record<string, unknown> });
       const count = (r.stdout.match(/^kind:/gm) ?? []).length;
       for (const v of shared ? versions : [t.version]) s.renders.set(v, file);
       step(s.report, { step: 'render', kubeVersion: shared ? versions.map(minorOf).join(',') : t.version, status: 'ok', ms: r.ms, findings: [], note: `${count} object(s)${shared ? '; the chart reads no Kubernetes version, one render serves all' : ''}` });

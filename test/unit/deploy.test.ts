@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { describePlan, durationSeconds, planDeploy, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import { describePlan, diffFileObject, durationSeconds, planDeploy, type DeployRequest } from '../../scripts/lib/deploy.ts';
 
 const test = suite('deploy plan');
 
@@ -12,6 +12,14 @@ const req = (helmMajor: 3 | 4, overrides: Record<string, unknown> = {}): DeployR
   helmMajor,
   timeout: '10m',
   actor: 'alice@laptop pid 1',
+});
+
+test('kubectl diff file names become Kind/name, also for groups with dots and the core group', () => {
+  assert.is(diffFileObject('apps.v1.Deployment.conduit.conduit-api'), 'Deployment/conduit-api');
+  assert.is(diffFileObject('networking.k8s.io.v1.NetworkPolicy.conduit.conduit-redis'), 'NetworkPolicy/conduit-redis');
+  assert.is(diffFileObject('v1.Secret.conduit.conduit-master-key'), 'Secret/conduit-master-key');
+  assert.is(diffFileObject('autoscaling.v2.HorizontalPodAutoscaler.conduit.conduit-api'), 'HorizontalPodAutoscaler/conduit-api');
+  assert.is(diffFileObject('monitoring.coreos.com.v1.ServiceMonitor.conduit.conduit.api'), 'ServiceMonitor/conduit.api');
 });
 
 test('durations in Go syntax', () => {

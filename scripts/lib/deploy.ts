@@ -94,8 +94,10 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     '--timeout', req.timeout,
     '--history-max', '10',
     // On failure helm rolls back to the last good revision (helm 4 names it --rollback-on-failure and
-    // waits with its watcher; helm 3's --atomic implies --wait).
-    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher'] : ['--atomic', '--wait']),
+    // waits with its watcher; helm 3's --atomic implies --wait). Helm 4 applies server-side: fields a
+    // runbook action patched with kubectl (replicas, HPA bounds) belong to another field manager, and
+    // the deploy must take them back instead of failing on the conflict.
+    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher', '--force-conflicts'] : ['--atomic', '--wait']),
   ];
   const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
   return {
@@ -104,7 +106,8 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     helmMajor: req.helmMajor,
     upgradeArgs,
     dryRunArgs,
-    overridesYaml: toYaml(req.overrides ?? {}),
+    // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
+    overridesYaml: JSON.stringify(req.overrides ?? {}, null, 2) + '\n',
     chart: readChartMetadata(req.chartDir),
     lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
     timeoutSeconds,

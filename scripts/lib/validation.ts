@@ -22,7 +22,7 @@ import path from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import standaloneModule from 'ajv/dist/standalone/index.js';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { isUserError, toolError, UserError } from './errors.ts';
 import { mapLimit, run, type RunResult } from './exec.ts';
 import { kubeVersionArg, templateFailure } from './helm.ts';
@@ -585,7 +585,9 @@ export function prepareClusterValues(
   const sets = inputs.sets ?? [];
   const layers = [...cluster.layers.map((l) => loadValuesFile(l)), ...(inputs.extraLayers ?? (inputs.valuesFiles ?? []).map((f) => loadValuesFile(f)))];
   const merged = mergeValueLayers(inputs.defaults, layers, sets);
-  const stdin = sets.length ? stringifyYaml(setsAsValues(sets, mergeUserLayers(layers, sets))) : undefined;
+  // JSON, not YAML: helm reads values as YAML 1.1, where an unquoted string such as y, on or no would
+  // turn into a boolean; JSON strings are always quoted.
+  const stdin = sets.length ? JSON.stringify(setsAsValues(sets, mergeUserLayers(layers, sets)), null, 2) + '\n' : undefined;
   return { merged, layers, helm: { files: [...cluster.layers, ...(inputs.valuesFiles ?? [])].map((f) => path.resolve(f)), stdin } };
 }
 

@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { parse as parseYaml } from 'yaml';
 import { describePlan, diffFileObject, durationSeconds, planDeploy, type DeployRequest } from '../../scripts/lib/deploy.ts';
 
 const test = suite('deploy plan');
@@ -22,6 +23,12 @@ test('kubectl diff file names become Kind/name, also for groups with dots and th
   assert.is(diffFileObject('monitoring.coreos.com.v1.ServiceMonitor.conduit.conduit.api'), 'ServiceMonitor/conduit.api');
 });
 
+test('overrides reach helm as JSON, so YAML 1.1 words stay strings', () => {
+  const p = planDeploy(req(4, { api: { podAnnotations: { a: 'y', b: 'on', c: 'no' } } }), '/bin/helm');
+  const read = parseYaml(p.overridesYaml, { version: '1.1' }) as { api: { podAnnotations: Record<string, unknown> } };
+  assert.equal(read.api.podAnnotations, { a: 'y', b: 'on', c: 'no' });
+});
+
 test('durations in Go syntax', () => {
   assert.is(durationSeconds('90s'), 90);
   assert.is(durationSeconds('10m'), 600);
@@ -34,6 +41,7 @@ test('helm 4 rolls back with --rollback-on-failure, helm 3 with --atomic; values
   const p4 = planDeploy(req(4), '/bin/helm');
   assert.equal(p4.upgradeArgs.slice(0, 4), ['upgrade', '--install', 'conduit', '/repo/chart']);
   assert.ok(p4.upgradeArgs.includes('--rollback-on-failure'));
+  assert.ok(p4.upgradeArgs.includes('--force-conflicts'), 'helm 4 must take back fields patched by runbook actions');
   assert.not.ok(p4.upgradeArgs.includes('--atomic'));
   const values = p4.upgradeArgs.flatMap((a, i) => (a === '--values' ? [p4.upgradeArgs[i + 1]] : []));
   assert.equal(values, ['/repo/values/environments/production.yaml', '/repo/values/clusters/prod-eu.yaml', '-']);

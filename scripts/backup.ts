@@ -1,8 +1,7 @@
 #!/usr/bin/env -S npx zx
 // backup.ts: backups of the ConduitLLM database (create, list, verify, restore, prune).
 // The logic lives in lib/backups.ts; this file parses flags, shows plans and reports.
-import readline from 'node:readline/promises';
-import { runCommand } from './lib/cli.ts';
+import { askOnTerminal, runCommand } from './lib/cli.ts';
 import { UserError, usageError } from './lib/errors.ts';
 import {
   createBackup,
@@ -170,12 +169,7 @@ function tablesReport(tables: TableComparison[]): string {
 }
 
 async function confirm(question: string, expected: string): Promise<boolean> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await rl.question(question)).trim() === expected;
-  } finally {
-    rl.close();
-  }
+  return (await askOnTerminal(question)) === expected;
 }
 
 function restoreSummary(result: RestoreResult): string {

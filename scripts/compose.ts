@@ -1,9 +1,8 @@
 #!/usr/bin/env -S npx zx
 // compose.ts: run the ConduitLLM Compose stack: validate, start and wait for health, stop, inspect.
 import path from 'node:path';
-import readline from 'node:readline/promises';
 import YAML from 'yaml';
-import { runCommand } from './lib/cli.ts';
+import { askOnTerminal, runCommand } from './lib/cli.ts';
 import { containerLogs, detectEngine, exec, projectContainers, projectVolumes, showCommand, type Engine } from './lib/container.ts';
 import { parseDuration } from './lib/compose-model.ts';
 import {
@@ -88,10 +87,8 @@ async function confirmVolumes(names: string[], yes: boolean, reporter: Reporter)
   if (yes) return;
   if (!process.stdin.isTTY) throw usageError('--volumes deletes data and needs confirmation', 'Pass --yes (stdin is not a terminal).');
   reporter.warn(`this deletes the volumes ${names.join(', ') || '(none found)'}: all database, Redis, RabbitMQ and metrics data`);
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  const answer = await rl.question('Type "delete" to continue: ');
-  rl.close();
-  if (answer.trim() !== 'delete') throw new UserError('aborted: volumes kept', { exitCode: 1 });
+  const answer = await askOnTerminal('Type "delete" to continue: ');
+  if (answer !== 'delete') throw new UserError('aborted: volumes kept', { exitCode: 1 });
 }
 
 function statusTable(rows: { service: string; container: string; state: string; health: string; ports: string }[]): string {

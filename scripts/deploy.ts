@@ -1,7 +1,6 @@
 #!/usr/bin/env -S npx zx
 // deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
-import readline from 'node:readline/promises';
-import { runCommand } from './lib/cli.ts';
+import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { describePlan, diffRelease, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
 import { usageError, UserError } from './lib/errors.ts';
@@ -50,16 +49,6 @@ const SECRET_KEY = /(pass(word)?|secret|token|key|credential)/i;
 /** Values of secret-looking --set keys are registered so that no output shows them. */
 function registerSecretSets(sets: { path: PathSegment[]; value: unknown }[]): void {
   for (const s of sets) if (s.path.some((p) => typeof p === 'string' && SECRET_KEY.test(p)) && typeof s.value === 'string') registerSecret(s.value);
-}
-
-async function confirmOnTerminal(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) return false;
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
 }
 
 await runCommand(spec, async ({ flags, positionals, reporter }) => {

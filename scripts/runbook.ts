@@ -1,7 +1,6 @@
 #!/usr/bin/env -S npx zx
 // runbook.ts: the actions operators reach for during an incident, on a registered cluster.
-import readline from 'node:readline/promises';
-import { runCommand } from './lib/cli.ts';
+import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { UserError } from './lib/errors.ts';
 import { isKubeError, Kube, explainKubeError } from './lib/kube.ts';
@@ -58,15 +57,6 @@ const spec = {
   ],
 };
 
-async function askOnTerminal(question: string): Promise<boolean> {
-  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [action, ...rest] = positionals;
   if (rest.length) throw new UserError(`unexpected arguments: ${rest.join(' ')}`, { exitCode: 2, hint: 'runbook.ts takes one ACTION and flags (see --help).' });
@@ -93,7 +83,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       reporter.result(`Dry run: nothing was changed.\n\n${describeRunbookPlan(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
       return 0;
     }
-    await confirmChange(plan, { yes: flags.yes, dryRun: false, interactive: Boolean(process.stdin.isTTY), ask: askOnTerminal });
+    await confirmChange(plan, { yes: flags.yes, dryRun: false, interactive: Boolean(process.stdin.isTTY), ask: confirmOnTerminal });
     const started = performance.now();
     switch (req.action) {
       case 'status': {

@@ -141,3 +141,23 @@ function finish(code: number): number {
   process.exitCode = code;
   return code;
 }
+
+/**
+ * Ask a question on the terminal (prompt on stderr) and return the trimmed answer. Callers check
+ * process.stdin.isTTY first and require --yes otherwise: without a terminal no answer ever comes.
+ */
+export async function askOnTerminal(question: string): Promise<string> {
+  const { default: readline } = await import('node:readline/promises');
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(question)).trim();
+  } finally {
+    rl.close();
+  }
+}
+
+/** A y/N question; false (never asked) when stdin is not a terminal. */
+export async function confirmOnTerminal(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  return /^y(es)?$/i.test(await askOnTerminal(`${question} [y/N] `));
+}

@@ -5,6 +5,7 @@
 // Nothing here prints a secret: Secret values of the release are registered with redact() before any
 // logs or values are read, values files are masked, and the new master key never leaves memory
 // except on kubectl's stdin.
+import type { DeployTarget } from './deploy.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,14 +34,8 @@ export const RESTART_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
 export const MASTER_KEY_ANNOTATION = 'conduit.dev/master-key-version';
 export const MASTER_KEY_LENGTH = 48;
 
-export interface RunbookTarget {
-  cluster: string;
-  context: string;
-  kubeconfig?: string;
-  namespace: string;
-  release: string;
-  protected: boolean;
-}
+/** Where an action runs: the same shape as a deploy's target. */
+export type RunbookTarget = DeployTarget;
 
 /** The flags of runbook.ts, as parsed (strings; checked by parseRequest). */
 export interface RunbookFlags {

@@ -75,7 +75,9 @@ async function fakeCheckout(): Promise<string> {
   write(path.join(web, 'public', 'favicon.ico'), '');
   write(path.join(web, '.env.local'), 'CLERK_SECRET_KEY=sk_live_never_in_an_image\n');
   write(path.join(src, 'ConduitLLM.Http', 'ConduitLLM.Http.csproj'), '<Project />\n');
-  for (const dir of [sdk, web]) await runChecked('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, timeoutMs: 120_000 });
+  // NODE_OPTIONS cleared: under `npm run test:e2e` it carries this repository's tsx loader, which the
+  // fixture checkout does not have.
+  for (const dir of [sdk, web]) await runChecked('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, timeoutMs: 120_000, env: { NODE_OPTIONS: '' } });
   ctx.revision = await commitAll(src, 'fake webui checkout');
   return src;
 }

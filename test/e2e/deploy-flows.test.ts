@@ -90,7 +90,9 @@ for (const major of [4, 3] as const) {
     const r = await deploy(s, ['--yes', ...flag, '--timeout', '12s', '--values', tempValues('never-ready.yaml', NEVER_READY_VALUES)]);
     assert.is(r.exitCode, 1, r.stderr);
     assert.match(r.stderr, /failed and was rolled back to the previous revision/);
-    assert.match(r.stderr, /Deployment\/[\w-]+\/conduit-api not ready|Pods not ready/);
+    // helm's own wording depends on whether its readiness check or its timeout fires first (both
+    // happen on a loaded machine); the cause itself is asserted on the next line, from our pod report.
+    assert.match(r.stderr, /Deployment\/[\w-]+\/conduit-api not ready|Pods not ready|timed out waiting for the condition|context deadline exceeded/);
     assert.match(r.stderr, /pod\/conduit-api-[\w-]+ \(Running\): .*Ready=False \(ContainersNotReady/);
     assert.is(await s.status(), 'deployed');
     const after = await lastRevision(s);

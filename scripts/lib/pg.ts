@@ -10,6 +10,7 @@ import { toolError, UserError } from './errors.ts';
 import { run, type RunResult } from './exec.ts';
 import { redact, registerSecret } from './redact.ts';
 import { CHART_DIR } from './paths.ts';
+import { isExecutable } from './tools.ts';
 
 export interface PgConnection {
   host: string;
@@ -89,15 +90,6 @@ export function connectionEnv(c: PgConnection): Record<string, string | undefine
 // Client programs
 
 export type PgProgram = 'psql' | 'pg_dump' | 'pg_restore';
-
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Where a PostgreSQL client program is: CONDUIT_PG_BINDIR, else the newest Debian-style

@@ -233,18 +233,66 @@ type PodState = KubeObject & {
   status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[] };
 };
 
-/** Pods of the release that are not Ready, each with the conditions that say why (one line each). */
-export async function unreadyPods(kube: Kube, namespace: string, release: string): Promise<string[]> {
-  const pods = await kube.list<PodState>('pods', { namespace, selector: `app.kubernetes.io/instance=${release}` });
-  const lines: string[] = [];
-  for (const p of pods) {
-    const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
-    if (ready?.status === 'True' || p.status?.phase === 'Succeeded') continue;
-    const failing = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`);
-    const waiting = (p.status?.containerStatuses ?? []).flatMap((c) => Object.entries(c.state ?? {}).filter(([k]) => k !== 'running').map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`));
-    lines.push(`pod/${p.metadata.name} (${p.status?.phase ?? 'Unknown'}): ${[...failing, ...waiting].join('; ') || 'not ready'}`);
+/** One line saying why a pod is not Ready (its failing conditions, waiting containers); none when it is. */
+export function unreadyPodLine(p: PodState): string | undefined {
+  const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
+  if (ready?.status === 'True' || p.status?.phase === 'Succeeded') return undefined;
+  const failing = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`);
+  const waiting = (p.status?.containerStatuses ?? []).flatMap((c) => Object.entries(c.state ?? {}).filter(([k]) => k !== 'running').map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`));
+  return `pod/${p.metadata.name} (${p.status?.phase ?? 'Unknown'}): ${[...failing, ...waiting].join('; ') || 'not ready'}`;
+}
+
+/**
+ * Samples the release's unready pods while helm waits, one sample at a time. A pod keeps the last
+ * state it was seen in, even after it is gone: a failed rollout is rolled back, which deletes the new
+ * pods, and their last state is the cause to report. A pod seen Ready later drops out.
+ */
+export class UnreadyPodWatch {
+  private seen = new Map<string, string>();
+  private timer?: NodeJS.Timeout;
+  private inFlight?: Promise<void>;
+  private kube: Kube;
+  private selector: { namespace: string; selector: string };
+  private everyMs: number;
+  constructor(kube: Kube, namespace: string, release: string, everyMs = 2000) {
+    this.kube = kube;
+    this.selector = { namespace, selector: `app.kubernetes.io/instance=${release}` };
+    this.everyMs = everyMs;
   }
-  return lines;
+
+  start(): void {
+    this.timer = setInterval(() => void this.sample(), this.everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One more sample (after any in flight), then the pods seen unready, one line each. */
+  async settled(): Promise<string[]> {
+    await this.inFlight;
+    await this.sample();
+    return [...this.seen.values()];
+  }
+
+  private sample(): Promise<void> {
+    if (this.inFlight) return this.inFlight;
+    this.inFlight = this.kube
+      .list<PodState>('pods', this.selector)
+      .then(
+        (pods) => {
+          for (const p of pods) {
+            const line = unreadyPodLine(p);
+            if (line) this.seen.set(p.metadata.name, line);
+            else this.seen.delete(p.metadata.name);
+          }
+        },
+        () => undefined,
+      )
+      .finally(() => (this.inFlight = undefined));
+    return this.inFlight;
+  }
 }
 
 export interface DeployOutcome {
@@ -336,14 +384,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         if (guard.interrupted) return interrupted();
         stage = 'applying the release (helm upgrade --install)';
         let upgrade: RunResult | undefined;
-        let lastUnready: string[] = [];
+        const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
         try {
-          // While helm waits, the pods' last seen state is kept: after a failed rollout helm has rolled the
-          // pods back, and this snapshot is what can still say why the new ones did not become ready.
-          const watcher = setInterval(() => {
-            unreadyPods(kube, t.namespace, t.release).then((p) => (lastUnready = p), () => undefined);
-          }, 5000);
-          watcher.unref();
+          // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
+          // pods back, and these samples are what can still say why the new ones did not become ready.
+          podWatch.start();
           await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
             // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
             // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
@@ -355,9 +400,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
               killAfterMs: 90_000,
             });
             if (upgrade.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
-          }).finally(() => clearInterval(watcher));
+          });
         } catch (e) {
           if (!upgrade || upgrade.exitCode === 0) throw e;
+        } finally {
+          podWatch.stop();
         }
         if (!upgrade) throw new Error('helm upgrade did not run');
         if (guard.interrupted) return interrupted();
@@ -368,6 +415,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         verifying?.catch(() => undefined);
         const after = await afterPromise;
         if (upgrade.exitCode !== 0) {
+          const lastUnready = await podWatch.settled();
           const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
           const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
           await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });

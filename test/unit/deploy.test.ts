@@ -1,7 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { describePlan, diffFileObject, durationSeconds, planDeploy, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import { describePlan, diffFileObject, durationSeconds, planDeploy, UnreadyPodWatch, unreadyPodLine, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import type { Kube } from '../../scripts/lib/kube.ts';
 
 const test = suite('deploy plan');
 
@@ -62,6 +63,39 @@ test('override values never reach argv, and the printed plan masks secret-lookin
   assert.not.ok(shown.includes('mk-unit-secret-1'), shown);
   assert.match(shown, /tag: 1\.2\.3/);
   assert.match(shown, /protected/);
+});
+
+const pod = (name: string, ready: boolean, phase = 'Running') => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name },
+  status: {
+    phase,
+    conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', ...(ready ? {} : { reason: 'ContainersNotReady', message: 'containers with unready status: [api]' }) }],
+  },
+});
+
+test('an unready pod is one line naming its phase and the failing condition; a ready pod has none', () => {
+  assert.is(unreadyPodLine(pod('conduit-api-1', true)), undefined);
+  assert.is(unreadyPodLine(pod('conduit-api-2', false)), 'pod/conduit-api-2 (Running): Ready=False (ContainersNotReady: containers with unready status: [api])');
+});
+
+test('the pod watch keeps the last state of pods that are gone and drops pods that became ready', async () => {
+  // Stand-in for the API server: each list call returns the next snapshot (the last one repeats).
+  const snapshots = [
+    [pod('conduit-api-old', false, 'Pending'), pod('conduit-api-new', false, 'Pending')],
+    [pod('conduit-api-old', true), pod('conduit-api-new', false)],
+    [pod('conduit-api-old', true)],
+  ];
+  let calls = 0;
+  const kube = { list: async () => snapshots[Math.min(calls++, snapshots.length - 1)] } as unknown as Kube;
+  const watch = new UnreadyPodWatch(kube, 'conduit', 'conduit', 5);
+  watch.start();
+  await new Promise((r) => setTimeout(r, 40));
+  watch.stop();
+  const lines = await watch.settled();
+  assert.ok(calls >= 3, `sampled ${calls} times`);
+  assert.equal(lines, ['pod/conduit-api-new (Running): Ready=False (ContainersNotReady: containers with unready status: [api])']);
 });
 
 test.run();

@@ -2,7 +2,7 @@
 // deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
 import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { describePlan, diffRelease, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
+import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -17,7 +17,7 @@ import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type Path
 const spec = {
   name: 'deploy.ts',
   summary: 'Deploy the conduit chart to a registered cluster: validate, diff, confirm, lock, upgrade (rolled back on failure), verify, audit.',
-  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--dry-run] [--yes] [--timeout DUR] [--json]'],
+  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--diff release|live] [--always-upgrade] [--dry-run] [--yes] [--timeout DUR] [--json]'],
   flags: {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
     values: { type: 'string' as const, arg: 'FILE', multiple: true as const, description: 'Extra values file, after the cluster layers.' },
@@ -29,6 +29,8 @@ const spec = {
     namespace: { type: 'string' as const, arg: 'NS', description: "Deploy into this namespace instead of the registry's (e.g. a throw-away copy of a cluster's release)." },
     release: { type: 'string' as const, arg: 'NAME', description: "Helm release name instead of the registry's." },
     helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
+    'always-upgrade': { type: 'boolean' as const, description: 'Run helm upgrade (a new revision) even when nothing changed.' },
+    diff: { type: 'string' as const, arg: 'release|live', description: 'Diff against the deployed revision (fast) or the live objects (also shows edits made outside helm).', default: 'release' },
   },
   examples: [
     'npx zx scripts/deploy.ts                                   # the built-in local cluster (started if needed)',
@@ -38,6 +40,8 @@ const spec = {
   notes: [
     'A deploy holds the Lease conduit-deploy-lock in the namespace: a second deploy fails at once, naming the holder.',
     'Every deploy is recorded in the ConfigMap conduit-audit of the namespace (no secret values).',
+    'When the values, the rendered objects and the live objects all match the deployed revision, nothing is upgraded',
+    '(result "unchanged", no empty revision eating the rollback history); --always-upgrade runs helm anyway.',
     'Ctrl-C or SIGTERM during a deploy brings it to a consistent state first: helm is stopped cleanly, a half-applied',
     'release is rolled back, the lock released, the audit entry says "interrupted"; exit code 130.',
   ],
@@ -54,6 +58,8 @@ function registerSecretSets(sets: { path: PathSegment[]; value: unknown }[]): vo
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (positionals.length) throw usageError(`unexpected arguments: ${positionals.join(' ')}`, 'deploy.ts takes flags only (see --help).');
   const major = helmMajor(flags.helm);
+  const diffMode = flags.diff;
+  if (diffMode !== 'release' && diffMode !== 'live') throw usageError(`--diff "${diffMode}" is not known`, 'Use --diff release (the default) or --diff live.');
   const [cluster] = selectClusters(loadRegistry(), { cluster: flags.cluster });
   const isLocal = cluster.context === LOCAL_CONTEXT;
   const target: DeployTarget = {
@@ -76,7 +82,8 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const assignments = parseSetFlags(setFlags);
   registerSecretSets(assignments);
   const valuesFiles = [...cluster.layers, ...flags.values];
-  const overrides = setsAsValues(assignments, mergeUserLayers(valuesFiles.map((f) => loadValuesFile(f)), assignments));
+  const userValues = mergeUserLayers(valuesFiles.map((f) => loadValuesFile(f)), assignments);
+  const overrides = setsAsValues(assignments, userValues);
 
   // The built-in cluster comes up on demand. Its status is only asked when the API server does not
   // answer (the status check costs more than the answer itself).
@@ -94,7 +101,9 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, (progress) =>
     validateClusters({
       clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
-      valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score'], progress,
+      valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score', 'lint'], progress,
+      // Rendered against the live cluster (lookup sees the kept secrets): the manifest helm will apply.
+      liveCluster: reachable ? { kubeconfig: target.kubeconfig, context: target.context } : undefined,
       onRender: (r) => (render = r),
     }),
   );
@@ -110,16 +119,17 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const checklist = preflightChecklist(cluster.name, cluster.environment, render);
   reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
 
-  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m' }, await helmBinary(major));
+  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode }, await helmBinary(major));
   if (flags['dry-run']) {
     let diffText = '';
     let diff;
     if (reachable) {
-      diff = await reporter.step('diff against the live release', () => diffRelease(plan, kube)).catch((e: Error) => {
+      const manifest = render.manifest;
+      diff = await reporter.step(diffStepTitle(plan, manifest), () => diffRelease(plan, kube, manifest)).catch((e: Error) => {
         reporter.warn(`no diff: ${e.message}`);
         return undefined;
       });
-      if (diff) diffText = diff.firstInstall ? `first install: ${diff.objects.length} objects would be created` : diff.changed ? `${diff.objects.length} object(s) would change:\n${diff.text}` : 'no changes to the live objects';
+      if (diff) diffText = diff.firstInstall ? `first install: ${diff.objects.length} objects would be created` : diff.changed ? `${diff.objects.length} object(s) would change against ${diff.against}:\n${diff.text}` : `no changes against ${diff.against}`;
     } else diffText = `(no diff: the API server of context ${target.context} is not reachable${isLocal ? '; start it with npx zx scripts/cluster.ts up' : ''})`;
     reporter.result(`Dry run: validation passed; nothing was changed.\n\n${describePlan(plan)}\n\n${diffText}`, {
       ok: true,
@@ -133,9 +143,16 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     return 0;
   }
 
-  const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), { yes: flags.yes });
+  const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), {
+    yes: flags.yes,
+    manifest: render.manifest,
+    values: userValues as Record<string, unknown>,
+    alwaysUpgrade: flags['always-upgrade'],
+  });
   const lines = [
-    `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
+    outcome.result === 'unchanged'
+      ? `Nothing to change on ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision} kept (same values and objects, no edits outside helm), chart ${outcome.chartVersion}, app ${outcome.appVersion}, checked in ${formatMs(outcome.ms)}. --always-upgrade records a new revision anyway.`
+      : `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
     '',
     table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
     ...outcome.warnings.map((w) => `warning: ${w}`),

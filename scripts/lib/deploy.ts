@@ -13,6 +13,8 @@ import { formatArgv, run, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
+import { liveDrift } from './drift.ts';
+import { canonicalJson, diffManifests, helmStoresSecrets, isHook, manifestObjects, readRelease, type HelmRelease } from './helmrelease.ts';
 import { redact } from './redact.ts';
 import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
@@ -38,7 +40,17 @@ export interface DeployRequest {
   /** Go duration for helm, e.g. 10m. */
   timeout: string;
   actor?: string;
+  /** What the diff compares: the stored release (default) or the live objects (server-side). */
+  diff?: DiffMode;
 }
+
+/**
+ * `release`: the manifest of the newest stored revision against the one this deploy applies (fast,
+ * exact for what helm changes, no secret values). `live`: a server-side dry run against the live
+ * objects, which also shows drift (edits made outside helm); one more helm and kubectl run.
+ */
+export type DiffMode = 'release' | 'live';
+export type { HelmRelease };
 
 export interface DeployPlan {
   target: DeployTarget;
@@ -46,8 +58,9 @@ export interface DeployPlan {
   helmMajor: HelmMajor;
   /** `helm upgrade --install` arguments (values on stdin as the last -f). */
   upgradeArgs: string[];
-  /** The same as a server-side dry run, for the diff. */
+  /** The same as a server-side dry run, for the live diff. */
   dryRunArgs: string[];
+  diffMode: DiffMode;
   overridesYaml: string;
   lock: { namespace: string; name: string; holder: string; durationSeconds: number };
   timeoutSeconds: number;
@@ -96,8 +109,10 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     // On failure helm rolls back to the last good revision (helm 4 names it --rollback-on-failure and
     // waits with its watcher; helm 3's --atomic implies --wait). Helm 4 applies server-side: fields a
     // runbook action patched with kubectl (replicas, HPA bounds) belong to another field manager, and
-    // the deploy must take them back instead of failing on the conflict.
-    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher', '--force-conflicts'] : ['--atomic', '--wait']),
+    // the deploy must take them back instead of failing on the conflict. Server-side apply is asked
+    // for explicitly: helm 4's default (auto) follows the previous revision, and a release last
+    // applied client-side (by helm 3, or --server-side=false) would refuse --force-conflicts.
+    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher', '--server-side=true', '--force-conflicts'] : ['--atomic', '--wait']),
   ];
   const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
   return {
@@ -106,20 +121,13 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     helmMajor: req.helmMajor,
     upgradeArgs,
     dryRunArgs,
+    diffMode: req.diff ?? 'release',
     // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
     overridesYaml: JSON.stringify(req.overrides ?? {}, null, 2) + '\n',
     chart: readChartMetadata(req.chartDir),
     lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
     timeoutSeconds,
   };
-}
-
-export interface HelmRelease {
-  name: string;
-  version: number;
-  info: { status: string; description?: string };
-  chart?: { metadata?: { version?: string; appVersion?: string } };
-  manifest?: string;
 }
 
 async function helmJson<T>(plan: DeployPlan, args: string[]): Promise<T | undefined> {
@@ -131,7 +139,9 @@ async function helmJson<T>(plan: DeployPlan, args: string[]): Promise<T | undefi
   return JSON.parse(r.stdout) as T;
 }
 
-export async function releaseStatus(plan: DeployPlan): Promise<HelmRelease | undefined> {
+/** The newest revision of the release: read from its storage Secret when kube is given, else `helm status`. */
+export async function releaseStatus(plan: DeployPlan, kube?: Kube): Promise<HelmRelease | undefined> {
+  if (kube && helmStoresSecrets()) return readRelease(kube, plan.target.namespace, plan.target.release);
   return helmJson<HelmRelease>(plan, ['status', plan.target.release]);
 }
 
@@ -144,20 +154,37 @@ export interface DiffSummary {
   changed: boolean;
   objects: string[];
   text: string;
+  /** What the diff compared with: `revision N (status)` or `the live objects`. */
+  against?: string;
+  /** The stored revision a release diff compared with. */
+  revision?: number;
 }
 
-/** What the upgrade would change: the server-side dry run of helm, compared with the live objects. */
-export async function diffRelease(plan: DeployPlan, kube: Kube): Promise<DiffSummary> {
-  const [current, r] = await Promise.all([releaseStatus(plan), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
-  if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
-  const manifest = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
-  if (!current) {
-    const objects = [...manifest.matchAll(/^kind: (\S+)\n(?:.*\n)*?metadata:\n(?:\s+.*\n)*?\s+name: (\S+)/gm)].map((m) => `${m[1]}/${m[2]}`);
-    return { firstInstall: true, changed: true, objects, text: '' };
+/**
+ * What the upgrade would change. With a rendered manifest and diff mode `release`: that manifest
+ * against the newest stored revision's. Otherwise (mode `live`, or no render): helm's server-side dry
+ * run compared with the live objects by kubectl diff.
+ */
+export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: string): Promise<DiffSummary> {
+  const listObjects = (m: string) => manifestObjects(m, plan.target.namespace).filter((o) => !isHook(o.object)).map((o) => o.id);
+  if (manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets()) {
+    const current = await readRelease(kube, plan.target.namespace, plan.target.release);
+    if (!current) return { firstInstall: true, changed: true, objects: listObjects(manifest), text: '' };
+    const d = diffManifests(current.manifest ?? '', manifest, plan.target.namespace, { before: `revision ${current.version}, ${current.info.status}`, after: 'this deploy' });
+    return { firstInstall: false, changed: d.objects.length > 0, objects: d.objects, text: d.text, against: `revision ${current.version} (${current.info.status})`, revision: current.version };
   }
-  const d = await kube.diff(manifest, { namespace: plan.target.namespace });
+  const [current, r] = await Promise.all([releaseStatus(plan, kube), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
+  if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
+  const rendered = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
+  if (!current) return { firstInstall: true, changed: true, objects: listObjects(rendered), text: '' };
+  const d = await kube.diff(rendered, { namespace: plan.target.namespace });
   const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => diffFileObject(m[1]));
-  return { firstInstall: false, changed: d.changed, objects, text: d.text };
+  return { firstInstall: false, changed: d.changed, objects, text: d.text, against: 'the live objects', revision: current.version };
+}
+
+/** The step title of a diff: what it compares with. */
+export function diffStepTitle(plan: DeployPlan, manifest?: string): string {
+  return manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets() ? 'diff against the deployed revision' : 'diff against the live objects';
 }
 
 /**
@@ -314,9 +341,23 @@ export interface DeploySteps {
   confirm(question: string): Promise<boolean>;
 }
 
-/** Namespace first (the lock and the audit trail live in it), enforcing Pod Security restricted. */
-async function ensureNamespace(kube: Kube, ns: string): Promise<boolean> {
-  if (await kube.get('namespace', ns)) return false;
+/**
+ * Namespace first (the lock and the audit trail live in it), enforcing Pod Security restricted. A
+ * namespace still being deleted (e.g. just after an uninstall) is waited for, up to waitSeconds:
+ * nothing can be created in it.
+ */
+async function ensureNamespace(kube: Kube, ns: string, onWait: (msg: string) => void, waitSeconds = 120): Promise<boolean> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  let current = await kube.get<KubeObject & { status?: { phase?: string } }>('namespace', ns);
+  if (current?.status?.phase === 'Terminating') {
+    onWait(`namespace ${ns} is being deleted; waiting up to ${waitSeconds}s for it to be gone before creating it again`);
+    while (current?.status?.phase === 'Terminating') {
+      if (Date.now() > deadline) throw new UserError(`namespace ${ns} is still being deleted after ${waitSeconds}s; nothing was deployed`, { hint: `See what holds it: kubectl get namespace ${ns} -o yaml (status.conditions); deploy again once it is gone.` });
+      await new Promise((r) => setTimeout(r, 1000));
+      current = await kube.get('namespace', ns);
+    }
+  }
+  if (current) return false;
   try {
     await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/warn': 'restricted' } } });
   } catch (e) {
@@ -325,7 +366,34 @@ async function ensureNamespace(kube: Kube, ns: string): Promise<boolean> {
   return true;
 }
 
-export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: { yes: boolean }): Promise<DeployOutcome> {
+export interface DeployOptions {
+  /** Deploy to a protected cluster without asking. */
+  yes: boolean;
+  /** The chart as this deploy renders it (validated, rendered against the live cluster): for the release diff. */
+  manifest?: string;
+  /** The user-supplied values (files, then overrides) as helm stores them in the release. */
+  values?: Record<string, unknown>;
+  /** Upgrade (and record a new revision) even when nothing changed. */
+  alwaysUpgrade?: boolean;
+}
+
+/**
+ * Whether an upgrade would change nothing: same user values as the deployed revision (the manifest
+ * diff was empty already) and no live object edited since (see drift.ts).
+ */
+export async function unchangedSince(before: HelmRelease, manifest: string, values: Record<string, unknown>, kube: Kube, namespace: string): Promise<{ same: boolean; why?: string }> {
+  if (before.info.status !== 'deployed') return { same: false, why: `revision ${before.version} is ${before.info.status}` };
+  if (canonicalJson(before.config ?? {}) !== canonicalJson(values)) return { same: false, why: `the values differ from revision ${before.version}'s (the rendered objects do not)` };
+  const drifted = await liveDrift(kube, manifest, namespace);
+  if (drifted.length) return { same: false, why: `edited outside helm since revision ${before.version}: ${drifted.join(', ')}` };
+  return { same: true };
+}
+
+/**
+ * Run a deploy: preflight, diff, confirm, lock, then either keep the deployed revision (nothing to
+ * change; see unchangedSince) or helm upgrade with rollback on failure, verify, audit.
+ */
+export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: DeployOptions): Promise<DeployOutcome> {
   const started = performance.now();
   const t = plan.target;
   const warnings: string[] = [];
@@ -336,16 +404,16 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
         });
       }
-      if (await ensureNamespace(kube, t.namespace)) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
+      if (await ensureNamespace(kube, t.namespace, (m) => ui.info(m))) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
       const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
       const allowed = await Promise.all(needed.map(([verb, res]) => kube.can(verb, res, t.namespace)));
       const denied = needed.find((_, i) => !allowed[i]);
       if (denied) throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
     });
-    const diff = await ui.step('diff against the live release', () => diffRelease(plan, kube));
+    const diff = await ui.step(diffStepTitle(plan, options.manifest), () => diffRelease(plan, kube, options.manifest));
     if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
-    else if (!diff.changed) ui.info('no changes to the live objects (helm still records a new revision)');
-    else ui.info(`${diff.objects.length} object(s) change: ${diff.objects.join(', ')}\n${diff.text.trimEnd()}`);
+    else if (!diff.changed) ui.info(`no changes against ${diff.against ?? 'the live objects'}`);
+    else ui.info(`${diff.objects.length} object(s) change against ${diff.against ?? 'the live objects'}: ${diff.objects.join(', ')}\n${diff.text.trimEnd()}`);
 
     if (t.protected && !options.yes) {
       if (!(await ui.confirm(`Deploy to protected cluster ${t.cluster}?`))) {
@@ -364,7 +432,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
     try {
       const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
       return await keepLock(kube, lock, async () => {
-        const before = await releaseStatus(plan);
+        const before = await releaseStatus(plan, kube);
         const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
           appendAudit(kube, {
             time: new Date().toISOString(),
@@ -380,6 +448,28 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
         const interrupted = () => settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
         if (guard.interrupted) return interrupted();
+        if (!options.alwaysUpgrade && options.manifest !== undefined && options.values !== undefined && before && !diff.changed && diff.revision === before.version) {
+          stage = 'checking whether anything changed';
+          const unchanged = await ui.step('check for edits made outside helm', () => unchangedSince(before, options.manifest!, options.values!, kube, t.namespace));
+          if (unchanged.same) {
+            stage = 'verifying the workloads';
+            const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
+            const chart = before.chart?.metadata ?? plan.chart;
+            await audit('unchanged', { revision: before.version, chart: chart?.version, app: chart?.appVersion });
+            return {
+              result: 'unchanged',
+              revision: before.version,
+              previousRevision: before.version,
+              chartVersion: chart?.version,
+              appVersion: chart?.appVersion,
+              workloads: verified.workloads,
+              diff: { firstInstall: false, changed: false, objects: [] },
+              warnings,
+              ms: Math.round(performance.now() - started),
+            };
+          }
+          ui.info(`upgrading anyway: ${unchanged.why}`);
+        }
         await audit('started');
         if (guard.interrupted) return interrupted();
         stage = 'applying the release (helm upgrade --install)';
@@ -409,7 +499,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         if (!upgrade) throw new Error('helm upgrade did not run');
         if (guard.interrupted) return interrupted();
         stage = 'checking the release';
-        const afterPromise = releaseStatus(plan);
+        const afterPromise = releaseStatus(plan, kube);
         // Started with the status read when helm succeeded: one round trip less on the common path.
         const verifying = upgrade.exitCode === 0 ? ui.step('verify the workloads', () => verifyRelease(plan, kube)) : undefined;
         verifying?.catch(() => undefined);
@@ -521,10 +611,12 @@ export function describePlan(plan: DeployPlan): string {
   return [
     `cluster ${plan.target.cluster}: context ${plan.target.context}, namespace ${plan.target.namespace}, release ${plan.target.release}${plan.target.protected ? ' (protected)' : ''}`,
     `1. preflight: API reachable, namespace (created with Pod Security restricted if missing), permissions`,
-    `2. diff: ${formatArgv('helm', plan.dryRunArgs)}  + kubectl diff --server-side`,
+    plan.diffMode === 'release'
+      ? `2. diff: the validated render (helm template --dry-run=server) against the newest stored revision of ${plan.target.release} (Secret values masked)`
+      : `2. diff: ${formatArgv('helm', plan.dryRunArgs)}  + kubectl diff --server-side`,
     `3. confirm${plan.target.protected ? ' (protected: --yes or a terminal answer)' : ' (not needed)'}`,
     `4. lock: Lease ${plan.lock.namespace}/${plan.lock.name} as "${plan.lock.holder}" for ${plan.lock.durationSeconds}s`,
-    `5. ${formatArgv('helm', plan.upgradeArgs)}  (values below on stdin)`,
+    `5. ${formatArgv('helm', plan.upgradeArgs)}  (values below on stdin; skipped when nothing changed, unless --always-upgrade)`,
     `6. verify: rollout status of every Deployment/StatefulSet of the release`,
     `7. audit: ConfigMap conduit-audit in ${plan.target.namespace}`,
     '',

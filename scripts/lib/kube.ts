@@ -2,8 +2,12 @@
 // kubeconfig and context on every call, objects always on stdin (never in argv, so a Secret never
 // shows up in a process list), JSON out, and server errors classified by their reason so callers can
 // tell "already exists" from "conflict" from "unreachable" without parsing text themselves.
+// The plain reads and writes (get, list, create, replace, delete, raw paths, access reviews) go to the
+// API server directly over HTTPS when the kubeconfig allows it (kuberest.ts): same answers and errors,
+// without a kubectl process per call. CONDUIT_KUBE_TRANSPORT=kubectl turns that off.
 import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
+import { KubeRest, resourceByName, resourceOf, resourcePath, restConfigFor, RestTransportError, type ResourceInfo, type RestResponse } from './kuberest.ts';
 import { redact } from './redact.ts';
 import { tool } from './tools.ts';
 
@@ -95,6 +99,9 @@ export function classifyKubectlError(stderr: string, timedOut = false): KubeErro
   return 'Other';
 }
 
+// HTTP status -> the Status reason the API server would give, for answers without a Status body.
+const HTTP_REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 422: 'Invalid', 504: 'Timeout' };
+
 export interface CallOptions {
   namespace?: string;
   input?: string;
@@ -132,9 +139,63 @@ export class Kube {
   readonly kubectl: string;
   readonly target: KubeTarget;
 
-  constructor(kubectl: string, target: KubeTarget = {}) {
+  private restClient?: KubeRest | null;
+
+  /** `direct: false`: every call through kubectl, as with CONDUIT_KUBE_TRANSPORT=kubectl. */
+  constructor(kubectl: string, target: KubeTarget = {}, options: { direct?: boolean } = {}) {
     this.kubectl = kubectl;
     this.target = { ...target };
+    if (options.direct === false) this.restClient = null;
+  }
+
+  /** The direct API client, or null when this target needs kubectl (see kuberest.ts). */
+  get rest(): KubeRest | null {
+    if (this.restClient === undefined) {
+      const config = process.env.CONDUIT_KUBE_TRANSPORT === 'kubectl' ? undefined : restConfigFor(this.target);
+      this.restClient = config ? new KubeRest(config) : null;
+    }
+    return this.restClient;
+  }
+
+  /** One API request; a non-2xx answer or no connection becomes a KubeError like kubectl's. */
+  private async request(method: string, urlPath: string, options: { body?: unknown; timeoutMs?: number } = {}): Promise<RestResponse> {
+    const rest = this.rest!;
+    const command = `${method} ${urlPath.split('?')[0]}`;
+    const result = (exitCode: number, stderr: string, timedOut = false): RunResult => ({ command, argv: [], exitCode, stdout: '', stderr, ms: 0, timedOut });
+    let res: RestResponse;
+    try {
+      res = await rest.request(method, urlPath, options);
+    } catch (e) {
+      if (!(e instanceof RestTransportError)) throw e;
+      throw new KubeError(e.timedOut ? 'Timeout' : 'Unreachable', result(-1, `Unable to connect to the server: ${e.message}`, e.timedOut));
+    }
+    if (res.status >= 200 && res.status < 300) return res;
+    let status: { reason?: string; message?: string } = {};
+    try {
+      status = JSON.parse(res.body) as typeof status;
+    } catch {
+      status = { message: res.body.trim().slice(0, 500) };
+    }
+    const reason = status.reason ?? HTTP_REASONS[res.status] ?? 'InternalError';
+    throw new KubeError(SERVER_REASONS[reason] ?? (res.status === 409 ? 'Conflict' : 'Other'), result(res.status, `Error from server (${reason}): ${status.message ?? `HTTP ${res.status}`}`));
+  }
+
+  private async requestJson<T>(method: string, urlPath: string, options: { body?: unknown; timeoutMs?: number } = {}): Promise<T> {
+    return JSON.parse((await this.request(method, urlPath, options)).body) as T;
+  }
+
+  /** The resource of a kubectl-style name when the direct client can serve it. */
+  private restResource(kind: string): ResourceInfo | undefined {
+    return this.rest ? resourceByName(kind) : undefined;
+  }
+
+  private restNamespace(r: ResourceInfo, namespace?: string): string | undefined {
+    return r.namespaced ? (namespace ?? this.rest!.config.namespace) : undefined;
+  }
+
+  /** Close kept-alive API connections. */
+  close(): void {
+    this.restClient?.close();
   }
 
   /** A client using the pinned kubectl (installed on first use). */
@@ -208,6 +269,11 @@ export class Kube {
 
   /** Create an object; fails with reason AlreadyExists when it exists (the race-free primitive). */
   async create<T extends KubeObject>(object: T, options: CallOptions = {}): Promise<T> {
+    const r = this.rest ? resourceOf(object) : undefined;
+    if (r) {
+      const namespace = this.restNamespace(r, object.metadata.namespace ?? options.namespace);
+      return this.requestJson<T>('POST', resourcePath(r, { namespace }), { body: object, timeoutMs: options.timeoutMs });
+    }
     return this.callJson<T>(['create', '-f', '-'], { ...options, input: toKubectlInput(object) });
   }
 
@@ -216,12 +282,19 @@ export class Kube {
    * with reason Conflict if anyone changed the object since it was read (optimistic locking).
    */
   async replace<T extends KubeObject>(object: T, options: CallOptions = {}): Promise<T> {
+    const r = this.rest ? resourceOf(object) : undefined;
+    if (r) {
+      const namespace = this.restNamespace(r, object.metadata.namespace ?? options.namespace);
+      return this.requestJson<T>('PUT', resourcePath(r, { namespace, name: object.metadata.name }), { body: object, timeoutMs: options.timeoutMs });
+    }
     return this.callJson<T>(['replace', '-f', '-'], { ...options, input: toKubectlInput(object) });
   }
 
   /** One object, or undefined when it does not exist. */
   async get<T extends KubeObject = KubeObject>(kind: string, name: string, options: CallOptions = {}): Promise<T | undefined> {
+    const r = this.restResource(kind);
     try {
+      if (r) return await this.requestJson<T>('GET', resourcePath(r, { namespace: this.restNamespace(r, options.namespace), name }), { timeoutMs: options.timeoutMs });
       return await this.callJson<T>(['get', kind, name], options);
     } catch (e) {
       if (isKubeError(e, 'NotFound')) return undefined;
@@ -230,6 +303,18 @@ export class Kube {
   }
 
   async list<T extends KubeObject = KubeObject>(kind: string, options: CallOptions & { selector?: string; allNamespaces?: boolean } = {}): Promise<T[]> {
+    // `a,b`: one list per kind, concatenated in that order (as kubectl prints them).
+    const kinds = kind.split(',');
+    if (kinds.length > 1 && kinds.every((k) => this.restResource(k))) return (await Promise.all(kinds.map((k) => this.list<T>(k, options)))).flat();
+    const r = this.restResource(kind);
+    if (r) {
+      const namespace = options.allNamespaces ? undefined : this.restNamespace(r, options.namespace);
+      const query = options.selector ? `?labelSelector=${encodeURIComponent(options.selector)}` : '';
+      const out = await this.requestJson<KubeList<T>>('GET', resourcePath(r, { namespace }) + query, { timeoutMs: options.timeoutMs });
+      // The API leaves apiVersion and kind off list items; kubectl fills them in, and so does this.
+      const apiVersion = r.group ? `${r.group}/${r.version}` : r.version;
+      return (out.items ?? []).map((i) => ({ ...i, apiVersion, kind: r.kind }));
+    }
     const args = ['get', kind];
     if (options.selector) args.push('--selector', options.selector);
     if (options.allNamespaces) args.push('--all-namespaces');
@@ -250,6 +335,16 @@ export class Kube {
 
   /** Delete; returns false when it did not exist. */
   async delete(kind: string, name: string, options: CallOptions & { wait?: boolean } = {}): Promise<boolean> {
+    const r = options.wait ? undefined : this.restResource(kind);
+    if (r) {
+      try {
+        await this.request('DELETE', resourcePath(r, { namespace: this.restNamespace(r, options.namespace), name }), { timeoutMs: options.timeoutMs });
+        return true;
+      } catch (e) {
+        if (isKubeError(e, 'NotFound')) return false;
+        throw e;
+      }
+    }
     const out = await this.call(['delete', kind, name, '--ignore-not-found', `--wait=${options.wait ? 'true' : 'false'}`], options);
     return out.trim().length > 0;
   }
@@ -303,11 +398,13 @@ export class Kube {
 
   /** `kubectl get --raw PATH` (e.g. /readyz, /version). */
   async raw(path: string, options: CallOptions = {}): Promise<string> {
+    if (this.rest) return (await this.request('GET', path, { timeoutMs: options.timeoutMs })).body;
     return this.call(['get', '--raw', path], options);
   }
 
   /** True when the API server answers /readyz within a few seconds. */
   async reachable(timeoutMs = 10_000): Promise<boolean> {
+    if (this.rest) return (await this.raw('/readyz', { timeoutMs }).catch(() => '')).trim() === 'ok';
     const r = await this.exec(['get', '--raw', '/readyz', `--request-timeout=${Math.ceil(timeoutMs / 1000)}s`], { timeoutMs: timeoutMs + 5000 });
     return r.exitCode === 0 && r.stdout.trim() === 'ok';
   }
@@ -318,6 +415,23 @@ export class Kube {
 
   /** Whether the current identity may do VERB on RESOURCE (e.g. `create`, `leases.coordination.k8s.io`). */
   async can(verb: string, resource: string, namespace?: string): Promise<boolean> {
+    // `plural[.group][/subresource]`, as kubectl auth can-i reads it; a name without a group must be
+    // one the direct client knows (kubectl would look the group up).
+    const [res, subresource] = resource.split('/');
+    const dot = res.indexOf('.');
+    const known = dot < 0 ? resourceByName(res) : undefined;
+    if (this.rest && (dot >= 0 || known)) {
+      const attributes = {
+        verb,
+        resource: known ? known.plural : res.slice(0, dot),
+        group: known ? known.group : res.slice(dot + 1),
+        subresource,
+        namespace: namespace ?? this.rest.config.namespace,
+      };
+      const review = { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: attributes } };
+      const out = await this.requestJson<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { body: review }).catch(() => undefined);
+      return out?.status?.allowed === true;
+    }
     const r = await this.exec(['auth', 'can-i', verb, resource], { namespace });
     return r.stdout.trim() === 'yes';
   }

@@ -59,10 +59,22 @@ const component = (peer: { podSelector?: { matchLabels?: Record<string, string> 
 
 test('NetworkPolicies are on by default and deny everything not listed', async () => {
   const objects = await renderObjects();
-  for (const c of ['api', 'admin', 'webui', 'redis']) assert.equal(np(objects, `conduit-${c}`).policyTypes, ['Ingress', 'Egress'], c);
-  assert.equal(np(objects, 'conduit-redis').egress, []);
+  for (const c of ['api', 'admin', 'webui', 'redis', 'test']) assert.equal(np(objects, `conduit-${c}`).policyTypes, ['Ingress', 'Egress'], c);
+  // No rules at all (not an empty list, which the API server drops): all egress denied.
+  assert.not.ok('egress' in np(objects, 'conduit-redis'));
+  assert.not.ok('ingress' in np(objects, 'conduit-test'));
   const redisFrom = np(objects, 'conduit-redis').ingress[0].from.map(component);
   assert.equal(redisFrom, ['api', 'admin']);
+});
+
+test('the helm test pods reach DNS and the http port of each enabled component, nothing else', async () => {
+  const egress = np(await renderObjects(), 'conduit-test').egress;
+  assert.is(egress.length, 2);
+  assert.equal(egress[0].ports.map((p: { port: number }) => p.port), [53, 53]);
+  assert.equal(egress[1].to.map(component), ['api', 'admin', 'webui']);
+  assert.equal(egress[1].ports, [{ protocol: 'TCP', port: 'http' }]);
+  const noUi = np(await renderObjects({ values: { webui: { enabled: false } } }), 'conduit-test').egress;
+  assert.equal(noUi[1].to.map(component), ['api', 'admin']);
 });
 
 test('NetworkPolicy: ingress controller, WebUI and test pods in; monitoring to the API metrics port', async () => {

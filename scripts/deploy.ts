@@ -119,7 +119,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const checklist = preflightChecklist(cluster.name, cluster.environment, render);
   reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
 
-  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode }, await helmBinary(major));
+  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
   if (flags['dry-run']) {
     let diffText = '';
     let diff;

@@ -1,7 +1,7 @@
 // The production deployment checklist as checks: each item evaluated from the merged values and the
 // rendered manifests, with pass / warn / fail and, for anything not passing, the fix to apply.
 // Pure: the deploy pre-flight feeds it what validation already computed; a fail stops the deploy.
-import { parseAllDocuments } from 'yaml';
+import { manifestDocuments } from './helmrelease.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -39,9 +39,7 @@ interface K8sObject {
 }
 
 export function parseManifest(manifest: string): K8sObject[] {
-  return parseAllDocuments(manifest)
-    .map((d) => d.toJS() as unknown)
-    .filter((o): o is K8sObject => isObj(o) && typeof o.kind === 'string' && isObj(o.metadata));
+  return (manifestDocuments(manifest) as unknown[]).filter((o): o is K8sObject => isObj(o) && typeof o.kind === 'string' && isObj(o.metadata));
 }
 
 interface Container {

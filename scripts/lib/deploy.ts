@@ -42,6 +42,11 @@ export interface DeployRequest {
   actor?: string;
   /** What the diff compares: the stored release (default) or the live objects (server-side). */
   diff?: DiffMode;
+  /**
+   * The caller validated this deploy's render strictly against the cluster's Kubernetes schemas (as
+   * deploy.ts does with kubeconform): helm's own, weaker OpenAPI check (0.2 s) is then skipped.
+   */
+  strictlyValidated?: boolean;
 }
 
 /**
@@ -113,6 +118,7 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     // for explicitly: helm 4's default (auto) follows the previous revision, and a release last
     // applied client-side (by helm 3, or --server-side=false) would refuse --force-conflicts.
     ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher', '--server-side=true', '--force-conflicts'] : ['--atomic', '--wait']),
+    ...(req.strictlyValidated ? ['--disable-openapi-validation'] : []),
   ];
   const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
   return {
@@ -170,7 +176,7 @@ export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: strin
   if (manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets()) {
     const current = await readRelease(kube, plan.target.namespace, plan.target.release);
     if (!current) return { firstInstall: true, changed: true, objects: listObjects(manifest), text: '' };
-    const d = diffManifests(current.manifest ?? '', manifest, plan.target.namespace, { before: `revision ${current.version}, ${current.info.status}`, after: 'this deploy' });
+    const d = await diffManifests(current.manifest ?? '', manifest, plan.target.namespace, { before: `revision ${current.version}, ${current.info.status}`, after: 'this deploy' });
     return { firstInstall: false, changed: d.objects.length > 0, objects: d.objects, text: d.text, against: `revision ${current.version} (${current.info.status})`, revision: current.version };
   }
   const [current, r] = await Promise.all([releaseStatus(plan, kube), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);

@@ -10,7 +10,6 @@
 // every value of a Secret's data/stringData is replaced by a placeholder that only says whether it
 // changed.
 import zlib from 'node:zlib';
-import { structuredPatch } from 'diff';
 import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import type { Kube, KubeObject } from './kube.ts';
 
@@ -66,11 +65,28 @@ export interface ManifestObject {
   object: Record<string, unknown>;
 }
 
+// The last few manifests parsed, by text: a deploy reads the same render for its checklist, its diff
+// and its drift check, and YAML parsing costs 30-60 ms a time.
+const parsedManifests = new Map<string, Record<string, unknown>[]>();
+
+/**
+ * The documents of a multi-document manifest as plain data, in order (nulls for empty documents).
+ * Shared between callers: read them, never change them.
+ */
+export function manifestDocuments(manifest: string): readonly (Record<string, unknown> | null)[] {
+  let docs = parsedManifests.get(manifest);
+  if (!docs) {
+    docs = parseAllDocuments(manifest).map((d) => d.toJS() as Record<string, unknown>);
+    parsedManifests.set(manifest, docs);
+    if (parsedManifests.size > 4) parsedManifests.delete(parsedManifests.keys().next().value!);
+  }
+  return docs;
+}
+
 /** The objects of a multi-document manifest (helm's output), in order; empty documents skipped. */
 export function manifestObjects(manifest: string, defaultNamespace?: string): ManifestObject[] {
   const out: ManifestObject[] = [];
-  for (const doc of parseAllDocuments(manifest)) {
-    const o = doc.toJS() as Record<string, unknown> | null;
+  for (const o of manifestDocuments(manifest)) {
     if (!o || typeof o !== 'object' || typeof o.kind !== 'string') continue;
     const meta = (o.metadata ?? {}) as { name?: string; namespace?: string };
     const ns = meta.namespace && meta.namespace !== defaultNamespace ? `${meta.namespace}/` : '';
@@ -131,7 +147,7 @@ export interface ManifestDiff {
 }
 
 /** What the new manifest changes against the old one, object by object (hooks left out on both sides). */
-export function diffManifests(before: string, after: string, namespace?: string, labels = { before: 'deployed', after: 'this deploy' }): ManifestDiff {
+export async function diffManifests(before: string, after: string, namespace?: string, labels = { before: 'deployed', after: 'this deploy' }): Promise<ManifestDiff> {
   const objects = (m: string) => manifestObjects(m, namespace).filter((o) => !isHook(o.object));
   const old = new Map(objects(before).map((o) => [o.id, o.object]));
   const next = objects(after);
@@ -140,7 +156,9 @@ export function diffManifests(before: string, after: string, namespace?: string,
   const changed: string[] = [];
   const removed = [...old.keys()].filter((id) => !nextIds.has(id));
   const chunks: string[] = [];
-  const emit = (id: string, a: Record<string, unknown> | undefined, b: Record<string, unknown> | undefined) => {
+  const pending: [string, Record<string, unknown> | undefined, Record<string, unknown> | undefined][] = [];
+  const emit = (id: string, a: Record<string, unknown> | undefined, b: Record<string, unknown> | undefined) => void pending.push([id, a, b]);
+  const render = (structuredPatch: typeof import('diff').structuredPatch, id: string, a: Record<string, unknown> | undefined, b: Record<string, unknown> | undefined) => {
     const p = structuredPatch(`${id} (${labels.before})`, `${id} (${labels.after})`, asText(a && maskSecret(a, b, 'old')), asText(b && maskSecret(b, a, 'new')), '', '', { context: 3 });
     const lines = [`--- ${p.oldFileName}`, `+++ ${p.newFileName}`];
     for (const h of p.hunks) lines.push(`@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@`, ...h.lines);
@@ -157,6 +175,11 @@ export function diffManifests(before: string, after: string, namespace?: string,
     }
   }
   for (const id of removed) emit(id, old.get(id), undefined);
+  // The diff library is loaded only when there is something to show.
+  if (pending.length) {
+    const { structuredPatch } = await import('diff');
+    for (const [id, a, b] of pending) render(structuredPatch, id, a, b);
+  }
   const ids = next.map((o) => o.id).filter((id) => added.includes(id) || changed.includes(id)).concat(removed);
   return { objects: ids, added, removed, changed, text: chunks.length ? chunks.join('\n') + '\n' : '' };
 }

@@ -43,6 +43,11 @@ test('helm 4 rolls back with --rollback-on-failure, helm 3 with --atomic; values
   assert.equal(p4.upgradeArgs.slice(0, 4), ['upgrade', '--install', 'conduit', '/repo/chart']);
   assert.ok(p4.upgradeArgs.includes('--rollback-on-failure'));
   assert.ok(p4.upgradeArgs.includes('--force-conflicts'), 'helm 4 must take back fields patched by runbook actions');
+  assert.ok(p4.upgradeArgs.includes('--server-side=true'), 'a release last applied client-side would refuse --force-conflicts');
+  assert.not.ok(p4.upgradeArgs.includes('--disable-openapi-validation'), "helm's schema check stays unless the caller validated strictly");
+  assert.ok(planDeploy({ ...req(4), strictlyValidated: true }, '/bin/helm').upgradeArgs.includes('--disable-openapi-validation'));
+  assert.is(p4.diffMode, 'release');
+  assert.is(planDeploy({ ...req(4), diff: 'live' }, '/bin/helm').diffMode, 'live');
   assert.not.ok(p4.upgradeArgs.includes('--atomic'));
   const values = p4.upgradeArgs.flatMap((a, i) => (a === '--values' ? [p4.upgradeArgs[i + 1]] : []));
   assert.equal(values, ['/repo/values/environments/production.yaml', '/repo/values/clusters/prod-eu.yaml', '-']);

@@ -48,32 +48,32 @@ metadata:
     helm.sh/hook: test
 `;
 
-test('the release diff names changed, added and removed objects; key order and comments do not count', () => {
+test('the release diff names changed, added and removed objects; key order and comments do not count', async () => {
   const before = [deployment('1'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gone\n'].join('---\n');
   const after = [deployment('2'), 'apiVersion: v1\nkind: Service\nmetadata:\n  name: conduit-api\n'].join('---\n');
-  const d = diffManifests(before, after, 'conduit');
+  const d = await diffManifests(before, after, 'conduit');
   assert.equal(d.changed, ['Deployment/conduit-api']);
   assert.equal(d.added, ['Service/conduit-api']);
   assert.equal(d.removed, ['ConfigMap/gone']);
   assert.equal(d.objects, ['Deployment/conduit-api', 'Service/conduit-api', 'ConfigMap/gone']);
   assert.match(d.text, /-\s+example\.com\/revision: "1"\n\+\s+example\.com\/revision: "2"/);
   const reordered = 'kind: Deployment\napiVersion: apps/v1\nspec:\n  template:\n    metadata:\n      annotations:\n        example.com/revision: "1"\n  replicas: 1\nmetadata:\n  name: conduit-api\n';
-  assert.equal(diffManifests(deployment('1'), reordered, 'conduit').objects, []);
+  assert.equal((await diffManifests(deployment('1'), reordered, 'conduit')).objects, []);
 });
 
-test('Secret values never appear in the diff; it only says which changed', () => {
-  const d = diffManifests(secret('old-password-1'), secret('new-password-2'), 'conduit');
+test('Secret values never appear in the diff; it only says which changed', async () => {
+  const d = await diffManifests(secret('old-password-1'), secret('new-password-2'), 'conduit');
   assert.equal(d.changed, ['Secret/conduit-redis']);
   for (const v of ['old-password-1', 'new-password-2', 'same']) {
     assert.not.ok(d.text.includes(v) || d.text.includes(Buffer.from(v).toString('base64')), `${v} leaked`);
   }
   assert.match(d.text, /-\s+redis-password: \(hidden, old value\)\n\+\s+redis-password: \(hidden, new value\)/);
   assert.match(d.text, / {3}other: \(hidden\)/);
-  assert.equal(diffManifests(secret('a'), secret('a'), 'conduit').objects, []);
+  assert.equal((await diffManifests(secret('a'), secret('a'), 'conduit')).objects, []);
 });
 
-test('hooks are left out on both sides (helm stores them apart from the manifest)', () => {
-  assert.equal(diffManifests(deployment('1'), [deployment('1'), hook].join('---\n'), 'conduit').objects, []);
+test('hooks are left out on both sides (helm stores them apart from the manifest)', async () => {
+  assert.equal((await diffManifests(deployment('1'), [deployment('1'), hook].join('---\n'), 'conduit')).objects, []);
   assert.is(manifestObjects([deployment('1'), hook].join('---\n')).length, 2);
 });
 

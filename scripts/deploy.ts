@@ -2,7 +2,7 @@
 // deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
 import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, type DeployTarget } from './lib/deploy.ts';
+import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployTarget } from './lib/deploy.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -97,16 +97,22 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
+  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
+  // While the values and the chart are validated offline, helm renders the chart on the live cluster
+  // (lookups resolve): the manifest the upgrade applies, for the diff and the unchanged check.
+  const livePromise = reachable ? renderLive(plan) : undefined;
+  livePromise?.catch(() => undefined);
   let render: { values: Record<string, unknown>; manifest: string } | undefined;
-  const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, (progress) =>
-    validateClusters({
+  let liveManifest: string | undefined;
+  const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, async (progress) => {
+    const r = await validateClusters({
       clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
       valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score', 'lint'], progress,
-      // Rendered against the live cluster (lookup sees the kept secrets): the manifest helm will apply.
-      liveCluster: reachable ? { kubeconfig: target.kubeconfig, context: target.context } : undefined,
-      onRender: (r) => (render = r),
-    }),
-  );
+      onRender: (rendered) => (render = rendered),
+    });
+    if (r.ok) liveManifest = await livePromise;
+    return r;
+  });
   if (!report.ok) {
     const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
     throw new UserError(`validation failed for ${cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
@@ -116,15 +122,15 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   }
 
   if (!render) throw new Error('validation passed without a render');
-  const checklist = preflightChecklist(cluster.name, cluster.environment, render);
+  // The live render when there is one: the same objects, already parsed once for the diff and drift check.
+  const checklist = preflightChecklist(cluster.name, cluster.environment, { ...render, manifest: liveManifest ?? render.manifest });
   reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
 
-  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
   if (flags['dry-run']) {
     let diffText = '';
     let diff;
     if (reachable) {
-      const manifest = render.manifest;
+      const manifest = liveManifest;
       diff = await reporter.step(diffStepTitle(plan, manifest), () => diffRelease(plan, kube, manifest)).catch((e: Error) => {
         reporter.warn(`no diff: ${e.message}`);
         return undefined;
@@ -145,7 +151,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
 
   const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), {
     yes: flags.yes,
-    manifest: render.manifest,
+    manifest: liveManifest,
     values: userValues as Record<string, unknown>,
     alwaysUpgrade: flags['always-upgrade'],
   });

@@ -15,6 +15,7 @@ import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
 import { canonicalJson, diffManifests, helmStoresSecrets, isHook, manifestObjects, readRelease, type HelmRelease } from './helmrelease.ts';
+import { templateFailure } from './helm.ts';
 import { redact } from './redact.ts';
 import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
@@ -65,6 +66,8 @@ export interface DeployPlan {
   upgradeArgs: string[];
   /** The same as a server-side dry run, for the live diff. */
   dryRunArgs: string[];
+  /** `helm template` on the live cluster (lookups resolve): the manifest the upgrade will apply. */
+  liveRenderArgs: string[];
   diffMode: DiffMode;
   overridesYaml: string;
   lock: { namespace: string; name: string; holder: string; durationSeconds: number };
@@ -121,12 +124,15 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     ...(req.strictlyValidated ? ['--disable-openapi-validation'] : []),
   ];
   const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
+  // helm's own OpenAPI check costs 0.1-0.2 s here and is a subset of deploy.ts's strict kubeconform step.
+  const liveRenderArgs = ['template', ...common.slice(2), '--dry-run=server', '--disable-openapi-validation'];
   return {
     target: t,
     helm,
     helmMajor: req.helmMajor,
     upgradeArgs,
     dryRunArgs,
+    liveRenderArgs,
     diffMode: req.diff ?? 'release',
     // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
     overridesYaml: JSON.stringify(req.overrides ?? {}, null, 2) + '\n',
@@ -186,6 +192,21 @@ export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: strin
   const d = await kube.diff(rendered, { namespace: plan.target.namespace });
   const objects = [...d.text.matchAll(/^diff -u -N \S+\/([^/\s]+)\s/gm)].map((m) => diffFileObject(m[1]));
   return { firstInstall: false, changed: d.changed, objects, text: d.text, against: 'the live objects', revision: current.version };
+}
+
+/**
+ * The chart rendered on the live cluster, as the upgrade will render it (`lookup` sees the kept
+ * Secrets; checks of existing Secrets run). A render error is the deploy's error: nothing changed.
+ */
+export async function renderLive(plan: DeployPlan): Promise<string> {
+  const r = await run(plan.helm, plan.liveRenderArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
+  if (r.exitCode !== 0) {
+    const cause = templateFailure(r.stderr) ?? r.stderr.trim().split('\n').slice(-6).join('\n');
+    throw new UserError(`the chart does not render on ${plan.target.cluster} (context ${plan.target.context}); nothing was deployed:\n${redact(cause)}`, {
+      hint: `Fix what is named above; npx zx scripts/validate.ts --cluster ${plan.target.cluster} checks the values offline.`,
+    });
+  }
+  return r.stdout;
 }
 
 /** The step title of a diff: what it compares with. */
@@ -618,7 +639,7 @@ export function describePlan(plan: DeployPlan): string {
     `cluster ${plan.target.cluster}: context ${plan.target.context}, namespace ${plan.target.namespace}, release ${plan.target.release}${plan.target.protected ? ' (protected)' : ''}`,
     `1. preflight: API reachable, namespace (created with Pod Security restricted if missing), permissions`,
     plan.diffMode === 'release'
-      ? `2. diff: the validated render (helm template --dry-run=server) against the newest stored revision of ${plan.target.release} (Secret values masked)`
+      ? `2. diff: ${formatArgv('helm', plan.liveRenderArgs)} (run during validation) against the newest stored revision of ${plan.target.release} (Secret values masked)`
       : `2. diff: ${formatArgv('helm', plan.dryRunArgs)}  + kubectl diff --server-side`,
     `3. confirm${plan.target.protected ? ' (protected: --yes or a terminal answer)' : ' (not needed)'}`,
     `4. lock: Lease ${plan.lock.namespace}/${plan.lock.name} as "${plan.lock.holder}" for ${plan.lock.durationSeconds}s`,

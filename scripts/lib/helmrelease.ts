@@ -146,11 +146,32 @@ export interface ManifestDiff {
   text: string;
 }
 
-/** What the new manifest changes against the old one, object by object (hooks left out on both sides). */
+/** The documents of a manifest as text (split at `---` lines), without empty ones. */
+function documentTexts(manifest: string): string[] {
+  return manifest
+    .split(/^---[ \t]*$/m)
+    .map((d) => d.trim())
+    .filter((d) => d && !/^(#.*\s*)*$/.test(d));
+}
+
+/**
+ * What the new manifest changes against the old one, object by object (hooks left out on both sides).
+ * Documents with the same text on both sides are unchanged without being parsed: helm writes the
+ * stored manifest and `helm template` output alike, so usually only the changed ones are parsed.
+ */
 export async function diffManifests(before: string, after: string, namespace?: string, labels = { before: 'deployed', after: 'this deploy' }): Promise<ManifestDiff> {
-  const objects = (m: string) => manifestObjects(m, namespace).filter((o) => !isHook(o.object));
-  const old = new Map(objects(before).map((o) => [o.id, o.object]));
-  const next = objects(after);
+  const oldDocs = documentTexts(before);
+  const newDocs = documentTexts(after);
+  const oldSet = new Set(oldDocs);
+  const newSet = new Set(newDocs);
+  const oldRest = oldDocs.filter((d) => !newSet.has(d));
+  const newRest = newDocs.filter((d) => !oldSet.has(d));
+  const objects = (docs: string[]) => manifestObjects(docs.join('\n---\n'), namespace).filter((o) => !isHook(o.object));
+  return diffObjects(objects(oldRest), objects(newRest), labels);
+}
+
+async function diffObjects(oldObjects: ManifestObject[], next: ManifestObject[], labels: { before: string; after: string }): Promise<ManifestDiff> {
+  const old = new Map(oldObjects.map((o) => [o.id, o.object]));
   const nextIds = new Set(next.map((o) => o.id));
   const added: string[] = [];
   const changed: string[] = [];

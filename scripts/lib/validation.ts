@@ -101,11 +101,6 @@ export interface ValidateOptions {
   /** Steps to leave out (tests, deploy's quick pre-flight). */
   skip?: StepName[];
   progress?: (note: string) => void;
-  /**
-   * Render against this live cluster (`helm template --dry-run=server`): `lookup` sees the existing
-   * objects, so the render is the manifest an upgrade would apply (deploy diffs it with the release).
-   */
-  liveCluster?: { kubeconfig?: string; context: string };
   /** Called with each successful render and the merged values it came from (deploy's checklist uses it). */
   onRender?: (render: { cluster: string; kubeVersion: string; manifest: string; values: Record<string, unknown> }) => void;
 }
@@ -683,17 +678,13 @@ export async function validateClusters(options: ValidateOptions): Promise<Valida
       if (!skip.has('lint')) tasks.push({ state: s, kind: 'lint', version: lintVersion });
       for (const v of renderVersions) tasks.push({ state: s, kind: 'render', version: v });
     }
-    const live = options.liveCluster;
-    // helm's own OpenAPI check of a server-side render costs 0.2 s and is a subset of the strict
-    // kubeconform step below (same Kubernetes schemas, plus the CRDs'), so it is left out.
-    const liveArgs = live ? ['--dry-run=server', '--disable-openapi-validation', ...(live.kubeconfig ? ['--kubeconfig', live.kubeconfig] : []), '--kube-context', live.context] : [];
     const valuesArgs = (s: ClusterState) => [...s.helmValues.files.flatMap((f) => ['--values', f]), ...(s.helmValues.stdin !== undefined ? ['--values', '-'] : [])];
     const results = await mapLimit(tasks, limit, async (t) => {
       const s = t.state;
       const args =
         t.kind === 'lint'
           ? ['lint', chartDir, '--strict', '--namespace', s.cluster.namespace, '--kube-version', kubeVersionArg(t.version), ...valuesArgs(s)]
-          : ['template', s.cluster.release, chartDir, '--namespace', s.cluster.namespace, '--kube-version', kubeVersionArg(t.version), ...valuesArgs(s), ...liveArgs];
+          : ['template', s.cluster.release, chartDir, '--namespace', s.cluster.namespace, '--kube-version', kubeVersionArg(t.version), ...valuesArgs(s)];
       progress(`${t.kind} ${s.cluster.name} (Kubernetes ${t.version})`);
       const r = await run(helmBin, args, { input: s.helmValues.stdin, timeoutMs: 5 * 60_000 });
       return { t, r };

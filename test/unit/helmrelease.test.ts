@@ -72,6 +72,12 @@ test('Secret values never appear in the diff; it only says which changed', async
   assert.equal((await diffManifests(secret('a'), secret('a'), 'conduit')).objects, []);
 });
 
+test('documents with the same text on both sides are not even parsed', async () => {
+  const broken = 'kind: [never closed\n';
+  const d = await diffManifests([broken, deployment('1')].join('---\n'), [broken, deployment('2')].join('---\n'), 'conduit');
+  assert.equal(d.objects, ['Deployment/conduit-api']);
+});
+
 test('hooks are left out on both sides (helm stores them apart from the manifest)', async () => {
   assert.equal((await diffManifests(deployment('1'), [deployment('1'), hook].join('---\n'), 'conduit')).objects, []);
   assert.is(manifestObjects([deployment('1'), hook].join('---\n')).length, 2);

@@ -2,7 +2,9 @@
 // deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
 import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployTarget } from './lib/deploy.ts';
+import type { CheckResult } from './lib/checklist.ts';
+import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployOutcome, type DeployTarget } from './lib/deploy.ts';
+import { helmStoresSecrets, readRelease } from './lib/helmrelease.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -11,7 +13,7 @@ import { CHART_DIR } from './lib/paths.ts';
 import { registerSecret } from './lib/redact.ts';
 import { helmMajor, KUBERNETES_VERSION } from './lib/tools.ts';
 import { formatMs, table } from './lib/ui.ts';
-import { validateClusters } from './lib/validation.ts';
+import { validateClusters, type ValidationReport } from './lib/validation.ts';
 import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type PathSegment } from './lib/values.ts';
 
 const spec = {
@@ -98,33 +100,71 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
   const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
-  // While the values and the chart are validated offline, helm renders the chart on the live cluster
-  // (lookups resolve): the manifest the upgrade applies, for the diff and the unchanged check.
-  const livePromise = reachable ? renderLive(plan) : undefined;
-  livePromise?.catch(() => undefined);
-  let render: { values: Record<string, unknown>; manifest: string } | undefined;
-  let liveManifest: string | undefined;
-  const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, async (progress) => {
-    const r = await validateClusters({
+  const validate = (progress?: (note: string) => void) =>
+    validateClusters({
       clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
       valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score', 'lint'], progress,
       onRender: (rendered) => (render = rendered),
     });
-    if (r.ok) liveManifest = await livePromise;
-    return r;
-  });
-  if (!report.ok) {
+  const failure = (report: ValidationReport) => {
     const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
-    throw new UserError(`validation failed for ${cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
+    return new UserError(`validation failed for ${cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
       hint: `Fix the values named above, then run: npx zx scripts/validate.ts --cluster ${cluster.name}`,
       details: report,
     });
+  };
+  const checklistOf = (manifest?: string) => {
+    if (!render) throw new Error('validation passed without a render');
+    // The live render when there is one: the same objects, parsed once for the diff and drift check too.
+    const checks = preflightChecklist(cluster.name, cluster.environment, { ...render, manifest: manifest ?? render.manifest });
+    reporter.info(`deployment checklist (${cluster.environment}): ${checks.filter((c) => c.status === 'pass').length} pass, ${checks.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checks)}`);
+    return checks;
+  };
+  let render: { values: Record<string, unknown>; manifest: string } | undefined;
+
+  // An upgrade of an installed release is gated (see lib/gate.ts): helm starts once the lock is held,
+  // and its own render is validated, diffed and confirmed before it may apply anything. The
+  // validation runs from now on, alongside the preflight, the lock and helm's start-up.
+  const gated =
+    reachable && !flags['dry-run'] && diffMode === 'release' && helmStoresSecrets() && process.env.CONDUIT_DEPLOY_GATE !== 'off' &&
+    (await readRelease(kube, target.namespace, target.release).catch(() => undefined)) !== undefined;
+  if (gated) {
+    let checklist: CheckResult[] = [];
+    const validation = (async (): Promise<UserError | undefined> => {
+      const report = await validate();
+      if (!report.ok) return failure(report);
+      reporter.info(`validated the values and the rendered chart (Kubernetes ${kubeVersion})`);
+      try {
+        checklist = checklistOf();
+      } catch (e) {
+        if (e instanceof UserError) return e;
+        throw e;
+      }
+      return undefined;
+    })();
+    validation.catch(() => undefined);
+    const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), {
+      yes: flags.yes,
+      values: userValues as Record<string, unknown>,
+      alwaysUpgrade: flags['always-upgrade'],
+      gate: { validation },
+    });
+    reportOutcome(outcome, checklist);
+    return 0;
   }
 
-  if (!render) throw new Error('validation passed without a render');
-  // The live render when there is one: the same objects, already parsed once for the diff and drift check.
-  const checklist = preflightChecklist(cluster.name, cluster.environment, { ...render, manifest: liveManifest ?? render.manifest });
-  reporter.info(`deployment checklist (${cluster.environment}): ${checklist.filter((c) => c.status === 'pass').length} pass, ${checklist.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checklist)}`);
+  // Otherwise (a first install, --diff live, --dry-run): validate first; meanwhile helm renders the
+  // chart on the live cluster (lookups resolve), the manifest the upgrade applies, for the diff.
+  const livePromise = reachable ? renderLive(plan) : undefined;
+  livePromise?.catch(() => undefined);
+  let liveManifest: string | undefined;
+  const report = await reporter.step(`validate the values and the rendered chart (Kubernetes ${kubeVersion})`, async (progress) => {
+    const r = await validate(progress);
+    if (r.ok) liveManifest = await livePromise;
+    return r;
+  });
+  if (!report.ok) throw failure(report);
+  const checklist = checklistOf(liveManifest);
 
   if (flags['dry-run']) {
     let diffText = '';
@@ -155,14 +195,18 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     values: userValues as Record<string, unknown>,
     alwaysUpgrade: flags['always-upgrade'],
   });
-  const lines = [
-    outcome.result === 'unchanged'
-      ? `Nothing to change on ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision} kept (same values and objects, no edits outside helm), chart ${outcome.chartVersion}, app ${outcome.appVersion}, checked in ${formatMs(outcome.ms)}. --always-upgrade records a new revision anyway.`
-      : `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
-    '',
-    table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
-    ...outcome.warnings.map((w) => `warning: ${w}`),
-  ];
-  reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });
+  reportOutcome(outcome, checklist);
   return 0;
+
+  function reportOutcome(outcome: DeployOutcome, checklist: CheckResult[]): void {
+    const lines = [
+      outcome.result === 'unchanged'
+        ? `Nothing to change on ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision} kept (same values and objects, no edits outside helm), chart ${outcome.chartVersion}, app ${outcome.appVersion}, checked in ${formatMs(outcome.ms)}. --always-upgrade records a new revision anyway.`
+        : `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
+      '',
+      table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
+      ...outcome.warnings.map((w) => `warning: ${w}`),
+    ];
+    reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });
+  }
 });

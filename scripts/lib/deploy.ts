@@ -14,8 +14,9 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
-import { canonicalJson, diffManifests, helmStoresSecrets, isHook, manifestObjects, readRelease, type HelmRelease } from './helmrelease.ts';
+import { canonicalJson, diffManifests, helmStoresSecrets, isHook, manifestDocuments, manifestObjects, readRelease, type HelmRelease } from './helmrelease.ts';
 import { templateFailure } from './helm.ts';
+import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
 import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
@@ -177,10 +178,11 @@ export interface DiffSummary {
  * against the newest stored revision's. Otherwise (mode `live`, or no render): helm's server-side dry
  * run compared with the live objects by kubectl diff.
  */
-export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: string): Promise<DiffSummary> {
+export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: string, known?: HelmRelease): Promise<DiffSummary> {
   const listObjects = (m: string) => manifestObjects(m, plan.target.namespace).filter((o) => !isHook(o.object)).map((o) => o.id);
   if (manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets()) {
-    const current = await readRelease(kube, plan.target.namespace, plan.target.release);
+    // `known`: the newest revision, read under the deploy lock by the caller.
+    const current = known ?? (await readRelease(kube, plan.target.namespace, plan.target.release));
     if (!current) return { firstInstall: true, changed: true, objects: listObjects(manifest), text: '' };
     const d = await diffManifests(current.manifest ?? '', manifest, plan.target.namespace, { before: `revision ${current.version}, ${current.info.status}`, after: 'this deploy' });
     return { firstInstall: false, changed: d.objects.length > 0, objects: d.objects, text: d.text, against: `revision ${current.version} (${current.info.status})`, revision: current.version };
@@ -402,6 +404,12 @@ export interface DeployOptions {
   values?: Record<string, unknown>;
   /** Upgrade (and record a new revision) even when nothing changed. */
   alwaysUpgrade?: boolean;
+  /**
+   * Route helm's render through the render gate (gate.ts) instead of `manifest`: helm starts right
+   * after the lock; `validation` settles with the validation's error (or undefined when it passed),
+   * and the gate lets helm apply only after it passed. Only for an upgrade of an existing release.
+   */
+  gate?: { validation: Promise<UserError | undefined> };
 }
 
 /**
@@ -425,27 +433,29 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
   const t = plan.target;
   const warnings: string[] = [];
   try {
-    await ui.step(`preflight: ${t.cluster} (context ${t.context}, namespace ${t.namespace})`, async () => {
-      if (!(await kube.reachable(10_000))) {
+    const preflightChecks = async () => {
+      const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
+      const [reachable, ...allowed] = await Promise.all([kube.reachable(10_000), ...needed.map(([verb, res]) => kube.can(verb, res, t.namespace))]);
+      if (!reachable) {
         throw new UserError(`cannot reach the API server of context "${t.context}"`, {
           hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
         });
       }
       if (await ensureNamespace(kube, t.namespace, (m) => ui.info(m))) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
-      const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
-      const allowed = await Promise.all(needed.map(([verb, res]) => kube.can(verb, res, t.namespace)));
+      // Asked again when the namespace was just created (a review of a missing namespace can differ).
       const denied = needed.find((_, i) => !allowed[i]);
-      if (denied) throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
-    });
-    const diff = await ui.step(diffStepTitle(plan, options.manifest), () => diffRelease(plan, kube, options.manifest));
-    if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
-    else if (!diff.changed) ui.info(`no changes against ${diff.against ?? 'the live objects'}`);
-    else ui.info(`${diff.objects.length} object(s) change against ${diff.against ?? 'the live objects'}: ${diff.objects.join(', ')}\n${diff.text.trimEnd()}`);
-
-    if (t.protected && !options.yes) {
-      if (!(await ui.confirm(`Deploy to protected cluster ${t.cluster}?`))) {
-        throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+      if (denied && !(await kube.can(denied[0], denied[1], t.namespace))) {
+        throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
       }
+    };
+    // Gated (an upgrade: the namespace and the release exist), the preflight runs while helm renders.
+    if (!options.gate) await ui.step(`preflight: ${t.cluster} (context ${t.context}, namespace ${t.namespace})`, preflightChecks);
+
+    // Not gated: the diff and the confirmation come before the lock, from the render deploy.ts made.
+    let diff: DiffSummary | undefined;
+    if (!options.gate) {
+      diff = await showDiff(plan, kube, ui, options.manifest);
+      await confirmProtected(plan, ui, options.yes);
     }
 
     // From the lock on, Ctrl-C and SIGTERM no longer kill the deploy mid-write: see settleInterrupted.
@@ -456,6 +466,8 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       describeLeftovers: () =>
         `Now ${stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
     }).install();
+    let gate: RenderGate | undefined;
+    let upgrading: Promise<RunResult> | undefined;
     try {
       const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
       return await keepLock(kube, lock, async () => {
@@ -471,22 +483,87 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             release: t.release,
             summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
             durationMs: Math.round(performance.now() - started),
-            details: { helm: plan.helmMajor, changedObjects: diff.objects.length, ...extra },
+            details: { helm: plan.helmMajor, changedObjects: diff?.objects.length ?? 0, ...extra },
           }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
         const interrupted = () => settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
         if (guard.interrupted) return interrupted();
-        if (!options.alwaysUpgrade && options.manifest !== undefined && options.values !== undefined && before && !diff.changed && diff.revision === before.version) {
+
+        // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
+        // pods back, and these samples are what can still say why the new ones did not become ready.
+        const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
+        const startHelm = (extraArgs: string[] = [], env: Record<string, string> = {}) => {
+          podWatch.start();
+          // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
+          // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
+          const p = run(plan.helm, [...plan.upgradeArgs, ...extraArgs], {
+            input: plan.overridesYaml,
+            env,
+            timeoutMs: (plan.timeoutSeconds + 300) * 1000,
+            detached: true,
+            signal: guard.signal,
+            killAfterMs: 90_000,
+          });
+          p.finally(() => podWatch.stop()).catch(() => undefined);
+          return p;
+        };
+
+        let manifest = options.manifest;
+        if (options.gate) {
+          // Gated: helm starts now and hands its render to the gate; the deploy's validation (running
+          // since before the lock), the diff and the confirmation happen on exactly that render while
+          // helm waits. Nothing is stored or applied until the gate says ok.
+          if (!before) throw new UserError(`release ${t.release} is no longer installed in ${t.namespace}; nothing was changed`, { hint: 'Deploy again (a first install is not gated).' });
+          gate = await RenderGate.open(plan.helmMajor);
+          const g = gate;
+          stage = 'rendering (helm) and validating';
+          upgrading = startHelm(g.helmArgs, g.env);
+          upgrading.finally(() => g.cancel()).catch(() => undefined);
+          // While helm starts and renders: parse the deployed manifest now, so the diff later only parses the new one.
+          await new Promise((r) => setImmediate(r));
+          manifestDocuments(before.manifest ?? '');
+          const checked = preflightChecks().then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          void import('diff');
+          const rendered = await ui.step(`helm renders the chart; validate that render; preflight (context ${t.context}, namespace ${t.namespace})`, async () => {
+            const [m, invalid, failed] = await Promise.all([Promise.race([g.manifest(), upgrading!.then(() => undefined)]), options.gate!.validation, checked]);
+            const stop = invalid ?? failed;
+            if (stop) {
+              await g.refuse(`refused by deploy.ts: ${stop instanceof Error ? stop.message : String(stop)}`);
+              throw stop;
+            }
+            return m;
+          });
+          if (guard.interrupted) return interrupted();
+          manifest = rendered;
+          if (rendered !== undefined) {
+            stage = 'showing the diff';
+            diff = await showDiff(plan, kube, ui, rendered, before);
+            if (!(await confirmProtected(plan, ui, options.yes, false))) {
+              await g.refuse('refused by deploy.ts: the deploy was not confirmed');
+              throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+            }
+          }
+        }
+
+        const nothingToDo = diff && manifest !== undefined && !options.alwaysUpgrade && options.values !== undefined && before && !diff.changed && diff.revision === before.version;
+        if (nothingToDo) {
           stage = 'checking whether anything changed';
-          const unchanged = await ui.step('check for edits made outside helm', () => unchangedSince(before, options.manifest!, options.values!, kube, t.namespace));
+          const unchanged = await ui.step('check for edits made outside helm', () => unchangedSince(before!, manifest!, options.values!, kube, t.namespace));
           if (unchanged.same) {
+            if (gate) {
+              await gate.refuse('nothing to change: deploy.ts keeps the deployed revision');
+              await upgrading;
+            }
             stage = 'verifying the workloads';
             const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
-            const chart = before.chart?.metadata ?? plan.chart;
-            await audit('unchanged', { revision: before.version, chart: chart?.version, app: chart?.appVersion });
+            const chart = before!.chart?.metadata ?? plan.chart;
+            await audit('unchanged', { revision: before!.version, chart: chart?.version, app: chart?.appVersion });
             return {
               result: 'unchanged',
-              revision: before.version,
-              previousRevision: before.version,
+              revision: before!.version,
+              previousRevision: before!.version,
               chartVersion: chart?.version,
               appVersion: chart?.appVersion,
               workloads: verified.workloads,
@@ -497,33 +574,22 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           }
           ui.info(`upgrading anyway: ${unchanged.why}`);
         }
+        if (guard.interrupted) return interrupted();
         await audit('started');
         if (guard.interrupted) return interrupted();
         stage = 'applying the release (helm upgrade --install)';
-        let upgrade: RunResult | undefined;
-        const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
-        try {
-          // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
-          // pods back, and these samples are what can still say why the new ones did not become ready.
-          podWatch.start();
-          await ui.step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
-            // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
-            // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
-            upgrade = await run(plan.helm, plan.upgradeArgs, {
-              input: plan.overridesYaml,
-              timeoutMs: (plan.timeoutSeconds + 300) * 1000,
-              detached: true,
-              signal: guard.signal,
-              killAfterMs: 90_000,
-            });
-            if (upgrade.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
+        if (gate && manifest !== undefined) await gate.approve();
+        const upgrade = await ui
+          .step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
+            const r = await (upgrading ??= startHelm());
+            if (r.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
+            return r;
+          })
+          .catch(async (e: unknown) => {
+            const r = upgrading ? await upgrading : undefined;
+            if (!r || r.exitCode === 0) throw e;
+            return r;
           });
-        } catch (e) {
-          if (!upgrade || upgrade.exitCode === 0) throw e;
-        } finally {
-          podWatch.stop();
-        }
-        if (!upgrade) throw new Error('helm upgrade did not run');
         if (guard.interrupted) return interrupted();
         stage = 'checking the release';
         const afterPromise = releaseStatus(plan, kube);
@@ -565,7 +631,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           chartVersion,
           appVersion,
           workloads: verified.workloads,
-          diff: { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects },
+          diff: { firstInstall: diff?.firstInstall ?? false, changed: diff?.changed ?? true, objects: diff?.objects ?? [] },
           warnings,
           ms: Math.round(performance.now() - started),
         };
@@ -577,12 +643,36 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       }
       throw e;
     } finally {
+      // A helm still waiting at the gate (the deploy stopped on an error) is told to stop, never left hanging.
+      if (gate) {
+        if (gate.pending) await gate.refuse('refused by deploy.ts: the deploy stopped before applying').catch(() => undefined);
+        await upgrading?.catch(() => undefined);
+        gate.close();
+      }
       guard.dispose();
     }
   } catch (e) {
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;
   }
+}
+
+/** The diff step and its report. */
+async function showDiff(plan: DeployPlan, kube: Kube, ui: DeploySteps, manifest: string | undefined, current?: HelmRelease): Promise<DiffSummary> {
+  const diff = await ui.step(diffStepTitle(plan, manifest), () => diffRelease(plan, kube, manifest, current));
+  if (diff.firstInstall) ui.info(`first install: ${diff.objects.length} objects will be created`);
+  else if (!diff.changed) ui.info(`no changes against ${diff.against ?? 'the live objects'}`);
+  else ui.info(`${diff.objects.length} object(s) change against ${diff.against ?? 'the live objects'}: ${diff.objects.join(', ')}\n${diff.text.trimEnd()}`);
+  return diff;
+}
+
+/** A protected cluster needs --yes or a terminal answer; false (or a throw when `throwOnNo`) when refused. */
+async function confirmProtected(plan: DeployPlan, ui: DeploySteps, yes: boolean, throwOnNo = true): Promise<boolean> {
+  const t = plan.target;
+  if (!t.protected || yes) return true;
+  if (await ui.confirm(`Deploy to protected cluster ${t.cluster}?`)) return true;
+  if (!throwOnNo) return false;
+  throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
 }
 
 const PENDING = /^pending-(install|upgrade|rollback)$/;

@@ -83,11 +83,25 @@ export function manifestDocuments(manifest: string): readonly (Record<string, un
   return docs;
 }
 
+// Helm 4 marks each document it hands to a post-renderer with its template file name, and takes the
+// mark off again before it stores or applies the result.
+const POST_RENDER_MARK = 'postrenderer.helm.sh/postrender-filename';
+
+/** An object without helm's post-renderer mark (a copy when it had one). */
+function withoutPostRenderMark(o: Record<string, unknown>): Record<string, unknown> {
+  const meta = o.metadata as { annotations?: Record<string, string> } | undefined;
+  if (!meta?.annotations || !(POST_RENDER_MARK in meta.annotations)) return o;
+  const { [POST_RENDER_MARK]: _mark, ...annotations } = meta.annotations;
+  const { annotations: _all, ...rest } = meta;
+  return { ...o, metadata: Object.keys(annotations).length ? { ...rest, annotations } : rest };
+}
+
 /** The objects of a multi-document manifest (helm's output), in order; empty documents skipped. */
 export function manifestObjects(manifest: string, defaultNamespace?: string): ManifestObject[] {
   const out: ManifestObject[] = [];
-  for (const o of manifestDocuments(manifest)) {
-    if (!o || typeof o !== 'object' || typeof o.kind !== 'string') continue;
+  for (const doc of manifestDocuments(manifest)) {
+    if (!doc || typeof doc !== 'object' || typeof doc.kind !== 'string') continue;
+    const o = withoutPostRenderMark(doc);
     const meta = (o.metadata ?? {}) as { name?: string; namespace?: string };
     const ns = meta.namespace && meta.namespace !== defaultNamespace ? `${meta.namespace}/` : '';
     out.push({ id: `${o.kind}/${ns}${meta.name ?? '?'}`, object: o });

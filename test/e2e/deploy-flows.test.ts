@@ -76,6 +76,8 @@ for (const major of [4, 3] as const) {
     assert.is(out.checklist.length, 11);
     assert.not.ok(out.checklist.some((c: { status: string }) => c.status === 'fail'));
     assert.match(changed.stderr, /deployment checklist \(local\): \d+ pass/);
+    // An upgrade is gated: validated and diffed on helm's own render before helm may apply it.
+    assert.match(changed.stderr, /helm renders the chart; validate that render/);
     assert.ok(out.diff.objects.includes('Deployment/conduit-api'), out.diff.objects.join(', '));
     const hashAfter = await apiTemplateHash(s.namespace);
     assert.ok(hashAfter && hashAfter !== hashBefore, `pod-template-hash ${hashBefore} -> ${hashAfter}`);

@@ -1,0 +1,83 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RenderGate } from '../../scripts/lib/gate.ts';
+
+const test = suite('render gate');
+
+/** Run the gate script the way helm runs a post-renderer: manifest on stdin, result on stdout. */
+function runScript(gate: RenderGate, script: string, input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(script, [], { env: { ...process.env, ...gate.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+const scriptOf = (gate: RenderGate) => path.join(gate.dir, 'plugins', 'conduit-gate', 'gate.sh');
+const MANIFEST = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n';
+
+test('helm 4 gets a post-renderer plugin in a private plugin directory; helm 3 the script itself', async () => {
+  const g4 = await RenderGate.open(4);
+  const g3 = await RenderGate.open(3);
+  try {
+    assert.equal(g4.helmArgs, ['--post-renderer', 'conduit-gate']);
+    assert.is(g4.env.HELM_PLUGINS, path.join(g4.dir, 'plugins'));
+    assert.match(fs.readFileSync(path.join(g4.dir, 'plugins', 'conduit-gate', 'plugin.yaml'), 'utf8'), /type: postrenderer\/v1/);
+    assert.equal(g3.helmArgs, ['--post-renderer', scriptOf(g3)]);
+    assert.is(g3.env.HELM_PLUGINS, undefined);
+    assert.is(fs.statSync(g4.dir).mode & 0o777, 0o700);
+  } finally {
+    g4.close();
+    g3.close();
+  }
+});
+
+test('approved: the deploy sees the manifest, and helm gets it back unchanged', async () => {
+  const gate = await RenderGate.open(3);
+  try {
+    const ran = runScript(gate, scriptOf(gate), MANIFEST);
+    assert.is(await gate.manifest(), MANIFEST);
+    assert.ok(gate.pending);
+    await gate.approve();
+    assert.not.ok(gate.pending);
+    const r = await ran;
+    assert.is(r.code, 0, r.stderr);
+    assert.is(r.stdout, MANIFEST);
+  } finally {
+    gate.close();
+  }
+});
+
+test('refused: the post-renderer fails with the reason, and gives helm no manifest', async () => {
+  const gate = await RenderGate.open(3);
+  try {
+    const ran = runScript(gate, scriptOf(gate), MANIFEST);
+    await gate.manifest();
+    await gate.refuse('refused by deploy.ts: api.replicaCount must be >= 0');
+    const r = await ran;
+    assert.is(r.code, 1);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, /api\.replicaCount must be >= 0/);
+  } finally {
+    gate.close();
+  }
+});
+
+test('helm gone before it reached the gate: waiting for the manifest ends, nothing hangs, close removes everything', async () => {
+  const gate = await RenderGate.open(4);
+  const waiting = gate.manifest();
+  setTimeout(() => gate.cancel(), 20);
+  assert.is(await waiting, undefined);
+  assert.not.ok(gate.pending);
+  await gate.refuse('too late');
+  gate.close();
+  assert.not.ok(fs.existsSync(gate.dir));
+});
+
+test.run();

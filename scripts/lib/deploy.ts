@@ -540,7 +540,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           if (rendered !== undefined) {
             stage = 'showing the diff';
             diff = await showDiff(plan, kube, ui, rendered, before);
-            if (!(await confirmProtected(plan, ui, options.yes, false))) {
+            // Ctrl-C at the question stops helm (the guard) and counts as "no".
+            const aborted = new Promise<boolean>((r) => guard.signal.addEventListener('abort', () => r(false), { once: true }));
+            const confirmed = await Promise.race([confirmProtected(plan, ui, options.yes, false), aborted]);
+            if (guard.interrupted) return interrupted();
+            if (!confirmed) {
               await g.refuse('refused by deploy.ts: the deploy was not confirmed');
               throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
             }

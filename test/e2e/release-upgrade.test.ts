@@ -1,8 +1,10 @@
 // The upgrade path operators take: the previous release of the chart (0.0.9, packaged by release.ts
 // from the current chart with the older version) is installed from a chart repository into the local
-// cluster as release `conduit` in namespace `conduit` (the `local` registry entry), then
-// `npx zx scripts/deploy.ts` upgrades it to the chart in this repository. The generated master key
-// must survive the upgrade and the three components must roll out again.
+// cluster as release `conduit` (the `local` registry entry's release, in a namespace of its own so a
+// deploy of the quickstart into `conduit` does not get in the way), then
+// `npx zx scripts/deploy.ts --namespace NS` upgrades it to the chart in this repository. The generated
+// master key must survive the upgrade and the three components must roll out again.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -18,7 +20,7 @@ import { localCluster } from './support/localcluster.ts';
 const test = suite('release: upgrade from the previous version with deploy.ts');
 const current = readChartMeta(CHART_DIR);
 const PREVIOUS = '0.0.9';
-const NS = 'conduit';
+const NS = `upgrade-${crypto.randomBytes(3).toString('hex')}`;
 let kube: Kube;
 let user: HelmUser;
 let served: Served;
@@ -70,7 +72,7 @@ test(`helm install ${PREVIOUS} from the repository, then deploy.ts upgrades to $
   assert.is(install.exitCode, 0, install.stderr);
   const keyBefore = await masterKey();
 
-  const deploy = await run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--json'], { cwd: REPO_ROOT, timeoutMs: 10 * 60_000 });
+  const deploy = await run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', NS, '--json'], { cwd: REPO_ROOT, timeoutMs: 10 * 60_000 });
   assert.is(deploy.exitCode, 0, deploy.stderr);
   const out = jsonOf(deploy);
   assert.is(out.result, 'succeeded');

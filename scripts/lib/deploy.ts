@@ -14,7 +14,7 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
-import { canonicalJson, diffManifests, helmStoresSecrets, isHook, manifestDocuments, manifestObjects, readRelease, type HelmRelease } from './helmrelease.ts';
+import { canonicalJson, diffManifests, helmStoresSecrets, manifestDocuments, readRelease, releaseObjects, type HelmRelease } from './helmrelease.ts';
 import { templateFailure } from './helm.ts';
 import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
@@ -57,7 +57,6 @@ export interface DeployRequest {
  * objects, which also shows drift (edits made outside helm); one more helm and kubectl run.
  */
 export type DiffMode = 'release' | 'live';
-export type { HelmRelease };
 
 export interface DeployPlan {
   target: DeployTarget;
@@ -179,8 +178,8 @@ export interface DiffSummary {
  * run compared with the live objects by kubectl diff.
  */
 export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: string, known?: HelmRelease): Promise<DiffSummary> {
-  const listObjects = (m: string) => manifestObjects(m, plan.target.namespace).filter((o) => !isHook(o.object)).map((o) => o.id);
-  if (manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets()) {
+  const listObjects = (m: string) => releaseObjects(m, plan.target.namespace).map((o) => o.id);
+  if (comparesWithRelease(plan, manifest)) {
     // `known`: the newest revision, read under the deploy lock by the caller.
     const current = known ?? (await readRelease(kube, plan.target.namespace, plan.target.release));
     if (!current) return { firstInstall: true, changed: true, objects: listObjects(manifest), text: '' };
@@ -211,9 +210,14 @@ export async function renderLive(plan: DeployPlan): Promise<string> {
   return r.stdout;
 }
 
+/** Whether the diff compares `manifest` with the stored revision (else: the live objects). */
+function comparesWithRelease(plan: DeployPlan, manifest: string | undefined): manifest is string {
+  return manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets();
+}
+
 /** The step title of a diff: what it compares with. */
 export function diffStepTitle(plan: DeployPlan, manifest?: string): string {
-  return manifest !== undefined && plan.diffMode === 'release' && helmStoresSecrets() ? 'diff against the deployed revision' : 'diff against the live objects';
+  return comparesWithRelease(plan, manifest) ? 'diff against the deployed revision' : 'diff against the live objects';
 }
 
 /**

@@ -7,7 +7,7 @@
 // Lists must match element by element and in length. Whatever this cannot compare exactly (a quantity
 // the server rewrote, a field it dropped) counts as drift, so a doubt always means "upgrade".
 import { mapLimit } from './exec.ts';
-import { isHook, manifestObjects } from './helmrelease.ts';
+import { releaseObjects } from './helmrelease.ts';
 import { isKubeError, type Kube } from './kube.ts';
 
 /** Whether `live` holds every field `want` sets (empty maps, empty lists and nulls match absence). */
@@ -48,7 +48,7 @@ function resourceName(o: Record<string, unknown>): string {
  * field set to another value. Empty when every object is live as the manifest says.
  */
 export async function liveDrift(kube: Kube, manifest: string, namespace: string): Promise<string[]> {
-  const objects = manifestObjects(manifest, namespace).filter((o) => !isHook(o.object));
+  const objects = releaseObjects(manifest, namespace);
   const drifted = await mapLimit(objects, 8, async ({ id, object }) => {
     const meta = (object.metadata ?? {}) as { name?: string; namespace?: string };
     try {

@@ -110,9 +110,14 @@ export function manifestObjects(manifest: string, defaultNamespace?: string): Ma
 }
 
 /** A helm hook (tests, pre/post-upgrade jobs): helm stores those apart from the release manifest. */
-export function isHook(o: Record<string, unknown>): boolean {
+function isHook(o: Record<string, unknown>): boolean {
   const annotations = ((o.metadata ?? {}) as { annotations?: Record<string, string> }).annotations ?? {};
   return 'helm.sh/hook' in annotations;
+}
+
+/** The objects helm stores in a release's manifest: those of `manifest` without the hooks. */
+export function releaseObjects(manifest: string, defaultNamespace?: string): ManifestObject[] {
+  return manifestObjects(manifest, defaultNamespace).filter((o) => !isHook(o.object));
 }
 
 function sortKeys(v: unknown): unknown {
@@ -180,7 +185,7 @@ export async function diffManifests(before: string, after: string, namespace?: s
   const newSet = new Set(newDocs);
   const oldRest = oldDocs.filter((d) => !newSet.has(d));
   const newRest = newDocs.filter((d) => !oldSet.has(d));
-  const objects = (docs: string[]) => manifestObjects(docs.join('\n---\n'), namespace).filter((o) => !isHook(o.object));
+  const objects = (docs: string[]) => releaseObjects(docs.join('\n---\n'), namespace);
   return diffObjects(objects(oldRest), objects(newRest), labels);
 }
 

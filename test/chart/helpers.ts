@@ -1,11 +1,11 @@
 // Render helpers for the chart tests: real `helm template` (helm 4 unless asked), one render per
 // distinct input (cached in memory, shared by every test file of the run), parsed into objects.
-import fs from 'node:fs';
 import path from 'node:path';
-import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { template, templateFailure, type RenderOptions } from '../../scripts/lib/helm.ts';
 import type { HelmMajor } from '../../scripts/lib/tools.ts';
-import { CHART_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import { loadRegistry } from '../../scripts/lib/clusters.ts';
+import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
 
 export interface K8sObject {
   apiVersion: string;
@@ -130,22 +130,9 @@ function isPlain(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export interface ClusterEntry {
-  context: string;
-  namespace: string;
-  release: string;
-  environment: string;
-  layers: string[];
-  protected: boolean;
-  kubeVersion?: string;
-}
-
-export function clusterRegistry(): Record<string, ClusterEntry> {
-  return (parseYaml(fs.readFileSync(path.join(VALUES_DIR, 'clusters.yaml'), 'utf8')) as { clusters: Record<string, ClusterEntry> }).clusters;
-}
-
-/** Render input for a registered cluster (its layers in order, its release, namespace and Kubernetes minor). */
+/** The render input of a registered cluster, read by the scripts' own registry loader. */
 export function clusterInput(name: string, major: HelmMajor = 4): RenderInput {
-  const c = clusterRegistry()[name];
-  return { files: c.layers.map((l) => `values/${l}`), release: c.release, namespace: c.namespace, kubeVersion: c.kubeVersion, major };
+  const c = loadRegistry().clusters.find((x) => x.name === name);
+  if (!c) throw new Error(`no cluster ${name} in values/clusters.yaml`);
+  return { files: c.layers.map((l) => path.relative(REPO_ROOT, l)), release: c.release, namespace: c.namespace, kubeVersion: c.kubeVersion, major };
 }

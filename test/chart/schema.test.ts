@@ -10,7 +10,8 @@ import { chartReadme, valuesSchema } from '../../scripts/lib/docs.ts';
 import { generateValuesSchema } from '../../scripts/lib/values-schema.ts';
 import { UserError } from '../../scripts/lib/errors.ts';
 import { CHART_DIR, SCHEMAS_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
-import { clusterInput, clusterRegistry, renderChart, renderObjects, type K8sObject } from './helpers.ts';
+import { loadRegistry } from '../../scripts/lib/clusters.ts';
+import { clusterInput, renderChart, renderObjects, type K8sObject } from './helpers.ts';
 
 interface Schema { type?: string; description?: string; properties?: Record<string, Schema>; additionalProperties?: boolean | Schema; $ref?: string; items?: Schema; oneOf?: Schema[] }
 const schemaText = fs.readFileSync(path.join(SCHEMAS_DIR, 'values.schema.json'), 'utf8');
@@ -82,11 +83,11 @@ test('the cluster registry is valid, names existing layers, and every cluster re
   const validate = ajv.compile(JSON.parse(fs.readFileSync(path.join(SCHEMAS_DIR, 'clusters.schema.json'), 'utf8')));
   const doc = parseYaml(fs.readFileSync(path.join(VALUES_DIR, 'clusters.yaml'), 'utf8'));
   assert.ok(validate(doc), JSON.stringify(validate.errors));
-  const clusters = clusterRegistry();
+  const clusters = Object.fromEntries(loadRegistry().clusters.map((c) => [c.name, c]));
   assert.equal(Object.keys(clusters), ['local', 'staging', 'prod-eu', 'prod-us']);
   for (const [name, c] of Object.entries(clusters)) {
-    assert.ok(c.layers.includes(`environments/${c.environment}.yaml`), `${name} applies its environment layer`);
-    for (const l of c.layers) assert.ok(fs.existsSync(path.join(VALUES_DIR, l)), `${name}: ${l} exists`);
+    assert.ok(c.layers.includes(path.join(VALUES_DIR, 'environments', `${c.environment}.yaml`)), `${name} applies its environment layer`);
+    for (const l of c.layers) assert.ok(fs.existsSync(l), `${name}: ${l} exists`);
     const r = await renderChart(clusterInput(name));
     assert.ok(r.ok, `${name}: ${r.error}`);
   }

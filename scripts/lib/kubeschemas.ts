@@ -183,7 +183,7 @@ export interface GenerateResult {
   dir: string;
   version: string;
   kinds: GeneratedKind[];
-  /** True when the directory was written now (false: taken from the cache). */
+  /** True when this call wrote the directory (false: it was there, on disk or from an earlier call). */
   generated: boolean;
   ms: number;
 }
@@ -266,55 +266,55 @@ const ensured = new Map<string, Promise<GenerateResult>>();
 export function ensureSchemas(version: string, options: { root?: string; progress?: (note: string) => void } = {}): Promise<GenerateResult> {
   const root = options.root ?? schemasRoot();
   const key = `${root}\u0000${version}`;
-  let p = ensured.get(key);
-  if (!p) {
-    p = (async () => {
-      const started = performance.now();
-      const dir = schemaDir(version, root);
-      const stampFile = path.join(dir, '.stamp.json');
-      const want = stampOf(version);
-      const readKinds = (): GeneratedKind[] => JSON.parse(fs.readFileSync(path.join(dir, '.kinds.json'), 'utf8'));
-      if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === want) {
-        return { dir, version, kinds: readKinds(), generated: false, ms: performance.now() - started };
-      }
-      options.progress?.(`downloading k8s.io/kubernetes@v${version} (OpenAPI document) and the CRD modules`);
-      const [k8sDir, crdFiles] = await Promise.all([moduleDir('k8s.io/kubernetes', `v${version}`), allCrdFiles()]);
-      const swaggerPath = path.join(k8sDir, 'api', 'openapi-spec', 'swagger.json');
-      if (!fs.existsSync(swaggerPath)) throw toolError(`k8s.io/kubernetes@v${version} has no api/openapi-spec/swagger.json`, 'Pick a released Kubernetes version.');
-      options.progress?.(`generating strict schemas for Kubernetes ${version}`);
-      const swagger = JSON.parse(fs.readFileSync(swaggerPath, 'utf8')) as SwaggerDoc;
-      const crds = crdFiles.map((f) => ({ file: f, text: fs.readFileSync(f, 'utf8') }));
-      fs.mkdirSync(root, { recursive: true });
-      // Left-overs of an interrupted generation (older than an hour) go first.
-      for (const e of fs.readdirSync(root)) {
-        const p = path.join(root, e);
-        if ((e.startsWith('.tmp-') || e.includes('.old-')) && Date.now() - fs.statSync(p).mtimeMs > 3_600_000) fs.rmSync(p, { recursive: true, force: true });
-      }
-      const tmp = fs.mkdtempSync(path.join(root, `.tmp-${version}-`));
-      try {
-        const kinds = generateSchemas(swagger, crds, tmp, `kubernetes ${version}`);
-        fs.writeFileSync(path.join(tmp, '.kinds.json'), JSON.stringify(kinds));
-        fs.writeFileSync(path.join(tmp, '.stamp.json'), want);
-        const current = () => fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === want;
-        // Another process may have finished first: keep its result (someone may be reading it).
-        if (!current()) {
-          const old = `${dir}.old-${process.pid}`;
-          if (fs.existsSync(dir)) fs.renameSync(dir, old);
-          try {
-            fs.renameSync(tmp, dir);
-          } catch (e) {
-            if (!current()) throw e;
-          }
-          fs.rmSync(old, { recursive: true, force: true });
+  const earlier = ensured.get(key);
+  // Asked before in this process: the directory is there (or being made); this call writes nothing.
+  if (earlier) return earlier.then((r) => ({ ...r, generated: false, ms: 0 }));
+  const p = (async () => {
+    const started = performance.now();
+    const dir = schemaDir(version, root);
+    const stampFile = path.join(dir, '.stamp.json');
+    const want = stampOf(version);
+    const readKinds = (): GeneratedKind[] => JSON.parse(fs.readFileSync(path.join(dir, '.kinds.json'), 'utf8'));
+    if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === want) {
+      return { dir, version, kinds: readKinds(), generated: false, ms: performance.now() - started };
+    }
+    options.progress?.(`downloading k8s.io/kubernetes@v${version} (OpenAPI document) and the CRD modules`);
+    const [k8sDir, crdFiles] = await Promise.all([moduleDir('k8s.io/kubernetes', `v${version}`), allCrdFiles()]);
+    const swaggerPath = path.join(k8sDir, 'api', 'openapi-spec', 'swagger.json');
+    if (!fs.existsSync(swaggerPath)) throw toolError(`k8s.io/kubernetes@v${version} has no api/openapi-spec/swagger.json`, 'Pick a released Kubernetes version.');
+    options.progress?.(`generating strict schemas for Kubernetes ${version}`);
+    const swagger = JSON.parse(fs.readFileSync(swaggerPath, 'utf8')) as SwaggerDoc;
+    const crds = crdFiles.map((f) => ({ file: f, text: fs.readFileSync(f, 'utf8') }));
+    fs.mkdirSync(root, { recursive: true });
+    // Left-overs of an interrupted generation (older than an hour) go first.
+    for (const e of fs.readdirSync(root)) {
+      const p = path.join(root, e);
+      if ((e.startsWith('.tmp-') || e.includes('.old-')) && Date.now() - fs.statSync(p).mtimeMs > 3_600_000) fs.rmSync(p, { recursive: true, force: true });
+    }
+    const tmp = fs.mkdtempSync(path.join(root, `.tmp-${version}-`));
+    try {
+      const kinds = generateSchemas(swagger, crds, tmp, `kubernetes ${version}`);
+      fs.writeFileSync(path.join(tmp, '.kinds.json'), JSON.stringify(kinds));
+      fs.writeFileSync(path.join(tmp, '.stamp.json'), want);
+      const current = () => fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === want;
+      // Another process may have finished first: keep its result (someone may be reading it).
+      if (!current()) {
+        const old = `${dir}.old-${process.pid}`;
+        if (fs.existsSync(dir)) fs.renameSync(dir, old);
+        try {
+          fs.renameSync(tmp, dir);
+        } catch (e) {
+          if (!current()) throw e;
         }
-        return { dir, version, kinds, generated: true, ms: performance.now() - started };
-      } finally {
-        fs.rmSync(tmp, { recursive: true, force: true });
+        fs.rmSync(old, { recursive: true, force: true });
       }
-    })();
-    ensured.set(key, p);
-    p.catch(() => ensured.delete(key));
-  }
+      return { dir, version, kinds, generated: true, ms: performance.now() - started };
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  })();
+  ensured.set(key, p);
+  p.catch(() => ensured.delete(key));
   return p;
 }
 

@@ -3,7 +3,8 @@
 // toolkit trusts. Errors name the file, line and key, and say what to change.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { cachedValidator } from './ajvcache.ts';
 import { UserError, usageError } from './errors.ts';
 import { displayPath, SCHEMAS_DIR, VALUES_DIR } from './paths.ts';
 import { formatPath, formatPos, parseValuesText, pathKey, type PathSegment, type SourcePos } from './values.ts';
@@ -79,9 +80,7 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
   if (!fs.existsSync(file)) throw usageError(`cluster registry ${name} does not exist`, 'Create values/clusters.yaml (see docs) or pass --registry FILE.');
   const layer = parseValuesText(fs.readFileSync(file, 'utf8'), name);
   const schemaFile = options.schemaFile ?? REGISTRY_SCHEMA;
-  const schema = fs.existsSync(schemaFile) ? JSON.parse(fs.readFileSync(schemaFile, 'utf8')) : FALLBACK_SCHEMA;
-  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
-  const validate = ajv.compile(schema);
+  const validate = cachedValidator(fs.existsSync(schemaFile) ? fs.readFileSync(schemaFile, 'utf8') : JSON.stringify(FALLBACK_SCHEMA));
   const at = (p: readonly PathSegment[]): SourcePos | undefined => {
     for (let n = p.length; n > 0; n--) {
       const pos = layer.positions.get(pathKey(p.slice(0, n)));

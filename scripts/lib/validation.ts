@@ -14,29 +14,23 @@
 // kubeconform reads the renders from private temporary files (0600, removed at the end), not from
 // stdin: on stdin every object is reported as coming from "stdin", so one process could not tell
 // the clusters (and versions) apart.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
-import standaloneModule from 'ajv/dist/standalone/index.js';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { cachedValidator } from './ajvcache.ts';
 import { isUserError, toolError, UserError } from './errors.ts';
 import { mapLimit, run, type RunResult } from './exec.ts';
 import { kubeVersionArg, templateFailure } from './helm.ts';
 import { ensureSchemas, minorOf, schemaLocationTemplate, schemasRoot } from './kubeschemas.ts';
-import { cacheRoot, displayPath, REPO_ROOT } from './paths.ts';
+import { displayPath, REPO_ROOT } from './paths.ts';
 import { helmToolName, tool, type HelmMajor } from './tools.ts';
 import type { ClusterConfig } from './clusters.ts';
 import {
   formatPath, formatPos, getPath, isPlainObject, loadValuesFile, locate, looksSecret, mergeUserLayers, mergeValueLayers, parseSetFlags, pathKey, setsAsValues,
   type MergedValues, type PathSegment, type SetAssignment, type SourcePos, type ValuesLayer,
 } from './values.ts';
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
-const standaloneCode = ((standaloneModule as unknown as { default?: unknown }).default ?? standaloneModule) as (ajv: Ajv, fn: ValidateFunction) => string;
 
 export type StepName = 'values' | 'lint' | 'render' | 'schema' | 'kube-score';
 export type StepStatus = 'ok' | 'failed' | 'skipped';
@@ -119,65 +113,23 @@ interface ChartSchema {
 }
 
 const schemaCache = new Map<string, ChartSchema>();
-const requireHere = createRequire(import.meta.url);
 
-/**
- * Compile the chart's values schema. Compiling a large schema costs Ajv a few hundred
- * milliseconds, so the generated validation code is cached per schema hash (cacheRoot()/ajv/)
- * and later runs only evaluate it.
- */
+/** Compile the chart's values schema (the generated code is cached: see ajvcache.ts). */
 export function compileChartSchema(chartDir: string): ChartSchema | undefined {
   const file = path.join(chartDir, 'values.schema.json');
   if (!fs.existsSync(file)) return undefined;
   const cached = schemaCache.get(file);
   if (cached) return cached;
-  const text = fs.readFileSync(file, 'utf8');
-  let schema: unknown;
+  let validate: ValidateFunction;
   try {
-    schema = JSON.parse(text);
+    validate = cachedValidator(fs.readFileSync(file, 'utf8'), { formats: true });
   } catch (e) {
-    throw new UserError(`${displayPath(file)} is not valid JSON: ${(e as Error).message}`, { hint: 'Fix the chart schema.' });
-  }
-  const ajvVersion = (requireHere('ajv/package.json') as { version: string }).version;
-  const key = createHash('sha256').update(`${ajvVersion}\u0000${VALIDATOR_CODE_VERSION}\u0000${text}`).digest('hex').slice(0, 32);
-  const codeFile = path.join(cacheRoot(), 'ajv', `${key}.cjs`);
-  let validate: ValidateFunction | undefined;
-  if (fs.existsSync(codeFile)) {
-    try {
-      validate = loadValidatorCode(fs.readFileSync(codeFile, 'utf8'));
-    } catch {
-      validate = undefined; // a damaged cache entry is rebuilt below
-    }
-  }
-  if (!validate) {
-    const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, code: { source: true } });
-    addFormats(ajv);
-    const compiled = ajv.compile(schema as object);
-    validate = compiled;
-    try {
-      const code = standaloneCode(ajv, compiled);
-      fs.mkdirSync(path.dirname(codeFile), { recursive: true });
-      const tmp = `${codeFile}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, code);
-      fs.renameSync(tmp, codeFile);
-    } catch {
-      /* caching is an optimisation only */
-    }
+    if (!(e instanceof SyntaxError)) throw e;
+    throw new UserError(`${displayPath(file)} is not valid JSON: ${e.message}`, { hint: 'Fix the chart schema.' });
   }
   const result = { file, validate };
   schemaCache.set(file, result);
   return result;
-}
-
-const VALIDATOR_CODE_VERSION = 1;
-
-function loadValidatorCode(code: string): ValidateFunction {
-  const mod = { exports: {} as Record<string, unknown> };
-  // The generated code requires Ajv's runtime helpers and ajv-formats: resolve them from here.
-  new Function('require', 'module', 'exports', code)(requireHere, mod, mod.exports);
-  const fn = (mod.exports.default ?? mod.exports) as ValidateFunction;
-  if (typeof fn !== 'function') throw new Error('no validator in cached code');
-  return fn;
 }
 
 function editDistance(a: string, b: string): number {

@@ -13,7 +13,7 @@ import { CHART_DIR } from './lib/paths.ts';
 import { registerSecret } from './lib/redact.ts';
 import { helmMajor, KUBERNETES_VERSION } from './lib/tools.ts';
 import { formatMs, table } from './lib/ui.ts';
-import { validateClusters, type ValidationReport } from './lib/validation.ts';
+import type { ValidationReport } from './lib/validation.ts';
 import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type PathSegment } from './lib/values.ts';
 
 const spec = {
@@ -90,18 +90,24 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   // The built-in cluster comes up on demand. Its status is only asked when the API server does not
   // answer (the status check costs more than the answer itself).
   const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  // An upgrade of an installed release is gated (see below); the release is read alongside the checks.
+  const gateable = !flags['dry-run'] && diffMode === 'release' && helmStoresSecrets() && process.env.CONDUIT_DEPLOY_GATE !== 'off';
+  const readInstalled = () => (gateable ? readRelease(kube, target.namespace, target.release).catch(() => undefined) : Promise.resolve(undefined));
+  let installedRead = readInstalled();
   let [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
   if (!reachable && isLocal && !flags['dry-run'] && !(await localClusterStatus()).running) {
     reporter.info('The local cluster is not running: starting it (npx zx scripts/cluster.ts up).');
     await upLocalCluster(reporter);
     [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+    installedRead = readInstalled();
   }
   const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
   const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
-  const validate = (progress?: (note: string) => void) =>
-    validateClusters({
+  // The validation module (Ajv, schema tooling) is loaded when needed: in a gated upgrade, while helm runs.
+  const validate = async (progress?: (note: string) => void) =>
+    (await import('./lib/validation.ts')).validateClusters({
       clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
       valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score', 'lint'], progress,
       onRender: (rendered) => (render = rendered),
@@ -122,32 +128,31 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   };
   let render: { values: Record<string, unknown>; manifest: string } | undefined;
 
-  // An upgrade of an installed release is gated (see lib/gate.ts): helm starts once the lock is held,
-  // and its own render is validated, diffed and confirmed before it may apply anything. The
-  // validation runs from now on, alongside the preflight, the lock and helm's start-up.
-  const gated =
-    reachable && !flags['dry-run'] && diffMode === 'release' && helmStoresSecrets() && process.env.CONDUIT_DEPLOY_GATE !== 'off' &&
-    (await readRelease(kube, target.namespace, target.release).catch(() => undefined)) !== undefined;
-  if (gated) {
+  // An upgrade of an installed release is gated (see lib/gate.ts): helm starts at once and its own
+  // render is validated, diffed and confirmed before it may apply anything. The validation runs from
+  // then on, alongside the lock, the preflight and helm's start-up.
+  const installed = reachable ? await installedRead : undefined;
+  if (installed) {
     let checklist: CheckResult[] = [];
-    const validation = (async (): Promise<UserError | undefined> => {
-      const report = await validate();
-      if (!report.ok) return failure(report);
-      reporter.info(`validated the values and the rendered chart (Kubernetes ${kubeVersion})`);
-      try {
-        checklist = checklistOf();
-      } catch (e) {
-        if (e instanceof UserError) return e;
-        throw e;
-      }
-      return undefined;
-    })();
-    validation.catch(() => undefined);
     const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), {
       yes: flags.yes,
       values: userValues as Record<string, unknown>,
       alwaysUpgrade: flags['always-upgrade'],
-      gate: { validation },
+      gate: {
+        release: installed,
+        validate: async (): Promise<UserError | undefined> => {
+          const report = await validate();
+          if (!report.ok) return failure(report);
+          reporter.info(`validated the values and the rendered chart (Kubernetes ${kubeVersion})`);
+          try {
+            checklist = checklistOf();
+          } catch (e) {
+            if (e instanceof UserError) return e;
+            throw e;
+          }
+          return undefined;
+        },
+      },
     });
     reportOutcome(outcome, checklist);
     return 0;

@@ -14,7 +14,7 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
-import { canonicalJson, diffManifests, helmStoresSecrets, manifestDocuments, readRelease, releaseObjects, type HelmRelease } from './helmrelease.ts';
+import { canonicalJson, diffManifests, helmStoresSecrets, readRelease, releaseObjects, type HelmRelease } from './helmrelease.ts';
 import { templateFailure } from './helm.ts';
 import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
@@ -321,6 +321,7 @@ export class UnreadyPodWatch {
   }
 
   start(): void {
+    clearInterval(this.timer);
     this.timer = setInterval(() => void this.sample(), this.everyMs);
     this.timer.unref();
   }
@@ -409,11 +410,16 @@ export interface DeployOptions {
   /** Upgrade (and record a new revision) even when nothing changed. */
   alwaysUpgrade?: boolean;
   /**
-   * Route helm's render through the render gate (gate.ts) instead of `manifest`: helm starts right
-   * after the lock; `validation` settles with the validation's error (or undefined when it passed),
-   * and the gate lets helm apply only after it passed. Only for an upgrade of an existing release.
+   * Route helm's render through the render gate (gate.ts) instead of `manifest`: helm starts before
+   * the lock, the validation right after it, and the gate lets helm apply only once the validation
+   * passed, under the lock. Only for an upgrade of an existing release.
    */
-  gate?: { validation: Promise<UserError | undefined> };
+  gate?: {
+    /** Starts the validation (called once helm has started); settles with its error, or undefined when it passed. */
+    validate: () => Promise<UserError | undefined>;
+    /** The newest revision as read before helm started: helm's view of the release. */
+    release: HelmRelease;
+  };
 }
 
 /**
@@ -472,7 +478,41 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
     }).install();
     let gate: RenderGate | undefined;
     let upgrading: Promise<RunResult> | undefined;
+    // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
+    // pods back, and these samples are what can still say why the new ones did not become ready.
+    const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
+    const startHelm = (extraArgs: string[] = [], env: Record<string, string> = {}) => {
+      podWatch.start();
+      // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
+      // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
+      const p = run(plan.helm, [...plan.upgradeArgs, ...extraArgs], {
+        input: plan.overridesYaml,
+        env,
+        timeoutMs: (plan.timeoutSeconds + 300) * 1000,
+        detached: true,
+        signal: guard.signal,
+        killAfterMs: 90_000,
+      });
+      p.finally(() => podWatch.stop()).catch(() => undefined);
+      return p;
+    };
+    /** helm upgrade behind a new render gate: it reads the release and renders, then waits for a verdict. */
+    const startGatedHelm = async () => {
+      const g = (gate = await RenderGate.open(plan.helmMajor));
+      upgrading = startHelm(g.helmArgs, g.env);
+      upgrading.finally(() => g.cancel()).catch(() => undefined);
+    };
     try {
+      // Gated, helm starts before the lock is even asked for: its start-up, release reads and render
+      // overlap with the lock, the validation and the preflight. It cannot store or apply anything
+      // before the gate says ok, which happens only under the lock, once the release is found as it
+      // was when helm started (otherwise that helm is refused and a new one renders).
+      let validation: Promise<UserError | undefined> | undefined;
+      if (options.gate) {
+        await startGatedHelm();
+        validation = options.gate.validate();
+        validation.catch(() => undefined);
+      }
       const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
       return await keepLock(kube, lock, async () => {
         const before = await releaseStatus(plan, kube);
@@ -487,51 +527,41 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             release: t.release,
             summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
             durationMs: Math.round(performance.now() - started),
-            details: { helm: plan.helmMajor, changedObjects: diff?.objects.length ?? 0, ...extra },
+            // A deploy that applies while its diff is worked out records the count at the end only.
+            details: { helm: plan.helmMajor, ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
           }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
-        const interrupted = () => settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
+        const interrupted = async () => {
+          // helm first: a render waiting at the gate is refused, an upgrade is let finish its cancel and rollback.
+          if (gate?.pending) await gate.refuse('refused by deploy.ts: interrupted').catch(() => undefined);
+          await upgrading?.catch(() => undefined);
+          return settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
+        };
         if (guard.interrupted) return interrupted();
 
-        // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
-        // pods back, and these samples are what can still say why the new ones did not become ready.
-        const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
-        const startHelm = (extraArgs: string[] = [], env: Record<string, string> = {}) => {
-          podWatch.start();
-          // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
-          // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
-          const p = run(plan.helm, [...plan.upgradeArgs, ...extraArgs], {
-            input: plan.overridesYaml,
-            env,
-            timeoutMs: (plan.timeoutSeconds + 300) * 1000,
-            detached: true,
-            signal: guard.signal,
-            killAfterMs: 90_000,
-          });
-          p.finally(() => podWatch.stop()).catch(() => undefined);
-          return p;
-        };
-
         let manifest = options.manifest;
-        if (options.gate) {
-          // Gated: helm starts now and hands its render to the gate; the deploy's validation (running
-          // since before the lock), the diff and the confirmation happen on exactly that render while
-          // helm waits. Nothing is stored or applied until the gate says ok.
+        let approved = false;
+        if (options.gate && validation) {
+          // Gated: helm hands its render to the gate; the validation, the diff and the confirmation
+          // happen on exactly that render while helm waits. Nothing is stored or applied until the
+          // gate says ok.
           if (!before) throw new UserError(`release ${t.release} is no longer installed in ${t.namespace}; nothing was changed`, { hint: 'Deploy again (a first install is not gated).' });
-          gate = await RenderGate.open(plan.helmMajor);
-          const g = gate;
+          if (!sameRevision(before, options.gate.release)) {
+            // Changed after helm read it (another deploy, a rollback): that helm would upgrade from a stale revision.
+            ui.info(`release ${t.release} changed while the deploy waited for the lock (now revision ${before.version}, ${before.info.status}): helm renders it again`);
+            await gate!.refuse('refused by deploy.ts: the release changed before the deploy lock was taken');
+            await upgrading!.catch(() => undefined);
+            gate!.close();
+            await startGatedHelm();
+          }
+          const g = gate!;
           stage = 'rendering (helm) and validating';
-          upgrading = startHelm(g.helmArgs, g.env);
-          upgrading.finally(() => g.cancel()).catch(() => undefined);
-          // While helm starts and renders: parse the deployed manifest now, so the diff later only parses the new one.
-          await new Promise((r) => setImmediate(r));
-          manifestDocuments(before.manifest ?? '');
           const checked = preflightChecks().then(
             () => undefined,
             (e: unknown) => e,
           );
           void import('diff');
           const rendered = await ui.step(`helm renders the chart; validate that render; preflight (context ${t.context}, namespace ${t.namespace})`, async () => {
-            const [m, invalid, failed] = await Promise.all([Promise.race([g.manifest(), upgrading!.then(() => undefined)]), options.gate!.validation, checked]);
+            const [m, invalid, failed] = await Promise.all([Promise.race([g.manifest(), upgrading!.then(() => undefined)]), validation, checked]);
             const stop = invalid ?? failed;
             if (stop) {
               await g.refuse(`refused by deploy.ts: ${stop instanceof Error ? stop.message : String(stop)}`);
@@ -542,20 +572,35 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           if (guard.interrupted) return interrupted();
           manifest = rendered;
           if (rendered !== undefined) {
-            stage = 'showing the diff';
-            diff = await showDiff(plan, kube, ui, rendered, before);
-            // Ctrl-C at the question stops helm (the guard) and counts as "no".
-            const aborted = new Promise<boolean>((r) => guard.signal.addEventListener('abort', () => r(false), { once: true }));
-            const confirmed = await Promise.race([confirmProtected(plan, ui, options.yes, false), aborted]);
-            if (guard.interrupted) return interrupted();
-            if (!confirmed) {
-              await g.refuse('refused by deploy.ts: the deploy was not confirmed');
-              throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+            // Other values than the deployed revision's (or --always-upgrade) mean an upgrade whatever
+            // the diff shows; with nothing to ask either, helm applies now and the diff of its render
+            // is worked out and shown meanwhile.
+            const upgradeAnyway = options.alwaysUpgrade || (options.values !== undefined && canonicalJson(before.config ?? {}) !== canonicalJson(options.values));
+            if (upgradeAnyway && (!t.protected || options.yes)) {
+              ui.info(`upgrading: ${options.alwaysUpgrade ? '--always-upgrade' : `the values differ from revision ${before.version}'s`} (the diff of helm's render follows while it applies)`);
+              stage = 'applying the release (helm upgrade --install)';
+              await audit('started');
+              if (guard.interrupted) return interrupted();
+              await g.approve();
+              approved = true;
+              // helm is applying: a diff that cannot be shown is a warning, not the deploy's failure.
+              diff = await showDiff(plan, kube, ui, rendered, before).catch((e: Error) => void warnings.push(`no diff: ${e.message}`));
+            } else {
+              stage = 'showing the diff';
+              diff = await showDiff(plan, kube, ui, rendered, before);
+              // Ctrl-C at the question stops helm (the guard) and counts as "no".
+              const aborted = new Promise<boolean>((r) => guard.signal.addEventListener('abort', () => r(false), { once: true }));
+              const confirmed = await Promise.race([confirmProtected(plan, ui, options.yes, false), aborted]);
+              if (guard.interrupted) return interrupted();
+              if (!confirmed) {
+                await g.refuse('refused by deploy.ts: the deploy was not confirmed');
+                throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+              }
             }
           }
         }
 
-        const nothingToDo = diff && manifest !== undefined && !options.alwaysUpgrade && options.values !== undefined && before && !diff.changed && diff.revision === before.version;
+        const nothingToDo = !approved && diff && manifest !== undefined && !options.alwaysUpgrade && options.values !== undefined && before && !diff.changed && diff.revision === before.version;
         if (nothingToDo) {
           stage = 'checking whether anything changed';
           const unchanged = await ui.step('check for edits made outside helm', () => unchangedSince(before!, manifest!, options.values!, kube, t.namespace));
@@ -583,10 +628,12 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           ui.info(`upgrading anyway: ${unchanged.why}`);
         }
         if (guard.interrupted) return interrupted();
-        await audit('started');
-        if (guard.interrupted) return interrupted();
-        stage = 'applying the release (helm upgrade --install)';
-        if (gate && manifest !== undefined) await gate.approve();
+        if (!approved) {
+          await audit('started');
+          if (guard.interrupted) return interrupted();
+          stage = 'applying the release (helm upgrade --install)';
+          if (gate && manifest !== undefined) await gate.approve();
+        }
         const upgrade = await ui
           .step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
             const r = await (upgrading ??= startHelm());
@@ -663,6 +710,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;
   }
+}
+
+/** The same newest revision (number, status, time): what helm read before the lock is still current. */
+export function sameRevision(a: HelmRelease, b: HelmRelease): boolean {
+  return a.version === b.version && a.info.status === b.info.status && a.info.last_deployed === b.info.last_deployed;
 }
 
 /** The diff step and its report. */

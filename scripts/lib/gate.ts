@@ -39,6 +39,7 @@ export class RenderGate {
   readonly env: Record<string, string>;
   private cancelled = false;
   private decided = false;
+  private requested?: Promise<void>;
 
   private constructor(dir: string, helmArgs: string[], env: Record<string, string>) {
     this.dir = dir;
@@ -64,9 +65,21 @@ export class RenderGate {
     return new RenderGate(dir, ['--post-renderer', major === 4 ? PLUGIN : script], env);
   }
 
+  /**
+   * Reads the script's signal on `request` (once): its open blocks until the script opens the other
+   * end, and the script waits for this reader before it waits for the verdict, so a verdict given
+   * before anyone asked for the manifest needs it too.
+   */
+  private request(): Promise<void> {
+    return (this.requested ??= fs.promises.readFile(path.join(this.dir, 'request')).then(
+      () => undefined,
+      () => undefined,
+    ));
+  }
+
   /** helm's rendered manifest, once helm reaches the gate; undefined when cancelled first. */
   async manifest(): Promise<string | undefined> {
-    await fs.promises.readFile(path.join(this.dir, 'request'));
+    await this.request();
     if (this.cancelled) return undefined;
     return fs.promises.readFile(path.join(this.dir, 'manifest'), 'utf8');
   }
@@ -91,6 +104,7 @@ export class RenderGate {
   private async answer(verdict: string): Promise<void> {
     if (!this.pending) return;
     this.decided = true;
+    void this.request();
     // Opening the FIFO waits for the script to read; a cancel (helm gone) opens the other end.
     await fs.promises.writeFile(path.join(this.dir, 'response'), `${verdict}\n`).catch((e: NodeJS.ErrnoException) => {
       if (!this.cancelled) throw e;

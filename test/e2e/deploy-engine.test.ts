@@ -5,6 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readAudit } from '../../scripts/lib/audit.ts';
 import { executeDeploy, planDeploy, releaseStatus, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import { run } from '../../scripts/lib/exec.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 import { acquireLock, readLock, releaseLock } from '../../scripts/lib/lease.ts';
 import { LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
@@ -82,12 +83,55 @@ test('a deploy while someone else holds the lock fails fast, naming them, and ch
   }
 });
 
+test('a gated upgrade while someone else holds the lock: its helm, started before the lock, is refused; nothing changes', async () => {
+  const before = await releaseStatus(planDeploy(request(), helm), kube);
+  const other = await acquireLock(kube, { namespace, holder: 'carol@ci pid 9', durationSeconds: 120, reason: 'deploy conduit to local' });
+  try {
+    const started = Date.now();
+    let validated = 0;
+    const e = await rejection(() =>
+      executeDeploy(planDeploy(request({ api: { podAnnotations: { 'e2e.conduit.dev/gated': 'locked-out' } } }), helm), kube, ui, {
+        yes: false,
+        gate: { release: before!, validate: async () => void validated++ },
+      }),
+    );
+    assert.match(e.message, /held by carol@ci pid 9/);
+    assert.ok(Date.now() - started < 60_000, `took ${Date.now() - started} ms`);
+    assert.is(validated, 1, 'the validation started with helm');
+    const now = await releaseStatus(planDeploy(request(), helm), kube);
+    assert.is(now?.version, before!.version);
+    assert.is(now?.info.status, 'deployed');
+  } finally {
+    await releaseLock(kube, other);
+  }
+});
+
+test('a gated upgrade whose release changed after its helm started renders again with a new helm, then applies', async () => {
+  const current = (await releaseStatus(planDeploy(request(), helm), kube))!;
+  // What that helm saw: an older state of the release than the one found under the lock.
+  const seen = { ...current, info: { ...current.info, last_deployed: '2020-01-01T00:00:00Z' } };
+  const infos: string[] = [];
+  const recording = Object.assign(new Reporter({ quiet: true }), { confirm: async () => false, info: (m: string) => void infos.push(m) });
+  const values = { api: { podAnnotations: { 'e2e.conduit.dev/gated': 'again' } } };
+  const out = await executeDeploy(planDeploy(request(values), helm), kube, recording, { yes: false, values, gate: { release: seen, validate: async () => undefined } });
+  assert.is(out.result, 'succeeded');
+  assert.is(out.revision, current.version + 1);
+  assert.ok(infos.some((m) => /changed while the deploy waited for the lock .*helm renders it again/.test(m)), infos.join('\n'));
+  assert.ok(infos.some((m) => /upgrading: the values differ from revision \d+'s/.test(m)), infos.join('\n'));
+  assert.equal(out.diff.objects, ['Deployment/conduit-api']);
+  const history = JSON.parse((await run(helm, ['history', 'conduit', '--namespace', namespace, '--kube-context', LOCAL_CONTEXT, '--kubeconfig', kube.target.kubeconfig!, '--output', 'json'])).stdout) as { revision: number; status: string }[];
+  assert.equal(history.map((h) => h.status).slice(-2), ['superseded', 'deployed'], 'one new revision; the refused helm stored nothing');
+  const trail = await readAudit(kube, namespace);
+  assert.equal(trail.slice(-2).map((e) => e.result), ['started', 'succeeded']);
+  assert.ok((await readLock(kube, namespace)).free);
+});
+
 test('a protected cluster is not deployed without confirmation', async () => {
   const req = request();
   req.target.protected = true;
   const e = await rejection(() => executeDeploy(planDeploy(req, helm), kube, ui, { yes: false }));
   assert.match(e.message, /not confirmed; nothing was changed/);
-  assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 3);
+  assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 4);
 });
 
 test.run();

@@ -69,6 +69,22 @@ test('refused: the post-renderer fails with the reason, and gives helm no manife
   }
 });
 
+test('refused before the deploy asked for the manifest (e.g. the lock is held by another deploy): the script still ends, refused', async () => {
+  const gate = await RenderGate.open(3);
+  try {
+    // The verdict comes first, helm reaches the gate later; nobody ever calls manifest().
+    const refused = gate.refuse('refused by deploy.ts: the deploy lock is held by someone else');
+    await new Promise((r) => setTimeout(r, 50));
+    const r = await runScript(gate, scriptOf(gate), MANIFEST);
+    await refused;
+    assert.is(r.code, 1);
+    assert.is(r.stdout, '');
+    assert.match(r.stderr, /lock is held/);
+  } finally {
+    gate.close();
+  }
+});
+
 test('helm gone before it reached the gate: waiting for the manifest ends, nothing hangs, close removes everything', async () => {
   const gate = await RenderGate.open(4);
   const waiting = gate.manifest();

@@ -77,7 +77,9 @@ const parsedManifests = new Map<string, Record<string, unknown>[]>();
  * Manifests are machine-written (helm's render, a stored release): they are read with js-yaml's YAML
  * 1.2 core schema, as the yaml package reads them by default but about five times faster (a 40 KB
  * render: 10 ms instead of 60 ms). Anything js-yaml refuses is read by the yaml package instead,
- * which is lenient with what helm may still accept.
+ * which is lenient with what helm may still accept. The two read two rare plain scalars differently
+ * (`-.5` stays a string, `1_000` becomes a number); helm's YAML writer (toYaml) quotes both, and both sides of
+ * a diff are read by the same parser.
  */
 export function manifestDocuments(manifest: string): readonly (Record<string, unknown> | null)[] {
   let docs = parsedManifests.get(manifest);

@@ -210,6 +210,13 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         : `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
       '',
       table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
+      ...(outcome.audit
+        ? [
+            '',
+            `audit: entry ${outcome.audit.key} (${outcome.result}) in ConfigMap conduit-audit of ${target.namespace}; values ${outcome.audit.valuesDigest}` +
+              (outcome.audit.images ? `; images: ${[...new Set(Object.values(outcome.audit.images).flat())].join(', ')}` : ''),
+          ]
+        : []),
       ...outcome.warnings.map((w) => `warning: ${w}`),
     ];
     reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });

@@ -3,6 +3,7 @@
 // deploy lock, runs `helm upgrade --install` with automatic rollback on failure, verifies the
 // workloads and records the outcome in the audit trail. The plan (argv arrays, lock, steps) is data,
 // so --dry-run prints it and tests assert on it; values reach helm on stdin, never in argv.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
@@ -14,7 +15,7 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
-import { canonicalJson, diffManifests, helmStoresSecrets, readRelease, releaseObjects, type HelmRelease } from './helmrelease.ts';
+import { canonicalJson, diffManifests, helmStoresSecrets, readRelease, releaseObjects, workloadImages, type HelmRelease } from './helmrelease.ts';
 import { templateFailure } from './helm.ts';
 import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
@@ -69,6 +70,8 @@ export interface DeployPlan {
   /** `helm template` on the live cluster (lookups resolve): the manifest the upgrade will apply. */
   liveRenderArgs: string[];
   diffMode: DiffMode;
+  /** The values files, in the order helm reads them (before the overrides on stdin). */
+  valuesFiles: string[];
   overridesYaml: string;
   lock: { namespace: string; name: string; holder: string; durationSeconds: number };
   timeoutSeconds: number;
@@ -103,6 +106,17 @@ function readChartMetadata(chartDir: string): { version?: string; appVersion?: s
   }
 }
 
+/**
+ * A digest of the values a deploy hands helm: every values file's content in order, then the
+ * overrides. It tells two deploys' inputs apart (or shows them equal) without holding any value.
+ */
+export function valuesDigest(plan: Pick<DeployPlan, 'valuesFiles' | 'overridesYaml'>): string {
+  const h = createHash('sha256');
+  for (const f of plan.valuesFiles) h.update(fs.readFileSync(f)).update('\u0000');
+  h.update(plan.overridesYaml);
+  return `sha256:${h.digest('hex').slice(0, 16)}`;
+}
+
 /** Build the plan (pure apart from the default actor and reading the chart's Chart.yaml). */
 export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
   const t = req.target;
@@ -134,6 +148,7 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     dryRunArgs,
     liveRenderArgs,
     diffMode: req.diff ?? 'release',
+    valuesFiles: [...req.valuesFiles],
     // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
     overridesYaml: JSON.stringify(req.overrides ?? {}, null, 2) + '\n',
     chart: readChartMetadata(req.chartDir),
@@ -358,6 +373,8 @@ export class UnreadyPodWatch {
 
 export interface DeployOutcome {
   result: AuditResult;
+  /** The audit entry recorded for this outcome (also kept in the ConfigMap conduit-audit). */
+  audit?: { key: string; valuesDigest: string; images?: Record<string, string[]> };
   revision?: number;
   previousRevision?: number;
   chartVersion?: string;
@@ -442,6 +459,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
   const started = performance.now();
   const t = plan.target;
   const warnings: string[] = [];
+  const digest = valuesDigest(plan);
   try {
     const preflightChecks = async () => {
       const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
@@ -516,8 +534,12 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
       const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
       return await keepLock(kube, lock, async () => {
         const before = await releaseStatus(plan, kube);
-        const audit = (result: AuditResult, extra: Record<string, unknown> = {}) =>
-          appendAudit(kube, {
+        // The manifest helm applies (its render, or deploy.ts's render on the live cluster): the audit names its images.
+        let manifest = options.manifest;
+        let lastAudit: DeployOutcome['audit'];
+        const audit = (result: AuditResult, extra: Record<string, unknown> = {}) => {
+          const images = manifest !== undefined ? workloadImages(manifest, t.namespace) : undefined;
+          return appendAudit(kube, {
             time: new Date().toISOString(),
             actor: plan.lock.holder,
             action: 'deploy',
@@ -525,11 +547,15 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             cluster: t.cluster,
             namespace: t.namespace,
             release: t.release,
-            summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result}`,
+            summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result} (values ${digest})`,
             durationMs: Math.round(performance.now() - started),
             // A deploy that applies while its diff is worked out records the count at the end only.
-            details: { helm: plan.helmMajor, ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
-          }).catch((e: Error) => void warnings.push(`audit entry not written: ${e.message}`));
+            details: { helm: plan.helmMajor, valuesDigest: digest, ...(images ? { images } : {}), ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
+          }).then(
+            (entry) => void (lastAudit = { key: entry.key, valuesDigest: digest, ...(images ? { images } : {}) }),
+            (e: Error) => void warnings.push(`audit entry not written: ${e.message}`),
+          );
+        };
         const interrupted = async () => {
           // helm first: a render waiting at the gate is refused, an upgrade is let finish its cancel and rollback.
           if (gate?.pending) await gate.refuse('refused by deploy.ts: interrupted').catch(() => undefined);
@@ -538,7 +564,6 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         };
         if (guard.interrupted) return interrupted();
 
-        let manifest = options.manifest;
         let approved = false;
         if (options.gate && validation) {
           // Gated: helm hands its render to the gate; the validation, the diff and the confirmation
@@ -615,6 +640,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             await audit('unchanged', { revision: before!.version, chart: chart?.version, app: chart?.appVersion });
             return {
               result: 'unchanged',
+              audit: lastAudit,
               revision: before!.version,
               previousRevision: before!.version,
               chartVersion: chart?.version,
@@ -681,6 +707,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
         return {
           result: 'succeeded',
+          audit: lastAudit,
           revision: after?.version,
           previousRevision: before?.version,
           chartVersion,

@@ -132,6 +132,25 @@ export function releaseObjects(manifest: string, defaultNamespace?: string): Man
   return manifestObjects(manifest, defaultNamespace).filter((o) => !isHook(o.object));
 }
 
+type PodSpec = { containers?: { image?: string }[]; initContainers?: { image?: string }[] };
+type PodSpecHolder = { spec?: { template?: { spec?: PodSpec }; jobTemplate?: { spec?: { template?: { spec?: PodSpec } } } } };
+
+/**
+ * The images each workload of a manifest runs (Deployments, StatefulSets, DaemonSets, CronJobs; init
+ * containers included), as `Kind/name` -> images in order, duplicates removed. Hooks left out.
+ */
+export function workloadImages(manifest: string, defaultNamespace?: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const { id, object } of releaseObjects(manifest, defaultNamespace)) {
+    if (!['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'].includes(String(object.kind))) continue;
+    const spec = (object as PodSpecHolder).spec;
+    const pod = object.kind === 'CronJob' ? spec?.jobTemplate?.spec?.template?.spec : spec?.template?.spec;
+    const images = [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])].map((c) => c.image).filter((i): i is string => typeof i === 'string');
+    if (images.length) out[id] = [...new Set(images)];
+  }
+  return out;
+}
+
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));

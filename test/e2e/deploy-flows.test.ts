@@ -79,6 +79,19 @@ for (const major of [4, 3] as const) {
     // An upgrade is gated: validated and diffed on helm's own render before helm may apply it.
     assert.match(changed.stderr, /helm renders the chart; validate that render/);
     assert.ok(out.diff.objects.includes('Deployment/conduit-api'), out.diff.objects.join(', '));
+    // The audit entry names the values (a digest) and the images deployed; the output points to it.
+    const entries = await readAudit(kube, s.namespace);
+    const done = entries.at(-1)!;
+    assert.is(done.result, 'succeeded');
+    assert.is(done.key, out.audit.key);
+    const details = done.details as { valuesDigest: string; images: Record<string, string[]> };
+    assert.match(details.valuesDigest, /^sha256:[0-9a-f]{16}$/);
+    assert.is.not(details.valuesDigest, (entries.find((e) => e.result === 'succeeded')!.details as { valuesDigest: string }).valuesDigest, 'other values, another digest');
+    assert.ok(details.images['Deployment/conduit-api']?.some((i) => /:[\w.-]+$/.test(i)), JSON.stringify(details.images));
+    assert.equal(out.audit.images, details.images);
+    const json = await deploy(s, ['--yes', ...flag, '--values', tempValues('rev.yaml', 'api:\n  podAnnotations:\n    example.com/revision: "3"\n')]);
+    assert.is(json.exitCode, 0, json.stderr);
+    assert.match(json.stdout, /audit: entry \S+ \(succeeded\) in ConfigMap conduit-audit of \S+; values sha256:[0-9a-f]{16}; images: .*conduit-http/);
     const hashAfter = await apiTemplateHash(s.namespace);
     assert.ok(hashAfter && hashAfter !== hashBefore, `pod-template-hash ${hashBefore} -> ${hashAfter}`);
     assert.equal(await secrets(s.namespace), secretsBefore);

@@ -1,7 +1,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { describePlan, diffFileObject, durationSeconds, planDeploy, UnreadyPodWatch, unreadyPodLine, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describePlan, diffFileObject, durationSeconds, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/deploy.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 
 const test = suite('deploy plan');
@@ -28,6 +31,27 @@ test('overrides reach helm as JSON, so YAML 1.1 words stay strings', () => {
   const p = planDeploy(req(4, { api: { podAnnotations: { a: 'y', b: 'on', c: 'no' } } }), '/bin/helm');
   const read = parseYaml(p.overridesYaml, { version: '1.1' }) as { api: { podAnnotations: Record<string, unknown> } };
   assert.equal(read.api.podAnnotations, { a: 'y', b: 'on', c: 'no' });
+});
+
+test('the values digest follows the files and the overrides, and holds none of their values', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'digest-'));
+  try {
+    const a = path.join(dir, 'a.yaml');
+    const b = path.join(dir, 'b.yaml');
+    fs.writeFileSync(a, 'api:\n  replicaCount: 2\n');
+    fs.writeFileSync(b, 'postgresql:\n  password: hunter2\n');
+    const plan = (files: string[], overrides: Record<string, unknown> = {}) => ({ valuesFiles: files, overridesYaml: JSON.stringify(overrides) });
+    const d = valuesDigest(plan([a, b]));
+    assert.match(d, /^sha256:[0-9a-f]{16}$/);
+    assert.is(valuesDigest(plan([a, b])), d);
+    assert.is.not(valuesDigest(plan([b, a])), d, 'order matters, as for helm');
+    assert.is.not(valuesDigest(plan([a, b], { api: { image: { tag: '1.0.1' } } })), d);
+    fs.writeFileSync(b, 'postgresql:\n  password: hunter3\n');
+    assert.is.not(valuesDigest(plan([a, b])), d);
+    assert.not.match(d, /hunter/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('durations in Go syntax', () => {

@@ -2,7 +2,7 @@ import zlib from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { covers } from '../../scripts/lib/drift.ts';
-import { canonicalJson, decodeReleaseData, diffManifests, helmStoresSecrets, manifestObjects } from '../../scripts/lib/helmrelease.ts';
+import { canonicalJson, decodeReleaseData, diffManifests, helmStoresSecrets, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/helmrelease.ts';
 
 const test = suite('helm releases: decode, release diff, drift');
 
@@ -81,6 +81,30 @@ test('documents with the same text on both sides are not even parsed', async () 
 test('hooks are left out on both sides (helm stores them apart from the manifest)', async () => {
   assert.equal((await diffManifests(deployment('1'), [deployment('1'), hook].join('---\n'), 'conduit')).objects, []);
   assert.is(manifestObjects([deployment('1'), hook].join('---\n')).length, 2);
+});
+
+test('the images of each workload, init containers and CronJobs included, hooks left out', () => {
+  const manifest = [
+    'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: conduit-api\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: wait\n          image: busybox:1.37\n      containers:\n        - name: api\n          image: ghcr.io/knnlabs/conduit-http:1.0.0\n        - name: sidecar\n          image: busybox:1.37',
+    'apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: conduit-redis\nspec:\n  template:\n    spec:\n      containers:\n        - name: redis\n          image: redis:7.4.2',
+    'apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: conduit-backup\nspec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n            - name: backup\n              image: postgres:17.5',
+    'apiVersion: v1\nkind: Pod\nmetadata:\n  name: conduit-test\n  annotations:\n    helm.sh/hook: test\nspec:\n  containers:\n    - name: t\n      image: curl:8',
+    'apiVersion: v1\nkind: Service\nmetadata:\n  name: conduit-api',
+  ].join('\n---\n');
+  assert.equal(workloadImages(manifest), {
+    'Deployment/conduit-api': ['busybox:1.37', 'ghcr.io/knnlabs/conduit-http:1.0.0'],
+    'StatefulSet/conduit-redis': ['redis:7.4.2'],
+    'CronJob/conduit-backup': ['postgres:17.5'],
+  });
+});
+
+test('manifests are read with the YAML 1.2 core schema; what js-yaml refuses is still read', () => {
+  // YAML 1.1 words stay strings, numbers are numbers, timestamps stay text.
+  const [doc] = manifestDocuments('kind: ConfigMap\ndata:\n  a: on\n  b: yes\n  c: 0x1F\n  d: 2024-01-01\n  e: ~\n');
+  assert.equal(doc, { kind: 'ConfigMap', data: { a: 'on', b: 'yes', c: 31, d: '2024-01-01', e: null } });
+  // A duplicate key: js-yaml (json mode) keeps the last. An unknown tag makes js-yaml throw; the yaml package reads the value.
+  assert.equal(manifestDocuments('kind: A\nkind: B\n')[0], { kind: 'B' });
+  assert.equal(manifestDocuments('kind: ConfigMap\ndata:\n  a: !custom value\n')[0], { kind: 'ConfigMap', data: { a: 'value' } });
 });
 
 test('canonical JSON ignores key order only', () => {

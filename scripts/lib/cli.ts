@@ -151,6 +151,15 @@ export async function askOnTerminal(question: string): Promise<string> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
   try {
     return (await rl.question(question)).trim();
+  } catch (e) {
+    // readline reads the terminal raw: Ctrl-C arrives as a key, not as a signal, and only aborts the
+    // question. It is made the signal it stands for, so the command reacts to it as to any Ctrl-C
+    // (stopped, or brought to a consistent state where a deploy holds its lock); the answer is "".
+    if ((e as { code?: string }).code !== 'ABORT_ERR') throw e;
+    process.stderr.write('\n');
+    process.kill(process.pid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 100));
+    return '';
   } finally {
     rl.close();
   }

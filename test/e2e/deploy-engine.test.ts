@@ -1,5 +1,6 @@
 // The deploy engine against the local cluster with the real chart and the `local` values layers:
 // install, a no-change upgrade, a failed rollout that is rolled back, a lock held by someone else.
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +10,7 @@ import { run } from '../../scripts/lib/exec.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 import { acquireLock, readLock, releaseLock } from '../../scripts/lib/lease.ts';
 import { LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
-import { CHART_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import { Reporter } from '../../scripts/lib/ui.ts';
 import { localCluster, rejection } from './support/localcluster.ts';
@@ -126,12 +127,68 @@ test('a gated upgrade whose release changed after its helm started renders again
   assert.ok((await readLock(kube, namespace)).free);
 });
 
+/**
+ * The protected gated upgrade of support/protected-deploy.ts on a pseudo-terminal (util-linux
+ * `script`): once the question is on screen, `keys` are typed. Resolves with the exit code and output.
+ */
+function onTerminal(value: string, keys: string): Promise<{ code: number | null; output: string }> {
+  const driver = path.join(REPO_ROOT, 'test', 'e2e', 'support', 'protected-deploy.ts');
+  const command = [process.execPath, '--import', 'tsx', driver, namespace, value].map((a) => `'${a}'`).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let typed = false;
+    const killer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    const take = (d: Buffer) => {
+      output += d.toString();
+      if (!typed && output.includes('[y/N]')) {
+        typed = true;
+        child.stdin.write(keys);
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, output });
+    });
+  });
+}
+
+test('on a terminal: Ctrl-C at the question of a gated upgrade to a protected cluster stops it (exit 130), helm refused, nothing changed', async () => {
+  const before = (await releaseStatus(planDeploy(request(), helm), kube))!;
+  const auditBefore = (await readAudit(kube, namespace)).length;
+  const r = await onTerminal('ctrl-c', '\x03');
+  assert.is(r.code, 130, r.output);
+  assert.match(r.output, /Deploy to protected cluster local\? \[y\/N\]/);
+  assert.match(r.output, /ERROR deploy of conduit to local interrupted by SIGINT: nothing to undo/);
+  const now = (await releaseStatus(planDeploy(request(), helm), kube))!;
+  assert.is(now.version, before.version);
+  assert.is(now.info.status, 'deployed');
+  assert.ok((await readLock(kube, namespace)).free);
+  const trail = await readAudit(kube, namespace);
+  assert.equal(trail.slice(auditBefore).map((e) => e.result), ['interrupted']);
+});
+
+test('on a terminal: "n" refuses the gated upgrade (exit 1), "y" applies it', async () => {
+  const before = (await releaseStatus(planDeploy(request(), helm), kube))!;
+  const no = await onTerminal('answer-n', 'n\r');
+  assert.is(no.code, 1, no.output);
+  assert.match(no.output, /ERROR deploy to protected cluster local not confirmed; nothing was changed/);
+  assert.is((await releaseStatus(planDeploy(request(), helm), kube))!.version, before.version);
+  const yes = await onTerminal('answer-y', 'y\r');
+  assert.is(yes.code, 0, yes.output);
+  assert.match(yes.output, /OUTCOME \{"result":"succeeded","revision":\d+\}/);
+  assert.is((await releaseStatus(planDeploy(request(), helm), kube))!.version, before.version + 1);
+});
+
 test('a protected cluster is not deployed without confirmation', async () => {
   const req = request();
   req.target.protected = true;
   const e = await rejection(() => executeDeploy(planDeploy(req, helm), kube, ui, { yes: false }));
   assert.match(e.message, /not confirmed; nothing was changed/);
-  assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 4);
+  assert.is((await releaseStatus(planDeploy(request(), helm)))?.version, 5);
 });
 
 test.run();

@@ -153,12 +153,13 @@ export async function askOnTerminal(question: string): Promise<string> {
     return (await rl.question(question)).trim();
   } catch (e) {
     // readline reads the terminal raw: Ctrl-C arrives as a key, not as a signal, and only aborts the
-    // question. It is made the signal it stands for, so the command reacts to it as to any Ctrl-C
-    // (stopped, or brought to a consistent state where a deploy holds its lock); the answer is "".
+    // question. The command reacts to it as to any Ctrl-C: the SIGINT handlers it installed run now
+    // (a deploy holding its lock brings itself to a consistent state), and without any it stops
+    // with the signal's exit code, as the default action would. The answer is "".
     if ((e as { code?: string }).code !== 'ABORT_ERR') throw e;
     process.stderr.write('\n');
-    process.kill(process.pid, 'SIGINT');
-    await new Promise((r) => setTimeout(r, 100));
+    if (process.listenerCount('SIGINT') === 0) process.exit(130);
+    process.emit('SIGINT', 'SIGINT');
     return '';
   } finally {
     rl.close();

@@ -439,13 +439,18 @@ export interface DeployOptions {
   };
 }
 
+/** Whether `values` (the user-supplied values, as helm stores them) differ from those of `release`. */
+export function valuesDiffer(release: HelmRelease, values: Record<string, unknown>): boolean {
+  return canonicalJson(release.config ?? {}) !== canonicalJson(values);
+}
+
 /**
  * Whether an upgrade would change nothing: same user values as the deployed revision (the manifest
  * diff was empty already) and no live object edited since (see drift.ts).
  */
 export async function unchangedSince(before: HelmRelease, manifest: string, values: Record<string, unknown>, kube: Kube, namespace: string): Promise<{ same: boolean; why?: string }> {
   if (before.info.status !== 'deployed') return { same: false, why: `revision ${before.version} is ${before.info.status}` };
-  if (canonicalJson(before.config ?? {}) !== canonicalJson(values)) return { same: false, why: `the values differ from revision ${before.version}'s (the rendered objects do not)` };
+  if (valuesDiffer(before, values)) return { same: false, why: `the values differ from revision ${before.version}'s (the rendered objects do not)` };
   const drifted = await liveDrift(kube, manifest, namespace);
   if (drifted.length) return { same: false, why: `edited outside helm since revision ${before.version}: ${drifted.join(', ')}` };
   return { same: true };
@@ -536,8 +541,8 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         const before = await releaseStatus(plan, kube);
         // The manifest helm applies (its render, or deploy.ts's render on the live cluster): the audit names its images.
         let manifest = options.manifest;
-        let lastAudit: DeployOutcome['audit'];
-        const audit = (result: AuditResult, extra: Record<string, unknown> = {}) => {
+        /** Records an entry; resolves with what the outcome reports of it (undefined when it could not be written). */
+        const audit = (result: AuditResult, extra: Record<string, unknown> = {}): Promise<DeployOutcome['audit']> => {
           const images = manifest !== undefined ? workloadImages(manifest, t.namespace) : undefined;
           return appendAudit(kube, {
             time: new Date().toISOString(),
@@ -552,7 +557,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             // A deploy that applies while its diff is worked out records the count at the end only.
             details: { helm: plan.helmMajor, valuesDigest: digest, ...(images ? { images } : {}), ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
           }).then(
-            (entry) => void (lastAudit = { key: entry.key, valuesDigest: digest, ...(images ? { images } : {}) }),
+            (entry) => ({ key: entry.key, valuesDigest: digest, ...(images ? { images } : {}) }),
             (e: Error) => void warnings.push(`audit entry not written: ${e.message}`),
           );
         };
@@ -564,7 +569,17 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         };
         if (guard.interrupted) return interrupted();
 
+        // From here helm may apply: recorded as `started` first, then the gate (if any) says ok.
+        // False when an interrupt came in meanwhile (the caller settles it; nothing was approved).
         let approved = false;
+        const beginApplying = async (): Promise<boolean> => {
+          stage = 'applying the release (helm upgrade --install)';
+          await audit('started');
+          if (guard.interrupted) return false;
+          if (gate && manifest !== undefined) await gate.approve();
+          approved = true;
+          return true;
+        };
         if (options.gate && validation) {
           // Gated: helm hands its render to the gate; the validation, the diff and the confirmation
           // happen on exactly that render while helm waits. Nothing is stored or applied until the
@@ -600,20 +615,16 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             // Other values than the deployed revision's (or --always-upgrade) mean an upgrade whatever
             // the diff shows; with nothing to ask either, helm applies now and the diff of its render
             // is worked out and shown meanwhile.
-            const upgradeAnyway = options.alwaysUpgrade || (options.values !== undefined && canonicalJson(before.config ?? {}) !== canonicalJson(options.values));
+            const upgradeAnyway = options.alwaysUpgrade || (options.values !== undefined && valuesDiffer(before, options.values));
             if (upgradeAnyway && (!t.protected || options.yes)) {
               ui.info(`upgrading: ${options.alwaysUpgrade ? '--always-upgrade' : `the values differ from revision ${before.version}'s`} (the diff of helm's render follows while it applies)`);
-              stage = 'applying the release (helm upgrade --install)';
-              await audit('started');
-              if (guard.interrupted) return interrupted();
-              await g.approve();
-              approved = true;
+              if (!(await beginApplying())) return interrupted();
               // helm is applying: a diff that cannot be shown is a warning, not the deploy's failure.
               diff = await showDiff(plan, kube, ui, rendered, before).catch((e: Error) => void warnings.push(`no diff: ${e.message}`));
             } else {
               stage = 'showing the diff';
               diff = await showDiff(plan, kube, ui, rendered, before);
-              // Ctrl-C at the question stops helm (the guard) and counts as "no".
+              // A signal while the question waits (Ctrl-C at it, a SIGTERM) stops helm (the guard) and counts as "no".
               const aborted = new Promise<boolean>((r) => guard.signal.addEventListener('abort', () => r(false), { once: true }));
               const confirmed = await Promise.race([confirmProtected(plan, ui, options.yes, false), aborted]);
               if (guard.interrupted) return interrupted();
@@ -637,10 +648,10 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
             stage = 'verifying the workloads';
             const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
             const chart = before!.chart?.metadata ?? plan.chart;
-            await audit('unchanged', { revision: before!.version, chart: chart?.version, app: chart?.appVersion });
+            const recorded = await audit('unchanged', { revision: before!.version, chart: chart?.version, app: chart?.appVersion });
             return {
               result: 'unchanged',
-              audit: lastAudit,
+              audit: recorded,
               revision: before!.version,
               previousRevision: before!.version,
               chartVersion: chart?.version,
@@ -654,12 +665,7 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
           ui.info(`upgrading anyway: ${unchanged.why}`);
         }
         if (guard.interrupted) return interrupted();
-        if (!approved) {
-          await audit('started');
-          if (guard.interrupted) return interrupted();
-          stage = 'applying the release (helm upgrade --install)';
-          if (gate && manifest !== undefined) await gate.approve();
-        }
+        if (!approved && !(await beginApplying())) return interrupted();
         const upgrade = await ui
           .step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
             const r = await (upgrading ??= startHelm());
@@ -704,10 +710,10 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
         const chart = after?.chart?.metadata ?? plan.chart;
         const chartVersion = chart?.version;
         const appVersion = chart?.appVersion;
-        await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
+        const recorded = await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
         return {
           result: 'succeeded',
-          audit: lastAudit,
+          audit: recorded,
           revision: after?.version,
           previousRevision: before?.version,
           chartVersion,

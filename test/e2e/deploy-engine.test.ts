@@ -10,9 +10,10 @@ import { run } from '../../scripts/lib/exec.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 import { acquireLock, readLock, releaseLock } from '../../scripts/lib/lease.ts';
 import { LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
-import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
+import { REPO_ROOT } from '../../scripts/lib/paths.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import { Reporter } from '../../scripts/lib/ui.ts';
+import { localDeployRequest } from './support/deployrequest.ts';
 import { localCluster, rejection } from './support/localcluster.ts';
 
 const test = suite('deploy engine');
@@ -22,17 +23,7 @@ let namespace: string;
 
 const ui = Object.assign(new Reporter({ quiet: true }), { confirm: async () => false });
 
-function request(overrides: Record<string, unknown> = {}, timeout = '3m'): DeployRequest {
-  return {
-    target: { cluster: 'local', context: LOCAL_CONTEXT, kubeconfig: kube.target.kubeconfig, namespace, release: 'conduit', protected: false },
-    chartDir: CHART_DIR,
-    valuesFiles: [path.join(VALUES_DIR, 'environments', 'local.yaml'), path.join(VALUES_DIR, 'clusters', 'local.yaml')],
-    overrides,
-    helmMajor: 4,
-    timeout,
-    actor: 'e2e@test',
-  };
-}
+const request = (overrides: Record<string, unknown> = {}, timeout = '3m'): DeployRequest => localDeployRequest(namespace, { overrides, timeout });
 
 test.before(async () => {
   kube = await localCluster();
@@ -86,6 +77,7 @@ test('a deploy while someone else holds the lock fails fast, naming them, and ch
 
 test('a gated upgrade while someone else holds the lock: its helm, started before the lock, is refused; nothing changes', async () => {
   const before = await releaseStatus(planDeploy(request(), helm), kube);
+  const auditBefore = (await readAudit(kube, namespace)).length;
   const other = await acquireLock(kube, { namespace, holder: 'carol@ci pid 9', durationSeconds: 120, reason: 'deploy conduit to local' });
   try {
     const started = Date.now();
@@ -97,6 +89,7 @@ test('a gated upgrade while someone else holds the lock: its helm, started befor
       }),
     );
     assert.match(e.message, /held by carol@ci pid 9/);
+    assert.is((await readAudit(kube, namespace)).length, auditBefore, 'no audit entry: nothing was attempted');
     assert.ok(Date.now() - started < 60_000, `took ${Date.now() - started} ms`);
     assert.is(validated, 1, 'the validation started with helm');
     const now = await releaseStatus(planDeploy(request(), helm), kube);

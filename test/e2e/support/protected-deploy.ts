@@ -3,31 +3,22 @@
 // Ctrl-C, at the question. Prints `OUTCOME <json>` (result, revision) or `ERROR <message>` and exits
 // with the deploy's exit code (0, 1, 130).
 // Usage: node --import tsx test/e2e/support/protected-deploy.ts NAMESPACE ANNOTATION_VALUE
-import path from 'node:path';
 import { confirmOnTerminal } from '../../../scripts/lib/cli.ts';
 import { executeDeploy, planDeploy } from '../../../scripts/lib/deploy.ts';
 import { isUserError } from '../../../scripts/lib/errors.ts';
 import { readRelease } from '../../../scripts/lib/helmrelease.ts';
 import { Kube } from '../../../scripts/lib/kube.ts';
 import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/localcluster.ts';
-import { CHART_DIR, VALUES_DIR } from '../../../scripts/lib/paths.ts';
 import { tool } from '../../../scripts/lib/tools.ts';
 import { Reporter } from '../../../scripts/lib/ui.ts';
+import { localDeployRequest } from './deployrequest.ts';
 
 const [namespace, value] = process.argv.slice(2);
 const kube = await Kube.connect({ context: LOCAL_CONTEXT, kubeconfig: localTarget().kubeconfig });
 const installed = await readRelease(kube, namespace, 'conduit');
 if (!installed) throw new Error(`no release conduit in ${namespace}`);
 const plan = planDeploy(
-  {
-    target: { cluster: 'local', context: LOCAL_CONTEXT, kubeconfig: localTarget().kubeconfig, namespace, release: 'conduit', protected: true },
-    chartDir: CHART_DIR,
-    valuesFiles: [path.join(VALUES_DIR, 'environments', 'local.yaml'), path.join(VALUES_DIR, 'clusters', 'local.yaml')],
-    overrides: { api: { podAnnotations: { 'e2e.conduit.dev/protected': value } } },
-    helmMajor: 4,
-    timeout: '3m',
-    actor: 'e2e@terminal',
-  },
+  localDeployRequest(namespace, { overrides: { api: { podAnnotations: { 'e2e.conduit.dev/protected': value } } }, protected: true, actor: 'e2e@terminal' }),
   await tool('helm'),
 );
 const ui = Object.assign(new Reporter({ json: false }), { confirm: confirmOnTerminal });

@@ -77,7 +77,8 @@ const parsedManifests = new Map<string, Record<string, unknown>[]>();
  * Manifests are machine-written (helm's render, a stored release): they are read with js-yaml's YAML
  * 1.2 core schema, as the yaml package reads them by default but about five times faster (a 40 KB
  * render: 10 ms instead of 60 ms). Anything js-yaml refuses is read by the yaml package instead,
- * which is lenient with what helm may still accept. The two read two rare plain scalars differently
+ * which is lenient with what helm may still accept (an unknown tag); what neither can read (a
+ * syntax error) is an error. The two read two rare plain scalars differently
  * (`-.5` stays a string, `1_000` becomes a number); helm's YAML writer (toYaml) quotes both, and both sides of
  * a diff are read by the same parser.
  */
@@ -87,7 +88,10 @@ export function manifestDocuments(manifest: string): readonly (Record<string, un
     try {
       docs = loadAll(manifest, null, { schema: CORE_SCHEMA, json: true }) as Record<string, unknown>[];
     } catch {
-      docs = parseAllDocuments(manifest).map((d) => d.toJS() as Record<string, unknown>);
+      const parsed = parseAllDocuments(manifest);
+      const broken = parsed.find((d) => d.errors.length);
+      if (broken) throw new Error(`a manifest document is not valid YAML: ${broken.errors[0].message.split('\n')[0]}`);
+      docs = parsed.map((d) => d.toJS() as Record<string, unknown>);
     }
     parsedManifests.set(manifest, docs);
     if (parsedManifests.size > 4) parsedManifests.delete(parsedManifests.keys().next().value!);

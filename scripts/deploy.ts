@@ -5,6 +5,7 @@ import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import type { CheckResult } from './lib/checklist.ts';
 import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployOutcome, type DeployTarget } from './lib/deploy.ts';
 import { helmStoresSecrets, readRelease } from './lib/helmrelease.ts';
+import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from './lib/imagecheck.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
@@ -19,7 +20,7 @@ import { loadValuesFile, mergeUserLayers, parseSetFlags, setsAsValues, type Path
 const spec = {
   name: 'deploy.ts',
   summary: 'Deploy the conduit chart to a registered cluster: validate, diff, confirm, lock, upgrade (rolled back on failure), verify, audit.',
-  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--diff release|live] [--always-upgrade] [--dry-run] [--yes] [--timeout DUR] [--json]'],
+  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--diff release|live] [--always-upgrade] [--skip-image-check] [--dry-run] [--yes] [--timeout DUR] [--json]'],
   flags: {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
     values: { type: 'string' as const, arg: 'FILE', multiple: true as const, description: 'Extra values file, after the cluster layers.' },
@@ -33,13 +34,16 @@ const spec = {
     helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
     'always-upgrade': { type: 'boolean' as const, description: 'Run helm upgrade (a new revision) even when nothing changed.' },
     diff: { type: 'string' as const, arg: 'release|live', description: 'Diff against the deployed revision (fast) or the live objects (also shows edits made outside helm).', default: 'release' },
+    'skip-image-check': { type: 'boolean' as const, description: "Do not ask the images' registries whether each tag or digest exists (for sites whose registry this machine cannot reach)." },
   },
   examples: [
     'npx zx scripts/deploy.ts                                   # the built-in local cluster (started if needed)',
-    'npx zx scripts/deploy.ts --cluster staging --image-tag 1.0.1 --dry-run',
-    'npx zx scripts/deploy.ts --cluster prod-eu --image-tag 1.0.1 --yes --timeout 15m',
+    'npx zx scripts/deploy.ts --cluster staging --image-tag master-7c3fd76 --dry-run',
+    'npx zx scripts/deploy.ts --cluster prod-eu --image-tag master-7c3fd76 --yes --timeout 15m',
   ],
   notes: [
+    'Before anything changes, every workload image is asked for at its registry: a tag or digest the registry does not have',
+    'stops the deploy (exit 1, naming the image and the values key); an unreachable registry is a warning (--skip-image-check skips this).',
     'A deploy holds the Lease conduit-deploy-lock in the namespace: a second deploy fails at once, naming the holder.',
     'Every deploy is recorded in the ConfigMap conduit-audit of the namespace (no secret values).',
     'When the values, the rendered objects and the live objects all match the deployed revision, nothing is upgraded',
@@ -79,7 +83,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     if (v !== undefined && !DNS_LABEL.test(v)) throw usageError(`--${f} "${v}" is not a valid name`, 'Use lower-case letters, digits and "-", at most 53 characters, starting and ending with a letter or digit.');
   }
   const tag = flags['image-tag'];
-  if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. 1.0.1).');
+  if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. master-7c3fd76).');
   const setFlags = [...flags.set, ...(tag ? ['api', 'admin', 'webui'].map((c) => `${c}.image.tag=${tag}`) : [])];
   const assignments = parseSetFlags(setFlags);
   registerSecretSets(assignments);
@@ -104,13 +108,21 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
   const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : cluster.kubeVersion ? `${cluster.kubeVersion}.0` : KUBERNETES_VERSION);
 
-  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true }, await helmBinary(major));
+  const skipImageCheck = Boolean(flags['skip-image-check']);
+  const plan = planDeploy({ target, chartDir: CHART_DIR, valuesFiles, overrides, helmMajor: major, timeout: flags.timeout ?? '10m', diff: diffMode, strictlyValidated: true, checkImages: !skipImageCheck }, await helmBinary(major));
   // The validation module (Ajv, schema tooling) is loaded when needed: in a gated upgrade, while helm runs.
   const validate = async (progress?: (note: string) => void) =>
     (await import('./lib/validation.ts')).validateClusters({
       clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
       valuesFiles: flags.values, sets: setFlags, kubeVersions: [kubeVersion], helm: major, skip: ['kube-score', 'lint'], progress,
-      onRender: (rendered) => (render = rendered),
+      onRender: (rendered) => {
+        render = rendered;
+        // The registries are asked as soon as the images are known, alongside the rest of the validation.
+        if (!skipImageCheck && !imageCheck) {
+          imageCheck = checkImages(workloadImageUses(rendered.manifest, { values: rendered.values, namespace: target.namespace }), { namespace: target.namespace, kube: reachable ? kube : undefined });
+          imageCheck.catch(() => undefined);
+        }
+      },
     });
   const failure = (report: ValidationReport) => {
     const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
@@ -127,6 +139,16 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     return checks;
   };
   let render: { values: Record<string, unknown>; manifest: string } | undefined;
+  let imageCheck: Promise<ImageCheckReport> | undefined;
+  /** The registries' answers, reported; throws (UserError) when an image does not exist. */
+  const imagesChecked = async (): Promise<ImageCheckReport> => {
+    const report: ImageCheckReport = skipImageCheck ? { skipped: '--skip-image-check', results: [], warnings: [], ms: 0 } : await (imageCheck ?? Promise.reject(new Error('validation passed without a render')));
+    reporter.info(summarizeImageCheck(report));
+    for (const w of report.warnings) reporter.warn(w);
+    const refused = imageCheckFailure(report, cluster.name);
+    if (refused) throw refused;
+    return report;
+  };
 
   // An upgrade of an installed release is gated (see lib/gate.ts): helm starts at once and its own
   // render is validated, diffed and confirmed before it may apply anything. The validation runs from
@@ -134,6 +156,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const installed = reachable ? await installedRead : undefined;
   if (installed) {
     let checklist: CheckResult[] = [];
+    let images: ImageCheckReport | undefined;
     const outcome = await executeDeploy(plan, kube, Object.assign(reporter, { confirm: confirmOnTerminal }), {
       yes: flags.yes,
       values: userValues as Record<string, unknown>,
@@ -146,6 +169,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
           reporter.info(`validated the values and the rendered chart (Kubernetes ${kubeVersion})`);
           try {
             checklist = checklistOf();
+            images = await imagesChecked();
           } catch (e) {
             if (e instanceof UserError) return e;
             throw e;
@@ -154,7 +178,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         },
       },
     });
-    reportOutcome(outcome, checklist);
+    reportOutcome(outcome, checklist, images);
     return 0;
   }
 
@@ -170,6 +194,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   });
   if (!report.ok) throw failure(report);
   const checklist = checklistOf(liveManifest);
+  const images = await imagesChecked();
 
   if (flags['dry-run']) {
     let diffText = '';
@@ -182,13 +207,15 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       });
       if (diff) diffText = diff.firstInstall ? `first install: ${diff.objects.length} objects would be created` : diff.changed ? `${diff.objects.length} object(s) would change against ${diff.against}:\n${diff.text}` : `no changes against ${diff.against}`;
     } else diffText = `(no diff: the API server of context ${target.context} is not reachable${isLocal ? '; start it with npx zx scripts/cluster.ts up' : ''})`;
-    reporter.result(`Dry run: validation passed; nothing was changed.\n\n${describePlan(plan)}\n\n${diffText}`, {
+    const imageText = images.skipped ? summarizeImageCheck(images) : `${summarizeImageCheck(images)}\n${formatImageCheck(images)}`;
+    reporter.result(`Dry run: validation passed; nothing was changed.\n\n${describePlan(plan)}\n\n${imageText}\n\n${diffText}`, {
       ok: true,
       dryRun: true,
       cluster: cluster.name,
       validation: { ok: report.ok },
       checklist,
-      plan: { upgradeArgs: plan.upgradeArgs, lock: plan.lock, target: plan.target },
+      imageCheck: images,
+      plan: { upgradeArgs: plan.upgradeArgs, lock: plan.lock, target: plan.target, imageCheck: plan.imageCheck },
       diff: diff ? { firstInstall: diff.firstInstall, changed: diff.changed, objects: diff.objects } : undefined,
     });
     return 0;
@@ -200,10 +227,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     values: userValues as Record<string, unknown>,
     alwaysUpgrade: flags['always-upgrade'],
   });
-  reportOutcome(outcome, checklist);
+  reportOutcome(outcome, checklist, images);
   return 0;
 
-  function reportOutcome(outcome: DeployOutcome, checklist: CheckResult[]): void {
+  function reportOutcome(outcome: DeployOutcome, checklist: CheckResult[], imageReport: ImageCheckReport | undefined): void {
     const lines = [
       outcome.result === 'unchanged'
         ? `Nothing to change on ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision} kept (same values and objects, no edits outside helm), chart ${outcome.chartVersion}, app ${outcome.appVersion}, checked in ${formatMs(outcome.ms)}. --always-upgrade records a new revision anyway.`
@@ -219,6 +246,6 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         : []),
       ...outcome.warnings.map((w) => `warning: ${w}`),
     ];
-    reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist });
+    reporter.result(lines.join('\n'), { ok: true, cluster: cluster.name, ...outcome, checklist, imageCheck: imageReport });
   }
 });

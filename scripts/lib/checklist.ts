@@ -2,6 +2,7 @@
 // rendered manifests, with pass / warn / fail and, for anything not passing, the fix to apply.
 // Pure: the deploy pre-flight feeds it what validation already computed; a fail stops the deploy.
 import { manifestDocuments } from './helmrelease.ts';
+import { MOVING_TAGS } from './registry.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -233,16 +234,16 @@ export function evaluateChecklist(input: ChecklistInput): CheckResult[] {
       : { id: 'inline-secrets', title: 'Secrets not inline in values', status: 'pass', detail: 'none: generated or from existingSecret' });
   }
 
-  // 11. Image tags pinned (no latest, no missing tag).
+  // 11. Image tags pinned (no moving latest/master, no missing tag).
   {
     const images = new Set(pods.flatMap((p) => [...(p.spec.containers ?? []), ...(p.spec.initContainers ?? [])].map((c) => c.image ?? '')));
     const loose = [...images].filter((i) => {
       if (i.includes('@sha256:')) return false;
       const tag = /:([\w][\w.-]*)$/.exec(i.replace(/^[^/]*\//, (h) => h.replace(/:\d+\//, '/')))?.[1];
-      return !tag || tag === 'latest';
+      return !tag || MOVING_TAGS.includes(tag);
     });
     add(loose.length
-      ? { id: 'image-tags', title: 'Image tags pinned', status: prodFail(), detail: `unpinned: ${loose.join(', ')}`, fix: 'Deploy a released tag (--image-tag X.Y.Z) or a digest; never latest.' }
+      ? { id: 'image-tags', title: 'Image tags pinned', status: prodFail(), detail: `unpinned: ${loose.join(', ')}`, fix: 'Deploy an immutable tag (--image-tag master-<7-char commit sha>) or a digest; never latest or master.' }
       : { id: 'image-tags', title: 'Image tags pinned', status: 'pass', detail: `${images.size} image(s), all with a version tag or digest` });
   }
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError, usageError } from './errors.ts';
 import { displayPath } from './paths.ts';
+import { MOVING_TAGS } from './registry.ts';
 
 export type Env = Record<string, string>;
 
@@ -259,7 +260,7 @@ export function checkEnv(env: Env, uses: Map<string, VariableUse>, options: { pl
   return problems;
 }
 
-/** Image references that move (`latest` or no tag at all) are refused: the stack must be reproducible. */
+/** Image references that move (`latest`, `master` or no tag at all) are refused: the stack must be reproducible. */
 export function checkImages(doc: ComposeDocument): EnvProblem[] {
   const problems: EnvProblem[] = [];
   for (const [name, s] of Object.entries(doc.services)) {
@@ -268,8 +269,8 @@ export function checkImages(doc: ComposeDocument): EnvProblem[] {
     if (ref.includes('@sha256:')) continue;
     const lastPart = ref.split('/').pop() as string;
     const tag = lastPart.includes(':') ? lastPart.split(':').pop() : undefined;
-    if (!tag || tag === 'latest') {
-      problems.push({ variable: `services.${name}.image`, problem: `${ref} ${tag ? 'uses the moving tag latest' : 'has no tag'}`, hint: 'Pin a version tag (X.Y.Z) or a digest (@sha256:...).' });
+    if (!tag || MOVING_TAGS.includes(tag)) {
+      problems.push({ variable: `services.${name}.image`, problem: `${ref} ${tag ? `uses the moving tag ${tag}` : 'has no tag'}`, hint: 'Pin an immutable tag (e.g. master-<7-char commit sha>, as upstream publishes them) or a digest (@sha256:...).' });
     }
   }
   return problems;

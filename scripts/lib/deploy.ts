@@ -50,6 +50,11 @@ export interface DeployRequest {
    * deploy.ts does with kubeconform): helm's own, weaker OpenAPI check (0.2 s) is then skipped.
    */
   strictlyValidated?: boolean;
+  /**
+   * Ask each workload image's registry whether the tag or digest exists before anything changes
+   * (imagecheck.ts; default true). False for --skip-image-check.
+   */
+  checkImages?: boolean;
 }
 
 /**
@@ -77,6 +82,8 @@ export interface DeployPlan {
   timeoutSeconds: number;
   /** version and appVersion of the chart being deployed (from its Chart.yaml). */
   chart?: { version?: string; appVersion?: string };
+  /** `registry`: the images are asked for at their registries before anything changes; `skipped`: --skip-image-check. */
+  imageCheck: 'registry' | 'skipped';
 }
 
 /** Seconds of a Go-style duration (90s, 10m, 1h30m). */
@@ -154,6 +161,7 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
     chart: readChartMetadata(req.chartDir),
     lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
     timeoutSeconds,
+    imageCheck: req.checkImages === false ? 'skipped' : 'registry',
   };
 }
 
@@ -820,7 +828,9 @@ async function settleInterrupted(
 export function describePlan(plan: DeployPlan): string {
   return [
     `cluster ${plan.target.cluster}: context ${plan.target.context}, namespace ${plan.target.namespace}, release ${plan.target.release}${plan.target.protected ? ' (protected)' : ''}`,
-    `1. preflight: API reachable, namespace (created with Pod Security restricted if missing), permissions`,
+    plan.imageCheck === 'registry'
+      ? `1. preflight: every workload image asked for at its registry (OCI distribution API, in parallel, 5 s each; a missing tag or digest stops the deploy, an unreachable registry is a warning); API reachable, namespace (created with Pod Security restricted if missing), permissions`
+      : `1. preflight: API reachable, namespace (created with Pod Security restricted if missing), permissions (image check skipped: --skip-image-check)`,
     plan.diffMode === 'release'
       ? `2. diff: ${formatArgv('helm', plan.liveRenderArgs)} (run during validation) against the newest stored revision of ${plan.target.release} (Secret values masked)`
       : `2. diff: ${formatArgv('helm', plan.dryRunArgs)}  + kubectl diff --server-side`,

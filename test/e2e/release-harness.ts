@@ -112,8 +112,12 @@ export interface Registry {
   stop: () => Promise<void>;
 }
 
-/** Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1 with a temporary filesystem root. */
-export async function startRegistry(): Promise<Registry> {
+/**
+ * Debian's docker-registry (the CNCF distribution registry) on 127.0.0.1 with a temporary filesystem
+ * root. `htpasswd`: lines `user:bcrypt-hash`; the registry then answers 401 with a basic challenge
+ * to requests without those credentials.
+ */
+export async function startRegistry(options: { htpasswd?: string } = {}): Promise<Registry> {
   const bin = ['/usr/bin/docker-registry', '/usr/sbin/docker-registry'].find((p) => fs.existsSync(p));
   if (!bin) throw new Error('docker-registry is not installed: apt-get install docker-registry (the OCI tests need a real registry)');
   const dir = tempDir('registry');
@@ -123,8 +127,11 @@ export async function startRegistry(): Promise<Registry> {
     'version: 0.1',
     'log:', '  level: warn',
     'storage:', '  filesystem:', `    rootdirectory: ${path.join(dir, 'data')}`, '  delete:', '    enabled: true',
-    'http:', `  addr: 127.0.0.1:${port}`, '',
+    'http:', `  addr: 127.0.0.1:${port}`,
+    ...(options.htpasswd ? ['auth:', '  htpasswd:', '    realm: conduit-e2e', `    path: ${path.join(dir, 'htpasswd')}`] : []),
+    '',
   ].join('\n'));
+  if (options.htpasswd) fs.writeFileSync(path.join(dir, 'htpasswd'), options.htpasswd.trimEnd() + '\n');
   const { spawn } = await import('node:child_process');
   const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
@@ -135,7 +142,7 @@ export async function startRegistry(): Promise<Registry> {
     if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}: ${log}`);
     try {
       const r = await fetch(`http://${host}/v2/`);
-      if (r.status === 200) break;
+      if (r.status === 200 || (options.htpasswd && r.status === 401)) break;
     } catch {
       /* not listening yet */
     }
@@ -157,6 +164,26 @@ export async function startRegistry(): Promise<Registry> {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Push a minimal image (an OCI manifest with a config blob and no layers) through the registry's
+ * HTTP API, as a client would; returns the manifest digest. `auth`: basic credentials.
+ */
+export async function pushTestImage(host: string, repository: string, tag: string, auth?: { username: string; password: string }): Promise<string> {
+  const headers: Record<string, string> = auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` } : {};
+  const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } }));
+  const start = await fetch(`http://${host}/v2/${repository}/blobs/uploads/`, { method: 'POST', headers });
+  if (start.status !== 202) throw new Error(`blob upload to ${host}/${repository} not started: HTTP ${start.status} ${await start.text()}`);
+  const location = new URL(start.headers.get('location')!, `http://${host}`);
+  location.searchParams.set('digest', sha(config));
+  const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: config });
+  if (put.status !== 201) throw new Error(`config blob not stored: HTTP ${put.status} ${await put.text()}`);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: [] }));
+  const m = await fetch(`http://${host}/v2/${repository}/manifests/${tag}`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
+  if (m.status !== 201) throw new Error(`manifest ${repository}:${tag} not stored: HTTP ${m.status} ${await m.text()}`);
+  return sha(manifest);
 }
 
 /** The digest the registry itself reports for a manifest (HTTP API v2, HEAD with the OCI media type). */

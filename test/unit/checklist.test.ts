@@ -115,12 +115,14 @@ test('inline passwords warn outside production and fail in production with the e
   assert.is(byId(evaluateChecklist({ environment: 'production', values: names, manifest: manifest(...goodObjects()) }))['inline-secrets'].status, 'pass');
 });
 
-test('image tags: latest or no tag is unpinned; a digest or a version tag (also behind a registry port) is pinned', () => {
+test('image tags: latest, master or no tag is unpinned; a digest, master-<sha> or a version tag (also behind a registry port) is pinned', () => {
   const objs = (image: string) => manifest(deployment('conduit-api', [container('conduit-http', { image })]));
   const status = (image: string, env = 'production') => byId(evaluateChecklist({ environment: env, values: goodValues(), manifest: objs(image) }))['image-tags'].status;
   assert.is(status('ghcr.io/knnlabs/conduit-http:latest'), 'fail');
   assert.is(status('ghcr.io/knnlabs/conduit-http'), 'fail');
   assert.is(status('registry.local:5000/conduit-http'), 'fail');
+  assert.is(status('ghcr.io/knnlabs/conduit-http:master'), 'fail');
+  assert.is(status('ghcr.io/knnlabs/conduit-http:master-7c3fd76'), 'pass');
   assert.is(status('ghcr.io/knnlabs/conduit-http:latest', 'local'), 'warn');
   assert.is(status('registry.local:5000/conduit-http:1.0.1'), 'pass');
   assert.is(status('ghcr.io/knnlabs/conduit-http@sha256:' + 'a'.repeat(64)), 'pass');

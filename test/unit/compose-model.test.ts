@@ -82,9 +82,10 @@ test('checkEnv refuses missing, placeholder, default, short and URL-unsafe secre
   assert.equal(checkEnv({ POSTGRES_PASSWORD: 'abc/def+ghi@jklmnop' }, pg).map((p) => p.problem), ['contains characters other than letters and digits']);
 });
 
-test('checkImages refuses latest and untagged references but accepts versions and digests', () => {
-  const d: ComposeDocument = { services: { a: { image: 'x/y:latest' }, b: { image: 'reg:5000/y' }, c: { image: 'y:1.2.3' }, d: { image: 'y@sha256:' + 'a'.repeat(64) }, e: { image: 'local', build: '.' } } };
-  assert.equal(checkImages(d).map((p) => p.variable), ['services.a.image', 'services.b.image']);
+test('checkImages refuses latest, master and untagged references but accepts versions, master-<sha> and digests', () => {
+  const d: ComposeDocument = { services: { a: { image: 'x/y:latest' }, b: { image: 'reg:5000/y' }, c: { image: 'y:1.2.3' }, d: { image: 'y@sha256:' + 'a'.repeat(64) }, e: { image: 'local', build: '.' }, f: { image: 'ghcr.io/knnlabs/conduit-http:master' }, g: { image: 'ghcr.io/knnlabs/conduit-http:master-7c3fd76' } } };
+  assert.equal(checkImages(d).map((p) => p.variable), ['services.a.image', 'services.b.image', 'services.f.image']);
+  assert.match(checkImages(d)[2].problem, /uses the moving tag master/);
 });
 
 test('renderForPodman: env into private files, $ escaped, paths absolute, json-file logs mapped', () => {

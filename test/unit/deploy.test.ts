@@ -94,6 +94,15 @@ test('override values never reach argv, and the printed plan masks secret-lookin
   assert.match(shown, /protected/);
 });
 
+test('the plan says whether the images are asked for at their registries (--skip-image-check)', () => {
+  const checked = planDeploy(req(4), '/bin/helm');
+  assert.is(checked.imageCheck, 'registry');
+  assert.match(describePlan(checked), /1\. preflight: every workload image asked for at its registry .*a missing tag or digest stops the deploy/);
+  const skipped = planDeploy({ ...req(4), checkImages: false }, '/bin/helm');
+  assert.is(skipped.imageCheck, 'skipped');
+  assert.match(describePlan(skipped), /image check skipped: --skip-image-check/);
+});
+
 const pod = (name: string, ready: boolean, phase = 'Running') => ({
   apiVersion: 'v1',
   kind: 'Pod',

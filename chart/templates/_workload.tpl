@@ -28,6 +28,16 @@ volumes:
 {{- if or (eq $c "api") (eq $c "admin") -}}
 {{- $_ := set $env "ASPNETCORE_ENVIRONMENT" $v.app.aspnetcoreEnvironment -}}
 {{- if $v.app.skipDatabaseInit -}}{{- $_ := set $env "CONDUIT_SKIP_DATABASE_INIT" "true" -}}{{- end -}}
+{{- /* The .NET console logger reads Logging:* from the environment (both APIs build their
+  configuration from environment variables); `simple` is its default and needs nothing. */ -}}
+{{- if eq $v.logging.format "json" -}}
+{{- $_ := set $env "Logging__Console__FormatterName" "json" -}}
+{{- $_ := set $env "Logging__Console__FormatterOptions__TimestampFormat" "yyyy-MM-ddTHH:mm:ss.fffzzz" -}}
+{{- $_ := set $env "Logging__Console__FormatterOptions__UseUtcTimestamp" "true" -}}
+{{- end -}}
+{{- range $category, $level := $v.logging.levels -}}
+{{- if $level -}}{{- $_ := set $env (printf "Logging__LogLevel__%s" $category) $level -}}{{- end -}}
+{{- end -}}
 {{- if ne $v.rabbitmq.mode "none" -}}
 {{- $_ := set $env "CONDUITLLM__RABBITMQ__HOST" (include "conduit.rabbitmq.host" $root) -}}
 {{- $_ := set $env "CONDUITLLM__RABBITMQ__PORT" (include "conduit.rabbitmq.port" $root) -}}
@@ -49,7 +59,6 @@ volumes:
 {{- else -}}
 {{- $_ := set $env "NODE_ENV" "production" -}}
 {{- $_ := set $env "PORT" "3000" -}}
-{{- $_ := set $env "HOSTNAME" "0.0.0.0" -}}
 {{- $_ := set $env "CONDUIT_API_BASE_URL" (include "conduit.apiUrl" $root) -}}
 {{- $_ := set $env "CONDUIT_ADMIN_API_BASE_URL" (include "conduit.adminUrl" $root) -}}
 {{- $_ := set $env "CONDUIT_API_EXTERNAL_URL" (include "conduit.apiExternalUrl" $root) -}}

@@ -47,6 +47,9 @@ const KWOK = '0.8.0';
 const kwokVersionFlags = [`-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK}`, `-X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBERNETES_VERSION}`];
 // The newest etcd 3.6 patch; Kubernetes 1.36 is tested against etcd 3.6.
 const ETCD = '3.6.16';
+// The OpenTelemetry Collector release of tools/go/otelcol (its go.mod pins the same release) and of
+// the upstream image logs/kubernetes/ runs.
+export const OTELCOL = '0.165.0';
 
 export const TOOLS: readonly ToolSpec[] = [
   {
@@ -106,6 +109,13 @@ export const TOOLS: readonly ToolSpec[] = [
     // backup job (the public rclone/rclone image runs the same CLI). Debian's rclone is too old for serve s3.
     name: 'rclone', version: '1.76.0', binary: 'rclone', description: 'S3 client and S3-compatible test server', versionArgs: ['version'],
     source: { kind: 'go-install', module: 'github.com/rclone/rclone', pkg: '', ldflags: ['-X github.com/rclone/rclone/fs.Version=v1.76.0'] },
+  },
+  {
+    // The log pipeline's collector (logs/otelcol/): `validate` checks the shipped configuration and
+    // the e2e test runs it. No upstream distribution installs with `go install`, so a wrapper module
+    // of ours assembles only the components the pipeline uses (core v0.165.0, contrib v0.165.0).
+    name: 'otelcol', version: OTELCOL, binary: 'otelcol', description: 'OpenTelemetry Collector (log pipeline)', versionArgs: ['--version'],
+    source: { kind: 'go-wrapper', dir: 'otelcol', pkg: '.', ldflags: [`-X main.version=${OTELCOL}`] },
   },
   ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map((bin): ToolSpec => ({
     name: bin, version: KUBERNETES_VERSION, binary: bin, description: `Kubernetes ${bin} (local cluster)`, versionArgs: bin === 'kubectl' ? ['version', '--client'] : ['--version'],

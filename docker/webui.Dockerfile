@@ -45,10 +45,14 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
  && groupadd --system --gid 1001 nodejs \
  && useradd --system --uid 1001 --gid 1001 --home-dir /home/nextjs --create-home --shell /usr/sbin/nologin nextjs
 COPY --from=build /out/app /app/
-# Next.js writes its image and fetch cache here; everything else stays read-only for the app.
-RUN mkdir -p /app/ConduitLLM.WebUI/.next/cache \
- && chown 1001:1001 /app/ConduitLLM.WebUI/.next/cache \
- && chmod 0750 /app/ConduitLLM.WebUI/.next/cache
+# Next.js writes its image and fetch cache to .next/cache; everything else stays read-only for the app.
+# The upstream image runs the app from /app, so its cache is /app/.next/cache: the one path the chart
+# and Compose mount writable. Here the app sits in /app/ConduitLLM.WebUI, and its .next/cache is a link
+# to that same directory, so one mount serves both images.
+RUN mkdir -p /app/.next/cache \
+ && chown 1001:1001 /app/.next/cache \
+ && chmod 0750 /app/.next/cache \
+ && ln -s /app/.next/cache /app/ConduitLLM.WebUI/.next/cache
 WORKDIR /app/ConduitLLM.WebUI
 ENV NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 PORT=3000 HOSTNAME=0.0.0.0
 EXPOSE 3000

@@ -45,7 +45,7 @@ const spec = {
   },
   flags: {
     'env-file': { type: 'string' as const, arg: 'F', description: `Env file with every variable (default: .env beside the compose file, ${displayPath(DEFAULT_ENV_FILE)}).` },
-    profile: { type: 'string' as const, arg: 'P', multiple: true as const, description: 'Enable an optional part: webui, tracing.' },
+    profile: { type: 'string' as const, arg: 'P', multiple: true as const, description: 'Enable an optional part: webui.' },
     file: { type: 'string' as const, arg: 'F', description: `Compose file (default: ${displayPath(DEFAULT_COMPOSE_FILE)}).` },
     project: { type: 'string' as const, arg: 'NAME', description: 'Project name (default: the file\'s name:, conduit).' },
     engine: { type: 'string' as const, arg: 'E', description: 'docker or podman (default: docker when its engine works, else podman).' },
@@ -57,7 +57,7 @@ const spec = {
   },
   examples: [
     'npx zx scripts/compose.ts up --env-file compose/.env',
-    'npx zx scripts/compose.ts up --env-file compose/.env --profile webui --profile tracing',
+    'npx zx scripts/compose.ts up --env-file compose/.env --profile webui',
     'npx zx scripts/compose.ts logs api --tail 50',
     'npx zx scripts/compose.ts down --volumes --yes',
   ],

@@ -250,3 +250,19 @@ jobs that talk to the application database with the PostgreSQL client tools, e.g
   value: {{ .Values.database.external.sslMode | lower | replace "verifyca" "verify-ca" | replace "verifyfull" "verify-full" | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+Shell script (busybox sh) of the RabbitMQ init container that installs the delayed-message-exchange
+plugin: download to a temporary name, refuse a file whose SHA-256 differs, then move it into place,
+so the broker never sees a partial or unverified plugin. Reads PLUGIN_URL, PLUGIN_FILE, PLUGIN_SHA256
+and PLUGIN_DIR from its environment.
+*/}}
+{{- define "conduit.rabbitmq.pluginInstallScript" -}}
+set -eu
+part="$PLUGIN_DIR/.$PLUGIN_FILE.part"
+rm -f "$part"
+if ! timeout 300 wget -q -O "$part" "$PLUGIN_URL"; then rm -f "$part"; echo "cannot download $PLUGIN_URL" >&2; exit 1; fi
+if ! echo "$PLUGIN_SHA256  $part" | sha256sum -c -s -; then rm -f "$part"; echo "SHA-256 of $PLUGIN_URL is not $PLUGIN_SHA256: refused" >&2; exit 1; fi
+mv "$part" "$PLUGIN_DIR/$PLUGIN_FILE"
+echo "installed $PLUGIN_FILE"
+{{- end -}}

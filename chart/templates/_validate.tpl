@@ -13,16 +13,36 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- if eq $v.rabbitmq.mode "none" -}}
 {{- fail (printf "conduit: %s needs RabbitMQ, but rabbitmq.mode is none. Without RabbitMQ, Admin changes never reach API pods and API pods never invalidate each other's caches. Set rabbitmq.mode to operator or external, or run one replica (%s.replicaCount=1, %s.autoscaling.enabled=false)." $what $c $c) -}}
 {{- end -}}
-{{- if eq $v.redis.mode "none" -}}
-{{- fail (printf "conduit: %s needs Redis, but redis.mode is none. Redis carries the SignalR backplane, shared caches, bans and data-protection keys across pods. Set redis.mode to standalone or external, or run one replica." $what) -}}
-{{- end -}}
 {{- if and (eq $c "api") (ne $v.mediaStorage.type "s3") -}}
 {{- fail (printf "conduit: %s needs shared media storage, but mediaStorage.type is %s. The in-memory media store only works with one API replica (media stored by one pod are missing on the others). Set mediaStorage.type=s3 with mediaStorage.s3.endpoint, bucketName and existingSecret, or run one replica." $what $v.mediaStorage.type) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if and $v.admin.enabled (eq $v.redis.mode "none") -}}
+{{- /* Redis: the Core API always registers its spend batching (BatchSpendUpdateService) on the Redis connection, Admin keeps its bans and caches there. */}}
+{{- if eq $v.redis.mode "none" -}}
+{{- if $v.api.enabled -}}
+{{- fail "conduit: the Core API requires Redis, but redis.mode is none. The API cannot start without it: its spend batching (BatchSpendUpdateService) is always registered and needs the Redis connection, whatever the replica count. Set redis.mode to standalone (the chart runs Redis) or external (with redis.external.host or redis.external.url)." -}}
+{{- end -}}
+{{- if $v.admin.enabled -}}
 {{- fail "conduit: the Admin API requires Redis (REDIS_URL), but redis.mode is none. Set redis.mode to standalone or external, or disable the Admin API (admin.enabled=false)." -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* WebUI: clerkMiddleware wraps every path, /api/health included, and fails without Clerk keys; browsers call Admin directly for every write. */}}
+{{- if $v.webui.enabled -}}
+{{- if or (not $v.webui.clerk.publishableKey) (not $v.webui.clerk.existingSecret) -}}
+{{- fail "conduit: webui.enabled is true but webui.clerk.publishableKey or webui.clerk.existingSecret is empty. The WebUI's Clerk middleware runs on every request, its health check included, so it cannot start (and its probes fail) without Clerk keys; sign-in can only be disabled in development builds. Set webui.clerk.publishableKey and webui.clerk.existingSecret (a Secret holding CLERK_SECRET_KEY under webui.clerk.secretKeyKey), or set webui.enabled=false." -}}
+{{- end -}}
+{{- $webuiExposed := and (or $v.ingress.enabled $v.gatewayApi.enabled) $v.ingress.hosts.webui -}}
+{{- $adminReachable := or $v.webui.adminApiExternalUrl (and $v.admin.enabled (or $v.ingress.enabled $v.gatewayApi.enabled) $v.ingress.hosts.admin) -}}
+{{- if and $webuiExposed (not $adminReachable) -}}
+{{- fail (printf "conduit: ingress.hosts.webui exposes the WebUI (%s) but the Admin API is not exposed: browsers send the WebUI's create, edit and delete calls straight to the Admin API, and the in-cluster URL cannot be reached from a browser. Set ingress.hosts.admin (with admin.enabled=true) or webui.adminApiExternalUrl to a browser-reachable Admin URL." $v.ingress.hosts.webui) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Removed settings that would do harm. */}}
+{{- if $v.monitoring.serviceMonitor.admin.enabled -}}
+{{- fail "conduit: monitoring.serviceMonitor.admin.enabled was removed and must be false. That ServiceMonitor sent the master key as Authorization: Bearer, which the Admin API's security middleware rejects and counts as a failed login (5 ban the Prometheus pod's IP for 30 minutes). Set monitoring.serviceMonitor.admin.enabled=false and use monitoring.adminScrapeConfig.enabled=true (X-API-Key read from a file; see docs/monitoring.md)." -}}
 {{- end -}}
 
 {{- /* Bounds that only make sense in order. */}}
@@ -63,8 +83,8 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- if eq $v.global.environment "production" -}}
 {{- range $c := list "api" "admin" "webui" -}}
 {{- $img := (index $v $c).image -}}
-{{- if and (index $v $c).enabled (not $img.digest) (eq (toString $img.tag) "latest") -}}
-{{- fail (printf "conduit: %s.image.tag is latest, which is refused when global.environment is production: latest moves on every upstream push, so pods of one release could run different code and a rollback would not restore the old one. Set %s.image.tag to a release (X.Y.Z) or %s.image.digest." $c $c $c) -}}
+{{- if and (index $v $c).enabled (not $img.digest) (has (toString $img.tag) (list "latest" "master")) -}}
+{{- fail (printf "conduit: %s.image.tag is %s, which is refused when global.environment is production: %s moves on every upstream master push, so pods of one release could run different code and a rollback would not restore the old one. Set %s.image.tag to an immutable tag (master-<7-char commit sha>, e.g. the chart's appVersion %s) or %s.image.digest (sha256:...)." $c (toString $img.tag) (toString $img.tag) $c $.Chart.AppVersion $c) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.image.digest) (eq (toString $v.redis.standalone.image.tag) "latest") -}}
@@ -72,10 +92,6 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- end -}}
 {{- if and (eq $v.redis.mode "standalone") (not $v.redis.standalone.metrics.image.digest) (eq (toString $v.redis.standalone.metrics.image.tag) "latest") -}}
 {{- fail "conduit: redis.standalone.metrics.image.tag is latest, which is refused when global.environment is production. Pin a redis_exporter version (e.g. v1.74.0) or a digest." -}}
-{{- end -}}
-{{- $webuiExposed := and $v.webui.enabled (or $v.ingress.enabled $v.gatewayApi.enabled) $v.ingress.hosts.webui -}}
-{{- if and $webuiExposed (or (not $v.webui.clerk.publishableKey) (not $v.webui.clerk.existingSecret)) -}}
-{{- fail "conduit: the WebUI is exposed (ingress.hosts.webui) in production without Clerk sign-in, which production builds cannot disable. Set webui.clerk.publishableKey and webui.clerk.existingSecret (a Secret holding CLERK_SECRET_KEY under webui.clerk.secretKeyKey), or do not expose the WebUI." -}}
 {{- end -}}
 {{- end -}}
 
@@ -127,8 +143,12 @@ shapes, these check combinations. Messages start with "conduit:" so tools can fi
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.accessKeyIdKey "mediaStorage.s3") -}}
 {{- include "conduit.checkExistingSecret" (list . $s3.existingSecret $s3.secretAccessKeyKey "mediaStorage.s3") -}}
 {{- end -}}
-{{- if and $v.networkPolicy.enabled (or (eq $v.database.mode "external") (eq $v.redis.mode "external") (eq $v.rabbitmq.mode "external")) (not $v.networkPolicy.extraEgress) -}}
-{{- fail "conduit: networkPolicy.enabled is true and a data service is external (database/redis/rabbitmq mode external), but networkPolicy.extraEgress is empty, so API and Admin could not reach it. Add an egress rule for it (ipBlock + port) to networkPolicy.extraEgress, or set networkPolicy.enabled=false." -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- range $svc := list "database" "redis" "rabbitmq" -}}
+{{- if and (eq (index $v $svc).mode "external") (not (index $v.networkPolicy.externalServices $svc).cidrs) -}}
+{{- fail (printf "conduit: networkPolicy.externalServices.%s.cidrs is empty while %s.mode is external and networkPolicy.enabled is true, so the API and Admin pods could not reach it. Set networkPolicy.externalServices.%s.cidrs to the service's address range (e.g. [10.20.0.0/16]) or set networkPolicy.enabled=false." $svc $svc $svc) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.gatewayApi.enabled (not $v.gatewayApi.parentRefs) -}}
 {{- fail "conduit: gatewayApi.enabled is true but gatewayApi.parentRefs is empty, so the HTTPRoutes would attach to no Gateway. Set gatewayApi.parentRefs (e.g. [{name: my-gateway, namespace: gateway-system}])." -}}

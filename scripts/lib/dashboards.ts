@@ -17,7 +17,7 @@ export const CHANGELOG_FILE = path.join(DASHBOARDS_DIR, 'CHANGELOG.md');
 // Selectors shared by the panels. Every selector carries the job/instance matchers the
 // dashboard linter asks for, plus the namespace of the release.
 const SEL = 'namespace=~"$namespace", job=~"$job", instance=~"$instance"';
-const USER_ROUTES = 'http_route!~"/health.*|/metrics"';
+const USER_ROUTES = 'http_route!~"|/health.*|/metrics"';
 const RI = '$__rate_interval';
 const APP_JOBS = 'job=~".*conduit.*-(api|admin)"';
 const API_JOBS = 'job=~".*conduit.*-api"';

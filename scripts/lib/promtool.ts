@@ -29,6 +29,11 @@ export function testRules(files: string[]): Promise<PromtoolResult> {
   return promtool(['test', 'rules', ...files.map((f) => path.relative(dir, f))], dir);
 }
 
+/** `promtool check config FILE`: a Prometheus configuration (scrape configs, files it names) as Prometheus would load it. */
+export function checkConfig(file: string): Promise<PromtoolResult> {
+  return promtool(['check', 'config', '--lint=none', file]);
+}
+
 export async function promtoolVersion(): Promise<string> {
   const r = await promtool(['--version']);
   return /version (\S+)/.exec(r.output)?.[1] ?? 'unknown';

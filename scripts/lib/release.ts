@@ -11,6 +11,7 @@ import { syncChartFiles } from './chartfiles.ts';
 import { toolError, UserError, usageError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { CHART_DIR, displayPath, REPO_ROOT } from './paths.ts';
+import { MOVING_TAGS } from './registry.ts';
 import type { HelmMajor } from './tools.ts';
 
 export const TAG_PREFIX = 'conduit-chart-';
@@ -302,7 +303,7 @@ export interface DefaultImage {
   digest?: string;
 }
 
-/** Every image a default install can run, read from the values (objects with repository/tag/digest, and `imageName` strings). */
+/** Every image a default install can run, read from the values (objects with repository/tag/digest, and `imageName`/`image` strings). */
 export function defaultImages(values: unknown, appVersion: string): DefaultImage[] {
   const out: DefaultImage[] = [];
   const walk = (node: unknown, at: string[]) => {
@@ -317,7 +318,8 @@ export function defaultImages(values: unknown, appVersion: string): DefaultImage
       return;
     }
     for (const [k, v] of Object.entries(o)) {
-      if (k === 'imageName' && typeof v === 'string' && v) {
+      // Image references given as one string: CloudNativePG's imageName, the RabbitmqCluster's image.
+      if ((k === 'imageName' || k === 'image') && typeof v === 'string' && v) {
         const m = /^(.*?)(?::([^:/@]+))?(?:@(sha256:[a-f0-9]{64}))?$/.exec(v)!;
         out.push({ path: [...at, k].join('.'), app: false, image: v, tag: m[2], digest: m[3] });
       } else walk(v, [...at, k]);
@@ -357,7 +359,9 @@ export function evaluateImages(input: { meta: ChartMeta; values: unknown; render
   for (const app of APP_IMAGE_PATHS) if (!images.some((i) => i.path === app)) problems.push(`values.yaml has no ${app} (repository/tag/digest)`);
   for (const img of images) {
     if (img.app && !img.digest && img.tag && img.tag !== meta.appVersion) problems.push(`${img.path}.tag is "${img.tag}" but appVersion is "${meta.appVersion}" (leave it empty, set it to appVersion, or pin a digest)`);
-    if (!img.app && !img.digest && (!img.tag || img.tag === 'latest')) problems.push(`${img.path} is not pinned (tag "${img.tag ?? ''}"): use a fixed tag or a digest`);
+    // The tag a default install pulls: the app images fall back to appVersion. `latest` and `master` move.
+    const pulled = img.tag || (img.app ? meta.appVersion : '');
+    if (!img.digest && (!pulled || MOVING_TAGS.includes(pulled))) problems.push(`${img.path} is not pinned (tag "${pulled}"): use a fixed tag (e.g. master-<7-char sha>) or a digest`);
   }
   let annotated: { name: string; image: string }[] = [];
   try {

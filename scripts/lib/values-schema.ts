@@ -14,8 +14,8 @@ export type JsonSchema = { [key: string]: unknown };
 export const VALUES_FILE = path.join(CHART_DIR, 'values.yaml');
 export const VALUES_SCHEMA_FILES = [path.join(SCHEMAS_DIR, 'values.schema.json'), path.join(CHART_DIR, 'values.schema.json')];
 
-/** Maps of free-form strings (labels, annotations, env, PostgreSQL parameters). */
-const STRING_MAPS = /(\.|^)(commonLabels|commonAnnotations|podAnnotations|podLabels|nodeSelector|annotations|env|parameters|additionalLabels|matchLabels)$/;
+/** Maps with keys of the user's choosing (labels, annotations, env, PostgreSQL parameters, log categories). */
+const STRING_MAPS = /(\.|^)(commonLabels|commonAnnotations|podAnnotations|podLabels|nodeSelector|annotations|env|parameters|additionalLabels|matchLabels|levels)$/;
 /** Lists of Kubernetes objects passed through as they are. */
 const OBJECT_LISTS = /(\.|^)(extraEnv|extraVolumes|extraVolumeMounts|tolerations|extraEgress|parentRefs)$/;
 
@@ -97,6 +97,15 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/\.priorityClassName$/, { pattern: DNS_NAME }],
   [/\.(apiExternalUrl|adminApiExternalUrl)$/, { pattern: HTTP_URL }],
   [/^app\.aspnetcoreEnvironment$/, { enum: ['Production', 'Staging', 'Development'] }],
+  [/^logging\.format$/, { enum: ['json', 'simple'] }],
+  // Logging__LogLevel__<category>: a category is a .NET type or namespace prefix; the value one of LogLevel's names.
+  [
+    /^logging\.levels$/,
+    {
+      propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_.]*$' },
+      additionalProperties: { enum: ['Trace', 'Debug', 'Information', 'Warning', 'Error', 'Critical', 'None', null] },
+    },
+  ],
   [/^ingress\.proxyTimeoutSeconds$/, { minimum: 600 }],
   [/^ingress\.proxyBodySize$/, { pattern: '^[0-9]+[kmg]?$' }],
   [/^ingress\.className$/, { pattern: DNS_NAME }],
@@ -104,6 +113,12 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/^ingress\.hosts\.\w+$/, { pattern: '^$|^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' }],
   [/^gatewayApi\.requestTimeout$/, { pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$' }],
   [/^networkPolicy\.apiEgress\.(cidrs|except)$/, { items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } }],
+  [/^networkPolicy\.externalServices\.(database|redis|rabbitmq)\.cidrs$/, { items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } }],
+  [/^monitoring\.adminScrapeConfig\.keyFile$/, { pattern: '^$|^/' }],
+  [/^rabbitmq\.operator\.delayedMessageExchange\.sha256$/, { pattern: '^[0-9a-f]{64}$' }],
+  [/^rabbitmq\.operator\.delayedMessageExchange\.version$/, { pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }],
+  [/^rabbitmq\.operator\.delayedMessageExchange\.url$/, { pattern: '^(https?|file)://[^\\s]+$' }],
+  [/^monitoring\.adminScrapeConfig\.namespace$/, { pattern: DNS_NAME }],
   [/^networkPolicy\.apiEgress\.ports$/, { items: { type: 'integer', minimum: 1, maximum: 65535 } }],
   [/^backup\.schedule$/, { pattern: '^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|[0-9*/,-]+ [0-9*/,-]+ [0-9*/,?LW-]+ [0-9A-Za-z*/,-]+ [0-9A-Za-z*/,?L#-]+)$' }],
   [/^backup\.timeZone$/, { pattern: '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' }],
@@ -118,7 +133,7 @@ export const VALUE_RULES: ReadonlyArray<readonly [RegExp, JsonSchema]> = [
   [/^backup\.job\.(backoffLimit|successfulJobsHistoryLimit|failedJobsHistoryLimit)$/, { minimum: 0, maximum: 10 }],
   [/^backup\.preUpgrade\.mode$/, { enum: ['auto', 'always', 'never'] }],
   [/^backup\.networkPolicy\.(s3Cidrs|databaseCidrs)$/, { items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' }, minItems: 1 }],
-  [/^monitoring\.serviceMonitor\.interval$/, { pattern: '^([0-9]+(ms|s|m|h))+$' }],
+  [/^monitoring\.(serviceMonitor|adminScrapeConfig)\.interval$/, { pattern: '^([0-9]+(ms|s|m|h))+$' }],
   [/^monitoring\.prometheusRule\.disabled$/, { items: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9_]*$' }, uniqueItems: true }],
   [
     /^monitoring\.prometheusRule\.overrides$/,

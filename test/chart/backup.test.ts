@@ -12,7 +12,7 @@ import { find, merge, ofKind, renderError, renderObjects, type K8sObject } from 
 const DEST = { url: 's3://conduit-backups/eu/', endpoint: 'https://minio.example.org:9000', existingSecret: 'backup-s3' };
 const EXTERNAL = {
   database: { mode: 'external', auth: { existingSecret: 'pg-creds' }, external: { host: 'db.example.org', port: 5433 } },
-  networkPolicy: { extraEgress: [{ to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ protocol: 'TCP', port: 5433 }] }] },
+  networkPolicy: { externalServices: { database: { cidrs: ['10.20.0.0/16'] } } },
 };
 const ON = { backup: { enabled: true, destination: DEST } };
 

@@ -136,3 +136,6 @@ export function clusterInput(name: string, major: HelmMajor = 4): RenderInput {
   if (!c) throw new Error(`no cluster ${name} in values/clusters.yaml`);
   return { files: c.layers.map((l) => path.relative(REPO_ROOT, l)), release: c.release, namespace: c.namespace, kubeVersion: c.kubeVersion, major };
 }
+
+/** The WebUI enabled as the chart requires it: Clerk keys (a test publishable key, a Secret reference). */
+export const WEBUI_ON = { webui: { enabled: true, clerk: { publishableKey: 'pk_test_Y2hhcnQtdGVzdHMuY2xlcmsuZGV2JA', existingSecret: 'conduit-clerk' } } };

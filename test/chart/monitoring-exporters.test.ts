@@ -12,7 +12,7 @@ import { checkAllQueries, checkAutoscalingMetrics, hpaMetricNames, loadCatalog, 
 import { moduleDir } from '../../scripts/lib/crds.ts';
 import { parsePromQL } from '../../scripts/lib/promql.ts';
 import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
-import { find, merge, ofKind, renderError, renderObjects, S3 } from './helpers.ts';
+import { find, merge, ofKind, renderError, renderObjects, S3, WEBUI_ON } from './helpers.ts';
 
 const MONITORING = { monitoring: { serviceMonitor: { enabled: true, additionalLabels: { release: 'kube-prometheus-stack' } } } };
 const catalog = loadCatalog();
@@ -144,7 +144,7 @@ test('CloudNativePG: the PodMonitor selects the instance pods on their metrics p
 });
 
 test('NetworkPolicy: the monitoring namespace reaches every metrics port the monitors scrape', async () => {
-  const objs = await renderObjects({ values: merge(MONITORING, { monitoring: { serviceMonitor: { admin: { enabled: true } } } }) });
+  const objs = await renderObjects({ values: merge(MONITORING, { monitoring: { adminScrapeConfig: { enabled: true } } }) });
   const policies = ofKind(objs, 'NetworkPolicy');
   const monitoringNs = { 'kubernetes.io/metadata.name': 'monitoring' };
   const rabbit = find(objs, 'RabbitmqCluster', 'conduit-rabbitmq');
@@ -196,15 +196,15 @@ test('the catalog check passes over the rendered PrometheusRule (overrides and a
 
 test('the rendered autoscalers only name catalogued gauges their pods serve; the WebUI has no default Pods metric', async () => {
   const withPods = { autoscaling: { enabled: true, maxReplicas: 3, pods: { enabled: true } } };
-  const objs = await renderObjects({ values: merge(S3, { api: withPods, admin: withPods, webui: { autoscaling: { enabled: true } } }) });
+  const objs = await renderObjects({ values: merge(S3, WEBUI_ON, { api: withPods, admin: withPods, webui: { autoscaling: { enabled: true } } }) });
   const refs = hpaMetricNames(objs);
   assert.equal(refs.map((r) => `${r.origin} ${r.metric}`).sort(), ['HorizontalPodAutoscaler/conduit-admin http_server_active_requests', 'HorizontalPodAutoscaler/conduit-api http_server_active_requests']);
   assert.equal(checkAutoscalingMetrics(catalog, refs), []);
   const webui = find(objs, 'HorizontalPodAutoscaler', 'conduit-webui');
   assert.equal(webui.spec.metrics.map((m: { type: string }) => m.type), ['Resource']);
   // Switching the WebUI Pods metric on without a name is refused; naming an API metric is caught by the catalog check.
-  assert.match(await renderError({ values: { webui: { autoscaling: { enabled: true, pods: { enabled: true } } } } }), /webui\.autoscaling\.pods\.metricName is empty/);
-  const wrong = await renderObjects({ values: { webui: { autoscaling: { enabled: true, pods: { enabled: true, metricName: 'http_server_active_requests' } } } } });
+  assert.match(await renderError({ values: merge(WEBUI_ON, { webui: { autoscaling: { enabled: true, pods: { enabled: true } } } }) }), /webui\.autoscaling\.pods\.metricName is empty/);
+  const wrong = await renderObjects({ values: merge(WEBUI_ON, { webui: { autoscaling: { enabled: true, pods: { enabled: true, metricName: 'http_server_active_requests' } } } }) });
   const problems = checkAutoscalingMetrics(catalog, hpaMetricNames(wrong));
   assert.is(problems.length, 1);
   assert.match(problems[0], /^HorizontalPodAutoscaler\/conduit-webui webui\.autoscaling\.pods: the webui pods do not serve http_server_active_requests/);

@@ -6,7 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parsePromQL } from '../../scripts/lib/promql.ts';
 import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
-import { ofKind, renderError, renderObjects, type K8sObject } from './helpers.ts';
+import { parse as parseYaml } from 'yaml';
+import { ofKind, renderError, renderObjects, WEBUI_ON, type K8sObject } from './helpers.ts';
 
 const alerts = alertRules(loadRules());
 
@@ -21,11 +22,19 @@ function pattern(alert: string, metric: string, label: string): RegExp {
 }
 
 const VALUES = {
-  monitoring: { serviceMonitor: { enabled: true, admin: { enabled: true } }, prometheusRule: { enabled: true } },
+  monitoring: { serviceMonitor: { enabled: true }, adminScrapeConfig: { enabled: true }, prometheusRule: { enabled: true } },
   api: { autoscaling: { enabled: true } },
   database: { cnpg: { monitoring: { podMonitor: true } } },
   mediaStorage: { type: 's3', s3: { endpoint: 'https://s3.example.org', bucketName: 'media', existingSecret: 'media-s3' } },
+  ...WEBUI_ON,
 };
+
+/** The job label of the Admin API's plain scrape config (adminScrapeConfig): the relabeled one. */
+function adminJob(objs: K8sObject[]): string {
+  const secret = ofKind(objs, 'Secret').find((s) => s.metadata.name.endsWith('-admin-scrape-config'))!;
+  const [job] = parseYaml(secret.stringData['scrape-configs.yaml']) as { relabel_configs: { target_label?: string; replacement?: string }[] }[];
+  return job.relabel_configs.filter((r) => r.target_label === 'job').at(-1)!.replacement!;
+}
 
 const names = (objs: K8sObject[], kind: string) => ofKind(objs, kind).map((o) => o.metadata.name as string);
 
@@ -52,6 +61,7 @@ for (const [release, extra] of [
     const objs = await renderObjects({ release, values: { ...VALUES, ...extra } });
     const monitors = [...ofKind(objs, 'ServiceMonitor'), ...ofKind(objs, 'PodMonitor')];
     const jobs = new Map(monitors.map((m) => [m.metadata.labels!['app.kubernetes.io/component'], jobOf(m, 'conduit')]));
+    jobs.set('admin', adminJob(objs));
     // Stable job labels, whatever the release or object names.
     assert.equal(Object.fromEntries(jobs), { api: 'conduit-api', admin: 'conduit-admin', redis: 'conduit-redis', rabbitmq: 'conduit-rabbitmq', database: 'conduit-postgresql' });
     assert.ok(pattern('ConduitApiAbsent', 'up', 'job').test(jobs.get('api')!), 'API job');
@@ -84,7 +94,8 @@ test('a fullnameOverride without "conduit" is refused while the shipped rules ar
   assert.match(err, /monitoring\.prometheusRule\.enabled is true, but the object names \(fullnameOverride "llm-gateway"\) do not contain "conduit"/);
   // Without the rules the name is fine, and the scrape jobs stay the same.
   const objs = await renderObjects({ values: { ...VALUES, fullnameOverride: 'llm-gateway', monitoring: { ...VALUES.monitoring, prometheusRule: { enabled: false } } } });
-  assert.equal(ofKind(objs, 'ServiceMonitor').map((m) => jobOf(m, 'conduit')).sort(), ['conduit-admin', 'conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+  assert.equal(ofKind(objs, 'ServiceMonitor').map((m) => jobOf(m, 'conduit')).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+  assert.is(adminJob(objs), 'conduit-admin');
 });
 
 test('the selectors do not match other applications', () => {

@@ -1,12 +1,14 @@
 // PrometheusRule, dashboards, ServiceMonitors, and the `helm test` pods.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
 import { CRD_SOURCES, crdFiles } from '../../scripts/lib/crds.ts';
 import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import { find, ofKind, renderObjects } from './helpers.ts';
+import { checkConfig } from '../../scripts/lib/promtool.ts';
+import { find, ofKind, renderChart, renderObjects, WEBUI_ON } from './helpers.ts';
 
 interface Rule { alert?: string; record?: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
 const alertFiles = fs.readdirSync(path.join(CHART_DIR, 'files/alerts')).filter((f) => f.endsWith('.rules.yaml'));
@@ -51,29 +53,67 @@ test('one dashboard ConfigMap per file, byte for byte, with the sidecar label an
   }
 });
 
-test('ServiceMonitors: API anonymous; Admin only on request, with the master key from its Secret', async () => {
-  const apiOnly = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
-  // API plus the data services' exporters (Redis sidecar, RabbitMQ plugin): never Admin unless asked.
-  assert.equal(ofKind(apiOnly, 'ServiceMonitor').map((s) => s.metadata.name).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
-  const ep = find(apiOnly, 'ServiceMonitor', 'conduit-api').spec.endpoints[0];
+test('ServiceMonitors: the API (anonymous) and the data services; never the Admin API', async () => {
+  const objects = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
+  assert.equal(ofKind(objects, 'ServiceMonitor').map((s) => s.metadata.name).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+  const ep = find(objects, 'ServiceMonitor', 'conduit-api').spec.endpoints[0];
   assert.equal([ep.port, ep.path, ep.authorization], ['http', '/metrics', undefined]);
-  const both = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true, admin: { enabled: true } } } } });
-  const admin = find(both, 'ServiceMonitor', 'conduit-admin').spec.endpoints[0];
-  assert.equal(admin.authorization, { type: 'Bearer', credentials: { name: 'conduit-master-key', key: 'master-key' } });
-  assert.ok(find(both, 'NetworkPolicy', 'conduit-admin').spec.ingress.length === 2, 'monitoring may now reach Admin');
+  assert.is(find(objects, 'NetworkPolicy', 'conduit-admin').spec.ingress.length, 1, 'monitoring may not reach Admin');
+  assert.not.ok(ofKind(objects, 'Secret').some((s) => s.metadata.name.endsWith('admin-scrape-config')));
 });
 
-test('prometheus-operator v0.89.0 ServiceMonitor endpoints: no header-from-Secret field, authorization exists (why Admin uses Bearer)', async () => {
+test('the removed Admin ServiceMonitor (Bearer, which Admin bans) is refused with the replacement named', async () => {
+  const r = await renderChart({ values: { monitoring: { serviceMonitor: { enabled: true, admin: { enabled: true } } } } });
+  assert.not.ok(r.ok);
+  assert.match(r.error, /monitoring\.serviceMonitor\.admin\.enabled/);
+  assert.match(r.error, /monitoring\.adminScrapeConfig\.enabled=true/);
+});
+
+test('prometheus-operator v0.89.0 monitors and ScrapeConfig offer no custom scrape header (why Admin gets a plain scrape config)', async () => {
   const src = CRD_SOURCES.find((s) => s.name === 'prometheus-operator')!;
-  const file = (await crdFiles(src)).find((f) => f.endsWith('servicemonitors.yaml'))!;
-  const crd = parseYaml(fs.readFileSync(file, 'utf8'));
-  const ep = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.endpoints.items.properties;
-  assert.ok(ep.authorization.properties.credentials, 'authorization.credentials (a Secret key) exists');
-  assert.not.ok('httpHeaders' in ep || 'headers' in ep, 'a header field appeared: consider X-API-Key from the Secret');
+  const files = await crdFiles(src);
+  for (const kind of ['servicemonitors', 'podmonitors', 'scrapeconfigs']) {
+    const text = fs.readFileSync(files.find((f) => f.endsWith(`${kind}.yaml`))!, 'utf8');
+    assert.ok(/authorization:/.test(text), `${kind}: authorization exists`);
+    assert.not.ok(/^\s+(httpHeaders|headers):/m.test(text), `${kind}: a header field appeared: consider a monitor with X-API-Key from the Secret`);
+  }
+});
+
+test('adminScrapeConfig: X-API-Key read from the mounted master key, no key in the Secret, accepted by promtool check config', async () => {
+  const objects = await renderObjects({ values: { monitoring: { adminScrapeConfig: { enabled: true, namespace: 'monitoring' } } } });
+  const secret = find(objects, 'Secret', 'conduit-admin-scrape-config');
+  assert.is(secret.metadata.namespace, 'monitoring');
+  const text: string = secret.stringData['scrape-configs.yaml'];
+  const [job] = parseYaml(text) as Array<Record<string, any>>;
+  assert.equal(job.http_headers, { 'X-API-Key': { files: ['/etc/prometheus/secrets/conduit-master-key/master-key'] } });
+  assert.not.ok('authorization' in job || 'bearer_token' in job || 'bearer_token_file' in job, 'no Authorization header: Admin bans it');
+  assert.equal(job.kubernetes_sd_configs, [{ role: 'endpointslice', namespaces: { names: ['conduit'] } }]);
+  assert.ok(job.relabel_configs.some((r: Record<string, unknown>) => r.target_label === 'job' && r.replacement === 'conduit-admin'), 'job="conduit-admin" like the other targets');
+  assert.ok(job.relabel_configs.some((r: Record<string, unknown>) => r.action === 'keep' && r.regex === 'conduit-admin'));
+  assert.is(find(objects, 'NetworkPolicy', 'conduit-admin').spec.ingress.length, 2, 'monitoring may reach Admin');
+
+  // The real Prometheus configuration checker, with the key file where the scrape config expects it.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-admin-scrape-'));
+  try {
+    const keyFile = path.join(dir, 'master-key');
+    fs.writeFileSync(keyFile, 'not-the-real-key');
+    const own = await renderObjects({ values: { monitoring: { adminScrapeConfig: { enabled: true, keyFile } } } });
+    const scrape = find(own, 'Secret', 'conduit-admin-scrape-config').stringData['scrape-configs.yaml'];
+    const config = path.join(dir, 'prometheus.yml');
+    fs.writeFileSync(config, `global: {scrape_interval: 30s}\nscrape_configs:\n${scrape.replace(/^/gm, '  ')}`);
+    const ok = await checkConfig(config);
+    assert.ok(ok.ok, ok.output);
+    // The checker is not a rubber stamp: Prometheus refuses Authorization in http_headers.
+    fs.writeFileSync(config, `scrape_configs:\n${scrape.replace('X-API-Key', 'Authorization').replace(/^/gm, '  ')}`);
+    const refused = await checkConfig(config);
+    assert.not.ok(refused.ok, 'promtool refuses a reserved header');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('helm test pods check each Service under a restricted security context', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   const pods = ofKind(objects, 'Pod');
   assert.equal(pods.map((p) => p.metadata.name).sort(), ['conduit-test-admin', 'conduit-test-api', 'conduit-test-webui']);
   for (const p of pods) {

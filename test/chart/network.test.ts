@@ -1,9 +1,9 @@
 // Ingress (streaming-safe, same-origin routing, /hubs affinity), Gateway API routes, NetworkPolicies.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { find, merge, ofKind, renderObjects, S3, type K8sObject } from './helpers.ts';
+import { find, merge, ofKind, renderObjects, S3, WEBUI_ON, type K8sObject } from './helpers.ts';
 
-const HOSTS = { global: { environment: 'staging' }, ingress: { enabled: true, tls: { clusterIssuer: 'letsencrypt' }, hosts: { api: 'api.example.com', admin: 'admin.example.com', webui: 'ui.example.com' } } };
+const HOSTS = { ...WEBUI_ON, global: { environment: 'staging' }, ingress: { enabled: true, tls: { clusterIssuer: 'letsencrypt' }, hosts: { api: 'api.example.com', admin: 'admin.example.com', webui: 'ui.example.com' } } };
 
 test('Ingresses are streaming-safe and carry the cert-manager issuer', async () => {
   const objects = await renderObjects({ values: HOSTS });
@@ -58,7 +58,7 @@ function np(objects: K8sObject[], name: string) {
 const component = (peer: { podSelector?: { matchLabels?: Record<string, string> } }) => peer.podSelector?.matchLabels?.['app.kubernetes.io/component'];
 
 test('NetworkPolicies are on by default and deny everything not listed', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of ['api', 'admin', 'webui', 'redis', 'test']) assert.equal(np(objects, `conduit-${c}`).policyTypes, ['Ingress', 'Egress'], c);
   // No rules at all (not an empty list, which the API server drops): all egress denied.
   assert.not.ok('egress' in np(objects, 'conduit-redis'));
@@ -68,7 +68,7 @@ test('NetworkPolicies are on by default and deny everything not listed', async (
 });
 
 test('the helm test pods reach DNS and the http port of each enabled component, nothing else', async () => {
-  const egress = np(await renderObjects(), 'conduit-test').egress;
+  const egress = np(await renderObjects({ values: WEBUI_ON }), 'conduit-test').egress;
   assert.is(egress.length, 2);
   assert.equal(egress[0].ports.map((p: { port: number }) => p.port), [53, 53]);
   assert.equal(egress[1].to.map(component), ['api', 'admin', 'webui']);
@@ -78,7 +78,7 @@ test('the helm test pods reach DNS and the http port of each enabled component, 
 });
 
 test('NetworkPolicy: ingress controller, WebUI and test pods in; monitoring to the API metrics port', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   const api = np(objects, 'conduit-api');
   const from = api.ingress[0].from;
   assert.equal(from[0].namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'ingress-nginx' });
@@ -90,11 +90,11 @@ test('NetworkPolicy: ingress controller, WebUI and test pods in; monitoring to t
 });
 
 test('NetworkPolicy egress: DNS, data services, and the internet on 443 for the API only', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   const ports = (rules: { ports: { port: number }[] }[]) => rules.map((r) => r.ports.map((p) => p.port).join(','));
   assert.equal(ports(np(objects, 'conduit-api').egress), ['53,53', '5432', '6379', '5672', '443']);
   assert.equal(ports(np(objects, 'conduit-admin').egress), ['53,53', '5432', '6379', '5672']);
-  assert.equal(ports(np(objects, 'conduit-webui').egress), ['53,53', '8080']);
+  assert.equal(ports(np(objects, 'conduit-webui').egress), ['53,53', '8080', '443'], 'Clerk, which the WebUI always needs now');
   const internet = np(objects, 'conduit-api').egress[4].to[0].ipBlock;
   assert.is(internet.cidr, '0.0.0.0/0');
   assert.ok(internet.except.includes('10.0.0.0/8'), 'private ranges excluded');

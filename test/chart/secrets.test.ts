@@ -21,7 +21,7 @@ test('existing Secrets replace every generated one', async () => {
       masterKey: { existingSecret: 'mk', existingSecretKey: 'key' },
       database: { auth: { existingSecret: 'pg', existingSecretPasswordKey: 'pgpw' } },
       redis: { auth: { existingSecret: 'rd', existingSecretPasswordKey: 'rdpw' } },
-      webui: { clerk: { existingSecret: 'clerk', secretKeyKey: 'sk' } },
+      webui: { enabled: true, clerk: { publishableKey: 'pk_test_x', existingSecret: 'clerk', secretKeyKey: 'sk' } },
     },
   });
   assert.is(ofKind(objects, 'Secret').length, 0, 'the chart creates no Secret');

@@ -2,7 +2,7 @@
 // shutdown, env names the application reads, labels and checksums.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { configEnv, container, envOf, find, ofKind, renderObjects, RELEASE } from './helpers.ts';
+import { configEnv, container, envOf, find, ofKind, renderObjects, RELEASE, WEBUI_ON } from './helpers.ts';
 
 const COMPONENTS = [
   { name: 'api', port: 8080, uid: 1000, dirs: ['/tmp', '/home/appuser'], readiness: '/health/ready' },
@@ -11,7 +11,7 @@ const COMPONENTS = [
 ];
 
 test('defaults render every component with its Deployment, Service, PDB, ServiceAccount and ConfigMap', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of COMPONENTS) {
     for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'ServiceAccount', 'ConfigMap']) {
       const name = kind === 'ConfigMap' ? `${RELEASE}-${c.name}-env` : `${RELEASE}-${c.name}`;
@@ -22,7 +22,7 @@ test('defaults render every component with its Deployment, Service, PDB, Service
 });
 
 test('pods follow Pod Security "restricted" with the app user, writable emptyDirs and no token', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of COMPONENTS) {
     const pod = find(objects, 'Deployment', `${RELEASE}-${c.name}`).spec.template.spec;
     assert.is(pod.automountServiceAccountToken, false, c.name);
@@ -44,7 +44,7 @@ test('pods follow Pod Security "restricted" with the app user, writable emptyDir
 });
 
 test('ports, probes, preStop and grace period fit the application', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of COMPONENTS) {
     const k = container(objects, c.name);
     assert.equal(k.ports, [{ name: 'http', containerPort: c.port, protocol: 'TCP' }], c.name);
@@ -65,7 +65,7 @@ test('ports, probes, preStop and grace period fit the application', async () => 
 });
 
 test('rolling updates never lower capacity and spread over zones and nodes', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of COMPONENTS) {
     const d = find(objects, 'Deployment', `${RELEASE}-${c.name}`);
     assert.is(d.spec.strategy.rollingUpdate.maxUnavailable, 0);
@@ -75,7 +75,7 @@ test('rolling updates never lower capacity and spread over zones and nodes', asy
 });
 
 test('the API and Admin read DATABASE_URL, REDIS_URL, the backend key and RabbitMQ settings under their real names', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const c of ['api', 'admin']) {
     const env = envOf(container(objects, c));
     const cfg = configEnv(objects, c);
@@ -101,23 +101,23 @@ test('the API and Admin read DATABASE_URL, REDIS_URL, the backend key and Rabbit
 });
 
 test('the backend key is the same Secret key on all three components', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   const refs = ['api', 'admin', 'webui'].map((c) => JSON.stringify(envOf(container(objects, c)).get('CONDUIT_API_TO_API_BACKEND_AUTH_KEY')!.valueFrom));
   assert.is(new Set(refs).size, 1, refs.join(' '));
 });
 
 test('the WebUI gets in-cluster and browser-facing API URLs', async () => {
-  const cfg = configEnv(await renderObjects(), 'webui');
+  const cfg = configEnv(await renderObjects({ values: WEBUI_ON }), 'webui');
   assert.is(cfg.CONDUIT_API_BASE_URL, 'http://conduit-api.conduit.svc:8080');
   assert.is(cfg.CONDUIT_ADMIN_API_BASE_URL, 'http://conduit-admin.conduit.svc:8080');
   assert.ok(cfg.CONDUIT_API_EXTERNAL_URL && cfg.CONDUIT_ADMIN_API_EXTERNAL_URL);
-  const hosted = configEnv(await renderObjects({ values: { global: { environment: 'staging' }, ingress: { enabled: true, hosts: { webui: 'ui.example.com', admin: 'admin.example.com' } } } }), 'webui');
+  const hosted = configEnv(await renderObjects({ values: { ...WEBUI_ON, global: { environment: 'staging' }, ingress: { enabled: true, hosts: { webui: 'ui.example.com', admin: 'admin.example.com' } } } }), 'webui');
   assert.is(hosted.CONDUIT_API_EXTERNAL_URL, 'https://ui.example.com', 'same origin as the WebUI');
   assert.is(hosted.CONDUIT_ADMIN_API_EXTERNAL_URL, 'https://admin.example.com');
 });
 
 test('recommended labels on every object; checksums roll pods when configuration changes', async () => {
-  const objects = await renderObjects();
+  const objects = await renderObjects({ values: WEBUI_ON });
   for (const o of objects) {
     const l = o.metadata.labels ?? {};
     for (const k of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/version', 'helm.sh/chart']) {
@@ -134,13 +134,13 @@ test('recommended labels on every object; checksums roll pods when configuration
 });
 
 test('images: appVersion by default, digest wins, global registry overrides', async () => {
-  const objects = await renderObjects();
-  assert.match(container(objects, 'api').image, /^ghcr\.io\/knnlabs\/conduit-http:\d+\.\d+\.\d+$/);
+  const objects = await renderObjects({ values: WEBUI_ON });
+  assert.match(container(objects, 'api').image, /^ghcr\.io\/knnlabs\/conduit-http:master-[0-9a-f]{7}$/);
   const digest = 'sha256:' + 'a'.repeat(64);
-  const o2 = await renderObjects({ values: { global: { imageRegistry: 'mirror.example.com', imagePullSecrets: ['mirror'] }, admin: { image: { digest, pullSecrets: ['admin-only', 'mirror'] } } } });
+  const o2 = await renderObjects({ values: { ...WEBUI_ON, global: { imageRegistry: 'mirror.example.com', imagePullSecrets: ['mirror'] }, admin: { image: { digest, pullSecrets: ['admin-only', 'mirror'] } } } });
   assert.equal(find(o2, 'Deployment', 'conduit-admin').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }, { name: 'admin-only' }]);
   assert.equal(find(o2, 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }]);
-  assert.is(find(await renderObjects(), 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, undefined);
+  assert.is(find(await renderObjects({ values: WEBUI_ON }), 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, undefined);
   assert.is(container(o2, 'admin').image, `mirror.example.com/knnlabs/conduit-admin@${digest}`);
   assert.match(container(o2, 'webui').image, /^mirror\.example\.com\/knnlabs\/conduit-webui:/);
 });

@@ -81,7 +81,7 @@ for (const major of [4, 3] as HelmMajor[]) {
       const installed = await installChart(user, { chart: ref, version: current.version, verifyKeyring: path.join(out, 'pubkey.gpg'), extraArgs: ['--plain-http'] });
       assert.ok(installed.ok, installed.detail);
       assert.is(installed.chartVersion, current.version);
-      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api', 'conduit-webui'], installed.detail);
+      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api'], installed.detail);
     } finally {
       user.cleanup();
     }

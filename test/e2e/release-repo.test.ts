@@ -127,7 +127,7 @@ for (const major of [3, 4] as HelmMajor[]) {
       const installed = await installChart(user, { chart: 'conduit/conduit', version: current.version, verifyKeyring: path.join(publishDir, 'pubkey.gpg') });
       assert.ok(installed.ok, installed.detail);
       assert.is(installed.chartVersion, current.version);
-      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api', 'conduit-webui'], installed.detail);
+      assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api'], installed.detail);
 
       const foreign = await user.helm(['pull', 'conduit/conduit', '--version', current.version, '--verify', '--keyring', stranger.publicKeyring, '--destination', fs.mkdtempSync(path.join(work, 'pull-'))]);
       assert.is.not(foreign.exitCode, 0, 'a package signed by another key must not verify');

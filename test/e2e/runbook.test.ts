@@ -32,8 +32,12 @@ type Deployment = KubeObject & { spec: { replicas: number; template: { metadata:
 type Secret = KubeObject & { data?: Record<string, string> };
 
 const LAYERS = [path.join(VALUES_DIR, 'environments', 'local.yaml'), path.join(VALUES_DIR, 'clusters', 'local.yaml')];
-// admin gets an HPA (scale must respect it); api and webui keep a fixed count.
-const BASE = { admin: { autoscaling: { enabled: true, minReplicas: 1, maxReplicas: 2, targetCPUUtilizationPercentage: 70 } } };
+// admin gets an HPA (scale must respect it); api and webui keep a fixed count. The WebUI needs Clerk
+// keys to be enabled (a test publishable key; the Secret is only referenced, kwok starts pods without it).
+const BASE = {
+  admin: { autoscaling: { enabled: true, minReplicas: 1, maxReplicas: 2, targetCPUUtilizationPercentage: 70 } },
+  webui: { enabled: true, clerk: { publishableKey: 'pk_test_cnVuYm9vay50ZXN0JA', existingSecret: 'conduit-clerk' } },
+};
 
 function request(overrides: Record<string, unknown>): DeployRequest {
   return {

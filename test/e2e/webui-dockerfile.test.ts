@@ -116,7 +116,8 @@ test('build.ts builds docker/webui.Dockerfile: UID 1001, node only, SDKs linked 
   assert.match(list, /^l\S+ 0\/0 .* app\/ConduitLLM\.WebUI\/node_modules\/@knn_labs\/conduit-admin-client -> \.\.\/\.\.\/\.\.\/SDKs\/Node\/Admin$/m);
   assert.match(list, / app\/SDKs\/Node\/Admin\/dist\/index\.js$/m);
   assert.not.match(list, / app\/SDKs\/Node\/Admin\/src/, 'SDK sources are not shipped');
-  assert.match(list, /^d\S+ 1001\/1001 .* app\/ConduitLLM\.WebUI\/\.next\/cache\/?$/m, 'the one writable directory');
+  assert.match(list, /^d\S+ 1001\/1001 .* app\/\.next\/cache\/?$/m, 'the one writable directory, where the upstream image has it (the chart and Compose mount it)');
+  assert.match(list, /^l\S+ 0\/0 .* app\/ConduitLLM\.WebUI\/\.next\/cache -> \/app\/\.next\/cache$/m, 'the app reaches it through a link');
   assert.not.match(list, / app\/ConduitLLM\.WebUI\/\.next\/cache\/images/, 'no build cache shipped');
   assert.match(list, /^-\S+ 0\/0 .* app\/ConduitLLM\.WebUI\/package\.json$/m, 'app files owned by root');
   assert.match(list, / app\/ConduitLLM\.WebUI\/next\.config\.js$/m);

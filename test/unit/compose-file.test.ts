@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../../scripts/lib/paths.ts';
 const FILE = path.join(REPO_ROOT, 'compose', 'compose.yaml');
 const doc = loadComposeFile(FILE);
 const example = Object.fromEntries(parseEnvText(fs.readFileSync(path.join(REPO_ROOT, 'compose', '.env.example'), 'utf8')).map((e) => [e.key, e.value]));
-const everything = activeServices(doc, ['webui', 'tracing']);
+const everything = activeServices(doc, ['webui']);
 const validate = await composeValidator();
 
 test('compose.yaml validates against the Compose Specification schema, as written and resolved', () => {
@@ -84,7 +84,13 @@ test('operations: health checks, health-gated start, restarts, limits, log rotat
   }
   assert.equal(Object.keys(doc.volumes ?? {}).sort(), ['grafana-data', 'postgres-data', 'prometheus-data', 'rabbitmq-data', 'redis-data']);
   assert.equal(doc.services.webui.profiles, ['webui']);
-  assert.equal(doc.services.jaeger.profiles, ['tracing']);
+  assert.not.ok('jaeger' in doc.services, 'no tracing backend: the app exports no traces at this version');
+  for (const svc of ['api', 'admin']) {
+    const env = doc.services[svc].environment as Record<string, string>;
+    assert.not.ok(Object.keys(env).some((k) => k.startsWith('OTEL_')), `${svc}: no OTEL_* setting (read by nothing)`);
+  }
+  assert.not.ok('CONDUIT_ENABLE_HTTPS_REDIRECTION' in (doc.services.api.environment as Record<string, string>), 'read by Admin only');
+  assert.is((doc.services.admin.environment as Record<string, string>).CONDUIT_ENABLE_HTTPS_REDIRECTION, '${CONDUIT_ENABLE_HTTPS_REDIRECTION:-false}');
 });
 
 test('monitoring: Prometheus loads alerts/*.rules.yaml, Grafana gets ../dashboards and a Prometheus datasource', () => {

@@ -150,6 +150,10 @@ test('images: app tags follow appVersion, third-party tags are pinned, the annot
   const wrongTag = evaluateImages({ meta: meta({ appVersion: '1.1.0', annotations: { 'artifacthub.io/images': ann2 } }), values: fixed });
   assert.match(wrongTag.message, /admin\.image\.tag is "1\.0\.0" but appVersion is "1\.1\.0"/);
   assert.match(wrongTag.message, /lacks ghcr\.io\/knnlabs\/conduit-http:1\.1\.0/);
+  // An appVersion of the moving master tag would make every default app image move.
+  const fixedMaster = { ...fixed, admin: { image: { ...fixed.admin.image, tag: '' } } };
+  const annMaster = defaultImages(fixedMaster, 'master').map((i) => `- name: x\n  image: ${i.image}\n`).join('');
+  assert.match(evaluateImages({ meta: meta({ appVersion: 'master', annotations: { 'artifacthub.io/images': annMaster } }), values: fixedMaster }).message, /api\.image is not pinned \(tag "master"\)/);
   const rendered = evaluateImages({ meta: meta({ annotations: { 'artifacthub.io/images': ann2 } }), values: fixed, rendered: ['docker.io/library/busybox:1.37.0'] });
   assert.match(rendered.message, /default render runs docker\.io\/library\/busybox:1\.37\.0/);
 });

@@ -31,3 +31,13 @@
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end -}}
+{{- /* Egress to a data service outside the cluster: its CIDRs, on the port the app connects to. Call with (list CIDRS PORT). */}}
+{{- define "conduit.np.external" -}}
+- to:
+    {{- range (index . 0) }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    - {protocol: TCP, port: {{ index . 1 }}}
+{{- end -}}

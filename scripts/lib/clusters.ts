@@ -33,35 +33,6 @@ export interface Registry {
 export const DEFAULT_REGISTRY = path.join(VALUES_DIR, 'clusters.yaml');
 export const REGISTRY_SCHEMA = path.join(SCHEMAS_DIR, 'clusters.schema.json');
 
-// Used only while schemas/clusters.schema.json does not exist yet; the committed schema wins.
-const FALLBACK_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['clusters'],
-  properties: {
-    clusters: {
-      type: 'object',
-      minProperties: 1,
-      propertyNames: { pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' },
-      additionalProperties: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['context', 'namespace', 'release', 'environment', 'layers'],
-        properties: {
-          description: { type: 'string' },
-          context: { type: 'string', minLength: 1 },
-          namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
-          release: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 53 },
-          environment: { type: 'string', minLength: 1 },
-          layers: { type: 'array', items: { type: 'string', minLength: 1 } },
-          protected: { type: 'boolean' },
-          kubeVersion: { type: 'string', pattern: '^\\d+\\.\\d+$' },
-        },
-      },
-    },
-  },
-};
-
 function registryError(file: string, at: SourcePos | undefined, keyPath: readonly PathSegment[], message: string, hint: string): UserError {
   const where = at ? formatPos(at) : file;
   return new UserError(`${where}: ${formatPath(keyPath)}: ${message}`, { hint, details: { file, line: at?.line, col: at?.col, key: formatPath(keyPath) } });
@@ -80,7 +51,8 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
   if (!fs.existsSync(file)) throw usageError(`cluster registry ${name} does not exist`, 'Create values/clusters.yaml (see docs) or pass --registry FILE.');
   const layer = parseValuesText(fs.readFileSync(file, 'utf8'), name);
   const schemaFile = options.schemaFile ?? REGISTRY_SCHEMA;
-  const validate = cachedValidator(fs.existsSync(schemaFile) ? fs.readFileSync(schemaFile, 'utf8') : JSON.stringify(FALLBACK_SCHEMA));
+  if (!fs.existsSync(schemaFile)) throw new UserError(`the cluster registry schema ${displayPath(schemaFile)} is missing`, { hint: 'It is part of the repository (schemas/clusters.schema.json): restore it with git.' });
+  const validate = cachedValidator(fs.readFileSync(schemaFile, 'utf8'));
   const at = (p: readonly PathSegment[]): SourcePos | undefined => {
     for (let n = p.length; n > 0; n--) {
       const pos = layer.positions.get(pathKey(p.slice(0, n)));

@@ -13,6 +13,7 @@ import { formatArgv, run, type RunResult } from './exec.ts';
 import { CHART_DIR, displayPath, REPO_ROOT } from './paths.ts';
 import { MOVING_TAGS } from './registry.ts';
 import type { HelmMajor } from './tools.ts';
+import semver from 'semver';
 
 export const TAG_PREFIX = 'conduit-chart-';
 export const CHANGELOG_FILE = 'CHANGELOG.md';
@@ -57,39 +58,17 @@ export function releaseTag(version: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SemVer (the subset charts use: X.Y.Z with an optional pre-release)
+// SemVer, as Helm reads chart versions (the `semver` package; a leading `v` is accepted).
 
-export interface SemVer {
-  major: number;
-  minor: number;
-  patch: number;
-  pre: string[];
-}
-
-export function parseSemver(v: string): SemVer | undefined {
-  const m = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$/.exec(v.trim());
-  if (!m) return undefined;
-  return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), pre: m[4] ? m[4].split('.') : [] };
+export function parseSemver(v: string): semver.SemVer | undefined {
+  return semver.parse(v.trim().replace(/^v/, '')) ?? undefined;
 }
 
 export function compareSemver(a: string, b: string): number {
   const x = parseSemver(a);
   const y = parseSemver(b);
   if (!x || !y) throw new Error(`not SemVer: ${!x ? a : b}`);
-  for (const k of ['major', 'minor', 'patch'] as const) if (x[k] !== y[k]) return x[k] - y[k];
-  if (!x.pre.length || !y.pre.length) return y.pre.length - x.pre.length; // a release sorts after its pre-releases
-  for (let i = 0; i < Math.max(x.pre.length, y.pre.length); i++) {
-    const p = x.pre[i];
-    const q = y.pre[i];
-    if (p === undefined) return -1;
-    if (q === undefined) return 1;
-    const pn = /^\d+$/.test(p);
-    const qn = /^\d+$/.test(q);
-    if (pn && qn && Number(p) !== Number(q)) return Number(p) - Number(q);
-    if (pn !== qn) return pn ? -1 : 1;
-    if (p !== q) return p < q ? -1 : 1;
-  }
-  return 0;
+  return semver.compare(x, y);
 }
 
 /** The highest `conduit-chart-X.Y.Z` tag, or undefined when the chart was never released. */

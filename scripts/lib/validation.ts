@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
 import { cachedValidator } from './ajvcache.ts';
 import { isUserError, toolError, UserError } from './errors.ts';
@@ -293,39 +294,17 @@ function textFilesUnder(dir: string): string[] {
   return out;
 }
 
-/** A tiny evaluator for the Masterminds semver constraints Chart.yaml's kubeVersion uses. */
+/**
+ * Whether a Kubernetes version satisfies Chart.yaml's kubeVersion constraint (Masterminds syntax, which
+ * Helm uses: `,` joins, `||` alternates, `x`/`*` wildcards), evaluated with the `semver` package;
+ * undefined when the constraint cannot be read.
+ */
 export function satisfiesConstraint(version: string, constraint: string): boolean | undefined {
-  const v = version.replace(/^v/, '').split('-')[0].split('.').map(Number);
-  const cmp = (a: number[], b: number[]) => {
-    for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
-    return 0;
-  };
-  const alternatives = constraint.split('||');
-  let any = false;
-  for (const alt of alternatives) {
-    const parts = alt.trim().replace(/\s*,\s*/g, ' ').replace(/(>=|<=|!=|>|<|=|~|\^)\s+/g, '$1').split(/\s+/).filter(Boolean);
-    if (!parts.length) return undefined;
-    let all = true;
-    for (const part of parts) {
-      const m = /^(>=|<=|!=|>|<|=|~|\^)?v?(\d+)(?:\.(\d+|x|\*))?(?:\.(\d+|x|\*))?(?:-[0-9A-Za-z.-]+)?$/.exec(part);
-      if (!m) return undefined;
-      const op = m[1] ?? '=';
-      const b = [Number(m[2]), m[3] && /\d/.test(m[3]) ? Number(m[3]) : 0, m[4] && /\d/.test(m[4]) ? Number(m[4]) : 0];
-      const c = cmp(v, b);
-      let ok: boolean;
-      if (op === '>=') ok = c >= 0;
-      else if (op === '>') ok = c > 0;
-      else if (op === '<=') ok = c <= 0;
-      else if (op === '<') ok = c < 0;
-      else if (op === '!=') ok = c !== 0;
-      else if (op === '~') ok = c >= 0 && v[0] === b[0] && (m[3] === undefined || v[1] === b[1]);
-      else if (op === '^') ok = c >= 0 && v[0] === b[0];
-      else ok = m[3] === undefined ? v[0] === b[0] : m[4] === undefined ? v[0] === b[0] && v[1] === b[1] : c === 0;
-      if (!ok) all = false;
-    }
-    if (all) any = true;
-  }
-  return any;
+  const v = semver.coerce(version);
+  // Masterminds separates AND-ed parts with commas (or spaces) and allows `>= 1.2` with a space.
+  const range = constraint.replace(/\s*,\s*/g, ' ').replace(/(>=|<=|!=|>|<|=|~|\^)\s+/g, '$1');
+  if (!v || semver.validRange(range) === null) return undefined;
+  return semver.satisfies(v, range, { includePrerelease: true });
 }
 
 /**

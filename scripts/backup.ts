@@ -19,10 +19,10 @@ import {
   type TableComparison,
 } from './lib/backups.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { durationSeconds } from './lib/deploy.ts';
+import { durationSeconds } from './lib/duration.ts';
 import { helmBinary } from './lib/helm.ts';
 import { explainKubeError, isKubeError, Kube } from './lib/kube.ts';
-import { kubeTargetFor } from './lib/localcluster.ts';
+import { kubeTargetFor } from './lib/target.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/pg.ts';
 import { registerSecret } from './lib/redact.ts';
 import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/restorecluster.ts';

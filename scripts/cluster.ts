@@ -3,16 +3,8 @@
 import fs from 'node:fs';
 import { runCommand } from './lib/cli.ts';
 import { UserError, usageError } from './lib/errors.ts';
-import {
-  downLocalCluster,
-  FAIL_ANNOTATION,
-  LOCAL_CONTEXT,
-  localClusterPaths,
-  localClusterStatus,
-  NEVER_READY_ANNOTATION,
-  planUp,
-  upLocalCluster,
-} from './lib/localcluster.ts';
+import { downLocalCluster, FAIL_ANNOTATION, localClusterStatus, NEVER_READY_ANNOTATION, planUp, upLocalCluster } from './lib/localcluster.ts';
+import { LOCAL_CONTEXT, localClusterPaths } from './lib/target.ts';
 import { formatArgv } from './lib/exec.ts';
 import { formatMs, table } from './lib/ui.ts';
 

@@ -3,13 +3,14 @@
 import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import type { CheckResult } from './lib/checklist.ts';
-import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployOutcome, type DeployTarget } from './lib/deploy.ts';
+import { describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive, type DeployOutcome } from './lib/deploy.ts';
 import { helmStoresSecrets, readRelease } from './lib/helmrelease.ts';
 import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from './lib/imagecheck.ts';
 import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
-import { kubeTargetFor, LOCAL_CONTEXT, localClusterStatus, upLocalCluster } from './lib/localcluster.ts';
+import { localClusterStatus, upLocalCluster } from './lib/localcluster.ts';
+import { kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/target.ts';
 import { CHART_DIR } from './lib/paths.ts';
 import { registerSecret } from './lib/redact.ts';
 import { helmMajor, KUBERNETES_VERSION } from './lib/tools.ts';

@@ -4,7 +4,7 @@ import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { UserError } from './lib/errors.ts';
 import { isKubeError, Kube, explainKubeError } from './lib/kube.ts';
-import { kubeTargetFor } from './lib/localcluster.ts';
+import { kubeTargetFor } from './lib/target.ts';
 import { helmBinary } from './lib/helm.ts';
 import {
   auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus,

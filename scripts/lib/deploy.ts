@@ -21,16 +21,8 @@ import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
 import { table } from './ui.ts';
 import type { HelmMajor } from './tools.ts';
-
-export interface DeployTarget {
-  /** Registry name, e.g. `local`. */
-  cluster: string;
-  context: string;
-  kubeconfig?: string;
-  namespace: string;
-  release: string;
-  protected: boolean;
-}
+import { durationSeconds } from './duration.ts';
+import type { DeployTarget } from './target.ts';
 
 export interface DeployRequest {
   target: DeployTarget;
@@ -84,20 +76,6 @@ export interface DeployPlan {
   chart?: { version?: string; appVersion?: string };
   /** `registry`: the images are asked for at their registries before anything changes; `skipped`: --skip-image-check. */
   imageCheck: 'registry' | 'skipped';
-}
-
-/** Seconds of a Go-style duration (90s, 10m, 1h30m). */
-export function durationSeconds(d: string): number {
-  const re = /(\d+(?:\.\d+)?)(h|ms|m|s)/g;
-  let total = 0;
-  let consumed = '';
-  for (const m of d.matchAll(re)) {
-    const n = Number(m[1]);
-    total += m[2] === 'h' ? n * 3600 : m[2] === 'm' ? n * 60 : m[2] === 's' ? n : n / 1000;
-    consumed += m[0];
-  }
-  if (!d || consumed !== d) throw new UserError(`invalid duration "${d}"`, { hint: 'Use e.g. 90s, 10m or 1h30m.', exitCode: 2 });
-  return total;
 }
 
 function clusterArgs(t: DeployTarget): string[] {

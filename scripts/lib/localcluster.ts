@@ -11,12 +11,8 @@ import { CRD_SOURCES, crdFiles } from './crds.ts';
 import { UserError } from './errors.ts';
 import { run, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, Kube, type KubeObject } from './kube.ts';
-import { cacheRoot } from './paths.ts';
+import { LOCAL_CLUSTER_NAME, LOCAL_CONTEXT, localClusterPaths, localTarget, type LocalClusterPaths } from './target.ts';
 import { KUBERNETES_VERSION, toolSpec, toolStatus, installTool } from './tools.ts';
-
-export const LOCAL_CLUSTER_NAME = 'conduit';
-/** The kube context kwokctl gives the cluster (kwok-<name>); values/clusters.yaml's `local.context`. */
-export const LOCAL_CONTEXT = `kwok-${LOCAL_CLUSTER_NAME}`;
 
 /** Annotation on a pod: "true" makes the simulated pod run but never become Ready (failed rollouts). */
 export const NEVER_READY_ANNOTATION = 'conduit.test/never-ready';
@@ -36,40 +32,6 @@ export const LOCAL_NODES = [
 ] as const;
 export const LOCAL_REGION = 'local';
 const NODE_CAPACITY = { cpu: '8', memory: '32Gi', pods: '110', 'ephemeral-storage': '100Gi' };
-
-export interface LocalClusterPaths {
-  /** KWOK_WORKDIR: kwokctl keeps clusters in <workdir>/clusters/<name>. */
-  workdir: string;
-  clusterDir: string;
-  kubeconfig: string;
-  /** The extra kwok Stage file (the simulation rules of this toolkit), read by the kwok controller. */
-  stagesFile: string;
-  lockDir: string;
-}
-
-export function localClusterPaths(root = cacheRoot()): LocalClusterPaths {
-  const clusterDir = path.join(root, 'clusters', LOCAL_CLUSTER_NAME);
-  return {
-    workdir: root,
-    clusterDir,
-    kubeconfig: path.join(clusterDir, 'kubeconfig.yaml'),
-    stagesFile: path.join(root, 'clusters', `${LOCAL_CLUSTER_NAME}.stages.yaml`),
-    lockDir: path.join(root, 'clusters', `${LOCAL_CLUSTER_NAME}.lock`),
-  };
-}
-
-/** How the toolkit reaches the local cluster (for kube.ts). */
-export function localTarget(paths = localClusterPaths()): { context: string; kubeconfig: string } {
-  return { context: LOCAL_CONTEXT, kubeconfig: paths.kubeconfig };
-}
-
-/**
- * How to reach the cluster of a registry entry: the built-in cluster through its own kubeconfig
- * (it is never added to ~/.kube/config), any other context through the user's kubeconfig.
- */
-export function kubeTargetFor(context: string, paths = localClusterPaths()): { context: string; kubeconfig?: string } {
-  return context === LOCAL_CONTEXT ? localTarget(paths) : { context };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Simulation rules (kwok Stages). kwokctl installs kwok's default stages (nodes become Ready, pods

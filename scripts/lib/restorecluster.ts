@@ -14,7 +14,7 @@ import type { Kube, KubeObject } from './kube.ts';
 import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock } from './lease.ts';
 import { describeConnection, type PgConnection } from './pg.ts';
 import { redact } from './redact.ts';
-import { componentSelector, resourceName, type RunbookTarget } from './runbook.ts';
+import { componentSelector, resourceName, type DeployTarget as RunbookTarget } from './target.ts';
 import type { BackupStorage } from './storage.ts';
 
 /** The components that write to the database and are stopped during a restore. */

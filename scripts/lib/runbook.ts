@@ -5,19 +5,19 @@
 // Nothing here prints a secret: Secret values of the release are registered with redact() before any
 // logs or values are read, values files are masked, and the new master key never leaves memory
 // except on kubectl's stdin.
-import type { DeployTarget } from './deploy.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { appendAudit, maskSecretValues, readAudit, type AuditResult, type StoredAuditEntry } from './audit.ts';
-import { durationSeconds } from './deploy.ts';
+import { durationSeconds } from './duration.ts';
 import { UserError, usageError } from './errors.ts';
 import { formatArgv, run } from './exec.ts';
 import { isKubeError, type Kube, type KubeEvent, type KubeObject } from './kube.ts';
 import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock, readLock, type LockState } from './lease.ts';
 import { redact, registerSecret } from './redact.ts';
+import { componentSelector, resourceName, type DeployTarget } from './target.ts';
 import type { HelmMajor } from './tools.ts';
 
 export const ACTIONS = ['status', 'history', 'rollback', 'restart', 'scale', 'logs', 'rotate-master-key', 'diagnose'] as const;
@@ -127,16 +127,6 @@ export function parseRequest(action: string | undefined, flags: RunbookFlags): R
     case 'diagnose':
       return { action: a, out: flags.out };
   }
-}
-
-/** The name the chart gives a component's objects ("<fullname>-<component>", fullname per the chart's helper). */
-export function resourceName(release: string, suffix: string, chartName = 'conduit'): string {
-  const full = (release.includes(chartName) ? release : `${release}-${chartName}`).slice(0, 63).replace(/-+$/, '');
-  return `${full.slice(0, 62 - suffix.length)}-${suffix}`.replace(/-+$/, '');
-}
-
-export function componentSelector(release: string, c?: string): string {
-  return `app.kubernetes.io/instance=${release}${c ? `,app.kubernetes.io/component=${c}` : ''}`;
 }
 
 /** What the live cluster says, as far as a plan depends on it (read before planning). */

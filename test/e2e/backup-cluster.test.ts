@@ -14,7 +14,7 @@ import { executeDeploy, planDeploy } from '../../scripts/lib/deploy.ts';
 import { run, type RunResult } from '../../scripts/lib/exec.ts';
 import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
 import { acquireLock, releaseLock } from '../../scripts/lib/lease.ts';
-import { LOCAL_CONTEXT } from '../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT } from '../../scripts/lib/target.ts';
 import { parseDatabaseUrl, tableStats } from '../../scripts/lib/pg.ts';
 import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
 import { tool } from '../../scripts/lib/tools.ts';

@@ -7,7 +7,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/exec.ts';
 import { isKubeError, type Kube, type KubeObject } from '../../scripts/lib/kube.ts';
-import { FAIL_ANNOTATION, LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
+import { FAIL_ANNOTATION, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT } from '../../scripts/lib/target.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import { clusterCli, localCluster, scratchNamespace, sleep } from './support/localcluster.ts';
 

@@ -9,7 +9,8 @@ import { executeDeploy, planDeploy, releaseStatus, type DeployRequest } from '..
 import { run } from '../../scripts/lib/exec.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 import { acquireLock, readLock, releaseLock } from '../../scripts/lib/lease.ts';
-import { LOCAL_CONTEXT, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
+import { NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT } from '../../scripts/lib/target.ts';
 import { REPO_ROOT } from '../../scripts/lib/paths.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import { Reporter } from '../../scripts/lib/ui.ts';

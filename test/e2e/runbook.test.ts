@@ -12,7 +12,7 @@ import { executeDeploy, planDeploy, type DeployRequest } from '../../scripts/lib
 import { run, type RunResult } from '../../scripts/lib/exec.ts';
 import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
 import { acquireLock, releaseLock } from '../../scripts/lib/lease.ts';
-import { LOCAL_CONTEXT } from '../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT } from '../../scripts/lib/target.ts';
 import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/paths.ts';
 import { MASTER_KEY_ANNOTATION, RESTART_ANNOTATION } from '../../scripts/lib/runbook.ts';
 import { tool } from '../../scripts/lib/tools.ts';

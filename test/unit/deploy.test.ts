@@ -4,7 +4,8 @@ import { parse as parseYaml } from 'yaml';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describePlan, diffFileObject, durationSeconds, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import { describePlan, diffFileObject, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/deploy.ts';
+import { durationSeconds } from '../../scripts/lib/duration.ts';
 import type { Kube } from '../../scripts/lib/kube.ts';
 
 const test = suite('deploy plan');

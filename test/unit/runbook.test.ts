@@ -3,10 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../scripts/lib/errors.ts';
-import {
-  ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson,
-  resourceName, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget,
-} from '../../scripts/lib/runbook.ts';
+import { ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget } from '../../scripts/lib/runbook.ts';
+import { resourceName } from '../../scripts/lib/target.ts';
 
 const target: RunbookTarget = { cluster: 'staging', context: 'staging', namespace: 'conduit', release: 'conduit', protected: false };
 const prod: RunbookTarget = { ...target, cluster: 'prod-eu', context: 'prod-eu', protected: true };

@@ -2,7 +2,7 @@
 // with the `local` values layers (as values/clusters.yaml lists them for `local`) and helm 4.
 import path from 'node:path';
 import type { DeployRequest } from '../../../scripts/lib/deploy.ts';
-import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/target.ts';
 import { CHART_DIR, VALUES_DIR } from '../../../scripts/lib/paths.ts';
 
 export function localDeployRequest(namespace: string, options: { overrides?: Record<string, unknown>; timeout?: string; protected?: boolean; actor?: string } = {}): DeployRequest {

@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { run, type RunResult } from '../../../scripts/lib/exec.ts';
 import { Kube } from '../../../scripts/lib/kube.ts';
-import { localClusterStatus, localTarget } from '../../../scripts/lib/localcluster.ts';
+import { localClusterStatus } from '../../../scripts/lib/localcluster.ts';
+import { localTarget } from '../../../scripts/lib/target.ts';
 import { REPO_ROOT } from '../../../scripts/lib/paths.ts';
 import { tool } from '../../../scripts/lib/tools.ts';
 

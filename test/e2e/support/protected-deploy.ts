@@ -8,7 +8,7 @@ import { executeDeploy, planDeploy } from '../../../scripts/lib/deploy.ts';
 import { isUserError } from '../../../scripts/lib/errors.ts';
 import { readRelease } from '../../../scripts/lib/helmrelease.ts';
 import { Kube } from '../../../scripts/lib/kube.ts';
-import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/localcluster.ts';
+import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/target.ts';
 import { tool } from '../../../scripts/lib/tools.ts';
 import { Reporter } from '../../../scripts/lib/ui.ts';
 import { localDeployRequest } from './deployrequest.ts';

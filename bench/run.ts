@@ -3,7 +3,9 @@
 // Usage: node --import tsx bench/run.ts [NAME...] [--reps N] [--json]
 // Times are wall-clock medians; the CPU columns (user + system time of every process a side started)
 // show the work done, which stays comparable when the machine is busy with other things.
-// Exit 1 when a case misses its target ratio (baseline wall time / our wall time).
+// Exit 1 when a case misses its target ratio (baseline wall time / our wall time) or its time limit.
+// A case may have no baseline (e.g. first-run without --with-build): then only its time limit counts.
+// Flags a bench reads itself (such as --with-build) pass through.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -17,9 +19,12 @@ export interface SideResult {
 export interface BenchCase {
   name: string;
   ours: () => Promise<SideResult | void>;
-  baseline: () => Promise<SideResult | void>;
+  /** The plain-tool side; a case without one measures ours alone (against maxMs). */
+  baseline?: () => Promise<SideResult | void>;
   /** Required baseline/ours ratio. */
   target?: number;
+  /** Ours (median) must take at most this long. */
+  maxMs?: number;
   /** Timed repetitions (median is reported); default 3. */
   reps?: number;
   /** Run each side once untimed first (warms file caches). */
@@ -43,6 +48,7 @@ export interface BenchRow {
   baselineMs: number;
   ratio: number;
   target?: number;
+  maxMs?: number;
   met: boolean;
   oursRuns: number[];
   baselineRuns: number[];
@@ -87,10 +93,11 @@ for (const file of files) {
   try {
     for (const c of await mod.cases()) {
       const reps = repsOverride ?? c.reps ?? 3;
+      const baselineSide = c.baseline;
       if (c.warmup) {
         log(`  ${c.name}: warm-up`);
         await c.ours();
-        await c.baseline();
+        await baselineSide?.();
       }
       const ours: number[] = [];
       const base: number[] = [];
@@ -98,21 +105,23 @@ for (const file of files) {
       const baseCpu: number[] = [];
       for (let i = 0; i < reps; i++) {
         // Alternate the order so neither side always runs on a warmer machine.
-        if (i % 2 === 0) {
+        if (!baselineSide) ours.push(await time(c.ours, oursCpu));
+        else if (i % 2 === 0) {
           ours.push(await time(c.ours, oursCpu));
-          base.push(await time(c.baseline, baseCpu));
+          base.push(await time(baselineSide, baseCpu));
         } else {
-          base.push(await time(c.baseline, baseCpu));
+          base.push(await time(baselineSide, baseCpu));
           ours.push(await time(c.ours, oursCpu));
         }
         const cpu = oursCpu[i] !== undefined && baseCpu[i] !== undefined ? ` (CPU ${formatMs(oursCpu[i])} vs ${formatMs(baseCpu[i])})` : '';
-        log(`  ${c.name}: run ${i + 1}/${reps}: ours ${formatMs(ours[i])}, baseline ${formatMs(base[i])}${cpu}`);
+        log(`  ${c.name}: run ${i + 1}/${reps}: ours ${formatMs(ours[i])}${baselineSide ? `, baseline ${formatMs(base[i])}` : ''}${cpu}`);
       }
       const o = median(ours);
-      const b = median(base);
+      const b = baselineSide ? median(base) : NaN;
       const ratio = b / o;
+      const met = (c.target === undefined || !baselineSide || ratio >= c.target) && (c.maxMs === undefined || o <= c.maxMs);
       rows.push({
-        bench: mod.title, case: c.name, oursMs: o, baselineMs: b, ratio, target: c.target, met: c.target === undefined || ratio >= c.target, oursRuns: ours, baselineRuns: base,
+        bench: mod.title, case: c.name, oursMs: o, baselineMs: b, ratio, target: c.target, maxMs: c.maxMs, met, oursRuns: ours, baselineRuns: base,
         ...(oursCpu.length ? { oursCpuMs: median(oursCpu) } : {}), ...(baseCpu.length ? { baselineCpuMs: median(baseCpu) } : {}),
         ...(c.note ? { note: c.note(o, b) } : {}),
       });
@@ -128,7 +137,8 @@ else {
     table(
       ['bench', 'case', 'ours', 'baseline', 'ratio', 'target', 'result', 'CPU ours', 'CPU baseline', 'CPU ratio', 'note'],
       rows.map((r) => [
-        r.bench, r.case, formatMs(r.oursMs), formatMs(r.baselineMs), `${r.ratio.toFixed(2)}x`, r.target ? `>= ${r.target}x` : '-', r.met ? 'ok' : 'MISSED',
+        r.bench, r.case, formatMs(r.oursMs), Number.isNaN(r.baselineMs) ? '-' : formatMs(r.baselineMs), Number.isNaN(r.ratio) ? '-' : `${r.ratio.toFixed(2)}x`,
+        [r.target && !Number.isNaN(r.ratio) ? `>= ${r.target}x` : '', r.maxMs ? `<= ${formatMs(r.maxMs)}` : ''].filter(Boolean).join(', ') || '-', r.met ? 'ok' : 'MISSED',
         r.oursCpuMs !== undefined ? formatMs(r.oursCpuMs) : '-', r.baselineCpuMs !== undefined ? formatMs(r.baselineCpuMs) : '-',
         r.oursCpuMs && r.baselineCpuMs ? `${(r.baselineCpuMs / r.oursCpuMs).toFixed(2)}x` : '-',
         r.note ?? '',

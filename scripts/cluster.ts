@@ -45,7 +45,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       const plan = planUp(paths);
       const human = [
         'Dry run: nothing was changed. `up` would:',
-        plan.missingBinaries.length ? `- build ${plan.missingBinaries.join(', ')}` : '- use the cached binaries',
+        plan.missingBinaries.length ? `- install ${plan.missingBinaries.join(', ')} (official release download, else a source build)` : '- use the cached binaries',
         `- write the simulation stages to ${plan.stagesFile}`,
         `- run: ${formatArgv(plan.kwokctlArgv[0], plan.kwokctlArgv.slice(1))}  (configuration on stdin below)`,
         `- register ${plan.nodes.length} simulated nodes: ${plan.nodes.map((n) => `${n.metadata.name} (${n.metadata.labels?.['topology.kubernetes.io/zone']})`).join(', ')}`,

@@ -5,6 +5,7 @@ import YAML from 'yaml';
 import { askOnTerminal, runCommand } from './lib/cli.ts';
 import { containerLogs, detectEngine, exec, projectContainers, projectVolumes, showCommand, type Engine } from './lib/container.ts';
 import { parseDuration } from './lib/compose-model.ts';
+import { planEnvInit, writeEnvFile, type EnvInitPlan } from './lib/compose-init.ts';
 import {
   configCommand,
   DEFAULT_COMPOSE_FILE,
@@ -34,8 +35,12 @@ import { formatMs, table, type Reporter } from './lib/ui.ts';
 const spec = {
   name: 'compose.ts',
   summary: 'Run the ConduitLLM Compose stack with Docker Compose or podman-compose.',
-  usage: ['npx zx scripts/compose.ts up | down | ps | logs [SERVICE...] | config | restart [SERVICE...] [flags]'],
+  usage: [
+    'npx zx scripts/compose.ts init [FILE] [--force] [--dry-run] [--json]',
+    'npx zx scripts/compose.ts up | down | ps | logs [SERVICE...] | config | restart [SERVICE...] [flags]',
+  ],
   verbs: {
+    init: 'Write the env file (FILE, --env-file or compose/.env) from .env.example with every secret generated; never prints them.',
     up: 'Validate the env file and the stack, start it, and wait until every service is healthy.',
     down: 'Stop and remove the containers. Volumes stay unless --volumes (asks first; --yes without a terminal).',
     ps: 'Show each service: container, state, health, ports.',
@@ -53,9 +58,11 @@ const spec = {
     tail: { type: 'string' as const, arg: 'N', default: '100', description: 'Log lines per service for logs.' },
     volumes: { type: 'boolean' as const, description: 'With down: also delete the named volumes (database, Redis, RabbitMQ, metrics). Irreversible.' },
     yes: { type: 'boolean' as const, description: 'Confirm --volumes without a prompt (required when stdin is not a terminal).' },
-    'dry-run': { type: 'boolean' as const, description: 'Validate and print the engine commands; change nothing.' },
+    force: { type: 'boolean' as const, description: 'With init: replace an existing env file (new secrets; see the note below).' },
+    'dry-run': { type: 'boolean' as const, description: 'Validate and print the engine commands (init: what it would write); change nothing.' },
   },
   examples: [
+    'npx zx scripts/compose.ts init',
     'npx zx scripts/compose.ts up --env-file compose/.env',
     'npx zx scripts/compose.ts up --env-file compose/.env --profile webui',
     'npx zx scripts/compose.ts logs api --tail 50',
@@ -63,6 +70,8 @@ const spec = {
   ],
   notes: [
     'Node 20 checks that an --env-file path exists before any script code runs: a missing file ends with "node: F: not found" (exit 9).',
+    '  So init takes a new file\'s path as FILE (compose.ts init compose/prod.env); --env-file works for one that exists (with --force).',
+    'init --force replaces every secret: a stack that already ran keeps its first PostgreSQL, RabbitMQ and Grafana passwords in its volumes.',
     'Environment: CONDUIT_DOCKER, CONDUIT_PODMAN, CONDUIT_PODMAN_COMPOSE point at other binaries; CONTAINERS_CONF is honoured by podman.'],
 };
 
@@ -91,16 +100,59 @@ async function confirmVolumes(names: string[], yes: boolean, reporter: Reporter)
   if (answer !== 'delete') throw new UserError('aborted: volumes kept', { exitCode: 1 });
 }
 
+function describeInit(plan: EnvInitPlan, dryRun: boolean): string {
+  const target = displayPath(plan.target);
+  const lines = [
+    dryRun
+      ? `Dry run: nothing was written. init would ${plan.replaces ? 'replace' : 'write'} ${target} (mode 0600) from ${displayPath(plan.template)},`
+      : `${plan.replaces ? 'Replaced' : 'Wrote'} ${target} (mode 0600) from ${displayPath(plan.template)},`,
+    `with ${plan.generated.length} generated secrets of ${plan.secretLength} random letters and digits (not shown; read them in the file):`,
+    ...plan.generated.map((v) => `  ${v}`),
+  ];
+  if (!dryRun) lines.push('It passes the env-file checks of `compose.ts up`.');
+  const byProfile = new Map<string, string[]>();
+  for (const t of plan.toFill) {
+    const key = t.profiles.length ? t.profiles.join(', ') : '(used by no service)';
+    byProfile.set(key, [...(byProfile.get(key) ?? []), t.variable]);
+  }
+  for (const [profiles, vars] of byProfile) {
+    lines.push('', profiles === 'default' ? 'Still to fill in by hand before `up`:' : `Still to fill in by hand before using the profile ${profiles}:`, ...vars.map((v) => `  ${v}`));
+  }
+  const fileFlag = plan.composeFile === path.resolve(DEFAULT_COMPOSE_FILE) ? '' : ` --file ${displayPath(plan.composeFile)}`;
+  const envFlag = plan.target === path.join(path.dirname(plan.composeFile), '.env') ? '' : ` --env-file ${target}`;
+  lines.push('', `Next: npx zx scripts/compose.ts up${fileFlag}${envFlag}`);
+  return lines.join('\n');
+}
+
+async function initEnvFile(flags: { file?: string; 'env-file'?: string; force: boolean; 'dry-run': boolean }, rest: string[], reporter: Reporter): Promise<number> {
+  if (rest.length > 1) throw usageError(`init takes one env file path at most (got ${rest.join(' ')})`);
+  if (rest.length && flags['env-file']) throw usageError('init got the env file twice (FILE and --env-file)', 'Pass one of them.');
+  const composeFile = flags.file ?? DEFAULT_COMPOSE_FILE;
+  const target = rest[0] ?? projectOptions({ file: composeFile, 'env-file': flags['env-file'], profile: [] }).envFile;
+  const plan = planEnvInit({ composeFile, target, force: flags.force });
+  const data = { ok: true, envFile: plan.target, template: plan.template, mode: '0600', replaced: plan.replaces, generated: plan.generated, secretLength: plan.secretLength, toFill: plan.toFill };
+  if (flags['dry-run']) {
+    reporter.result(describeInit(plan, true), { ...data, dryRun: true });
+    return 0;
+  }
+  if (plan.replaces) reporter.warn(`replacing ${displayPath(plan.target)}: every secret in it changes`);
+  await reporter.step(`generate ${plan.generated.length} secrets and write ${displayPath(plan.target)}`, async () => writeEnvFile(plan));
+  reporter.result(describeInit(plan, false), data);
+  return 0;
+}
+
 function statusTable(rows: { service: string; container: string; state: string; health: string; ports: string }[]): string {
   return table(['service', 'container', 'state', 'health', 'ports'], rows.map((r) => [r.service, r.container, r.state, r.health, r.ports]));
 }
 
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [verb, ...rest] = positionals;
-  if (!verb) throw usageError('a verb is required', 'Use: compose.ts up | down | ps | logs | config | restart (see --help)');
-  if (!['up', 'down', 'ps', 'logs', 'config', 'restart'].includes(verb)) throw usageError(`unknown verb "${verb}"`, 'Use: up | down | ps | logs | config | restart');
+  if (!verb) throw usageError('a verb is required', 'Use: compose.ts init | up | down | ps | logs | config | restart (see --help)');
+  if (!['init', 'up', 'down', 'ps', 'logs', 'config', 'restart'].includes(verb)) throw usageError(`unknown verb "${verb}"`, 'Use: init | up | down | ps | logs | config | restart');
+  if (verb === 'init') return initEnvFile(flags, rest, reporter);
   if (rest.length && !['logs', 'restart'].includes(verb)) throw usageError(`${verb} takes no service names`);
   if (flags.volumes && verb !== 'down') throw usageError('--volumes only applies to down');
+  if (flags.force) throw usageError('--force only applies to init');
   const dryRun = flags['dry-run'];
   const timeoutMs = parseDuration(flags.timeout as string);
   const opts = projectOptions(flags);

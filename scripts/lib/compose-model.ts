@@ -42,7 +42,7 @@ export function parseEnvText(text: string, file = 'env file'): EnvEntry[] {
 
 export function readEnvFile(file: string): { env: Env; entries: EnvEntry[] } {
   if (!fs.existsSync(file)) {
-    throw new UserError(`env file ${displayPath(file)} does not exist`, { hint: 'Copy compose/.env.example to compose/.env, fill in every value, and pass it with --env-file.' });
+    throw new UserError(`env file ${displayPath(file)} does not exist`, { hint: 'Create it with `npx zx scripts/compose.ts init` (every secret generated), or copy compose/.env.example and fill in every value.' });
   }
   const entries = parseEnvText(fs.readFileSync(file, 'utf8'), displayPath(file));
   const env: Env = {};
@@ -230,7 +230,13 @@ export function isSecretName(name: string): boolean {
 
 /** Values that must never guard a real deployment. */
 const KNOWN_DEFAULTS = new Set(['password', 'passw0rd', 'secret', 'changeme', 'change-me', 'admin', 'guest', 'root', 'postgres', 'conduit', 'redis', 'rabbitmq', 'grafana', 'test', 'example', '123456', '12345678', 'default', 'letmein', 'alongrandomstring']);
-const PLACEHOLDER = /(change[_-]?me|replace[_-]?me|your[_-]|<[^>]*>|^x{4,}$|example|placeholder|todo|fixme)/i;
+/** Text that marks a stand-in for a real value, in any variable (not only credentials). */
+export const PLACEHOLDER = /(change[_-]?me|replace[_-]?me|your[_-]|<[^>]*>|^x{4,}$|example|placeholder|todo|fixme)/i;
+
+/** A value that only stands in for a real one (CHANGE_ME, <...>, example, ...) or is a well-known default. */
+export function isPlaceholderValue(v: string): boolean {
+  return KNOWN_DEFAULTS.has(v.toLowerCase()) || PLACEHOLDER.test(v);
+}
 
 /** Variables that end up inside a URL the app does not url-decode (DATABASE_URL, REDIS_URL). */
 export const URL_EMBEDDED_SECRETS = ['POSTGRES_PASSWORD', 'REDIS_PASSWORD'];
@@ -245,10 +251,9 @@ export function checkEnv(env: Env, uses: Map<string, VariableUse>, options: { pl
       continue;
     }
     if (v === undefined || v === '' || !isSecretName(name)) continue;
-    const lower = v.toLowerCase();
     if (options.placeholders && options.placeholders[name] !== undefined && options.placeholders[name] === v) {
       problems.push({ variable: name, problem: 'still has the value from .env.example', hint: 'Generate a real secret, e.g. `openssl rand -hex 24`.' });
-    } else if (KNOWN_DEFAULTS.has(lower) || PLACEHOLDER.test(v)) {
+    } else if (isPlaceholderValue(v)) {
       problems.push({ variable: name, problem: 'is a placeholder or a well-known default', hint: 'Generate a real secret, e.g. `openssl rand -hex 24`.' });
     } else if (v.length < min && !/^(sk|pk)_(live|test)_/.test(v)) {
       problems.push({ variable: name, problem: `is shorter than ${min} characters`, hint: 'Use a long random value, e.g. `openssl rand -hex 24`.' });

@@ -109,6 +109,35 @@ export async function detectEngine(options: DetectOptions = {}): Promise<Engine>
   throw toolError(`no usable container engine (${reasons.join('; ')})`, INSTALL_HINT);
 }
 
+/** What each engine offers on this machine, for `tools.ts doctor` (never throws; probes run at once). */
+export interface EngineReport {
+  docker: { bin: string; client: boolean; server?: string; buildx: boolean; compose: boolean };
+  podman: { bin: string; version?: string; compose: boolean; runtime?: string; runc: boolean };
+  /** CONTAINERS_CONF, when set (podman reads it instead of the system's containers.conf). */
+  containersConf?: string;
+}
+
+export async function inspectEngines(): Promise<EngineReport> {
+  const docker = binFor('docker');
+  const podman = binFor('podman');
+  const podmanCompose = process.env.CONDUIT_PODMAN_COMPOSE || 'podman-compose';
+  const [client, server, buildx, dockerCompose, pv, pc, runtime, runc] = await Promise.all([
+    probe(docker, ['--version']),
+    probe(docker, ['version', '--format', '{{.Server.Version}}']),
+    probe(docker, ['buildx', 'version']),
+    probe(docker, ['compose', 'version']),
+    probe(podman, ['version', '--format', '{{.Client.Version}}']),
+    probe(podmanCompose, ['version']),
+    probe(podman, ['info', '--format', '{{.Host.OCIRuntime.Name}}']),
+    probe('runc', ['--version']),
+  ]);
+  return {
+    docker: { bin: docker, client: Boolean(client), server: server?.stdout.trim() || undefined, buildx: Boolean(buildx), compose: Boolean(dockerCompose) },
+    podman: { bin: podman, version: pv?.stdout.trim() || undefined, compose: Boolean(pc), runtime: runtime?.stdout.trim() || undefined, runc: Boolean(runc) },
+    ...(process.env.CONTAINERS_CONF ? { containersConf: process.env.CONTAINERS_CONF } : {}),
+  };
+}
+
 // ---- images ---------------------------------------------------------------------------------
 
 export interface BuildSpec {

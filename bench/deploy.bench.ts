@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../scripts/lib/exec.ts';
+import { Helm } from '../scripts/lib/helm.ts';
 import { Kube } from '../scripts/lib/kube.ts';
 import { localClusterStatus, upLocalCluster } from '../scripts/lib/localcluster.ts';
 import { localTarget, LOCAL_CONTEXT } from '../scripts/lib/target.ts';
@@ -23,6 +24,8 @@ const release = 'conduit';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-bench-deploy-'));
 const layers = [path.join(REPO_ROOT, 'values', 'environments', 'local.yaml'), path.join(REPO_ROOT, 'values', 'clusters', 'local.yaml')];
 let kube: Kube | undefined;
+/** helm 4 on the bench namespace of the local cluster. */
+let helm: Helm | undefined;
 let counter = 0;
 
 function annotationFile(value: string): string {
@@ -42,14 +45,14 @@ const bench: BenchModule = {
     if (!(await localClusterStatus()).running) await upLocalCluster(new Reporter({ json: false }));
     const target = localTarget();
     kube = new Kube(await tool('kubectl'), target);
-    const helm = await tool('helm');
-    const cluster = ['--kubeconfig', target.kubeconfig!, '--kube-context', target.context!, '--namespace', namespace];
+    const client = (helm = await Helm.create(4, { context: target.context, kubeconfig: target.kubeconfig, namespace }));
     const ours = async (file: string) => {
       const r = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', namespace, '--release', release, '--values', file, '--yes', '--json'], { cwd: REPO_ROOT });
       if (r.exitCode !== 0) throw new Error(`deploy.ts failed:\n${r.stderr.slice(-3000)}`);
     };
     const baseline = async (file: string) => {
-      const r = await run(helm, ['upgrade', '--install', release, path.join(REPO_ROOT, 'chart'), ...cluster, ...layers.flatMap((l) => ['-f', l]), '-f', file, '--wait']);
+      // The command an operator would type, not the client's upgrade (which adds rollback and server-side apply).
+      const r = await client.run(['upgrade', '--install', release, path.join(REPO_ROOT, 'chart'), ...client.scopeArgs(), ...layers.flatMap((l) => ['-f', l]), '-f', file, '--wait']);
       if (r.exitCode !== 0) throw new Error(`helm upgrade failed:\n${r.stderr.slice(-3000)}`);
     };
     const fixed = annotationFile('fixed');
@@ -72,11 +75,8 @@ const bench: BenchModule = {
     ];
   },
   async teardown() {
-    if (kube) {
-      const helm = await tool('helm');
-      await run(helm, ['uninstall', release, '--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--namespace', namespace]);
-      await kube.delete('namespace', namespace, { wait: false }).catch(() => false);
-    }
+    if (helm) await helm.run(helm.uninstallArgs({ release }));
+    if (kube) await kube.delete('namespace', namespace, { wait: false }).catch(() => false);
     fs.rmSync(work, { recursive: true, force: true });
   },
 };

@@ -10,13 +10,13 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { checklistFailed, evaluateChecklist, type CheckResult } from './checklist.ts';
 import { appendAudit, maskSecretValues, type AuditResult } from './audit.ts';
 import { UserError } from './errors.ts';
-import { formatArgv, run, type RunResult } from './exec.ts';
+import { formatArgv, type RunResult } from './exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kube.ts';
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
 import { canonicalJson, diffManifests, helmStoresSecrets, readRelease, releaseObjects, workloadImages, type HelmRelease } from './helmrelease.ts';
-import { templateFailure } from './helm.ts';
+import { Helm, templateFailure } from './helm.ts';
 import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';
 import { table } from './ui.ts';
@@ -58,8 +58,8 @@ export type DiffMode = 'release' | 'live';
 
 export interface DeployPlan {
   target: DeployTarget;
-  helm: string;
-  helmMajor: HelmMajor;
+  /** The helm client of this target (binary, major version, kube context and namespace). */
+  helm: Helm;
   /** `helm upgrade --install` arguments (values on stdin as the last -f). */
   upgradeArgs: string[];
   /** The same as a server-side dry run, for the live diff. */
@@ -76,10 +76,6 @@ export interface DeployPlan {
   chart?: { version?: string; appVersion?: string };
   /** `registry`: the images are asked for at their registries before anything changes; `skipped`: --skip-image-check. */
   imageCheck: 'registry' | 'skipped';
-}
-
-function clusterArgs(t: DeployTarget): string[] {
-  return [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
 }
 
 function readChartMetadata(chartDir: string): { version?: string; appVersion?: string } | undefined {
@@ -102,36 +98,19 @@ export function valuesDigest(plan: Pick<DeployPlan, 'valuesFiles' | 'overridesYa
   return `sha256:${h.digest('hex').slice(0, 16)}`;
 }
 
-/** Build the plan (pure apart from the default actor and reading the chart's Chart.yaml). */
-export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
+/** Build the plan with the helm binary given (pure apart from the default actor and reading the chart's Chart.yaml). */
+export function planDeploy(req: DeployRequest, helmBinary: string): DeployPlan {
   const t = req.target;
+  const helm = new Helm(helmBinary, req.helmMajor, { context: t.context, kubeconfig: t.kubeconfig, namespace: t.namespace });
+  const install = { release: t.release, chart: req.chartDir, valuesFiles: req.valuesFiles, stdinValues: true };
   const timeoutSeconds = durationSeconds(req.timeout);
-  const common = ['upgrade', '--install', t.release, req.chartDir, ...clusterArgs(t)];
-  for (const f of req.valuesFiles) common.push('--values', f);
-  common.push('--values', '-');
-  const upgradeArgs = [
-    ...common,
-    '--timeout', req.timeout,
-    '--history-max', '10',
-    // On failure helm rolls back to the last good revision (helm 4 names it --rollback-on-failure and
-    // waits with its watcher; helm 3's --atomic implies --wait). Helm 4 applies server-side: fields a
-    // runbook action patched with kubectl (replicas, HPA bounds) belong to another field manager, and
-    // the deploy must take them back instead of failing on the conflict. Server-side apply is asked
-    // for explicitly: helm 4's default (auto) follows the previous revision, and a release last
-    // applied client-side (by helm 3, or --server-side=false) would refuse --force-conflicts.
-    ...(req.helmMajor === 4 ? ['--rollback-on-failure', '--wait=watcher', '--server-side=true', '--force-conflicts'] : ['--atomic', '--wait']),
-    ...(req.strictlyValidated ? ['--disable-openapi-validation'] : []),
-  ];
-  const dryRunArgs = [...common, '--dry-run=server', '--output', 'json'];
-  // helm's own OpenAPI check costs 0.1-0.2 s here and is a subset of deploy.ts's strict kubeconform step.
-  const liveRenderArgs = ['template', ...common.slice(2), '--dry-run=server', '--disable-openapi-validation'];
   return {
     target: t,
     helm,
-    helmMajor: req.helmMajor,
-    upgradeArgs,
-    dryRunArgs,
-    liveRenderArgs,
+    upgradeArgs: helm.upgradeArgs({ ...install, timeout: req.timeout, historyMax: 10, skipOpenApiValidation: req.strictlyValidated }),
+    dryRunArgs: helm.upgradeDryRunArgs(install),
+    // helm's own OpenAPI check costs 0.1-0.2 s here and is a subset of deploy.ts's strict kubeconform step.
+    liveRenderArgs: helm.templateArgs({ ...install, live: true, skipOpenApiValidation: true }),
     diffMode: req.diff ?? 'release',
     valuesFiles: [...req.valuesFiles],
     // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
@@ -143,23 +122,14 @@ export function planDeploy(req: DeployRequest, helm: string): DeployPlan {
   };
 }
 
-async function helmJson<T>(plan: DeployPlan, args: string[]): Promise<T | undefined> {
-  const r = await run(plan.helm, [...args, ...clusterArgs(plan.target), '--output', 'json'], { timeoutMs: 120_000 });
-  if (r.exitCode !== 0) {
-    if (/not found/.test(r.stderr)) return undefined;
-    throw new UserError(`helm ${args[0]} failed: ${redact(r.stderr.trim())}`);
-  }
-  return JSON.parse(r.stdout) as T;
-}
-
 /** The newest revision of the release: read from its storage Secret when kube is given, else `helm status`. */
 export async function releaseStatus(plan: DeployPlan, kube?: Kube): Promise<HelmRelease | undefined> {
   if (kube && helmStoresSecrets()) return readRelease(kube, plan.target.namespace, plan.target.release);
-  return helmJson<HelmRelease>(plan, ['status', plan.target.release]);
+  return plan.helm.status<HelmRelease>(plan.target.release);
 }
 
 export async function releaseHistory(plan: DeployPlan): Promise<{ revision: number; status: string; description: string; chart: string; app_version: string }[]> {
-  return (await helmJson(plan, ['history', plan.target.release, '--max', '20'])) ?? [];
+  return (await plan.helm.history<{ revision: number; status: string; description: string; chart: string; app_version: string }[]>(plan.target.release, 20)) ?? [];
 }
 
 export interface DiffSummary {
@@ -187,7 +157,7 @@ export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: strin
     const d = await diffManifests(current.manifest ?? '', manifest, plan.target.namespace, { before: `revision ${current.version}, ${current.info.status}`, after: 'this deploy' });
     return { firstInstall: false, changed: d.objects.length > 0, objects: d.objects, text: d.text, against: `revision ${current.version} (${current.info.status})`, revision: current.version };
   }
-  const [current, r] = await Promise.all([releaseStatus(plan, kube), run(plan.helm, plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
+  const [current, r] = await Promise.all([releaseStatus(plan, kube), plan.helm.run(plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
   if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
   const rendered = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
   if (!current) return { firstInstall: true, changed: true, objects: listObjects(rendered), text: '' };
@@ -201,7 +171,7 @@ export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: strin
  * Secrets; checks of existing Secrets run). A render error is the deploy's error: nothing changed.
  */
 export async function renderLive(plan: DeployPlan): Promise<string> {
-  const r = await run(plan.helm, plan.liveRenderArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
+  const r = await plan.helm.run(plan.liveRenderArgs, { input: plan.overridesYaml, timeoutMs: 300_000 });
   if (r.exitCode !== 0) {
     const cause = templateFailure(r.stderr) ?? r.stderr.trim().split('\n').slice(-6).join('\n');
     throw new UserError(`the chart does not render on ${plan.target.cluster} (context ${plan.target.context}); nothing was deployed:\n${redact(cause)}`, {
@@ -442,293 +412,405 @@ export async function unchangedSince(before: HelmRelease, manifest: string, valu
   return { same: true };
 }
 
+/** The running `helm upgrade`: its result once it exits, and the render gate it waits at (gated upgrades). */
+interface HelmRun {
+  result: Promise<RunResult>;
+  gate?: RenderGate;
+}
+
+/**
+ * One deploy as it runs: what it was asked, what it found and what it started. The phases below take
+ * it in turn; each says what it changes. The interrupt guard names `stage` to the operator.
+ */
+class DeploySession {
+  readonly plan: DeployPlan;
+  readonly kube: Kube;
+  readonly ui: DeploySteps;
+  readonly options: DeployOptions;
+  readonly target: DeployTarget;
+  readonly started = performance.now();
+  readonly warnings: string[] = [];
+  /** A digest of the values this deploy hands helm (no value in it): the audit records it. */
+  readonly digest: string;
+  readonly guard: InterruptGuard;
+  /**
+   * While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the pods
+   * back, and these samples are what can still say why the new ones did not become ready.
+   */
+  readonly podWatch: UnreadyPodWatch;
+  /** What the deploy is doing now, in the operator's words. */
+  stage = 'taking the deploy lock';
+  helm?: HelmRun;
+  /** Gated: the validation of helm's render, started once helm runs; settles with its refusal or undefined. */
+  validation?: Promise<UserError | undefined>;
+  /** The newest revision, read under the lock. */
+  before?: HelmRelease;
+  /** The manifest helm applies (its render, or deploy.ts's render on the live cluster): the audit names its images. */
+  manifest?: string;
+  diff?: DiffSummary;
+  /** helm may apply: `started` is recorded and the gate (if any) said ok. */
+  approved = false;
+
+  constructor(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: DeployOptions) {
+    this.plan = plan;
+    this.kube = kube;
+    this.ui = ui;
+    this.options = options;
+    this.target = plan.target;
+    this.manifest = options.manifest;
+    this.digest = valuesDigest(plan);
+    this.podWatch = new UnreadyPodWatch(kube, plan.target.namespace, plan.target.release);
+    const t = plan.target;
+    this.guard = new InterruptGuard({
+      onFirst: (sig) =>
+        ui.info(`${sig} received while ${this.stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`),
+      describeLeftovers: () =>
+        `Now ${this.stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
+    });
+  }
+
+  get ms(): number {
+    return Math.round(performance.now() - this.started);
+  }
+}
+
 /**
  * Run a deploy: preflight, diff, confirm, lock, then either keep the deployed revision (nothing to
  * change; see unchangedSince) or helm upgrade with rollback on failure, verify, audit.
  */
 export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: DeployOptions): Promise<DeployOutcome> {
-  const started = performance.now();
-  const t = plan.target;
-  const warnings: string[] = [];
-  const digest = valuesDigest(plan);
+  const s = new DeploySession(plan, kube, ui, options);
   try {
-    const preflightChecks = async () => {
-      const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
-      const [reachable, ...allowed] = await Promise.all([kube.reachable(10_000), ...needed.map(([verb, res]) => kube.can(verb, res, t.namespace))]);
-      if (!reachable) {
-        throw new UserError(`cannot reach the API server of context "${t.context}"`, {
-          hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
-        });
-      }
-      if (await ensureNamespace(kube, t.namespace, (m) => ui.info(m))) ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
-      // Asked again when the namespace was just created (a review of a missing namespace can differ).
-      const denied = needed.find((_, i) => !allowed[i]);
-      if (denied && !(await kube.can(denied[0], denied[1], t.namespace))) {
-        throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
-      }
-    };
     // Gated (an upgrade: the namespace and the release exist), the preflight runs while helm renders.
-    if (!options.gate) await ui.step(`preflight: ${t.cluster} (context ${t.context}, namespace ${t.namespace})`, preflightChecks);
-
-    // Not gated: the diff and the confirmation come before the lock, from the render deploy.ts made.
-    let diff: DiffSummary | undefined;
-    if (!options.gate) {
-      diff = await showDiff(plan, kube, ui, options.manifest);
-      await confirmProtected(plan, ui, options.yes);
-    }
-
-    // From the lock on, Ctrl-C and SIGTERM no longer kill the deploy mid-write: see settleInterrupted.
-    let stage = 'taking the deploy lock';
-    const guard = new InterruptGuard({
-      onFirst: (sig) =>
-        ui.info(`${sig} received while ${stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`),
-      describeLeftovers: () =>
-        `Now ${stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
-    }).install();
-    let gate: RenderGate | undefined;
-    let upgrading: Promise<RunResult> | undefined;
-    // While helm waits, the pods' states are sampled: after a failed rollout helm has rolled the
-    // pods back, and these samples are what can still say why the new ones did not become ready.
-    const podWatch = new UnreadyPodWatch(kube, t.namespace, t.release);
-    const startHelm = (extraArgs: string[] = [], env: Record<string, string> = {}) => {
-      podWatch.start();
-      // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
-      // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
-      const p = run(plan.helm, [...plan.upgradeArgs, ...extraArgs], {
-        input: plan.overridesYaml,
-        env,
-        timeoutMs: (plan.timeoutSeconds + 300) * 1000,
-        detached: true,
-        signal: guard.signal,
-        killAfterMs: 90_000,
-      });
-      p.finally(() => podWatch.stop()).catch(() => undefined);
-      return p;
-    };
-    /** helm upgrade behind a new render gate: it reads the release and renders, then waits for a verdict. */
-    const startGatedHelm = async () => {
-      const g = (gate = await RenderGate.open(plan.helmMajor));
-      upgrading = startHelm(g.helmArgs, g.env);
-      upgrading.finally(() => g.cancel()).catch(() => undefined);
-    };
-    try {
-      // Gated, helm starts before the lock is even asked for: its start-up, release reads and render
-      // overlap with the lock, the validation and the preflight. It cannot store or apply anything
-      // before the gate says ok, which happens only under the lock, once the release is found as it
-      // was when helm started (otherwise that helm is refused and a new one renders).
-      let validation: Promise<UserError | undefined> | undefined;
-      if (options.gate) {
-        await startGatedHelm();
-        validation = options.gate.validate();
-        validation.catch(() => undefined);
-      }
-      const lock = await ui.step('take the deploy lock', () => acquireLock(kube, { ...plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
-      return await keepLock(kube, lock, async () => {
-        const before = await releaseStatus(plan, kube);
-        // The manifest helm applies (its render, or deploy.ts's render on the live cluster): the audit names its images.
-        let manifest = options.manifest;
-        /** Records an entry; resolves with what the outcome reports of it (undefined when it could not be written). */
-        const audit = (result: AuditResult, extra: Record<string, unknown> = {}): Promise<DeployOutcome['audit']> => {
-          const images = manifest !== undefined ? workloadImages(manifest, t.namespace) : undefined;
-          return appendAudit(kube, {
-            time: new Date().toISOString(),
-            actor: plan.lock.holder,
-            action: 'deploy',
-            result,
-            cluster: t.cluster,
-            namespace: t.namespace,
-            release: t.release,
-            summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result} (values ${digest})`,
-            durationMs: Math.round(performance.now() - started),
-            // A deploy that applies while its diff is worked out records the count at the end only.
-            details: { helm: plan.helmMajor, valuesDigest: digest, ...(images ? { images } : {}), ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
-          }).then(
-            (entry) => ({ key: entry.key, valuesDigest: digest, ...(images ? { images } : {}) }),
-            (e: Error) => void warnings.push(`audit entry not written: ${e.message}`),
-          );
-        };
-        const interrupted = async () => {
-          // helm first: a render waiting at the gate is refused, an upgrade is let finish its cancel and rollback.
-          if (gate?.pending) await gate.refuse('refused by deploy.ts: interrupted').catch(() => undefined);
-          await upgrading?.catch(() => undefined);
-          return settleInterrupted(plan, before, guard, audit, (s) => (stage = s));
-        };
-        if (guard.interrupted) return interrupted();
-
-        // From here helm may apply: recorded as `started` first, then the gate (if any) says ok.
-        // False when an interrupt came in meanwhile (the caller settles it; nothing was approved).
-        let approved = false;
-        const beginApplying = async (): Promise<boolean> => {
-          stage = 'applying the release (helm upgrade --install)';
-          await audit('started');
-          if (guard.interrupted) return false;
-          if (gate && manifest !== undefined) await gate.approve();
-          approved = true;
-          return true;
-        };
-        if (options.gate && validation) {
-          // Gated: helm hands its render to the gate; the validation, the diff and the confirmation
-          // happen on exactly that render while helm waits. Nothing is stored or applied until the
-          // gate says ok.
-          if (!before) throw new UserError(`release ${t.release} is no longer installed in ${t.namespace}; nothing was changed`, { hint: 'Deploy again (a first install is not gated).' });
-          if (!sameRevision(before, options.gate.release)) {
-            // Changed after helm read it (another deploy, a rollback): that helm would upgrade from a stale revision.
-            ui.info(`release ${t.release} changed while the deploy waited for the lock (now revision ${before.version}, ${before.info.status}): helm renders it again`);
-            await gate!.refuse('refused by deploy.ts: the release changed before the deploy lock was taken');
-            await upgrading!.catch(() => undefined);
-            gate!.close();
-            await startGatedHelm();
-          }
-          const g = gate!;
-          stage = 'rendering (helm) and validating';
-          const checked = preflightChecks().then(
-            () => undefined,
-            (e: unknown) => e,
-          );
-          void import('diff');
-          const rendered = await ui.step(`helm renders the chart; validate that render; preflight (context ${t.context}, namespace ${t.namespace})`, async () => {
-            const [m, invalid, failed] = await Promise.all([Promise.race([g.manifest(), upgrading!.then(() => undefined)]), validation, checked]);
-            const stop = invalid ?? failed;
-            if (stop) {
-              await g.refuse(`refused by deploy.ts: ${stop instanceof Error ? stop.message : String(stop)}`);
-              throw stop;
-            }
-            return m;
-          });
-          if (guard.interrupted) return interrupted();
-          manifest = rendered;
-          if (rendered !== undefined) {
-            // Other values than the deployed revision's (or --always-upgrade) mean an upgrade whatever
-            // the diff shows; with nothing to ask either, helm applies now and the diff of its render
-            // is worked out and shown meanwhile.
-            const upgradeAnyway = options.alwaysUpgrade || (options.values !== undefined && valuesDiffer(before, options.values));
-            if (upgradeAnyway && (!t.protected || options.yes)) {
-              ui.info(`upgrading: ${options.alwaysUpgrade ? '--always-upgrade' : `the values differ from revision ${before.version}'s`} (the diff of helm's render follows while it applies)`);
-              if (!(await beginApplying())) return interrupted();
-              // helm is applying: a diff that cannot be shown is a warning, not the deploy's failure.
-              diff = await showDiff(plan, kube, ui, rendered, before).catch((e: Error) => void warnings.push(`no diff: ${e.message}`));
-            } else {
-              stage = 'showing the diff';
-              diff = await showDiff(plan, kube, ui, rendered, before);
-              // A signal while the question waits (Ctrl-C at it, a SIGTERM) stops helm (the guard) and counts as "no".
-              const aborted = new Promise<boolean>((r) => guard.signal.addEventListener('abort', () => r(false), { once: true }));
-              const confirmed = await Promise.race([confirmProtected(plan, ui, options.yes, false), aborted]);
-              if (guard.interrupted) return interrupted();
-              if (!confirmed) {
-                await g.refuse('refused by deploy.ts: the deploy was not confirmed');
-                throw new UserError(`deploy to protected cluster ${t.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
-              }
-            }
-          }
-        }
-
-        const nothingToDo = !approved && diff && manifest !== undefined && !options.alwaysUpgrade && options.values !== undefined && before && !diff.changed && diff.revision === before.version;
-        if (nothingToDo) {
-          stage = 'checking whether anything changed';
-          const unchanged = await ui.step('check for edits made outside helm', () => unchangedSince(before!, manifest!, options.values!, kube, t.namespace));
-          if (unchanged.same) {
-            if (gate) {
-              await gate.refuse('nothing to change: deploy.ts keeps the deployed revision');
-              await upgrading;
-            }
-            stage = 'verifying the workloads';
-            const verified = await ui.step('verify the workloads', () => verifyRelease(plan, kube));
-            const chart = before!.chart?.metadata ?? plan.chart;
-            const recorded = await audit('unchanged', { revision: before!.version, chart: chart?.version, app: chart?.appVersion });
-            return {
-              result: 'unchanged',
-              audit: recorded,
-              revision: before!.version,
-              previousRevision: before!.version,
-              chartVersion: chart?.version,
-              appVersion: chart?.appVersion,
-              workloads: verified.workloads,
-              diff: { firstInstall: false, changed: false, objects: [] },
-              warnings,
-              ms: Math.round(performance.now() - started),
-            };
-          }
-          ui.info(`upgrading anyway: ${unchanged.why}`);
-        }
-        if (guard.interrupted) return interrupted();
-        if (!approved && !(await beginApplying())) return interrupted();
-        const upgrade = await ui
-          .step(`helm upgrade --install (timeout ${plan.timeoutSeconds}s, rollback on failure)`, async () => {
-            const r = await (upgrading ??= startHelm());
-            if (r.exitCode !== 0) throw new Error(guard.interrupted ? 'interrupted' : 'helm upgrade failed');
-            return r;
-          })
-          .catch(async (e: unknown) => {
-            const r = upgrading ? await upgrading : undefined;
-            if (!r || r.exitCode === 0) throw e;
-            return r;
-          });
-        if (guard.interrupted) return interrupted();
-        stage = 'checking the release';
-        const afterPromise = releaseStatus(plan, kube);
-        // Started with the status read when helm succeeded: one round trip less on the common path.
-        const verifying = upgrade.exitCode === 0 ? ui.step('verify the workloads', () => verifyRelease(plan, kube)) : undefined;
-        verifying?.catch(() => undefined);
-        const after = await afterPromise;
-        if (upgrade.exitCode !== 0) {
-          const lastUnready = await podWatch.settled();
-          const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
-          const events = (await kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
-          await audit(rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
-          throw new UserError(
-            `the upgrade of ${t.release} on ${t.cluster} failed${rolledBack ? ` and was rolled back to the previous revision (now revision ${after!.version})` : before ? '' : '; the failed first install was removed'}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
-              (lastUnready.length ? `\nPods not ready while helm waited:\n${lastUnready.map((p) => `  ${p}`).join('\n')}` : '') +
-              (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
-            { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
-          );
-        }
-        stage = 'verifying the workloads';
-        let verified: VerifyResult;
-        try {
-          verified = await verifying!;
-        } catch (e) {
-          // A terminal Ctrl-C also kills the kubectl we were waiting on: that is the interrupt, not a failure.
-          if (guard.interrupted) return interrupted();
-          throw e;
-        }
-        if (guard.interrupted) return interrupted();
-        // helm 4's status has no chart metadata: the deployed chart is the one in chartDir.
-        const chart = after?.chart?.metadata ?? plan.chart;
-        const chartVersion = chart?.version;
-        const appVersion = chart?.appVersion;
-        const recorded = await audit('succeeded', { revision: after?.version, chart: chartVersion, app: appVersion });
-        return {
-          result: 'succeeded',
-          audit: recorded,
-          revision: after?.version,
-          previousRevision: before?.version,
-          chartVersion,
-          appVersion,
-          workloads: verified.workloads,
-          diff: { firstInstall: diff?.firstInstall ?? false, changed: diff?.changed ?? true, objects: diff?.objects ?? [] },
-          warnings,
-          ms: Math.round(performance.now() - started),
-        };
-      });
-    } catch (e) {
-      // A signal that killed a kubectl call while taking the lock: the lock was not (or no longer) ours to keep.
-      if (guard.interrupted && !(e instanceof UserError && e.exitCode === EXIT_INTERRUPTED)) {
-        throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName} before anything was applied`, { exitCode: EXIT_INTERRUPTED });
-      }
-      throw e;
-    } finally {
-      // A helm still waiting at the gate (the deploy stopped on an error) is told to stop, never left hanging.
-      if (gate) {
-        if (gate.pending) await gate.refuse('refused by deploy.ts: the deploy stopped before applying').catch(() => undefined);
-        await upgrading?.catch(() => undefined);
-        gate.close();
-      }
-      guard.dispose();
-    }
+    if (!options.gate) await reviewBeforeLock(s);
+    return await deployUnderGuard(s);
   } catch (e) {
+    const t = plan.target;
     if (isKubeError(e)) throw explainKubeError(e, `deploying to ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
     throw e;
   }
+}
+
+/** API reachable, the namespace there (created when missing), the permissions a deploy needs. */
+async function preflight(s: DeploySession): Promise<void> {
+  const { kube, target: t } = s;
+  const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
+  const [reachable, ...allowed] = await Promise.all([kube.reachable(10_000), ...needed.map(([verb, res]) => kube.can(verb, res, t.namespace))]);
+  if (!reachable) {
+    throw new UserError(`cannot reach the API server of context "${t.context}"`, {
+      hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
+    });
+  }
+  if (await ensureNamespace(kube, t.namespace, (m) => s.ui.info(m))) s.ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
+  // Asked again when the namespace was just created (a review of a missing namespace can differ).
+  const denied = needed.find((_, i) => !allowed[i]);
+  if (denied && !(await kube.can(denied[0], denied[1], t.namespace))) {
+    throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
+  }
+}
+
+/** Not gated: the preflight, the diff of deploy.ts's render and the confirmation come before the lock. Sets `diff`. */
+async function reviewBeforeLock(s: DeploySession): Promise<void> {
+  const t = s.target;
+  await s.ui.step(`preflight: ${t.cluster} (context ${t.context}, namespace ${t.namespace})`, () => preflight(s));
+  s.diff = await showDiff(s.plan, s.kube, s.ui, s.options.manifest);
+  await confirmProtected(s.plan, s.ui, s.options.yes);
+}
+
+/**
+ * From the lock on, Ctrl-C and SIGTERM no longer kill the deploy mid-write: see settleInterrupted.
+ * Gated, helm starts before the lock is even asked for: its start-up, release reads and render overlap
+ * with the lock, the validation and the preflight. It cannot store or apply anything before the gate
+ * says ok, which happens only under the lock, once the release is found as it was when helm started
+ * (otherwise that helm is refused and a new one renders).
+ */
+async function deployUnderGuard(s: DeploySession): Promise<DeployOutcome> {
+  const t = s.target;
+  s.guard.install();
+  try {
+    if (s.options.gate) {
+      await startGatedHelm(s);
+      s.validation = s.options.gate.validate();
+      s.validation.catch(() => undefined);
+    }
+    const lock = await s.ui.step('take the deploy lock', () => acquireLock(s.kube, { ...s.plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
+    return await keepLock(s.kube, lock, () => deployUnderLock(s));
+  } catch (e) {
+    // A signal that killed a kubectl call while taking the lock: the lock was not (or no longer) ours to keep.
+    if (s.guard.interrupted && !(e instanceof UserError && e.exitCode === EXIT_INTERRUPTED)) {
+      throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${s.guard.signalName} before anything was applied`, { exitCode: EXIT_INTERRUPTED });
+    }
+    throw e;
+  } finally {
+    await closeGate(s);
+    s.guard.dispose();
+  }
+}
+
+/** Under the lock: review helm's render (gated), keep an unchanged revision, or apply the upgrade. */
+async function deployUnderLock(s: DeploySession): Promise<DeployOutcome> {
+  s.before = await releaseStatus(s.plan, s.kube);
+  if (s.guard.interrupted) return settleInterrupt(s);
+  if (s.options.gate && (await reviewGatedRender(s, s.options.gate)) === 'interrupted') return settleInterrupt(s);
+  const kept = await keepIfUnchanged(s);
+  if (kept) return kept;
+  if (s.guard.interrupted) return settleInterrupt(s);
+  if (!s.approved && !(await beginApplying(s))) return settleInterrupt(s);
+  return applyUpgrade(s);
+}
+
+/** Starts `helm upgrade --install` (behind `gate` when given). */
+function startHelm(s: DeploySession, gate?: RenderGate): HelmRun {
+  s.podWatch.start();
+  // Own process group: a terminal Ctrl-C does not reach helm; on an interrupt it gets SIGTERM
+  // (helm then cancels and, with rollback-on-failure/--atomic, rolls back), SIGKILL 90s later.
+  const result = s.plan.helm.run([...s.plan.upgradeArgs, ...(gate?.helmArgs ?? [])], {
+    input: s.plan.overridesYaml,
+    env: gate?.env ?? {},
+    timeoutMs: (s.plan.timeoutSeconds + 300) * 1000,
+    detached: true,
+    signal: s.guard.signal,
+    killAfterMs: 90_000,
+  });
+  result.finally(() => s.podWatch.stop()).catch(() => undefined);
+  if (gate) result.finally(() => gate.cancel()).catch(() => undefined);
+  return { result, gate };
+}
+
+/** helm upgrade behind a new render gate: it reads the release and renders, then waits for a verdict. Sets `helm`. */
+async function startGatedHelm(s: DeploySession): Promise<void> {
+  s.helm = startHelm(s, await RenderGate.open(s.plan.helm));
+}
+
+/** The running gated helm and its gate. */
+function gatedHelm(s: DeploySession): { result: Promise<RunResult>; gate: RenderGate } {
+  const run = s.helm;
+  if (!run?.gate) throw new Error('internal: the gated helm was not started');
+  return { result: run.result, gate: run.gate };
+}
+
+/** A helm still waiting at the gate (the deploy stopped on an error) is told to stop, never left hanging. */
+async function closeGate(s: DeploySession): Promise<void> {
+  const gate = s.helm?.gate;
+  if (!gate) return;
+  if (gate.pending) await gate.refuse('refused by deploy.ts: the deploy stopped before applying').catch(() => undefined);
+  await s.helm?.result.catch(() => undefined);
+  gate.close();
+}
+
+/**
+ * Gated: helm hands its render to the gate; the validation, the diff and the confirmation happen on
+ * exactly that render while helm waits. Nothing is stored or applied until the gate says ok. Sets
+ * `manifest` and `diff`; 'interrupted' when a signal came in meanwhile.
+ */
+async function reviewGatedRender(s: DeploySession, gated: NonNullable<DeployOptions['gate']>): Promise<'interrupted' | undefined> {
+  const t = s.target;
+  const before = s.before;
+  if (!before) throw new UserError(`release ${t.release} is no longer installed in ${t.namespace}; nothing was changed`, { hint: 'Deploy again (a first install is not gated).' });
+  if (!sameRevision(before, gated.release)) await renderAgain(s, before);
+  s.stage = 'rendering (helm) and validating';
+  const rendered = await validatedRender(s);
+  if (s.guard.interrupted) return 'interrupted';
+  s.manifest = rendered;
+  if (rendered === undefined) return undefined;
+  // Other values than the deployed revision's (or --always-upgrade) mean an upgrade whatever the
+  // diff shows; with nothing to ask either, helm applies now and the diff of its render is worked
+  // out and shown meanwhile.
+  const upgradeAnyway = s.options.alwaysUpgrade || (s.options.values !== undefined && valuesDiffer(before, s.options.values));
+  if (!upgradeAnyway || (t.protected && !s.options.yes)) return confirmRender(s, rendered, before);
+  s.ui.info(`upgrading: ${s.options.alwaysUpgrade ? '--always-upgrade' : `the values differ from revision ${before.version}'s`} (the diff of helm's render follows while it applies)`);
+  if (!(await beginApplying(s))) return 'interrupted';
+  // helm is applying: a diff that cannot be shown is a warning, not the deploy's failure.
+  s.diff = await showDiff(s.plan, s.kube, s.ui, rendered, before).catch((e: Error) => void s.warnings.push(`no diff: ${e.message}`));
+  return undefined;
+}
+
+/** The release changed after helm read it (another deploy, a rollback): that helm would upgrade from a stale revision. */
+async function renderAgain(s: DeploySession, now: HelmRelease): Promise<void> {
+  s.ui.info(`release ${s.target.release} changed while the deploy waited for the lock (now revision ${now.version}, ${now.info.status}): helm renders it again`);
+  const stale = gatedHelm(s);
+  await stale.gate.refuse('refused by deploy.ts: the release changed before the deploy lock was taken');
+  await stale.result.catch(() => undefined);
+  stale.gate.close();
+  await startGatedHelm(s);
+}
+
+/** helm's render once it reaches the gate (undefined when helm stopped first), validated with the preflight; refused at the gate when either fails. */
+async function validatedRender(s: DeploySession): Promise<string | undefined> {
+  const { result, gate } = gatedHelm(s);
+  const checked = preflight(s).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  void import('diff');
+  return s.ui.step(`helm renders the chart; validate that render; preflight (context ${s.target.context}, namespace ${s.target.namespace})`, async () => {
+    const [m, invalid, failed] = await Promise.all([Promise.race([gate.manifest(), result.then(() => undefined)]), s.validation, checked]);
+    const stop = invalid ?? failed;
+    if (stop) {
+      await gate.refuse(`refused by deploy.ts: ${stop instanceof Error ? stop.message : String(stop)}`);
+      throw stop;
+    }
+    return m;
+  });
+}
+
+/** The diff of helm's render, then the confirmation (a protected cluster); a refusal stops helm at the gate. Sets `diff`. */
+async function confirmRender(s: DeploySession, rendered: string, before: HelmRelease): Promise<'interrupted' | undefined> {
+  s.stage = 'showing the diff';
+  s.diff = await showDiff(s.plan, s.kube, s.ui, rendered, before);
+  // A signal while the question waits (Ctrl-C at it, a SIGTERM) stops helm (the guard) and counts as "no".
+  const aborted = new Promise<boolean>((r) => s.guard.signal.addEventListener('abort', () => r(false), { once: true }));
+  const confirmed = await Promise.race([confirmProtected(s.plan, s.ui, s.options.yes, false), aborted]);
+  if (s.guard.interrupted) return 'interrupted';
+  if (confirmed) return undefined;
+  await gatedHelm(s).gate.refuse('refused by deploy.ts: the deploy was not confirmed');
+  throw new UserError(`deploy to protected cluster ${s.target.cluster} not confirmed; nothing was changed`, { hint: 'Pass --yes to confirm without a terminal.' });
+}
+
+/**
+ * From here helm may apply: recorded as `started` first, then the gate (if any) says ok. False when
+ * an interrupt came in meanwhile (the caller settles it; nothing was approved). Sets `approved`.
+ */
+async function beginApplying(s: DeploySession): Promise<boolean> {
+  s.stage = 'applying the release (helm upgrade --install)';
+  await recordAudit(s, 'started');
+  if (s.guard.interrupted) return false;
+  const gate = s.helm?.gate;
+  if (gate && s.manifest !== undefined) await gate.approve();
+  s.approved = true;
+  return true;
+}
+
+/** What the no-change check needs, when the diff found nothing against the deployed revision and nothing forces an upgrade. */
+function unchangedCandidate(s: DeploySession): { before: HelmRelease; manifest: string; values: Record<string, unknown> } | undefined {
+  const { before, manifest, diff } = s;
+  const values = s.options.values;
+  if (s.approved || s.options.alwaysUpgrade || !diff || manifest === undefined || values === undefined || !before) return undefined;
+  return !diff.changed && diff.revision === before.version ? { before, manifest, values } : undefined;
+}
+
+/** Nothing to change (same values and objects, no edits outside helm): the deployed revision is kept and verified. */
+async function keepIfUnchanged(s: DeploySession): Promise<DeployOutcome | undefined> {
+  const c = unchangedCandidate(s);
+  if (!c) return undefined;
+  s.stage = 'checking whether anything changed';
+  const unchanged = await s.ui.step('check for edits made outside helm', () => unchangedSince(c.before, c.manifest, c.values, s.kube, s.target.namespace));
+  if (!unchanged.same) {
+    s.ui.info(`upgrading anyway: ${unchanged.why}`);
+    return undefined;
+  }
+  if (s.helm?.gate) {
+    await s.helm.gate.refuse('nothing to change: deploy.ts keeps the deployed revision');
+    await s.helm.result;
+  }
+  s.stage = 'verifying the workloads';
+  const verified = await s.ui.step('verify the workloads', () => verifyRelease(s.plan, s.kube));
+  const chart = c.before.chart?.metadata ?? s.plan.chart;
+  const recorded = await recordAudit(s, 'unchanged', { revision: c.before.version, chart: chart?.version, app: chart?.appVersion });
+  return {
+    result: 'unchanged',
+    audit: recorded,
+    revision: c.before.version,
+    previousRevision: c.before.version,
+    chartVersion: chart?.version,
+    appVersion: chart?.appVersion,
+    workloads: verified.workloads,
+    diff: { firstInstall: false, changed: false, objects: [] },
+    warnings: s.warnings,
+    ms: s.ms,
+  };
+}
+
+/** helm's result: started here unless the gated helm runs already; a failed run is returned, not thrown. */
+async function runUpgrade(s: DeploySession): Promise<RunResult> {
+  return s.ui
+    .step(`helm upgrade --install (timeout ${s.plan.timeoutSeconds}s, rollback on failure)`, async () => {
+      if (!s.helm) s.helm = startHelm(s);
+      const r = await s.helm.result;
+      if (r.exitCode !== 0) throw new Error(s.guard.interrupted ? 'interrupted' : 'helm upgrade failed');
+      return r;
+    })
+    .catch(async (e: unknown) => {
+      const r = s.helm ? await s.helm.result : undefined;
+      if (!r || r.exitCode === 0) throw e;
+      return r;
+    });
+}
+
+/** helm upgrade, then the release read back and the workloads verified (the two at once), audit. */
+async function applyUpgrade(s: DeploySession): Promise<DeployOutcome> {
+  const upgrade = await runUpgrade(s);
+  if (s.guard.interrupted) return settleInterrupt(s);
+  s.stage = 'checking the release';
+  const afterPromise = releaseStatus(s.plan, s.kube);
+  // Started with the status read when helm succeeded: one round trip less on the common path.
+  const verifying = upgrade.exitCode === 0 ? s.ui.step('verify the workloads', () => verifyRelease(s.plan, s.kube)) : undefined;
+  verifying?.catch(() => undefined);
+  const after = await afterPromise;
+  if (!verifying) throw await upgradeFailed(s, upgrade, after);
+  s.stage = 'verifying the workloads';
+  let verified: VerifyResult;
+  try {
+    verified = await verifying;
+  } catch (e) {
+    // A terminal Ctrl-C also kills the kubectl we were waiting on: that is the interrupt, not a failure.
+    if (s.guard.interrupted) return settleInterrupt(s);
+    throw e;
+  }
+  if (s.guard.interrupted) return settleInterrupt(s);
+  // helm 4's status has no chart metadata: the deployed chart is the one in chartDir.
+  const chart = after?.chart?.metadata ?? s.plan.chart;
+  const recorded = await recordAudit(s, 'succeeded', { revision: after?.version, chart: chart?.version, app: chart?.appVersion });
+  return {
+    result: 'succeeded',
+    audit: recorded,
+    revision: after?.version,
+    previousRevision: s.before?.version,
+    chartVersion: chart?.version,
+    appVersion: chart?.appVersion,
+    workloads: verified.workloads,
+    diff: { firstInstall: s.diff?.firstInstall ?? false, changed: s.diff?.changed ?? true, objects: s.diff?.objects ?? [] },
+    warnings: s.warnings,
+    ms: s.ms,
+  };
+}
+
+/** A failed upgrade, recorded (rolled back, or failed) and explained with the pods and events that say why. */
+async function upgradeFailed(s: DeploySession, upgrade: RunResult, after: HelmRelease | undefined): Promise<UserError> {
+  const { target: t, before } = s;
+  const lastUnready = await s.podWatch.settled();
+  const rolledBack = Boolean(before && after && after.version > before.version && after.info.status === 'deployed');
+  const events = (await s.kube.events(t.namespace, { limit: 200 }).catch(() => [])).filter((e) => e.type === 'Warning').slice(-8);
+  await recordAudit(s, rolledBack ? 'rolled-back' : 'failed', { error: redact(upgrade.stderr.trim().split('\n').slice(-3).join(' ')) });
+  const outcome = rolledBack ? ` and was rolled back to the previous revision (now revision ${after?.version})` : before ? '' : '; the failed first install was removed';
+  return new UserError(
+    `the upgrade of ${t.release} on ${t.cluster} failed${outcome}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
+      (lastUnready.length ? `\nPods not ready while helm waited:\n${lastUnready.map((p) => `  ${p}`).join('\n')}` : '') +
+      (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
+    { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
+  );
+}
+
+/** Records an audit entry; resolves with what the outcome reports of it (undefined when it could not be written). */
+function recordAudit(s: DeploySession, result: AuditResult, extra: Record<string, unknown> = {}): Promise<DeployOutcome['audit']> {
+  const { target: t, plan, before, diff, digest } = s;
+  const images = s.manifest !== undefined ? workloadImages(s.manifest, t.namespace) : undefined;
+  return appendAudit(s.kube, {
+    time: new Date().toISOString(),
+    actor: plan.lock.holder,
+    action: 'deploy',
+    result,
+    cluster: t.cluster,
+    namespace: t.namespace,
+    release: t.release,
+    summary: `${t.release} ${before ? `revision ${before.version}` : '(new)'} -> ${result} (values ${digest})`,
+    durationMs: s.ms,
+    // A deploy that applies while its diff is worked out records the count at the end only.
+    details: { helm: plan.helm.major, valuesDigest: digest, ...(images ? { images } : {}), ...(diff ? { changedObjects: diff.objects.length } : {}), ...extra },
+  }).then(
+    (entry) => ({ key: entry.key, valuesDigest: digest, ...(images ? { images } : {}) }),
+    (e: Error) => void s.warnings.push(`audit entry not written: ${e.message}`),
+  );
 }
 
 /** The same newest revision (number, status, time): what helm read before the lock is still current. */
@@ -757,49 +839,50 @@ async function confirmProtected(plan: DeployPlan, ui: DeploySteps, yes: boolean,
 const PENDING = /^pending-(install|upgrade|rollback)$/;
 
 /**
- * After an interrupt (helm already stopped): a release left `pending-*` (or `failed` by the cancel)
- * goes back to its last deployed revision; a failed first install is removed. Then an audit entry
- * `interrupted` and exit 130; the caller's keepLock releases the Lease on the way out.
+ * After an interrupt: helm first (a render waiting at the gate is refused, an upgrade is let finish
+ * its cancel and rollback), then a release left `pending-*` (or `failed` by the cancel) goes back to
+ * its last deployed revision and a failed first install is removed. Then an audit entry
+ * `interrupted` and exit 130; keepLock releases the Lease on the way out.
  */
-async function settleInterrupted(
-  plan: DeployPlan,
-  before: HelmRelease | undefined,
-  guard: InterruptGuard,
-  audit: (result: AuditResult, extra?: Record<string, unknown>) => Promise<unknown>,
-  setStage: (s: string) => void,
-): Promise<never> {
-  const t = plan.target;
-  setStage('checking the release after the interrupt');
-  const now = await releaseStatus(plan).catch(() => undefined);
-  let action = 'none';
-  let left = '';
-  if (now && (PENDING.test(now.info.status) || (now.info.status === 'failed' && now.version !== before?.version))) {
-    const history = await releaseHistory(plan).catch(() => []);
-    const good = [...history].reverse().find((h) => h.status === 'deployed' || h.status === 'superseded');
-    const lastDeployed = history.filter((h) => h.revision < now.version && ['deployed', 'superseded'].includes(h.status)).at(-1) ?? good;
-    if (lastDeployed) {
-      setStage(`rolling ${t.release} back to revision ${lastDeployed.revision}`);
-      const r = await run(plan.helm, ['rollback', t.release, String(lastDeployed.revision), ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
-      action = `rolled back to revision ${lastDeployed.revision}`;
-      if (r.exitCode !== 0) left = `the rollback failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm rollback ${t.release} ${lastDeployed.revision} --namespace ${t.namespace}`;
-    } else {
-      setStage(`removing the interrupted first install of ${t.release}`);
-      const r = await run(plan.helm, ['uninstall', t.release, ...clusterArgs(t), '--timeout', '5m'], { timeoutMs: 6 * 60_000 });
-      action = 'removed the interrupted first install';
-      if (r.exitCode !== 0) left = `the uninstall failed (${redact(r.stderr.trim().split('\n').at(-1) ?? '')}); run: helm uninstall ${t.release} --namespace ${t.namespace}`;
-    }
-  } else if (now && now.version !== before?.version && now.info.status === 'deployed') {
-    action = before && now.info.description?.startsWith('Rollback') ? `helm rolled back itself (now revision ${now.version})` : `revision ${now.version} was already applied`;
-  }
-  const final = await releaseStatus(plan).catch(() => undefined);
-  setStage('recording the interrupt and releasing the lock');
-  await audit('interrupted', { signal: guard.signalName, action, revision: final?.version, status: final?.info.status });
+async function settleInterrupt(s: DeploySession): Promise<never> {
+  const { target: t, guard } = s;
+  if (s.helm?.gate?.pending) await s.helm.gate.refuse('refused by deploy.ts: interrupted').catch(() => undefined);
+  await s.helm?.result.catch(() => undefined);
+  s.stage = 'checking the release after the interrupt';
+  const { action, left } = await undoInterrupted(s);
+  const final = await releaseStatus(s.plan).catch(() => undefined);
+  s.stage = 'recording the interrupt and releasing the lock';
+  await recordAudit(s, 'interrupted', { signal: guard.signalName, action, revision: final?.version, status: final?.info.status });
   const state = final ? `release ${t.release} is ${final.info.status} at revision ${final.version}` : `release ${t.release} is not installed`;
   throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName}: ${action === 'none' ? 'nothing to undo' : action}; ${state}; the deploy lock is released.${left ? `\nLeft to do: ${left}` : ''}`, {
     exitCode: EXIT_INTERRUPTED,
     hint: left ? 'Run the command above, then deploy again.' : 'Deploy again when ready.',
     details: { interrupted: true, signal: guard.signalName, action, revision: final?.version, status: final?.info.status },
   });
+}
+
+/** Brings a release the interrupt left half-applied back: what was done, and what is left to do by hand. */
+async function undoInterrupted(s: DeploySession): Promise<{ action: string; left: string }> {
+  const { target: t, plan, before } = s;
+  const now = await releaseStatus(plan).catch(() => undefined);
+  if (now && now.version !== before?.version && now.info.status === 'deployed') {
+    return { action: before && now.info.description?.startsWith('Rollback') ? `helm rolled back itself (now revision ${now.version})` : `revision ${now.version} was already applied`, left: '' };
+  }
+  if (!now || !(PENDING.test(now.info.status) || (now.info.status === 'failed' && now.version !== before?.version))) return { action: 'none', left: '' };
+  const history = await releaseHistory(plan).catch(() => []);
+  const good = [...history].reverse().find((h) => h.status === 'deployed' || h.status === 'superseded');
+  const lastDeployed = history.filter((h) => h.revision < now.version && ['deployed', 'superseded'].includes(h.status)).at(-1) ?? good;
+  const lastLine = (r: RunResult) => redact(r.stderr.trim().split('\n').at(-1) ?? '');
+  if (lastDeployed) {
+    s.stage = `rolling ${t.release} back to revision ${lastDeployed.revision}`;
+    const r = await plan.helm.run(plan.helm.rollbackArgs({ release: t.release, revision: lastDeployed.revision, timeout: '5m', wait: false }), { timeoutMs: 6 * 60_000 });
+    const left = r.exitCode !== 0 ? `the rollback failed (${lastLine(r)}); run: helm rollback ${t.release} ${lastDeployed.revision} --namespace ${t.namespace}` : '';
+    return { action: `rolled back to revision ${lastDeployed.revision}`, left };
+  }
+  s.stage = `removing the interrupted first install of ${t.release}`;
+  const r = await plan.helm.run(plan.helm.uninstallArgs({ release: t.release, timeout: '5m' }), { timeoutMs: 6 * 60_000 });
+  const left = r.exitCode !== 0 ? `the uninstall failed (${lastLine(r)}); run: helm uninstall ${t.release} --namespace ${t.namespace}` : '';
+  return { action: 'removed the interrupted first install', left };
 }
 
 /** How a plan is shown by --dry-run. */

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { HelmMajor } from './tools.ts';
+import type { Helm } from './helm.ts';
 
 const PLUGIN = 'conduit-gate';
 
@@ -47,8 +47,8 @@ export class RenderGate {
     this.env = env;
   }
 
-  /** A gate for one helm run. */
-  static async open(major: HelmMajor): Promise<RenderGate> {
+  /** A gate for one run of this helm. */
+  static async open(helm: Pick<Helm, 'postRendererArgs'>): Promise<RenderGate> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-gate-'));
     fs.chmodSync(dir, 0o700);
     const pluginDir = path.join(dir, 'plugins', PLUGIN);
@@ -60,9 +60,8 @@ export class RenderGate {
       ['apiVersion: v1', 'type: postrenderer/v1', `name: ${PLUGIN}`, 'version: 1.0.0', 'runtime: subprocess', 'runtimeConfig:', '  platformCommand:', '    - command: "${HELM_PLUGIN_DIR}/gate.sh"', ''].join('\n'),
     );
     await promisify(execFile)('mkfifo', ['-m', '600', path.join(dir, 'request'), path.join(dir, 'response')]);
-    const env: Record<string, string> = { CONDUIT_GATE_DIR: dir };
-    if (major === 4) env.HELM_PLUGINS = path.join(dir, 'plugins');
-    return new RenderGate(dir, ['--post-renderer', major === 4 ? PLUGIN : script], env);
+    const route = helm.postRendererArgs({ executable: script, plugin: PLUGIN, pluginsDir: path.join(dir, 'plugins') });
+    return new RenderGate(dir, route.args, { CONDUIT_GATE_DIR: dir, ...route.env });
   }
 
   /**

@@ -94,7 +94,8 @@ export function manifestDocuments(manifest: string): readonly (Record<string, un
       docs = parsed.map((d) => d.toJS() as Record<string, unknown>);
     }
     parsedManifests.set(manifest, docs);
-    if (parsedManifests.size > 4) parsedManifests.delete(parsedManifests.keys().next().value!);
+    const oldest = parsedManifests.keys().next().value;
+    if (parsedManifests.size > 4 && oldest !== undefined) parsedManifests.delete(oldest);
   }
   return docs;
 }

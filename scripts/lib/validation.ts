@@ -23,14 +23,14 @@ import { parse as parseYaml } from 'yaml';
 import { cachedValidator } from './ajvcache.ts';
 import { isUserError, toolError, UserError } from './errors.ts';
 import { mapLimit, run, type RunResult } from './exec.ts';
-import { kubeVersionArg, templateFailure } from './helm.ts';
+import { Helm, templateFailure } from './helm.ts';
 import { ensureSchemas, minorOf, schemaLocationTemplate, schemasRoot } from './kubeschemas.ts';
 import { displayPath, REPO_ROOT } from './paths.ts';
 import { helmToolName, tool, type HelmMajor } from './tools.ts';
 import type { ClusterConfig } from './clusters.ts';
 import {
-  formatPath, formatPos, getPath, isPlainObject, loadValuesFile, locate, looksSecret, mergeUserLayers, mergeValueLayers, parseSetFlags, pathKey, setsAsValues,
-  type MergedValues, type PathSegment, type SetAssignment, type SourcePos, type ValuesLayer,
+  formatPath, formatPos, getPath, isPlainObject, loadChartDefaults, loadValuesFile, locate, looksSecret, parseSetFlags, pathKey, prepareValues,
+  type MergedValues, type PathSegment, type PreparedValues, type SetAssignment, type SourcePos, type ValuesLayer,
 } from './values.ts';
 
 export type StepName = 'values' | 'lint' | 'render' | 'schema' | 'kube-score';
@@ -96,8 +96,11 @@ export interface ValidateOptions {
   /** Steps to leave out (tests, deploy's quick pre-flight). */
   skip?: StepName[];
   progress?: (note: string) => void;
-  /** Called with each successful render and the merged values it came from (deploy's checklist uses it). */
-  onRender?: (render: { cluster: string; kubeVersion: string; manifest: string; values: Record<string, unknown> }) => void;
+  /**
+   * Values already merged, by cluster name: deploy.ts merges once and validates exactly what it
+   * deploys. Other clusters' values are merged here from their layers, valuesFiles and sets.
+   */
+  prepared?: Record<string, PreparedValues>;
 }
 
 /** Kinds that have no schema and are accepted anyway, each with the reason. Empty on purpose. */
@@ -192,84 +195,104 @@ function findingAt(pos: SourcePos | undefined): Pick<Finding, 'location' | 'file
   return { location: formatPos(pos), file: pos.file, ...(pos.line > 0 ? { line: pos.line, column: pos.col } : {}) };
 }
 
+/** What one Ajv error says: the key it is about, the message, the hint, and where that key was set. */
+interface SchemaErrorReading {
+  path: PathSegment[];
+  message: string;
+  hint?: string;
+  pos?: SourcePos;
+}
+
+interface SchemaErrorContext {
+  errors: ErrorObject[];
+  merged: MergedValues;
+  clusterFile: string;
+  /** A branch of an anyOf/oneOf: folded into the anyOf/oneOf finding. */
+  isBranch: (e: ErrorObject) => boolean;
+}
+
+type ParentSchema = { description?: string; properties?: Record<string, unknown>; enum?: unknown[] } | undefined;
+
+function unknownKey(e: ErrorObject, at: PathSegment[], parent: ParentSchema, merged: MergedValues): SchemaErrorReading {
+  const extra = (e.params as { additionalProperty: string }).additionalProperty;
+  const p = [...at, extra];
+  const known = Object.keys(parent?.properties ?? {});
+  const guess = closest(extra, known);
+  const hint = (guess ? `Did you mean "${guess}"? ` : '') + (known.length ? `Keys allowed under ${formatPath(at)}: ${known.join(', ')}.` : `${formatPath(at)} takes no keys.`);
+  return { path: p, message: `unknown key "${extra}"`, hint, pos: locate(merged, p)?.pos };
+}
+
+function missingKey(e: ErrorObject, at: PathSegment[], desc: string | undefined, c: SchemaErrorContext): SchemaErrorReading {
+  const missing = (e.params as { missingProperty: string }).missingProperty;
+  const pos = layerForMissing(c.merged, at, c.clusterFile);
+  const p = [...at, missing];
+  const where = pos.file === '--set' ? `Set ${formatPath(p)} (a --set removed it, or add it to ${c.clusterFile})` : `Add ${formatPath(p)} to ${pos.file}`;
+  return { path: p, message: `required key "${missing}" is missing`, hint: `${where}${desc ? ` (${desc})` : ''}.`, pos };
+}
+
+function wrongType(e: ErrorObject, p: PathSegment[], desc: string | undefined, merged: MergedValues): SchemaErrorReading {
+  const want = (e.params as { type: string }).type;
+  const got = getPath(merged.values, p);
+  const pos = locate(merged, p)?.pos;
+  const bool = merged.warnings.find((w) => pos && w.at.file === pos.file && w.at.line === pos.line);
+  let hint = bool ? `The value is a YAML 1.1 boolean word; quote it.` : desc;
+  if (!hint && want === 'string' && typeof got === 'number' && !looksSecret(p)) hint = `Quote the value ("${got}") to keep it a string.`;
+  return { path: p, message: `must be ${want}, got ${describe(got, p)}`, hint, pos };
+}
+
+/** not / anyOf / oneOf / const / false schema: the schema's own description, and what its branches accept. */
+function combinatorError(e: ErrorObject, p: PathSegment[], desc: string | undefined, c: SchemaErrorContext): SchemaErrorReading {
+  const branches = c.errors.filter((b) => b !== e && c.isBranch(b) && b.schemaPath.startsWith(e.schemaPath + '/'));
+  const subDesc = (e.schema as { description?: string } | undefined)?.description;
+  const hint = branches.length ? `Accepted: ${[...new Set(branches.map((b) => b.message))].join('; or ')}.` : subDesc && desc ? desc : undefined;
+  return { path: p, message: subDesc ?? desc ?? e.message ?? 'is invalid', hint, pos: locate(c.merged, p)?.pos };
+}
+
+function readSchemaError(e: ErrorObject, c: SchemaErrorContext): SchemaErrorReading {
+  const p = instancePath(e);
+  const parent = e.parentSchema as ParentSchema;
+  const desc = parent?.description;
+  const value = () => describe(getPath(c.merged.values, p), p);
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return unknownKey(e, p, parent, c.merged);
+    case 'required':
+      return missingKey(e, p, desc, c);
+    case 'type':
+      return wrongType(e, p, desc, c.merged);
+    case 'enum': {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
+      return { path: p, message: `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${value()}`, hint: desc, pos: locate(c.merged, p)?.pos };
+    }
+    case 'pattern':
+    case 'format': {
+      const hint = desc ?? (e.keyword === 'format' ? `Use a valid ${(e.params as { format: string }).format}.` : undefined);
+      return { path: p, message: `${value()} ${e.message}`, hint, pos: locate(c.merged, p)?.pos };
+    }
+    case 'not':
+    case 'anyOf':
+    case 'oneOf':
+    case 'const':
+    case 'false schema':
+      return combinatorError(e, p, desc, c);
+    default:
+      return { path: p, message: e.message ?? 'is invalid', hint: desc, pos: locate(c.merged, p)?.pos };
+  }
+}
+
 /** Ajv errors -> findings that name the key, the layer that set it, and what to do. */
 export function schemaFindings(errors: ErrorObject[], merged: MergedValues, clusterFile: string): Finding[] {
   // Summaries that repeat their branches (if/then) are dropped; branches of anyOf/oneOf are folded
   // into the anyOf/oneOf finding.
   const combinators = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
   const isBranch = (e: ErrorObject) => combinators.some((c) => c !== e && e.schemaPath.startsWith(c.schemaPath + '/') && e.instancePath.startsWith(c.instancePath));
+  const context: SchemaErrorContext = { errors, merged, clusterFile, isBranch };
   const out: Finding[] = [];
   const seen = new Set<string>();
   for (const e of errors) {
     if (e.keyword === 'if' || isBranch(e)) continue;
-    let p = instancePath(e);
-    let message = e.message ?? 'is invalid';
-    let hint: string | undefined;
-    let pos: SourcePos | undefined;
-    const parent = e.parentSchema as { description?: string; properties?: Record<string, unknown>; enum?: unknown[] } | undefined;
-    const desc = parent?.description;
-    switch (e.keyword) {
-      case 'additionalProperties': {
-        const extra = (e.params as { additionalProperty: string }).additionalProperty;
-        p = [...p, extra];
-        const known = Object.keys(parent?.properties ?? {});
-        const guess = closest(extra, known);
-        message = `unknown key "${extra}"`;
-        hint = guess ? `Did you mean "${guess}"? ` : '';
-        hint += known.length ? `Keys allowed under ${formatPath(p.slice(0, -1))}: ${known.join(', ')}.` : `${formatPath(p.slice(0, -1))} takes no keys.`;
-        pos = locate(merged, p)?.pos;
-        break;
-      }
-      case 'required': {
-        const missing = (e.params as { missingProperty: string }).missingProperty;
-        pos = layerForMissing(merged, p, clusterFile);
-        p = [...p, missing];
-        message = `required key "${missing}" is missing`;
-        hint = `${pos.file === '--set' ? `Set ${formatPath(p)} (a --set removed it, or add it to ${clusterFile})` : `Add ${formatPath(p)} to ${pos.file}`}${desc ? ` (${desc})` : ''}.`;
-        break;
-      }
-      case 'type': {
-        const got = getPath(merged.values, p);
-        message = `must be ${(e.params as { type: string }).type}, got ${describe(got, p)}`;
-        const pos0 = locate(merged, p)?.pos;
-        const bool = merged.warnings.find((w) => pos0 && w.at.file === pos0.file && w.at.line === pos0.line);
-        hint = bool ? `The value is a YAML 1.1 boolean word; quote it.` : desc;
-        if (!hint && (e.params as { type: string }).type === 'string' && typeof got === 'number' && !looksSecret(p)) hint = `Quote the value ("${got}") to keep it a string.`;
-        pos = pos0;
-        break;
-      }
-      case 'enum': {
-        const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
-        message = `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${describe(getPath(merged.values, p), p)}`;
-        hint = desc;
-        pos = locate(merged, p)?.pos;
-        break;
-      }
-      case 'pattern':
-      case 'format': {
-        message = `${describe(getPath(merged.values, p), p)} ${e.message}`;
-        hint = desc ?? (e.keyword === 'format' ? `Use a valid ${(e.params as { format: string }).format}.` : undefined);
-        pos = locate(merged, p)?.pos;
-        break;
-      }
-      case 'not':
-      case 'anyOf':
-      case 'oneOf':
-      case 'const':
-      case 'false schema': {
-        const branches = errors.filter((b) => b !== e && isBranch(b) && b.schemaPath.startsWith(e.schemaPath + '/'));
-        const subDesc = (e.schema as { description?: string } | undefined)?.description;
-        message = subDesc ?? desc ?? e.message ?? 'is invalid';
-        if (branches.length) hint = `Accepted: ${[...new Set(branches.map((b) => b.message))].join('; or ')}.`;
-        else hint = subDesc && desc ? desc : undefined;
-        pos = locate(merged, p)?.pos;
-        break;
-      }
-      default:
-        hint = desc;
-        pos = locate(merged, p)?.pos;
-    }
-    const f: Finding = { message, key: formatPath(p), ...findingAt(pos), ...(hint ? { hint } : {}) };
+    const r = readSchemaError(e, context);
+    const f: Finding = { message: r.message, key: formatPath(r.path), ...findingAt(r.pos), ...(r.hint ? { hint: r.hint } : {}) };
     const k = `${f.key}\u0000${f.message}`;
     if (seen.has(k)) continue;
     seen.add(k);
@@ -430,7 +453,7 @@ function metadataName(doc: string): string {
   let indent: string | undefined;
   for (const line of lines.slice(start + 1)) {
     if (!line.trim() || /^\s*#/.test(line)) continue;
-    const lead = /^[ \t]*/.exec(line)![0];
+    const lead = /^[ \t]*/.exec(line)?.[0] ?? '';
     if (!lead) break;
     indent ??= lead;
     if (lead !== indent) continue;
@@ -461,9 +484,8 @@ export function splitRendered(manifest: string): RenderedDoc[] {
 interface ClusterState {
   cluster: ClusterConfig;
   report: ClusterReport;
-  merged?: MergedValues;
-  /** helm --values arguments (files) and the stdin document of --set assignments. */
-  helmValues: { files: string[]; stdin?: string };
+  /** The merged values and what to hand helm; absent when a values file could not be read. */
+  values?: PreparedValues;
   valuesOk: boolean;
   /** Rendered manifest file per version (full version -> file). */
   renders: Map<string, string>;
@@ -495,290 +517,370 @@ function helmProblems(r: RunResult): Finding[] {
   return (lines.length ? lines : [text.split('\n').slice(-5).join(' ')]).map((l) => ({ message: l.trim() }));
 }
 
-export interface PreparedValues {
-  /** The values Helm will render with, and where each key came from. */
-  merged: MergedValues;
-  /** The cluster's layer files then the extra --values files, parsed. */
-  layers: ValuesLayer[];
-  /** What to hand helm: --values files in order, then (when --set was used) a document on stdin. */
-  helm: { files: string[]; stdin?: string };
+/** A successful render and the merged values it came from. */
+export interface ClusterRender {
+  cluster: string;
+  kubeVersion: string;
+  manifest: string;
+  values: Record<string, unknown>;
+}
+
+/** A validation under way: the renders are known before the schema checks end. */
+export interface StagedValidation {
+  renders: ClusterRender[];
+  /** The report, once every check is done. */
+  report: Promise<ValidationReport>;
+}
+
+/** Inputs every cluster's values share: parsed once. */
+interface SharedValueInputs {
+  defaults: ValuesLayer;
+  extraLayers: ValuesLayer[];
+  sets: SetAssignment[];
+}
+
+/** One validation run: its settings, tools and the inputs every cluster shares. */
+interface ValidationRun {
+  options: ValidateOptions;
+  started: number;
+  chartDir: string;
+  helm: Helm;
+  versions: string[];
+  newest: string;
+  skip: Set<StepName>;
+  limit: number;
+  progress: (note: string) => void;
+  chartSchema?: ChartSchema;
+  /** Undefined when every cluster's values came merged (options.prepared). */
+  shared?: SharedValueInputs;
+  kubeconform?: { bin: string; schemaRoot: string; /** version -> apiVersion/kind -> schema hash */ shas: Map<string, Map<string, string>> };
+  kubeScore?: { bin: string; config: KubeScoreConfig };
+  /** Private directory of the renders (0700, removed at the end). */
+  work: string;
 }
 
 /**
- * One cluster's values as Helm will see them, and the helm arguments that reproduce them
- * (deploy.ts uses the same, so what was validated is what gets installed). Throws a UserError
- * (exit 1) naming file, line and column for unreadable or malformed layer files.
+ * Settings, shared inputs, tools and schemas, resolved before any work: a bad --set or --values is an
+ * error of its own, and a missing tool one clear error (exit 2).
  */
-export function prepareClusterValues(
-  cluster: ClusterConfig,
-  inputs: { defaults: ValuesLayer; extraLayers?: ValuesLayer[]; valuesFiles?: string[]; sets?: SetAssignment[] },
-): PreparedValues {
-  const sets = inputs.sets ?? [];
-  const layers = [...cluster.layers.map((l) => loadValuesFile(l)), ...(inputs.extraLayers ?? (inputs.valuesFiles ?? []).map((f) => loadValuesFile(f)))];
-  const merged = mergeValueLayers(inputs.defaults, layers, sets);
-  // JSON, not YAML: helm reads values as YAML 1.1, where an unquoted string such as y, on or no would
-  // turn into a boolean; JSON strings are always quoted.
-  const stdin = sets.length ? JSON.stringify(setsAsValues(sets, mergeUserLayers(layers, sets)), null, 2) + '\n' : undefined;
-  return { merged, layers, helm: { files: [...cluster.layers, ...(inputs.valuesFiles ?? [])].map((f) => path.resolve(f)), stdin } };
-}
-
-/**
- * Validate the clusters. Throws a UserError with exit code 2 when a tool cannot run; findings in the
- * input are returned in the report (ok: false).
- */
-export async function validateClusters(options: ValidateOptions): Promise<ValidationReport> {
+async function openValidation(options: ValidateOptions): Promise<ValidationRun> {
   const started = performance.now();
   const chartDir = options.chartDir ?? path.join(REPO_ROOT, 'chart');
   const major: HelmMajor = options.helm ?? 4;
-  const versions = [...options.kubeVersions];
-  const newest = versions[versions.length - 1];
   const skip = new Set(options.skip ?? []);
-  const limit = options.concurrency ?? Math.max(2, os.cpus().length);
   const progress = options.progress ?? (() => {});
   if (!fs.existsSync(path.join(chartDir, 'Chart.yaml'))) throw toolError(`no chart at ${displayPath(chartDir)} (Chart.yaml missing)`, 'Run from a checkout of the repository, or pass --chart DIR.');
-
-  // Inputs shared by every cluster: parsed once. Bad --set or --values are usage errors.
-  const sets: SetAssignment[] = parseSetFlags(options.sets ?? []);
-  const extraLayers: ValuesLayer[] = (options.valuesFiles ?? []).map((f) => loadValuesFile(f));
-  const defaultsFile = path.join(chartDir, 'values.yaml');
-  const defaults: ValuesLayer = fs.existsSync(defaultsFile) ? loadValuesFile(defaultsFile) : { file: 'values.yaml', values: {}, positions: new Map(), warnings: [] };
+  // Bad --set or --values are errors of the run, not findings of a cluster.
+  const merging = options.clusters.some((c) => !options.prepared?.[c.name]);
+  const shared = merging
+    ? { sets: parseSetFlags(options.sets ?? []), extraLayers: (options.valuesFiles ?? []).map((f) => loadValuesFile(f)), defaults: loadChartDefaults(chartDir) }
+    : undefined;
   const chartSchema = compileChartSchema(chartDir);
   const kubeScoreConfig = skip.has('kube-score') ? undefined : loadKubeScoreConfig(options.kubeScoreConfig ?? kubeScoreConfigFor(chartDir));
-
-  // Tools and schemas, resolved before any work so a missing tool is one clear error (exit 2).
   const [helmBin, kubeconformBin, kubeScoreBin] = await Promise.all([
     tool(helmToolName(major), progress),
     skip.has('schema') ? Promise.resolve('') : tool('kubeconform', progress),
     skip.has('kube-score') ? Promise.resolve('') : tool('kube-score', progress),
   ]);
+  const versions = [...options.kubeVersions];
   const schemaRoot = options.schemaRoot ?? schemasRoot();
-  // apiVersion/kind -> schema hash, per version.
-  const schemaShas = new Map<string, Map<string, string>>();
-  if (!skip.has('schema')) {
-    const generated = await Promise.all(versions.map((v) => ensureSchemas(v, { root: schemaRoot, progress })));
-    for (const g of generated) schemaShas.set(g.version, new Map(g.kinds.map((k) => [`${k.apiVersion}/${k.kind}`, k.sha256])));
-  }
+  const kubeconform = skip.has('schema') ? undefined : { bin: kubeconformBin, schemaRoot, shas: await schemaHashes(versions, schemaRoot, progress) };
+  return {
+    options, started, chartDir, helm: new Helm(helmBin, major), versions, newest: versions[versions.length - 1], skip,
+    limit: options.concurrency ?? Math.max(2, os.cpus().length), progress, chartSchema, shared, kubeconform,
+    kubeScore: kubeScoreConfig ? { bin: kubeScoreBin, config: kubeScoreConfig } : undefined,
+    work: fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-validate-')),
+  };
+}
 
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-validate-'));
+/** The offline schemas of every version (generated once, cached), and the hash of each kind's schema. */
+async function schemaHashes(versions: string[], root: string, progress: (note: string) => void): Promise<Map<string, Map<string, string>>> {
+  const generated = await Promise.all(versions.map((v) => ensureSchemas(v, { root, progress })));
+  return new Map(generated.map((g) => [g.version, new Map(g.kinds.map((k) => [`${k.apiVersion}/${k.kind}`, k.sha256]))]));
+}
+
+/** A cluster's values as Helm will see them: handed over merged, or merged here from its layers. */
+function clusterValues(v: ValidationRun, cluster: ClusterConfig): PreparedValues {
+  const given = v.options.prepared?.[cluster.name];
+  if (given) return given;
+  const shared = v.shared;
+  if (!shared) throw new Error(`internal: no merged values for cluster ${cluster.name}`);
+  const files = [...cluster.layers, ...(v.options.valuesFiles ?? [])];
+  return prepareValues(shared.defaults, files, shared.sets, [...cluster.layers.map((l) => loadValuesFile(l)), ...shared.extraLayers]);
+}
+
+/** Step 1, values: merged like Helm, checked against the chart's schema (fast, in-process). */
+function checkValues(v: ValidationRun, cluster: ClusterConfig): ClusterState {
+  const report: ClusterReport = {
+    cluster: cluster.name, ok: true, namespace: cluster.namespace, release: cluster.release,
+    layers: cluster.layers.map((l) => displayPath(l)), steps: [], warnings: [],
+  };
+  const state: ClusterState = { cluster, report, valuesOk: false, renders: new Map() };
+  const t0 = performance.now();
   try {
-    // 1. Values: merge and check against the chart schema (fast, in-process).
-    const states: ClusterState[] = options.clusters.map((cluster) => {
-      const report: ClusterReport = {
-        cluster: cluster.name, ok: true, namespace: cluster.namespace, release: cluster.release,
-        layers: cluster.layers.map((l) => displayPath(l)), steps: [], warnings: [],
-      };
-      const state: ClusterState = { cluster, report, helmValues: { files: [] }, valuesOk: false, renders: new Map() };
-      const t0 = performance.now();
-      try {
-        const prepared = prepareClusterValues(cluster, { defaults, extraLayers, valuesFiles: options.valuesFiles ?? [], sets });
-        const merged = prepared.merged;
-        const layers = prepared.layers;
-        state.merged = merged;
-        report.warnings.push(...merged.warnings.map((w) => `${formatPos(w.at)}: ${w.path}: ${w.message}`));
-        state.helmValues = prepared.helm;
-        const clusterFile = displayPath(cluster.layers[cluster.layers.length - 1] ?? cluster.at.file);
-        let findings: Finding[] = [];
-        if (chartSchema && !chartSchema.validate(merged.values)) findings = schemaFindings(chartSchema.validate.errors ?? [], merged, clusterFile);
-        state.valuesOk = findings.length === 0;
-        step(report, {
-          step: 'values', status: findings.length ? 'failed' : 'ok', ms: performance.now() - t0, findings,
-          note: chartSchema ? `${layers.length + 1} layer(s)${sets.length ? ` + ${sets.length} --set` : ''}, schema ${displayPath(chartSchema.file)}` : 'no values.schema.json in the chart',
-        });
-      } catch (e) {
-        if (!isUserError(e) || e.exitCode !== 1) throw e;
-        const d = (e.details ?? {}) as { file?: string; line?: number; col?: number };
-        step(report, {
-          step: 'values', status: 'failed', ms: performance.now() - t0,
-          findings: [{ message: e.message, ...(d.file ? { file: d.file, line: d.line, column: d.col, location: d.line ? `${d.file}:${d.line}:${d.col}` : d.file } : {}), hint: e.hint }],
-        });
-      }
-      return state;
+    const values = clusterValues(v, cluster);
+    const merged = values.merged;
+    state.values = values;
+    report.warnings.push(...merged.warnings.map((w) => `${formatPos(w.at)}: ${w.path}: ${w.message}`));
+    const clusterFile = displayPath(cluster.layers[cluster.layers.length - 1] ?? cluster.at.file);
+    const schema = v.chartSchema;
+    const findings = schema && !schema.validate(merged.values) ? schemaFindings(schema.validate.errors ?? [], merged, clusterFile) : [];
+    state.valuesOk = findings.length === 0;
+    step(report, {
+      step: 'values', status: findings.length ? 'failed' : 'ok', ms: performance.now() - t0, findings,
+      note: schema ? `${values.layers.length + 1} layer(s)${values.sets.length ? ` + ${values.sets.length} --set` : ''}, schema ${displayPath(schema.file)}` : 'no values.schema.json in the chart',
     });
-
-    // 2. helm lint and helm template, all clusters and versions in one pool.
-    const shared = renderDependsOnKubeVersion(chartDir, versions, [...states.map((s) => JSON.stringify(s.merged?.values ?? {}))]) === false;
-    const renderVersions = shared ? [newest] : versions;
-    type Task = { state: ClusterState; kind: 'lint' | 'render'; version: string };
-    const tasks: Task[] = [];
-    for (const s of states) {
-      if (!s.valuesOk) {
-        if (!skip.has('lint')) step(s.report, { step: 'lint', status: 'skipped', ms: 0, findings: [], note: 'values invalid' });
-        continue;
-      }
-      const lintVersion = s.cluster.kubeVersion && versions.find((v) => minorOf(v) === s.cluster.kubeVersion) ? versions.find((v) => minorOf(v) === s.cluster.kubeVersion)! : newest;
-      if (!skip.has('lint')) tasks.push({ state: s, kind: 'lint', version: lintVersion });
-      for (const v of renderVersions) tasks.push({ state: s, kind: 'render', version: v });
-    }
-    const valuesArgs = (s: ClusterState) => [...s.helmValues.files.flatMap((f) => ['--values', f]), ...(s.helmValues.stdin !== undefined ? ['--values', '-'] : [])];
-    const results = await mapLimit(tasks, limit, async (t) => {
-      const s = t.state;
-      const args =
-        t.kind === 'lint'
-          ? ['lint', chartDir, '--strict', '--namespace', s.cluster.namespace, '--kube-version', kubeVersionArg(t.version), ...valuesArgs(s)]
-          : ['template', s.cluster.release, chartDir, '--namespace', s.cluster.namespace, '--kube-version', kubeVersionArg(t.version), ...valuesArgs(s)];
-      progress(`${t.kind} ${s.cluster.name} (Kubernetes ${t.version})`);
-      const r = await run(helmBin, args, { input: s.helmValues.stdin, timeoutMs: 5 * 60_000 });
-      return { t, r };
+  } catch (e) {
+    if (!isUserError(e) || e.exitCode !== 1) throw e;
+    const d = (e.details ?? {}) as { file?: string; line?: number; col?: number };
+    step(report, {
+      step: 'values', status: 'failed', ms: performance.now() - t0,
+      findings: [{ message: e.message, ...(d.file ? { file: d.file, line: d.line, column: d.col, location: d.line ? `${d.file}:${d.line}:${d.col}` : d.file } : {}), hint: e.hint }],
     });
-    for (const { t, r } of results) {
-      const s = t.state;
-      if (t.kind === 'lint') {
-        step(s.report, { step: 'lint', kubeVersion: t.version, status: r.exitCode === 0 ? 'ok' : 'failed', ms: r.ms, findings: r.exitCode === 0 ? [] : helmProblems(r), note: `helm ${major} lint --strict` });
-        continue;
-      }
-      if (r.exitCode !== 0) {
-        const failure = templateFailure(r.stderr);
-        const message = failure ?? (r.stderr.trim().split('\n').slice(-3).join(' ') || `helm template exited ${r.exitCode}`);
-        step(s.report, { step: 'render', kubeVersion: t.version, status: 'failed', ms: r.ms, findings: [{ message, ...locateMessage(message, s.merged) }] });
-        continue;
-      }
-      const dir = path.join(work, String(states.indexOf(s)));
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const file = path.join(dir, `${t.version}.yaml`);
-      fs.writeFileSync(file, r.stdout, { mode: 0o600 });
-      options.onRender?.({ cluster: s.cluster.name, kubeVersion: t.version, manifest: r.stdout, values: (s.merged?.values ?? {}) as Record<string, unknown> });
-      const count = (r.stdout.match(/^kind:/gm) ?? []).length;
-      for (const v of shared ? versions : [t.version]) s.renders.set(v, file);
-      step(s.report, { step: 'render', kubeVersion: shared ? versions.map(minorOf).join(',') : t.version, status: 'ok', ms: r.ms, findings: [], note: `${count} object(s)${shared ? '; the chart reads no Kubernetes version, one render serves all' : ''}` });
-    }
-
-    // 3. Strict schemas (one kubeconform per version, every cluster at once) and kube-score (per cluster).
-    // Strict schemas. An object checked against a schema file with the same hash in an earlier
-    // version gives the same result there, so each (object, schema) pair is validated once: the
-    // first version gets every object, later versions only the objects whose schema changed.
-    // One kubeconform process per version reads every cluster's part at once.
-    const schemaJobs: Promise<void>[] = [];
-    if (!skip.has('schema')) {
-      type DocPlan = { doc: RenderedDoc; validatedIn: Map<string, string> };
-      const plans = new Map<string, DocPlan[]>(); // render file -> its documents
-      const partFiles = new Map<string, string[]>(); // version -> part files
-      const partOf = new Map<string, { render: string; version: string }>();
-      for (const render of new Set(states.flatMap((s) => [...s.renders.values()]))) {
-        const docs = splitRendered(fs.readFileSync(render, 'utf8'));
-        const unique = new Set(docs.map((d) => `${d.key}/${d.name}`)).size === docs.length;
-        const plan = docs.map((doc) => ({ doc, validatedIn: new Map<string, string>() }));
-        plans.set(render, plan);
-        const usedBy = versions.filter((v) => states.some((s) => s.renders.get(v) === render));
-        for (const v of usedBy) {
-          const needed: string[] = [];
-          for (const p of plan) {
-            const sha = schemaShas.get(v)!.get(p.doc.key);
-            const earlier = unique && sha ? usedBy.slice(0, usedBy.indexOf(v)).find((u) => schemaShas.get(u)!.get(p.doc.key) === sha) : undefined;
-            p.validatedIn.set(v, earlier ? p.validatedIn.get(earlier)! : v);
-            if (!earlier) needed.push(p.doc.text);
-          }
-          if (!needed.length) continue;
-          const part = `${render}.${v}.part.yaml`;
-          fs.writeFileSync(part, needed.join('\n---\n'), { mode: 0o600 });
-          partFiles.set(v, [...(partFiles.get(v) ?? []), part]);
-          partOf.set(part, { render, version: v });
-        }
-      }
-      // (render, version validated in, kind/name) -> kubeconform's verdict
-      const verdicts = new Map<string, KubeconformResource>();
-      const batchMs = new Map<string, number>();
-      const allow = Object.keys(SCHEMALESS_ALLOWLIST);
-      const workers = String(Math.max(1, Math.floor(limit / Math.max(1, partFiles.size))));
-      for (const [v, files] of partFiles) {
-        schemaJobs.push(
-          (async () => {
-            const args = ['-strict', '-n', workers, '-kubernetes-version', v, '-schema-location', schemaLocationTemplate(schemaRoot), '-output', 'json', '-verbose', ...(allow.length ? ['-skip', allow.join(',')] : []), ...files];
-            progress(`kubeconform: ${files.length} render(s) against Kubernetes ${v}`);
-            const r = await run(kubeconformBin, args, { timeoutMs: 5 * 60_000 });
-            let parsed: { resources?: KubeconformResource[] };
-            try {
-              parsed = JSON.parse(r.stdout);
-            } catch {
-              throw toolError(`kubeconform failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kubeconform installation (npx zx scripts/tools.ts install kubeconform).');
-            }
-            batchMs.set(v, r.ms);
-            for (const res of parsed.resources ?? []) {
-              const from = partOf.get(res.filename);
-              if (from) verdicts.set(`${from.render}\u0000${from.version}\u0000${res.version}/${res.kind}/${res.name}`, res);
-            }
-          })(),
-        );
-      }
-      schemaJobs.push(
-        Promise.all([...schemaJobs]).then(() => {
-          for (const v of versions) {
-            for (const s of states) {
-              const render = s.renders.get(v);
-              if (!render) continue;
-              const findings: Finding[] = [];
-              let valid = 0;
-              let reused = 0;
-              const plan = plans.get(render)!;
-              for (const p of plan) {
-                const at = p.validatedIn.get(v)!;
-                if (at !== v) reused++;
-                const res = verdicts.get(`${render}\u0000${at}\u0000${p.doc.key}/${p.doc.name}`);
-                const object = `${p.doc.key.split('/').pop()}/${p.doc.name}`;
-                if (!res) {
-                  findings.push({ object, message: `kubeconform reported nothing for ${p.doc.key} ${p.doc.name}`, hint: 'The rendered document could not be read as a Kubernetes object.' });
-                  continue;
-                }
-                if (res.status === 'statusValid' || res.status === 'statusSkipped') {
-                  valid++;
-                  continue;
-                }
-                if (res.status === 'statusEmpty') continue;
-                if (res.status === 'statusError' && /could not find schema/.test(res.msg)) {
-                  findings.push({ object, message: `no schema for ${res.version} ${res.kind} in Kubernetes ${v} or the pinned CRDs`, hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).' });
-                  continue;
-                }
-                for (const m of kubeconformMessages(res)) findings.push({ object, message: m });
-              }
-              step(s.report, {
-                step: 'schema', kubeVersion: v, status: findings.length ? 'failed' : 'ok', ms: batchMs.get(v) ?? 0, findings,
-                note: `${valid}/${plan.length} object(s) valid${reused ? `; ${reused} unchanged schema(s) since an earlier version, checked once` : ''}`,
-              });
-            }
-          }
-        }),
-      );
-    }
-    const scoreJobs = skip.has('kube-score')
-      ? Promise.resolve([])
-      : mapLimit(states.filter((s) => s.renders.has(newest)), limit, async (s) => {
-          const file = s.renders.get(newest)!;
-          const applicable = kubeScoreConfig!.ignore.filter((i) => !i.environments || i.environments.includes(s.cluster.environment));
-          // Checks ignored for every object go to kube-score; object-scoped ones filter its findings.
-          const ignored = applicable.filter((i) => !i.objects);
-          const scoped = applicable.filter((i) => i.objects).map((i) => ({ check: i.check, patterns: i.objects!.map(globToRegExp) }));
-          const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...kubeScoreConfig!.enableOptional.flatMap((c) => ['--enable-optional-test', c]), ...kubeScoreConfig!.flags.map((f) => f.flag), file];
-          const r = await run(kubeScoreBin, args, { timeoutMs: 2 * 60_000 });
-          let objects: KubeScoreObject[];
-          try {
-            objects = JSON.parse(r.stdout) ?? [];
-          } catch {
-            throw toolError(`kube-score failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kube-score installation (npx zx scripts/tools.ts install kube-score).');
-          }
-          const findings: Finding[] = [];
-          for (const o of objects) {
-            const objectName = `${o.type_meta?.kind ?? '?'}/${o.object_meta?.name ?? o.object_name}`;
-            for (const c of o.checks) {
-              if (c.skipped || c.grade >= 10) continue;
-              if (scoped.some((x) => x.check === c.check.id && x.patterns.some((re) => re.test(objectName)))) continue;
-              const comments = c.comments?.length ? c.comments : [{ summary: c.check.name }];
-              for (const cm of comments) {
-                findings.push({
-                  object: objectName,
-                  message: `[${c.check.id}] ${cm.path ? cm.path + ': ' : ''}${cm.summary ?? c.check.name}`,
-                  hint: cm.description || `Fix it in the chart, or ignore ${c.check.id} in ${displayPath(kubeScoreConfig!.file)} with a reason.`,
-                });
-              }
-            }
-          }
-          step(s.report, { step: 'kube-score', kubeVersion: newest, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${objects.length} object(s), ${applicable.length} ignore(s) from ${displayPath(kubeScoreConfig!.file)}` });
-        });
-    await Promise.all([...schemaJobs, scoreJobs]);
-
-    const order: StepName[] = ['values', 'lint', 'render', 'schema', 'kube-score'];
-    for (const s of states) s.report.steps.sort((a, b) => order.indexOf(a.step) - order.indexOf(b.step) || (a.kubeVersion ?? '').localeCompare(b.kubeVersion ?? '', undefined, { numeric: true }));
-    const clusters = states.map((s) => s.report);
-    return { ok: clusters.every((c) => c.ok), helm: major, kubeVersions: versions, sharedRender: shared, clusters, ms: performance.now() - started };
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
   }
+  return state;
+}
+
+type HelmTask = { state: ClusterState; kind: 'lint' | 'render'; version: string };
+
+/** helm lint (at the cluster's own version, else the newest) and helm template per version, of the clusters whose values are valid. */
+function helmTasks(v: ValidationRun, states: ClusterState[], renderVersions: string[]): HelmTask[] {
+  const tasks: HelmTask[] = [];
+  for (const s of states) {
+    if (!s.valuesOk) {
+      if (!v.skip.has('lint')) step(s.report, { step: 'lint', status: 'skipped', ms: 0, findings: [], note: 'values invalid' });
+      continue;
+    }
+    const own = s.cluster.kubeVersion;
+    const lintVersion = (own && v.versions.find((x) => minorOf(x) === own)) || v.newest;
+    if (!v.skip.has('lint')) tasks.push({ state: s, kind: 'lint', version: lintVersion });
+    for (const x of renderVersions) tasks.push({ state: s, kind: 'render', version: x });
+  }
+  return tasks;
+}
+
+function runHelmTask(v: ValidationRun, t: HelmTask): Promise<RunResult> {
+  const s = t.state;
+  const values = { valuesFiles: s.values?.helm.files ?? [], stdinValues: s.values?.helm.stdin !== undefined };
+  const where = { chart: v.chartDir, namespace: s.cluster.namespace, kubeVersion: t.version, ...values };
+  const args = t.kind === 'lint' ? v.helm.lintArgs(where) : v.helm.templateArgs({ ...where, release: s.cluster.release });
+  v.progress(`${t.kind} ${s.cluster.name} (Kubernetes ${t.version})`);
+  return v.helm.run(args, { input: s.values?.helm.stdin, timeoutMs: 5 * 60_000 });
+}
+
+/** A render's outcome as the cluster's render step; a successful render is kept in a private file and returned. */
+function recordRender(v: ValidationRun, t: HelmTask, r: RunResult, index: number, shared: boolean): ClusterRender | undefined {
+  const s = t.state;
+  if (r.exitCode !== 0) {
+    const failure = templateFailure(r.stderr);
+    const message = failure ?? (r.stderr.trim().split('\n').slice(-3).join(' ') || `helm template exited ${r.exitCode}`);
+    step(s.report, { step: 'render', kubeVersion: t.version, status: 'failed', ms: r.ms, findings: [{ message, ...locateMessage(message, s.values?.merged) }] });
+    return undefined;
+  }
+  const dir = path.join(v.work, String(index));
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, `${t.version}.yaml`);
+  fs.writeFileSync(file, r.stdout, { mode: 0o600 });
+  const count = (r.stdout.match(/^kind:/gm) ?? []).length;
+  for (const x of shared ? v.versions : [t.version]) s.renders.set(x, file);
+  step(s.report, { step: 'render', kubeVersion: shared ? v.versions.map(minorOf).join(',') : t.version, status: 'ok', ms: r.ms, findings: [], note: `${count} object(s)${shared ? '; the chart reads no Kubernetes version, one render serves all' : ''}` });
+  return { cluster: s.cluster.name, kubeVersion: t.version, manifest: r.stdout, values: (s.values?.merged.values ?? {}) as Record<string, unknown> };
+}
+
+/** Step 2: helm lint and helm template, all clusters and versions in one pool. */
+async function lintAndRender(v: ValidationRun, states: ClusterState[]): Promise<{ shared: boolean; renders: ClusterRender[] }> {
+  const shared = renderDependsOnKubeVersion(v.chartDir, v.versions, states.map((s) => JSON.stringify(s.values?.merged.values ?? {}))) === false;
+  const tasks = helmTasks(v, states, shared ? [v.newest] : v.versions);
+  const results = await mapLimit(tasks, v.limit, async (t) => ({ t, r: await runHelmTask(v, t) }));
+  const renders: ClusterRender[] = [];
+  for (const { t, r } of results) {
+    if (t.kind === 'lint') {
+      step(t.state.report, { step: 'lint', kubeVersion: t.version, status: r.exitCode === 0 ? 'ok' : 'failed', ms: r.ms, findings: r.exitCode === 0 ? [] : helmProblems(r), note: `helm ${v.helm.major} lint --strict` });
+      continue;
+    }
+    const rendered = recordRender(v, t, r, states.indexOf(t.state), shared);
+    if (rendered) renders.push(rendered);
+  }
+  return { shared, renders };
+}
+
+/** A rendered document and, per version, the version whose kubeconform run validated it. */
+type DocPlan = { doc: RenderedDoc; validatedIn: Map<string, string> };
+
+interface SchemaParts {
+  /** render file -> its documents */
+  plans: Map<string, DocPlan[]>;
+  /** version -> the part files kubeconform reads for it */
+  partFiles: Map<string, string[]>;
+  partOf: Map<string, { render: string; version: string }>;
+}
+
+/**
+ * An object checked against a schema file with the same hash in an earlier version gives the same
+ * result there, so each (object, schema) pair is validated once: the first version gets every object,
+ * later versions only the objects whose schema changed. Writes the part files of each version.
+ */
+function planSchemaParts(v: ValidationRun, states: ClusterState[], shas: Map<string, Map<string, string>>): SchemaParts {
+  const parts: SchemaParts = { plans: new Map(), partFiles: new Map(), partOf: new Map() };
+  for (const render of new Set(states.flatMap((s) => [...s.renders.values()]))) {
+    const docs = splitRendered(fs.readFileSync(render, 'utf8'));
+    const unique = new Set(docs.map((d) => `${d.key}/${d.name}`)).size === docs.length;
+    const plan = docs.map((doc) => ({ doc, validatedIn: new Map<string, string>() }));
+    parts.plans.set(render, plan);
+    const usedBy = v.versions.filter((x) => states.some((s) => s.renders.get(x) === render));
+    for (const ver of usedBy) {
+      const needed: string[] = [];
+      for (const p of plan) {
+        const sha = shas.get(ver)?.get(p.doc.key);
+        const earlier = unique && sha ? usedBy.slice(0, usedBy.indexOf(ver)).find((u) => shas.get(u)?.get(p.doc.key) === sha) : undefined;
+        p.validatedIn.set(ver, (earlier && p.validatedIn.get(earlier)) || ver);
+        if (!earlier) needed.push(p.doc.text);
+      }
+      if (!needed.length) continue;
+      const part = `${render}.${ver}.part.yaml`;
+      fs.writeFileSync(part, needed.join('\n---\n'), { mode: 0o600 });
+      parts.partFiles.set(ver, [...(parts.partFiles.get(ver) ?? []), part]);
+      parts.partOf.set(part, { render, version: ver });
+    }
+  }
+  return parts;
+}
+
+/** One kubeconform process for one version, reading every cluster's part at once; its verdicts keyed (render, version, apiVersion/kind/name). */
+async function runKubeconform(v: ValidationRun, bin: string, schemaRoot: string, version: string, files: string[], parts: SchemaParts): Promise<{ ms: number; verdicts: [string, KubeconformResource][] }> {
+  const allow = Object.keys(SCHEMALESS_ALLOWLIST);
+  const workers = String(Math.max(1, Math.floor(v.limit / Math.max(1, parts.partFiles.size))));
+  const args = ['-strict', '-n', workers, '-kubernetes-version', version, '-schema-location', schemaLocationTemplate(schemaRoot), '-output', 'json', '-verbose', ...(allow.length ? ['-skip', allow.join(',')] : []), ...files];
+  v.progress(`kubeconform: ${files.length} render(s) against Kubernetes ${version}`);
+  const r = await run(bin, args, { timeoutMs: 5 * 60_000 });
+  let parsed: { resources?: KubeconformResource[] };
+  try {
+    parsed = JSON.parse(r.stdout);
+  } catch {
+    throw toolError(`kubeconform failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kubeconform installation (npx zx scripts/tools.ts install kubeconform).');
+  }
+  const verdicts: [string, KubeconformResource][] = [];
+  for (const res of parsed.resources ?? []) {
+    const from = parts.partOf.get(res.filename);
+    if (from) verdicts.push([`${from.render}\u0000${from.version}\u0000${res.version}/${res.kind}/${res.name}`, res]);
+  }
+  return { ms: r.ms, verdicts };
+}
+
+/** kubeconform's verdict on one object as findings (none when valid); `valid` when it counts as valid. */
+function schemaVerdict(p: DocPlan, res: KubeconformResource | undefined, version: string): { valid: boolean; findings: Finding[] } {
+  const object = `${p.doc.key.split('/').pop()}/${p.doc.name}`;
+  if (!res) return { valid: false, findings: [{ object, message: `kubeconform reported nothing for ${p.doc.key} ${p.doc.name}`, hint: 'The rendered document could not be read as a Kubernetes object.' }] };
+  if (res.status === 'statusValid' || res.status === 'statusSkipped') return { valid: true, findings: [] };
+  if (res.status === 'statusEmpty') return { valid: false, findings: [] };
+  if (res.status === 'statusError' && /could not find schema/.test(res.msg)) {
+    return { valid: false, findings: [{ object, message: `no schema for ${res.version} ${res.kind} in Kubernetes ${version} or the pinned CRDs`, hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).' }] };
+  }
+  return { valid: false, findings: kubeconformMessages(res).map((m) => ({ object, message: m })) };
+}
+
+/** Step 3a, strict schemas: one kubeconform per version over every cluster's render, then a schema step per cluster and version. */
+async function checkSchemas(v: ValidationRun, states: ClusterState[]): Promise<void> {
+  const kc = v.kubeconform;
+  if (!kc) return;
+  const parts = planSchemaParts(v, states, kc.shas);
+  const runs = await Promise.all([...parts.partFiles].map(async ([ver, files]) => ({ ver, ...(await runKubeconform(v, kc.bin, kc.schemaRoot, ver, files, parts)) })));
+  const verdicts = new Map(runs.flatMap((r) => r.verdicts));
+  const batchMs = new Map(runs.map((r) => [r.ver, r.ms]));
+  for (const ver of v.versions) {
+    for (const s of states) {
+      const render = s.renders.get(ver);
+      const plan = render === undefined ? undefined : parts.plans.get(render);
+      if (!plan) continue;
+      const findings: Finding[] = [];
+      let valid = 0;
+      let reused = 0;
+      for (const p of plan) {
+        const at = p.validatedIn.get(ver) ?? ver;
+        if (at !== ver) reused++;
+        const verdict = schemaVerdict(p, verdicts.get(`${render}\u0000${at}\u0000${p.doc.key}/${p.doc.name}`), ver);
+        if (verdict.valid) valid++;
+        findings.push(...verdict.findings);
+      }
+      step(s.report, {
+        step: 'schema', kubeVersion: ver, status: findings.length ? 'failed' : 'ok', ms: batchMs.get(ver) ?? 0, findings,
+        note: `${valid}/${plan.length} object(s) valid${reused ? `; ${reused} unchanged schema(s) since an earlier version, checked once` : ''}`,
+      });
+    }
+  }
+}
+
+/** Step 3b, kube-score of one cluster's render for the newest version, less the ignored checks (each with its reason). */
+async function scoreCluster(v: ValidationRun, ks: NonNullable<ValidationRun['kubeScore']>, s: ClusterState, file: string): Promise<void> {
+  const applicable = ks.config.ignore.filter((i) => !i.environments || i.environments.includes(s.cluster.environment));
+  // Checks ignored for every object go to kube-score; object-scoped ones filter its findings.
+  const ignored = applicable.filter((i) => !i.objects);
+  const scoped = applicable.flatMap((i) => (i.objects ? [{ check: i.check, patterns: i.objects.map(globToRegExp) }] : []));
+  const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(v.newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...ks.config.enableOptional.flatMap((c) => ['--enable-optional-test', c]), ...ks.config.flags.map((f) => f.flag), file];
+  const r = await run(ks.bin, args, { timeoutMs: 2 * 60_000 });
+  let objects: KubeScoreObject[];
+  try {
+    objects = JSON.parse(r.stdout) ?? [];
+  } catch {
+    throw toolError(`kube-score failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(0, 500)}`, 'Check the kube-score installation (npx zx scripts/tools.ts install kube-score).');
+  }
+  const findings: Finding[] = [];
+  for (const o of objects) {
+    const objectName = `${o.type_meta?.kind ?? '?'}/${o.object_meta?.name ?? o.object_name}`;
+    for (const c of o.checks) {
+      if (c.skipped || c.grade >= 10) continue;
+      if (scoped.some((x) => x.check === c.check.id && x.patterns.some((re) => re.test(objectName)))) continue;
+      const comments = c.comments?.length ? c.comments : [{ summary: c.check.name }];
+      for (const cm of comments) {
+        findings.push({
+          object: objectName,
+          message: `[${c.check.id}] ${cm.path ? cm.path + ': ' : ''}${cm.summary ?? c.check.name}`,
+          hint: cm.description || `Fix it in the chart, or ignore ${c.check.id} in ${displayPath(ks.config.file)} with a reason.`,
+        });
+      }
+    }
+  }
+  step(s.report, { step: 'kube-score', kubeVersion: v.newest, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${objects.length} object(s), ${applicable.length} ignore(s) from ${displayPath(ks.config.file)}` });
+}
+
+async function scoreClusters(v: ValidationRun, states: ClusterState[]): Promise<void> {
+  const ks = v.kubeScore;
+  if (!ks) return;
+  const scored = states.flatMap((s) => {
+    const file = s.renders.get(v.newest);
+    return file ? [{ s, file }] : [];
+  });
+  await mapLimit(scored, v.limit, ({ s, file }) => scoreCluster(v, ks, s, file));
+}
+
+/** Step 3 (schemas and kube-score, at once), then the report with each cluster's steps in order. */
+async function checkRenders(v: ValidationRun, states: ClusterState[], shared: boolean): Promise<ValidationReport> {
+  await Promise.all([checkSchemas(v, states), scoreClusters(v, states)]);
+  const order: StepName[] = ['values', 'lint', 'render', 'schema', 'kube-score'];
+  for (const s of states) s.report.steps.sort((a, b) => order.indexOf(a.step) - order.indexOf(b.step) || (a.kubeVersion ?? '').localeCompare(b.kubeVersion ?? '', undefined, { numeric: true }));
+  const clusters = states.map((s) => s.report);
+  return { ok: clusters.every((c) => c.ok), helm: v.helm.major, kubeVersions: v.versions, sharedRender: shared, clusters, ms: performance.now() - v.started };
+}
+
+/**
+ * Validate the clusters, handing back the renders as soon as they exist (the deploy asks the image
+ * registries meanwhile) and the report once every check is done. Throws a UserError with exit code 2
+ * when a tool cannot run; findings in the input are in the report (ok: false).
+ */
+export async function startValidation(options: ValidateOptions): Promise<StagedValidation> {
+  const v = await openValidation(options);
+  const cleanUp = () => fs.rmSync(v.work, { recursive: true, force: true });
+  try {
+    const states = options.clusters.map((cluster) => checkValues(v, cluster));
+    const { shared, renders } = await lintAndRender(v, states);
+    return { renders, report: checkRenders(v, states, shared).finally(cleanUp) };
+  } catch (e) {
+    cleanUp();
+    throw e;
+  }
+}
+
+/** Validate the clusters (see startValidation). */
+export async function validateClusters(options: ValidateOptions): Promise<ValidationReport> {
+  return (await startValidation(options)).report;
 }

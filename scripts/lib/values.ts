@@ -41,7 +41,10 @@ export interface ValuesLayer {
 }
 
 export interface MergedValues {
+  /** What the chart renders with: the chart's defaults coalesced with `user`. */
   values: Values;
+  /** The user's values alone (the layers, then --set): what helm stores as a release's values. */
+  user: Values;
   /** Key path -> the position of the last layer that set it. */
   sources: Map<string, SourcePos>;
   warnings: ValuesWarning[];
@@ -155,7 +158,8 @@ function walkPositions(doc: Document, node: YamlNode | null, path: PathSegment[]
     }
     // `<<: *base` merges keys not set explicitly; report them at the `<<`.
     for (const pair of merges) {
-      const here = (pair.key as YamlNode).range ? at((pair.key as YamlNode).range![0]) : undefined;
+      const mergeKey = (pair.key as YamlNode).range;
+      const here = mergeKey ? at(mergeKey[0]) : undefined;
       const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
       for (const s of sources) {
         const target = isAlias(s) ? s.resolve(doc) : s;
@@ -177,7 +181,8 @@ function walkPositions(doc: Document, node: YamlNode | null, path: PathSegment[]
     node.items.forEach((item, i) => {
       const child = [...path, i];
       const n = item as YamlNode | null;
-      if (n && (n as { range?: [number, number, number] }).range) layer.positions.set(pathKey(child), at(n.range![0]));
+      const range = (n as { range?: [number, number, number] } | null)?.range;
+      if (n && range) layer.positions.set(pathKey(child), at(range[0]));
       walkPositions(doc, n, child, layer, at, seen);
     });
     return;
@@ -262,110 +267,146 @@ export function typedSetValue(raw: string): unknown {
 
 const MAX_INDEX = 65536;
 
+/** Reads the assignments of one --set flag, left to right; a malformed flag is a usage error naming it. */
+class SetFlagReader {
+  readonly flag: string;
+  /** The position of the next character to read. */
+  i = 0;
+
+  constructor(flag: string) {
+    this.flag = flag;
+  }
+
+  get done(): boolean {
+    return this.i >= this.flag.length;
+  }
+
+  fail(why: string): never {
+    throw usageError(`--set ${JSON.stringify(this.flag)}: ${why}`, 'Use --set key.path=value (several: a=1,b=2; lists: list={x,y} or list[0]=x; a literal comma or dot: \\, \\.).');
+  }
+
+  /** The next assignment (`key.path=value`), and the comma after it. */
+  assignment(flagIndex: number): SetAssignment {
+    const start = this.i;
+    const path = this.keyPath();
+    const value = this.flag[this.i] === '{' ? this.listValue() : typedSetValue(this.scalarValue());
+    const a = { path, value, text: this.flag.slice(start, this.i), flag: flagIndex };
+    if (this.flag[this.i] === ',') this.i++;
+    return a;
+  }
+
+  /** The key path up to and including its `=`: dotted keys, `\\` escapes, `[N]` list indexes. */
+  private keyPath(): PathSegment[] {
+    const flag = this.flag;
+    const start = this.i;
+    const path: PathSegment[] = [];
+    let seg = '';
+    let segOpen = true;
+    for (;;) {
+      if (this.i >= flag.length) this.fail(`key "${flag.slice(start)}" has no value (expected =)`);
+      const ch = flag[this.i];
+      if (ch === '\\' && this.i + 1 < flag.length) {
+        seg += flag[this.i + 1];
+        this.i += 2;
+        continue;
+      }
+      if (ch === '=') {
+        if (segOpen) {
+          if (!seg) this.fail('empty key');
+          path.push(seg);
+        }
+        this.i++;
+        return path;
+      }
+      if (ch === ',') this.fail(`key "${flag.slice(start, this.i)}" has no value (expected =)`);
+      if (ch === '.') {
+        if (segOpen) {
+          if (!seg) this.fail('empty key segment');
+          path.push(seg);
+        }
+        seg = '';
+        segOpen = true;
+        this.i++;
+        continue;
+      }
+      if (ch === '[') {
+        if (segOpen && seg) path.push(seg);
+        if (segOpen && !seg && path.length === 0) this.fail('a key cannot start with an index');
+        path.push(this.index());
+        seg = '';
+        segOpen = false;
+        continue;
+      }
+      seg += ch;
+      segOpen = true;
+      this.i++;
+    }
+  }
+
+  /** `[N]` at the current position. */
+  private index(): number {
+    const close = this.flag.indexOf(']', this.i);
+    if (close < 0) this.fail('unclosed [');
+    const idx = this.flag.slice(this.i + 1, close);
+    if (!/^\d+$/.test(idx)) this.fail(`list index "${idx}" is not a number`);
+    if (Number(idx) > MAX_INDEX) this.fail(`list index ${idx} is larger than ${MAX_INDEX}`);
+    this.i = close + 1;
+    return Number(idx);
+  }
+
+  /** `{x,y}`: a list of typed values. */
+  private listValue(): unknown[] {
+    const flag = this.flag;
+    const items: unknown[] = [];
+    this.i++;
+    let cur = '';
+    let closed = false;
+    while (this.i < flag.length) {
+      const ch = flag[this.i];
+      if (ch === '\\' && this.i + 1 < flag.length) {
+        cur += flag[this.i + 1];
+        this.i += 2;
+        continue;
+      }
+      this.i++;
+      if (ch !== ',' && ch !== '}') {
+        cur += ch;
+        continue;
+      }
+      if (cur !== '' || ch === ',') items.push(typedSetValue(cur));
+      cur = '';
+      if (ch === '}') {
+        closed = true;
+        break;
+      }
+    }
+    if (!closed) this.fail('unclosed { in a list value');
+    if (this.i < flag.length && flag[this.i] !== ',') this.fail(`unexpected "${flag[this.i]}" after a list value`);
+    return items;
+  }
+
+  /** The raw text up to the next unescaped comma. */
+  private scalarValue(): string {
+    const flag = this.flag;
+    let raw = '';
+    while (this.i < flag.length && flag[this.i] !== ',') {
+      if (flag[this.i] === '\\' && this.i + 1 < flag.length) {
+        raw += flag[this.i + 1];
+        this.i += 2;
+        continue;
+      }
+      raw += flag[this.i];
+      this.i++;
+    }
+    return raw;
+  }
+}
+
 export function parseSetFlags(flags: readonly string[]): SetAssignment[] {
   const out: SetAssignment[] = [];
   flags.forEach((flag, flagIndex) => {
-    let i = 0;
-    const fail = (why: string): never => {
-      throw usageError(`--set ${JSON.stringify(flag)}: ${why}`, 'Use --set key.path=value (several: a=1,b=2; lists: list={x,y} or list[0]=x; a literal comma or dot: \\, \\.).');
-    };
-    while (i < flag.length) {
-      const start = i;
-      // key path
-      const path: PathSegment[] = [];
-      let seg = '';
-      let segOpen = true;
-      for (;;) {
-        if (i >= flag.length) fail(`key "${flag.slice(start)}" has no value (expected =)`);
-        const ch = flag[i];
-        if (ch === '\\' && i + 1 < flag.length) {
-          seg += flag[i + 1];
-          i += 2;
-          continue;
-        }
-        if (ch === '=') {
-          if (segOpen) {
-            if (!seg) fail('empty key');
-            path.push(seg);
-          }
-          i++;
-          break;
-        }
-        if (ch === ',') fail(`key "${flag.slice(start, i)}" has no value (expected =)`);
-        if (ch === '.') {
-          if (segOpen) {
-            if (!seg) fail('empty key segment');
-            path.push(seg);
-          }
-          seg = '';
-          segOpen = true;
-          i++;
-          continue;
-        }
-        if (ch === '[') {
-          if (segOpen && seg) path.push(seg);
-          if (segOpen && !seg && path.length === 0) fail('a key cannot start with an index');
-          const close = flag.indexOf(']', i);
-          if (close < 0) fail('unclosed [');
-          const idx = flag.slice(i + 1, close);
-          if (!/^\d+$/.test(idx)) fail(`list index "${idx}" is not a number`);
-          if (Number(idx) > MAX_INDEX) fail(`list index ${idx} is larger than ${MAX_INDEX}`);
-          path.push(Number(idx));
-          seg = '';
-          segOpen = false;
-          i = close + 1;
-          continue;
-        }
-        seg += ch;
-        segOpen = true;
-        i++;
-      }
-      // value
-      let value: unknown;
-      if (flag[i] === '{') {
-        const items: unknown[] = [];
-        i++;
-        let cur = '';
-        let closed = false;
-        while (i < flag.length) {
-          const ch = flag[i];
-          if (ch === '\\' && i + 1 < flag.length) {
-            cur += flag[i + 1];
-            i += 2;
-            continue;
-          }
-          if (ch === ',' || ch === '}') {
-            if (cur !== '' || ch === ',') items.push(typedSetValue(cur));
-            cur = '';
-            i++;
-            if (ch === '}') {
-              closed = true;
-              break;
-            }
-            continue;
-          }
-          cur += ch;
-          i++;
-        }
-        if (!closed) fail('unclosed { in a list value');
-        if (i < flag.length && flag[i] !== ',') fail(`unexpected "${flag[i]}" after a list value`);
-        value = items;
-      } else {
-        let raw = '';
-        while (i < flag.length && flag[i] !== ',') {
-          if (flag[i] === '\\' && i + 1 < flag.length) {
-            raw += flag[i + 1];
-            i += 2;
-            continue;
-          }
-          raw += flag[i];
-          i++;
-        }
-        value = typedSetValue(raw);
-      }
-      out.push({ path, value, text: flag.slice(start, i), flag: flagIndex });
-      if (flag[i] === ',') i++;
-    }
+    const reader = new SetFlagReader(flag);
+    while (!reader.done) out.push(reader.assignment(flagIndex));
   });
   return out;
 }
@@ -487,7 +528,7 @@ export function mergeValueLayers(defaults: ValuesLayer, layers: readonly ValuesL
   const values = deepClone(user);
   coalesce(values, defaults.values, [], defaults, sources);
   const all = [defaults, ...layers, ...(sets.length ? [setLayer] : [])];
-  return { values, sources, warnings: all.flatMap((l) => l.warnings), layers: all };
+  return { values, user, sources, warnings: all.flatMap((l) => l.warnings), layers: all };
 }
 
 /** The value at a path, or undefined. */
@@ -524,11 +565,35 @@ export function setsAsValues(sets: readonly SetAssignment[], mergedUser: Values)
   return doc;
 }
 
-/** Only the user's layers merged (no chart defaults): what setsAsValues needs for list indexes. */
-export function mergeUserLayers(layers: readonly ValuesLayer[], sets: readonly SetAssignment[] = []): Values {
-  const user: Values = {};
-  const sink = new Map<string, SourcePos>();
-  for (const layer of layers) mergeUser(user, layer.values, [], layer, sink);
-  for (const a of sets) applySet(user, a);
-  return user;
+/** The chart's own values.yaml as the first layer (an empty one when the chart has none). */
+export function loadChartDefaults(chartDir: string): ValuesLayer {
+  const file = path.join(chartDir, 'values.yaml');
+  return fs.existsSync(file) ? loadValuesFile(file) : { file: 'values.yaml', values: {}, positions: new Map(), warnings: [] };
+}
+
+/** One run's values: merged once, then validated, diffed, stored and handed to helm from here. */
+export interface PreparedValues {
+  /** The values Helm will render with, the user's alone, and where each key came from. */
+  merged: MergedValues;
+  /** The values files (layers, then --values files), parsed. */
+  layers: ValuesLayer[];
+  sets: SetAssignment[];
+  /** The --set assignments as one values document: helm reads it on stdin, after the files (never in argv). */
+  overrides: Values;
+  /** What to hand helm: --values files in order, then (when --set was used) the overrides document on stdin. */
+  helm: { files: string[]; stdin?: string };
+}
+
+/**
+ * Merge the chart's defaults, the values files in order (`layers`: the same files, already parsed)
+ * and the --set assignments, as Helm will. Throws a UserError (exit 1) naming file, line and column
+ * for an unreadable or malformed file.
+ */
+export function prepareValues(defaults: ValuesLayer, files: readonly string[], sets: readonly SetAssignment[], layers: readonly ValuesLayer[] = files.map((f) => loadValuesFile(f))): PreparedValues {
+  const merged = mergeValueLayers(defaults, layers, sets);
+  const overrides = setsAsValues(sets, merged.user);
+  // JSON, not YAML: helm reads values as YAML 1.1, where an unquoted string such as y, on or no would
+  // turn into a boolean; JSON strings are always quoted.
+  const stdin = sets.length ? JSON.stringify(overrides, null, 2) + '\n' : undefined;
+  return { merged, layers: [...layers], sets: [...sets], overrides, helm: { files: files.map((f) => path.resolve(f)), stdin } };
 }

@@ -2,7 +2,7 @@
 // distinct input (cached in memory, shared by every test file of the run), parsed into objects.
 import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
-import { template, templateFailure, type RenderOptions } from '../../scripts/lib/helm.ts';
+import { Helm, templateFailure, type RenderOptions } from '../../scripts/lib/helm.ts';
 import type { HelmMajor } from '../../scripts/lib/tools.ts';
 import { loadRegistry } from '../../scripts/lib/clusters.ts';
 import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
@@ -38,13 +38,20 @@ export interface RenderOutcome {
 export const RELEASE = 'conduit';
 export const NAMESPACE = 'conduit';
 const cache = new Map<string, Promise<RenderOutcome>>();
+const clients = new Map<HelmMajor, Promise<Helm>>();
+
+/** One helm client per major version for the whole run. */
+function helmClient(major: HelmMajor): Promise<Helm> {
+  let c = clients.get(major);
+  if (!c) clients.set(major, (c = Helm.create(major)));
+  return c;
+}
 
 export function renderOptions(input: RenderInput): RenderOptions {
   return {
     chart: CHART_DIR,
     release: input.release ?? RELEASE,
     namespace: input.namespace ?? NAMESPACE,
-    major: input.major ?? 4,
     valuesFiles: (input.files ?? []).map((f) => path.resolve(CHART_DIR, '..', f)),
     valuesYaml: input.values ? stringify(input.values) : undefined,
     kubeVersion: input.kubeVersion ?? '1.36',
@@ -57,7 +64,7 @@ export function renderChart(input: RenderInput = {}): Promise<RenderOutcome> {
   let p = cache.get(key);
   if (!p) {
     p = (async () => {
-      const r = await template(renderOptions(input));
+      const r = await (await helmClient(input.major ?? 4)).template(renderOptions(input));
       const ok = r.exitCode === 0;
       const objects = ok
         ? parseAllDocuments(r.stdout)

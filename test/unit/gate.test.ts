@@ -4,6 +4,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RenderGate } from '../../scripts/lib/gate.ts';
+import { Helm } from '../../scripts/lib/helm.ts';
 
 const test = suite('render gate');
 
@@ -20,11 +21,13 @@ function runScript(gate: RenderGate, script: string, input: string): Promise<{ c
   });
 }
 const scriptOf = (gate: RenderGate) => path.join(gate.dir, 'plugins', 'conduit-gate', 'gate.sh');
+const helm3 = new Helm('helm3', 3);
+const helm4 = new Helm('helm', 4);
 const MANIFEST = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n';
 
 test('helm 4 gets a post-renderer plugin in a private plugin directory; helm 3 the script itself', async () => {
-  const g4 = await RenderGate.open(4);
-  const g3 = await RenderGate.open(3);
+  const g4 = await RenderGate.open(helm4);
+  const g3 = await RenderGate.open(helm3);
   try {
     assert.equal(g4.helmArgs, ['--post-renderer', 'conduit-gate']);
     assert.is(g4.env.HELM_PLUGINS, path.join(g4.dir, 'plugins'));
@@ -39,7 +42,7 @@ test('helm 4 gets a post-renderer plugin in a private plugin directory; helm 3 t
 });
 
 test('approved: the deploy sees the manifest, and helm gets it back unchanged', async () => {
-  const gate = await RenderGate.open(3);
+  const gate = await RenderGate.open(helm3);
   try {
     const ran = runScript(gate, scriptOf(gate), MANIFEST);
     assert.is(await gate.manifest(), MANIFEST);
@@ -55,7 +58,7 @@ test('approved: the deploy sees the manifest, and helm gets it back unchanged', 
 });
 
 test('refused: the post-renderer fails with the reason, and gives helm no manifest', async () => {
-  const gate = await RenderGate.open(3);
+  const gate = await RenderGate.open(helm3);
   try {
     const ran = runScript(gate, scriptOf(gate), MANIFEST);
     await gate.manifest();
@@ -70,7 +73,7 @@ test('refused: the post-renderer fails with the reason, and gives helm no manife
 });
 
 test('refused before the deploy asked for the manifest (e.g. the lock is held by another deploy): the script still ends, refused', async () => {
-  const gate = await RenderGate.open(3);
+  const gate = await RenderGate.open(helm3);
   try {
     // The verdict comes first, helm reaches the gate later; nobody ever calls manifest().
     const refused = gate.refuse('refused by deploy.ts: the deploy lock is held by someone else');
@@ -86,7 +89,7 @@ test('refused before the deploy asked for the manifest (e.g. the lock is held by
 });
 
 test('helm gone before it reached the gate: waiting for the manifest ends, nothing hangs, close removes everything', async () => {
-  const gate = await RenderGate.open(4);
+  const gate = await RenderGate.open(helm4);
   const waiting = gate.manifest();
   setTimeout(() => gate.cancel(), 20);
   assert.is(await waiting, undefined);

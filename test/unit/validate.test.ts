@@ -7,7 +7,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { kubeconformMessages, satisfiesConstraint, splitRendered } from '../../scripts/lib/validation.ts';
+import { loadRegistry, selectClusters } from '../../scripts/lib/clusters.ts';
+import { resolveKubeVersion } from '../../scripts/lib/kubeschemas.ts';
+import { kubeconformMessages, satisfiesConstraint, splitRendered, startValidation, validateClusters } from '../../scripts/lib/validation.ts';
+import { loadChartDefaults, parseSetFlags, prepareValues } from '../../scripts/lib/values.ts';
 
 const test = suite('validate.ts');
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
@@ -128,6 +131,26 @@ test('usage errors exit 2: unknown flag, unknown cluster, unsupported Kubernetes
     const r = await validate(args);
     assert.is(r.exitCode, 2, `${args.join(' ')}\n${r.out}`);
   }
+});
+
+test('values handed over merged (deploy.ts merges once) are what is checked and rendered; the render comes back before the report', async () => {
+  const chartDir = path.join(FIXTURES, 'chart');
+  const [local] = selectClusters(loadRegistry(path.join(FIXTURES, 'values', 'clusters.yaml')), { cluster: 'local' });
+  const defaults = loadChartDefaults(chartDir);
+  const options = { clusters: [local], chartDir, kubeVersions: [resolveKubeVersion('1.36')], skip: ['lint' as const, 'kube-score' as const] };
+  const bad = await validateClusters({ ...options, prepared: { local: prepareValues(defaults, local.layers, parseSetFlags(['replicas=many'])) } });
+  assert.is(bad.ok, false);
+  assert.equal(bad.clusters[0].steps.map((s) => [s.step, s.status]), [['values', 'failed']]);
+  const found = bad.clusters[0].steps[0].findings.map((f) => `${f.key} at ${f.location}`);
+  assert.ok(found.includes('replicas at --set replicas=many'), found.join('\n'));
+  const good = prepareValues(defaults, local.layers, parseSetFlags(['image.tag=9.9.9']));
+  const staged = await startValidation({ ...options, prepared: { local: good } });
+  assert.is(staged.renders.length, 1);
+  assert.match(staged.renders[0].manifest, 'ghcr.io/example/app:9.9.9');
+  assert.equal(staged.renders[0].values, good.merged.values);
+  const report = await staged.report;
+  assert.ok(report.ok, JSON.stringify(report.clusters[0].steps));
+  assert.equal(report.clusters[0].steps.map((s) => s.step), ['values', 'render', 'schema']);
 });
 
 test('Chart.yaml kubeVersion constraints are evaluated like Helm does', () => {

@@ -6,9 +6,8 @@ import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/exec.ts';
 import { tool } from '../../scripts/lib/tools.ts';
 import {
-  formatPath, formatPos, locate, mergeUserLayers, mergeValueLayers, parseSetFlags, parseValuesText, setsAsValues, typedSetValue,
+  formatPath, formatPos, locate, mergeValueLayers, parseSetFlags, parseValuesText, prepareValues, typedSetValue,
 } from '../../scripts/lib/values.ts';
-import { stringify } from 'yaml';
 
 const test = suite('values');
 
@@ -74,12 +73,28 @@ test('--set types values like Helm: ints, booleans, null; 007 and 1.5 stay strin
   assert.equal(a.map((x) => [formatPath(x.path), x.value]), [['a.b', 1], ['c', 'x,y'], ['l', [1, 'two']], ['m[1].n', 'v'], ['["dots.in.key"]', 1]]);
   assert.throws(() => parseSetFlags(['novalue']), /has no value/);
   assert.throws(() => parseSetFlags(['a[x]=1']), /not a number/);
+  assert.throws(() => parseSetFlags(['a[1=1']), /unclosed \[/);
+  assert.throws(() => parseSetFlags(['[0]=1']), /cannot start with an index/);
+  assert.throws(() => parseSetFlags(['a..b=1']), /empty key segment/);
+  assert.throws(() => parseSetFlags(['=1']), /empty key/);
+  assert.throws(() => parseSetFlags(['l={a,b']), /unclosed \{/);
+  assert.throws(() => parseSetFlags(['l={a}x']), /unexpected "x" after a list value/);
+  assert.throws(() => parseSetFlags(['a=1,b']), /key "b" has no value/);
+  assert.equal(parseSetFlags(['l={},m={a,}', 'a[2]b=1']).map((x) => [formatPath(x.path), x.value, x.text, x.flag]), [
+    ['l', [], 'l={}', 0],
+    ['m', ['a'], 'm={a,}', 0],
+    ['a[2].b', 1, 'a[2]b=1', 1],
+  ]);
 });
 
 test('--set values reach helm on stdin, whole lists included', () => {
   const layers = [parseValuesText('l: [a, b, c]\n', 'f.yaml')];
   const sets = parseSetFlags(['l[1]=B', 'x.y=2']);
-  assert.equal(setsAsValues(sets, mergeUserLayers(layers, sets)), { l: ['a', 'B', 'c'], x: { y: 2 } });
+  const prepared = prepareValues(parseValuesText('', 'values.yaml'), ['f.yaml'], sets, layers);
+  assert.equal(prepared.overrides, { l: ['a', 'B', 'c'], x: { y: 2 } });
+  assert.equal(JSON.parse(prepared.helm.stdin ?? ''), prepared.overrides);
+  assert.equal(prepared.merged.user, { l: ['a', 'B', 'c'], x: { y: 2 } });
+  assert.is(prepareValues(parseValuesText('', 'values.yaml'), ['f.yaml'], [], layers).helm.stdin, undefined, 'no --set: nothing on stdin');
 });
 
 // The real check: Helm itself renders `.Values` for the same layers and --set flags.
@@ -101,7 +116,7 @@ test('the merge equals what helm template sees (real helm)', async () => {
     const ours = mergeValueLayers(parseValuesText(DEFAULTS, 'values.yaml'), layers, parseSetFlags(setFlags));
     assert.equal(ours.values, fromHelm);
     // The same through the stdin document (what validation passes instead of --set).
-    const stdin = stringify(setsAsValues(parseSetFlags(setFlags), mergeUserLayers(layers, parseSetFlags(setFlags))));
+    const stdin = prepareValues(parseValuesText(DEFAULTS, 'values.yaml'), [], parseSetFlags(setFlags), layers).helm.stdin;
     const r2 = await run(helm, ['template', 'r', path.join(dir, 'c'), ...['f1.yaml', 'f2.yaml', 'f3.yaml'].flatMap((f) => ['-f', path.join(dir, f)]), '-f', '-'], { input: stdin });
     assert.is(r2.exitCode, 0, r2.stderr);
     assert.equal(JSON.parse(r2.stdout.split('\n').find((l) => l.startsWith('{'))!), fromHelm);

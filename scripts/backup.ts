@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx zx
 // backup.ts: backups of the ConduitLLM database (create, list, verify, restore, prune).
 // The logic lives in lib/backups.ts; this file parses flags, shows plans and reports.
-import { askOnTerminal, runCommand } from './lib/cli.ts';
+import { askOnTerminal, runCommand, type ParsedFlags } from './lib/cli.ts';
 import { UserError, usageError } from './lib/errors.ts';
 import {
   createBackup,
@@ -20,13 +20,13 @@ import {
 } from './lib/backups.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { durationSeconds } from './lib/duration.ts';
-import { helmBinary } from './lib/helm.ts';
+import { Helm } from './lib/helm.ts';
 import { explainKubeError, isKubeError, Kube } from './lib/kube.ts';
 import { kubeTargetFor } from './lib/target.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/pg.ts';
 import { registerSecret } from './lib/redact.ts';
 import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/restorecluster.ts';
-import { requireRelease, type RunbookTarget } from './lib/runbook.ts';
+import { helmScopeOf, requireRelease, type RunbookTarget } from './lib/runbook.ts';
 import { helmMajor } from './lib/tools.ts';
 import { openStorage, type S3Options } from './lib/storage.ts';
 import { formatMs, table, type Reporter } from './lib/ui.ts';
@@ -95,20 +95,17 @@ const spec = {
   ],
 };
 
-type Flags = Record<string, string | boolean | string[] | undefined>;
+type Flags = ParsedFlags<typeof spec.flags>;
+/** Flags that take a string value. */
+type StringFlag = { [K in keyof Flags]: Flags[K] extends string | undefined ? K : never }[keyof Flags];
 
 function s3Options(flags: Flags): S3Options {
-  return {
-    endpoint: flags['s3-endpoint'] as string | undefined,
-    region: flags['s3-region'] as string | undefined,
-    accessKeyEnv: flags['s3-access-key-env'] as string | undefined,
-    secretKeyEnv: flags['s3-secret-key-env'] as string | undefined,
-  };
+  return { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] };
 }
 
-function readUrl(flags: Flags, flag: string, envFlag: string, reporter: Reporter): PgConnection | undefined {
-  const direct = flags[flag] as string | undefined;
-  const envName = flags[envFlag] as string | undefined;
+function readUrl(flags: Flags, flag: 'database-url' | 'scratch-url', envFlag: 'database-url-env' | 'scratch-url-env', reporter: Reporter): PgConnection | undefined {
+  const direct = flags[flag];
+  const envName = flags[envFlag];
   if (direct && envName) throw usageError(`--${flag} and --${envFlag} exclude each other`);
   registerSecret(process.env.PGPASSWORD);
   if (envName) {
@@ -122,7 +119,7 @@ function readUrl(flags: Flags, flag: string, envFlag: string, reporter: Reporter
   return c;
 }
 
-function requireFlag(flags: Flags, name: string, verb: string): string {
+function requireFlag(flags: Flags, name: StringFlag, verb: string): string {
   const v = flags[name];
   if (typeof v !== 'string' || !v) throw usageError(`${verb} needs --${name}`, `Run: npx zx scripts/backup.ts --help`);
   return v;
@@ -130,7 +127,7 @@ function requireFlag(flags: Flags, name: string, verb: string): string {
 
 /** The registry entry of --cluster as a kube target, and a client for it (API server checked). */
 async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: Kube }> {
-  const [cluster] = selectClusters(loadRegistry(f.registry as string | undefined), { cluster: f.cluster as string });
+  const [cluster] = selectClusters(loadRegistry(f.registry), { cluster: f.cluster });
   const target: RunbookTarget = {
     cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
     namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
@@ -189,13 +186,13 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
   if (!target) {
     throw usageError('restore --cluster needs --database-url or --database-url-env as well', 'Reach the database from here first, e.g. kubectl port-forward svc/RELEASE-conduit-pg-rw 15432:5432, then --database-url postgresql://USER@127.0.0.1:15432/DB with PGPASSWORD set.');
   }
-  const timeoutSeconds = durationSeconds((f.timeout as string | undefined) ?? '5m');
+  const timeoutSeconds = durationSeconds(f.timeout ?? '5m');
   const backup = await findBackup(storage, id);
   const { target: cluster, kube } = await clusterTarget(f);
   try {
     const workload = await readWorkload(kube, cluster);
-    const cplan = planClusterRestore(cluster, workload, { pauseAutoscaling: Boolean(f['pause-autoscaling']) });
-    const plan = planRestore(backup, target, Boolean(f.clean), { describe: () => cplan.before, before: async () => undefined, after: async () => undefined });
+    const cplan = planClusterRestore(cluster, workload, { pauseAutoscaling: f['pause-autoscaling'] });
+    const plan = planRestore(backup, target, f.clean, { describe: () => cplan.before, before: async () => undefined, after: async () => undefined });
     const lines = describeClusterRestore(cplan, plan.steps.map((s, i) => `${i + 1}. ${s}`));
     const planText = [`Restore ${plan.id} into ${plan.target} ${lines[0]}`, ...lines.slice(1).map((l) => `  ${l}`)].join('\n');
     const planJson = { ...plan, cluster: { name: cluster.cluster, context: cluster.context, namespace: cluster.namespace, release: cluster.release, protected: cluster.protected }, lock: cplan.lock, replicas: Object.fromEntries(workload.deployments.map((d) => [d.component, d.replicas])), hpas: workload.hpas.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })), after: cplan.after };
@@ -203,29 +200,13 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
       reporter.result(`Dry run: nothing was changed.\n\n${planText}`, { ok: true, dryRun: true, plan: planJson });
       return 0;
     }
-    if (!f.yes) {
-      const where = cluster.protected ? ` on the protected cluster ${cluster.cluster}` : '';
-      if (!process.stdin.isTTY) throw usageError(`restore${where} stops the application and changes its database, and stdin is not a terminal: pass --yes to confirm`, 'Review the plan with --dry-run first. Nothing was changed.');
-      reporter.info(planText);
-      if (!(await confirm(`Type the database name (${target.database}) to restore into it${where}: `, target.database))) {
-        throw new UserError('not confirmed; nothing was changed', { exitCode: 1 });
-      }
-    }
-    if (f.yes) reporter.info(planText);
-    // Ctrl-C must not leave the application at zero: the first one only stops pg_restore (the terminal
-    // signals it too; its transaction rolls back), the replica counts are still put back; a second one exits.
-    let interrupts = 0;
-    const onInterrupt = () => {
-      if (++interrupts > 1) process.exit(130);
-      reporter.warn(`interrupted: putting ${workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ')} back first (Ctrl-C again to exit at once and scale by hand)`);
-    };
-    process.on('SIGINT', onInterrupt);
-    const out = await reporter
-      .step(`restore ${backup.id} into ${plan.target} with ${workload.deployments.map((d) => d.component).join(' and ')} of ${cluster.release} stopped`, (progress) =>
-        runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: Boolean(f.clean), timeoutSeconds, progress }),
-      )
-      .finally(() => process.off('SIGINT', onInterrupt));
+    await confirmClusterRestore(f, reporter, { planText, database: target.database, cluster });
     const back = workload.deployments.map((d) => `${d.component} ${d.replicas}`).join(', ');
+    const out = await whileGuardingInterrupts(reporter, back, () =>
+      reporter.step(`restore ${backup.id} into ${plan.target} with ${workload.deployments.map((d) => d.component).join(' and ')} of ${cluster.release} stopped`, (progress) =>
+        runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: f.clean, timeoutSeconds, progress }),
+      ),
+    );
     reporter.result(`${restoreSummary(out.result)}\nReplicas back to ${back}${workload.hpas.length ? `; ${workload.hpas.length} HPA(s) re-created` : ''}; audit entry written to conduit-audit in ${cluster.namespace}.`, {
       ok: out.result.passed, ...out.result, cluster: cluster.cluster, replicas: planJson.replicas, steps: out.steps,
     });
@@ -235,145 +216,195 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
   }
 }
 
+/** restore --cluster: --yes, or the database name typed on a terminal (the plan is shown either way). */
+async function confirmClusterRestore(f: Flags, reporter: Reporter, o: { planText: string; database: string; cluster: RunbookTarget }): Promise<void> {
+  if (!f.yes) {
+    const where = o.cluster.protected ? ` on the protected cluster ${o.cluster.cluster}` : '';
+    if (!process.stdin.isTTY) throw usageError(`restore${where} stops the application and changes its database, and stdin is not a terminal: pass --yes to confirm`, 'Review the plan with --dry-run first. Nothing was changed.');
+    reporter.info(o.planText);
+    if (!(await confirm(`Type the database name (${o.database}) to restore into it${where}: `, o.database))) {
+      throw new UserError('not confirmed; nothing was changed', { exitCode: 1 });
+    }
+  }
+  if (f.yes) reporter.info(o.planText);
+}
+
+/**
+ * Ctrl-C must not leave the application at zero: the first one only stops pg_restore (the terminal
+ * signals it too; its transaction rolls back), the replica counts are still put back; a second one exits.
+ */
+async function whileGuardingInterrupts<T>(reporter: Reporter, replicas: string, fn: () => Promise<T>): Promise<T> {
+  let interrupts = 0;
+  const onInterrupt = () => {
+    if (++interrupts > 1) process.exit(130);
+    reporter.warn(`interrupted: putting ${replicas} back first (Ctrl-C again to exit at once and scale by hand)`);
+  };
+  process.on('SIGINT', onInterrupt);
+  return fn().finally(() => process.off('SIGINT', onInterrupt));
+}
+
+/** create --cluster: the release and revision the data belongs to (read only; works in --dry-run too). */
+async function releaseSource(f: Flags): Promise<{ source: Record<string, unknown>; line: string }> {
+  const { target } = await clusterTarget(f);
+  const helm = await Helm.create(helmMajor(f.helm), helmScopeOf(target));
+  const rel = await requireRelease({ target, helm }).catch((e) => explainKube(e, 'helm status', target));
+  return {
+    source: { cluster: target.cluster, namespace: target.namespace, release: rel.name, revision: rel.version },
+    line: `source: release ${rel.name} revision ${rel.version} in ${target.namespace} (${target.cluster})`,
+  };
+}
+
+async function createVerb(f: Flags, reporter: Reporter): Promise<number> {
+  const connection = readUrl(f, 'database-url', 'database-url-env', reporter);
+  if (!connection) throw usageError('create needs --database-url, --database-url-env or --cluster');
+  const storage = openStorage(requireFlag(f, 'to', 'create'), s3Options(f));
+  const plan = planCreate({ connection, storage });
+  let source: Record<string, unknown> | undefined;
+  if (f.cluster) {
+    const found = await releaseSource(f);
+    source = found.source;
+    plan.files.push(found.line);
+  }
+  if (f['dry-run']) {
+    reporter.result(
+      [`Would back up ${plan.server} to ${plan.destination}:`, ...plan.files.map((x) => `  ${x}`), `  via ${plan.dumpCommand.join(' ')}`].join('\n'),
+      { ok: true, dryRun: true, plan },
+    );
+    return 0;
+  }
+  const { manifest, seconds } = await reporter.step(`backup ${plan.server} -> ${storage.display}`, (progress) =>
+    createBackup({ connection, storage, progress, id: plan.id, source }),
+  );
+  const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
+  reporter.result(
+    [
+      `Backup ${manifest.id} created in ${storage.display}`,
+      `  ${formatBytes(manifest.dump.size)} in ${seconds.toFixed(1)}s (${(manifest.dump.size / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s), sha256 ${manifest.dump.sha256}`,
+      `  ${manifest.tables.length} tables, ${rows} rows; PostgreSQL ${manifest.serverVersion}, pg_dump ${manifest.pgDumpVersion}`,
+    ].join('\n'),
+    { ok: true, id: manifest.id, seconds, manifest },
+  );
+  return 0;
+}
+
+async function listVerb(f: Flags, reporter: Reporter): Promise<number> {
+  const storage = openStorage(requireFlag(f, 'from', 'list'), s3Options(f));
+  const all = await reporter.step(`list ${storage.display}`, (progress) => listBackups(storage, { checksums: f.check, progress }));
+  const human = all.length
+    ? table(
+        ['id', 'age', 'size', 'tables', 'state'],
+        all.map((b) => [b.id, age(b.time), formatBytes(b.size), b.manifest ? b.manifest.tables.length : '-', stateLabel(b) + (b.problems.length ? `: ${b.problems.join('; ')}` : '')]),
+      )
+    : `No backups in ${storage.display}.`;
+  const bad = all.filter((b) => b.state === 'corrupt').length;
+  reporter.result(human, {
+    ok: bad === 0,
+    backups: all.map((b) => ({
+      id: b.id, time: b.time.toISOString(), state: b.state, size: b.size, problems: b.problems, checksumChecked: b.checksumChecked, lastVerify: b.lastVerify,
+      sha256: b.manifest?.dump.sha256, tables: b.manifest?.tables.length,
+    })),
+  });
+  return f.check && bad > 0 ? 1 : 0;
+}
+
+async function verifyVerb(f: Flags, reporter: Reporter): Promise<number> {
+  const storage = openStorage(requireFlag(f, 'from', 'verify'), s3Options(f));
+  const scratch = readUrl(f, 'scratch-url', 'scratch-url-env', reporter) ?? readUrl(f, 'database-url', 'database-url-env', reporter);
+  if (!scratch) throw usageError('verify needs a server for the scratch database', 'Pass --scratch-url (or --database-url) postgresql://USER@HOST:PORT/postgres; the user needs CREATEDB.');
+  const backup = await findBackup(storage, f.backup);
+  const result = await reporter.step(`verify ${backup.id} (scratch database on ${describeConnection(scratch)})`, (progress) =>
+    verifyBackup({ storage, backup, scratch, progress }),
+  );
+  const failed = result.tables.filter((t) => !t.passed);
+  reporter.result(
+    [
+      tablesReport(result.tables),
+      '',
+      `${result.passed ? 'PASS' : 'FAIL'}: backup ${result.id}: checksum ok, ${result.tables.length - failed.length}/${result.tables.length} tables match` +
+        ` (checksum ${formatMs(result.seconds.checksum * 1000)}, restore ${formatMs(result.seconds.restore * 1000)}, compare ${formatMs(result.seconds.compare * 1000)}); scratch database dropped.`,
+    ].join('\n'),
+    { ok: result.passed, ...result },
+  );
+  return result.passed ? 0 : 1;
+}
+
+async function restoreVerb(f: Flags, reporter: Reporter): Promise<number> {
+  if (f.cluster) return restoreOnCluster(f, reporter);
+  const storage = openStorage(requireFlag(f, 'from', 'restore'), s3Options(f));
+  const id = requireFlag(f, 'backup', 'restore');
+  const target = readUrl(f, 'database-url', 'database-url-env', reporter);
+  if (!target) throw usageError('restore needs --database-url or --database-url-env (the target database)');
+  const backup = await findBackup(storage, id);
+  const plan = planRestore(backup, target, f.clean);
+  const planText = [`Restore ${plan.id} into ${plan.target}:`, ...plan.steps.map((s, i) => `  ${i + 1}. ${s}`)].join('\n');
+  if (f['dry-run']) {
+    reporter.result(planText, { ok: true, dryRun: true, plan });
+    return 0;
+  }
+  if (!f.yes) {
+    if (!process.stdin.isTTY) throw usageError('restore changes a database and stdin is not a terminal: pass --yes to confirm', 'Review the plan with --dry-run first.');
+    reporter.info(planText);
+    if (!(await confirm(`Type the database name (${target.database}) to restore into it: `, target.database))) {
+      throw new UserError('not confirmed; nothing was restored', { exitCode: 1 });
+    }
+  }
+  const result = await reporter.step(`restore ${backup.id} into ${plan.target}`, (progress) => restoreBackup({ storage, backup, target, clean: f.clean, progress }));
+  reporter.result(restoreSummary(result), { ok: result.passed, ...result });
+  return result.passed ? 0 : 1;
+}
+
+const KEEP_FLAGS = { daily: 'keep-daily', weekly: 'keep-weekly', monthly: 'keep-monthly' } as const;
+
+/** The retention policy of prune's --keep-* flags (whole numbers >= 0). */
+function retentionPolicy(f: Flags): { daily: number; weekly: number; monthly: number } {
+  const policy = {
+    daily: Number(requireFlag(f, KEEP_FLAGS.daily, 'prune')),
+    weekly: Number(requireFlag(f, KEEP_FLAGS.weekly, 'prune')),
+    monthly: Number(requireFlag(f, KEEP_FLAGS.monthly, 'prune')),
+  };
+  for (const k of Object.keys(KEEP_FLAGS) as (keyof typeof KEEP_FLAGS)[]) {
+    if (!Number.isInteger(policy[k]) || policy[k] < 0) throw usageError(`--keep-${k} must be a whole number >= 0 (got "${f[KEEP_FLAGS[k]]}")`);
+  }
+  return policy;
+}
+
+async function pruneVerb(f: Flags, reporter: Reporter): Promise<number> {
+  const storage = openStorage(requireFlag(f, 'from', 'prune'), s3Options(f));
+  const policy = retentionPolicy(f);
+  const dryRun = f['dry-run'];
+  const now = f['as-of'] ? new Date(f['as-of']) : new Date();
+  if (Number.isNaN(now.getTime())) throw usageError(`--as-of "${f['as-of']}" is not a time`, 'Use ISO 8601, e.g. 2026-03-15T12:00:00Z.');
+  const { decisions, deleted, staleUploads } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun, now }));
+  const kept = decisions.filter((d) => d.action === 'keep');
+  const dropped = decisions.filter((d) => d.action === 'delete');
+  reporter.result(
+    [
+      table(['id', 'action', 'why'], decisions.map((d) => [d.id, d.action === 'keep' ? 'keep' : dryRun ? 'would delete' : 'deleted', d.reasons.join(', ')])),
+      '',
+      `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}` +
+        (staleUploads.length ? `; ${staleUploads.length} unfinished multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'} (${staleUploads.join(', ')})` : '') + '.',
+    ].join('\n'),
+    { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], staleUploads, decisions },
+  );
+  return 0;
+}
+
+const VERBS: Record<string, (f: Flags, reporter: Reporter) => Promise<number>> = {
+  create: createVerb,
+  list: listVerb,
+  verify: verifyVerb,
+  restore: restoreVerb,
+  prune: pruneVerb,
+};
+
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [verb, ...extra] = positionals;
   if (extra.length) throw usageError(`unexpected arguments: ${extra.join(' ')}`);
-  const f = flags as unknown as Flags;
-  if (!f.cluster) {
-    const stray = ['registry', 'pause-autoscaling', 'timeout', 'helm'].filter((k) => f[k] !== undefined && f[k] !== false);
+  if (!flags.cluster) {
+    const stray = (['registry', 'pause-autoscaling', 'timeout', 'helm'] as const).filter((k) => flags[k] !== undefined && flags[k] !== false);
     if (stray.length) throw usageError(`${stray.map((k) => `--${k}`).join(', ')} only go${stray.length === 1 ? 'es' : ''} with --cluster NAME`, 'See npx zx scripts/backup.ts --help.');
   }
-
-  if (verb === 'create') {
-    const connection = readUrl(f, 'database-url', 'database-url-env', reporter);
-    if (!connection) throw usageError('create needs --database-url, --database-url-env or --cluster');
-    const storage = openStorage(requireFlag(f, 'to', 'create'), s3Options(f));
-    const plan = planCreate({ connection, storage });
-    let source: Record<string, unknown> | undefined;
-    if (f.cluster) {
-      // The release and revision the data belongs to (read only; works in --dry-run too).
-      const { target, kube } = await clusterTarget(f);
-      const major = helmMajor(f.helm as string | undefined);
-      const rel = await requireRelease({ target, kube, helm: await helmBinary(major), helmMajor: major }).catch((e) => explainKube(e, 'helm status', target));
-      source = { cluster: target.cluster, namespace: target.namespace, release: rel.name, revision: rel.version };
-      plan.files.push(`source: release ${rel.name} revision ${rel.version} in ${target.namespace} (${target.cluster})`);
-    }
-    if (f['dry-run']) {
-      reporter.result(
-        [`Would back up ${plan.server} to ${plan.destination}:`, ...plan.files.map((x) => `  ${x}`), `  via ${plan.dumpCommand.join(' ')}`].join('\n'),
-        { ok: true, dryRun: true, plan },
-      );
-      return 0;
-    }
-    const { manifest, seconds } = await reporter.step(`backup ${plan.server} -> ${storage.display}`, (progress) =>
-      createBackup({ connection, storage, progress, id: plan.id, source }),
-    );
-    const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
-    reporter.result(
-      [
-        `Backup ${manifest.id} created in ${storage.display}`,
-        `  ${formatBytes(manifest.dump.size)} in ${seconds.toFixed(1)}s (${(manifest.dump.size / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s), sha256 ${manifest.dump.sha256}`,
-        `  ${manifest.tables.length} tables, ${rows} rows; PostgreSQL ${manifest.serverVersion}, pg_dump ${manifest.pgDumpVersion}`,
-      ].join('\n'),
-      { ok: true, id: manifest.id, seconds, manifest },
-    );
-    return 0;
-  }
-
-  if (verb === 'list') {
-    const storage = openStorage(requireFlag(f, 'from', 'list'), s3Options(f));
-    const all = await reporter.step(`list ${storage.display}`, (progress) => listBackups(storage, { checksums: Boolean(f.check), progress }));
-    const human = all.length
-      ? table(
-          ['id', 'age', 'size', 'tables', 'state'],
-          all.map((b) => [b.id, age(b.time), formatBytes(b.size), b.manifest ? b.manifest.tables.length : '-', stateLabel(b) + (b.problems.length ? `: ${b.problems.join('; ')}` : '')]),
-        )
-      : `No backups in ${storage.display}.`;
-    const bad = all.filter((b) => b.state === 'corrupt').length;
-    reporter.result(human, {
-      ok: bad === 0,
-      backups: all.map((b) => ({
-        id: b.id, time: b.time.toISOString(), state: b.state, size: b.size, problems: b.problems, checksumChecked: b.checksumChecked, lastVerify: b.lastVerify,
-        sha256: b.manifest?.dump.sha256, tables: b.manifest?.tables.length,
-      })),
-    });
-    return f.check && bad > 0 ? 1 : 0;
-  }
-
-  if (verb === 'verify') {
-    const storage = openStorage(requireFlag(f, 'from', 'verify'), s3Options(f));
-    const scratch = readUrl(f, 'scratch-url', 'scratch-url-env', reporter) ?? readUrl(f, 'database-url', 'database-url-env', reporter);
-    if (!scratch) throw usageError('verify needs a server for the scratch database', 'Pass --scratch-url (or --database-url) postgresql://USER@HOST:PORT/postgres; the user needs CREATEDB.');
-    const backup = await findBackup(storage, f.backup as string | undefined);
-    const result = await reporter.step(`verify ${backup.id} (scratch database on ${describeConnection(scratch)})`, (progress) =>
-      verifyBackup({ storage, backup, scratch, progress }),
-    );
-    const failed = result.tables.filter((t) => !t.passed);
-    reporter.result(
-      [
-        tablesReport(result.tables),
-        '',
-        `${result.passed ? 'PASS' : 'FAIL'}: backup ${result.id}: checksum ok, ${result.tables.length - failed.length}/${result.tables.length} tables match` +
-          ` (checksum ${formatMs(result.seconds.checksum * 1000)}, restore ${formatMs(result.seconds.restore * 1000)}, compare ${formatMs(result.seconds.compare * 1000)}); scratch database dropped.`,
-      ].join('\n'),
-      { ok: result.passed, ...result },
-    );
-    return result.passed ? 0 : 1;
-  }
-
-  if (verb === 'restore' && f.cluster) return restoreOnCluster(f, reporter);
-
-  if (verb === 'restore') {
-    const storage = openStorage(requireFlag(f, 'from', 'restore'), s3Options(f));
-    const id = requireFlag(f, 'backup', 'restore');
-    const target = readUrl(f, 'database-url', 'database-url-env', reporter);
-    if (!target) throw usageError('restore needs --database-url or --database-url-env (the target database)');
-    const backup = await findBackup(storage, id);
-    const plan = planRestore(backup, target, Boolean(f.clean));
-    const planText = [`Restore ${plan.id} into ${plan.target}:`, ...plan.steps.map((s, i) => `  ${i + 1}. ${s}`)].join('\n');
-    if (f['dry-run']) {
-      reporter.result(planText, { ok: true, dryRun: true, plan });
-      return 0;
-    }
-    if (!f.yes) {
-      if (!process.stdin.isTTY) throw usageError('restore changes a database and stdin is not a terminal: pass --yes to confirm', 'Review the plan with --dry-run first.');
-      reporter.info(planText);
-      if (!(await confirm(`Type the database name (${target.database}) to restore into it: `, target.database))) {
-        throw new UserError('not confirmed; nothing was restored', { exitCode: 1 });
-      }
-    }
-    const result = await reporter.step(`restore ${backup.id} into ${plan.target}`, (progress) => restoreBackup({ storage, backup, target, clean: Boolean(f.clean), progress }));
-    reporter.result(restoreSummary(result), { ok: result.passed, ...result });
-    return result.passed ? 0 : 1;
-  }
-
-  if (verb === 'prune') {
-    const storage = openStorage(requireFlag(f, 'from', 'prune'), s3Options(f));
-    const policy = {
-      daily: Number(requireFlag(f, 'keep-daily', 'prune')),
-      weekly: Number(requireFlag(f, 'keep-weekly', 'prune')),
-      monthly: Number(requireFlag(f, 'keep-monthly', 'prune')),
-    };
-    for (const [k, v] of Object.entries(policy)) {
-      if (!Number.isInteger(v) || v < 0) throw usageError(`--keep-${k} must be a whole number >= 0 (got "${f[`keep-${k}`]}")`);
-    }
-    const dryRun = Boolean(f['dry-run']);
-    const now = f['as-of'] ? new Date(f['as-of'] as string) : new Date();
-    if (Number.isNaN(now.getTime())) throw usageError(`--as-of "${f['as-of']}" is not a time`, 'Use ISO 8601, e.g. 2026-03-15T12:00:00Z.');
-    const { decisions, deleted, staleUploads } = await reporter.step(`prune ${storage.display}${dryRun ? ' (dry run)' : ''}`, () => pruneBackups({ storage, policy, dryRun, now }));
-    const kept = decisions.filter((d) => d.action === 'keep');
-    const dropped = decisions.filter((d) => d.action === 'delete');
-    reporter.result(
-      [
-        table(['id', 'action', 'why'], decisions.map((d) => [d.id, d.action === 'keep' ? 'keep' : dryRun ? 'would delete' : 'deleted', d.reasons.join(', ')])),
-        '',
-        `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}` +
-          (staleUploads.length ? `; ${staleUploads.length} unfinished multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'} (${staleUploads.join(', ')})` : '') + '.',
-      ].join('\n'),
-      { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], staleUploads, decisions },
-    );
-    return 0;
-  }
-
-  throw usageError(verb ? `unknown verb "${verb}"` : 'no verb given', 'Verbs: create, list, verify, restore, prune (see --help).');
+  const run = verb !== undefined && Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined;
+  if (!run) throw usageError(verb ? `unknown verb "${verb}"` : 'no verb given', 'Verbs: create, list, verify, restore, prune (see --help).');
+  return run(flags, reporter);
 });

@@ -5,11 +5,11 @@ import path from 'node:path';
 import { runCommand } from './lib/cli.ts';
 import { UserError, usageError } from './lib/errors.ts';
 import { registerSecret } from './lib/redact.ts';
-import { helmBinary } from './lib/helm.ts';
+import { Helm } from './lib/helm.ts';
 import { helmMajor, type HelmMajor } from './lib/tools.ts';
 import { displayPath } from './lib/paths.ts';
 import { openStorage } from './lib/storage.ts';
-import { table } from './lib/ui.ts';
+import { table, type Reporter } from './lib/ui.ts';
 import {
   conflictingEntries,
   DEFAULT_OUT_DIR,
@@ -35,6 +35,7 @@ import {
   validateOciRegistry,
   validateRepoUrl,
   type Plan,
+  type SigningInput,
 } from './lib/release.ts';
 
 const PASSPHRASE_ENV = 'CONDUIT_SIGN_PASSPHRASE';
@@ -131,152 +132,206 @@ function artifactSummary(files: string[]): { file: string; sha256: string; bytes
   return files.filter((f) => fs.existsSync(f)).map((f) => ({ file: f, sha256: sha256File(f), bytes: fs.statSync(f).size }));
 }
 
+/** What every verb works with: the parsed flags, the reporter, and the choices all verbs share. */
+interface VerbContext {
+  flags: Flags;
+  reporter: Reporter;
+  major: HelmMajor;
+  /**
+   * Builds the plans' helm argv. It names no binary: the pinned helm is resolved (and installed when
+   * missing) only when a plan runs, so --dry-run needs none.
+   */
+  planner: Helm;
+  chartDir: string;
+  outDir: string;
+  dryRun: boolean;
+}
+
+/** Print the plan on a dry run (false), or carry it out (true). */
+async function execute(c: VerbContext, plan: Plan, passphrase?: string): Promise<boolean> {
+  if (c.dryRun) {
+    printDryRun(c, plan);
+    return false;
+  }
+  const helm = await c.reporter.step(`helm ${c.major}`, () => Helm.create(c.major));
+  await c.reporter.step(`${plan.verb}: ${plan.steps.length} step(s)`, (progress) => executePlan(plan, { helm, gpgPath: 'gpg', passphrase, progress }));
+  return true;
+}
+
+function printDryRun(c: VerbContext, plan: Plan): void {
+  c.reporter.result(`Dry run: ${plan.verb} would do (nothing changed):\n${planText(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
+}
+
+/** Create a scratch directory for `fn` and remove it afterwards, whatever happens. */
+async function inWorkDir<T>(fn: (workDir: string) => Promise<T>): Promise<T> {
+  const workDir = makeWorkDir();
+  try {
+    return await fn(workDir);
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+async function checkVerb(c: VerbContext): Promise<number> {
+  only(c.flags, 'check', ['skip-validate']);
+  const meta = readChartMeta(c.chartDir);
+  const helm = await Helm.create(c.major);
+  const results = await runReleaseChecks({ meta, helm, skipValidate: c.flags['skip-validate'], step: (t, fn) => c.reporter.step(t, () => fn()) });
+  const failed = results.filter((r) => r.status === 'failed');
+  const human = [
+    `${meta.name} ${meta.version} (appVersion ${meta.appVersion}), tag ${releaseTag(meta.version)}`,
+    table(['check', 'result', 'detail'], results.map((r) => [r.name, r.status.toUpperCase(), clip(r.message.split('\n')[0], 110)])),
+    ...failed.map((r) => `\n${r.name} FAILED: ${r.message}${r.hint ? `\nfix: ${r.hint}` : ''}`),
+    `\n${results.length - failed.length} of ${results.length} checks passed or skipped; ${failed.length} failed.`,
+  ].join('\n');
+  c.reporter.result(human, { ok: failed.length === 0, chart: meta.name, version: meta.version, appVersion: meta.appVersion, tag: releaseTag(meta.version), checks: results });
+  return failed.length ? 1 : 0;
+}
+
+/** package --sign: the flags checked, the passphrase read and the key found (warnings for what is missing). */
+async function signingSetup(c: VerbContext): Promise<{ passphrase?: string; fingerprint?: string }> {
+  const { flags, reporter } = c;
+  if (!flags.sign && (flags.key || flags.keyring || flags['key-url'] || flags['passphrase-file'])) throw usageError('--key, --keyring, --key-url and --passphrase-file need --sign');
+  if (flags.sign && !flags.key) throw usageError('--sign needs --key NAME', 'Name the signing key (user id, e-mail or fingerprint): gpg --list-secret-keys.');
+  if (flags.keyring && !fs.existsSync(flags.keyring)) throw usageError(`--keyring ${flags.keyring} does not exist`);
+  const passphrase = flags.sign ? readPassphrase(flags) : undefined;
+  const gpg = flags.sign ? await requireGpg() : 'gpg';
+  const fingerprint = flags.sign && !flags.keyring ? await gpgFingerprint(gpg, flags.key!) : undefined;
+  if (flags.sign && !flags.keyring && !fingerprint) {
+    throw new UserError(`gpg does not know the key "${flags.key}"${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`, { hint: 'List keys with gpg --list-secret-keys, or pass --keyring with a legacy secret keyring.', exitCode: 2 });
+  }
+  if (flags.sign && !flags['key-url']) reporter.warn('no --key-url: the package carries no artifacthub.io/signKey annotation, so Artifact Hub will not show it as signed');
+  if (flags.sign && flags['key-url'] && flags.keyring) reporter.warn('--key-url with --keyring: the key fingerprint is not known from GNUPGHOME, so no artifacthub.io/signKey annotation is added');
+  if (flags.sign && flags.keyring) reporter.warn('--keyring: no public key files are written; publish the public key (binary, for helm --keyring) yourself');
+  return { passphrase, fingerprint };
+}
+
+function signingInput(flags: Flags, s: { passphrase?: string; fingerprint?: string }): SigningInput | undefined {
+  if (!flags.sign) return undefined;
+  return {
+    key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint: s.fingerprint, keyUrl: flags['key-url'],
+    hasPassphrase: s.passphrase !== undefined, passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined,
+  };
+}
+
+async function packageVerb(c: VerbContext): Promise<number> {
+  const { flags, reporter, major } = c;
+  only(flags, 'package', ['sign', 'key', 'keyring', 'passphrase-file', 'key-url']);
+  const meta = readChartMeta(c.chartDir);
+  const signing = await signingSetup(c);
+  return inWorkDir(async (workDir) => {
+    const plan = planPackage({ meta, helm: c.planner, outDir: c.outDir, workDir, sourceDateEpoch: await sourceDateEpoch(c.chartDir), sign: signingInput(flags, signing) });
+    if (!(await execute(c, plan, signing.passphrase))) return 0;
+    const artifacts = artifactSummary(plan.outputs);
+    reporter.result(
+      `Packaged ${meta.name} ${meta.version} with helm ${major}${flags.sign ? ` and signed it (key ${signing.fingerprint ?? flags.key})` : ''}:\n${table(['file', 'sha256', 'bytes'], artifacts.map((a) => [displayPath(a.file), a.sha256, a.bytes]))}`,
+      { ok: true, chart: meta.name, version: meta.version, signed: flags.sign, fingerprint: signing.fingerprint, artifacts, plan: planJson(plan) },
+    );
+    return 0;
+  });
+}
+
+function parseOwners(owners: string[]): { name: string; email: string }[] {
+  return owners.map((o) => {
+    const m = /^\s*(.+?)\s*<([^>]+@[^>]+)>\s*$/.exec(o);
+    if (!m) throw usageError(`--owner "${o}" is not "NAME <EMAIL>"`);
+    return { name: m[1], email: m[2] };
+  });
+}
+
+async function indexVerb(c: VerbContext): Promise<number> {
+  const { flags, reporter, outDir } = c;
+  only(flags, 'index', ['url', 'merge', 'repository-id', 'owner']);
+  if (!flags.url) throw usageError('index needs --url URL', 'The public base URL where index.yaml and the packages will be served.');
+  const url = flags.url;
+  validateRepoUrl(url);
+  const owners = parseOwners(flags.owner);
+  const packages = localPackages(outDir);
+  if (!packages.length) throw new UserError(`no chart packages in ${displayPath(outDir)}`, { hint: 'Run `release.ts package` first (or point --out at the directory holding the .tgz files).' });
+  return inWorkDir(async (workDir) => {
+    const merge = flags.merge ? await reporter.step(`reading the published index ${flags.merge}`, () => fetchExistingIndex(flags.merge!, workDir)) : undefined;
+    if (flags.merge && !merge) reporter.info(`${flags.merge} does not exist yet: this is the repository's first index`);
+    const existing = merge ? readIndexEntries(fs.readFileSync(merge, 'utf8')) : [];
+    const conflicts = conflictingEntries(existing, packages);
+    if (conflicts.length) {
+      throw new UserError(`released versions cannot change: ${conflicts.join('; ')}`, { hint: 'Bump the chart version; a published package must never be replaced.', details: { conflicts } });
+    }
+    const plan = planIndex({ dir: outDir, url, helm: c.planner, merge, artifactHub: { repositoryId: flags['repository-id'], owners } });
+    if (!(await execute(c, plan))) return 0;
+    const entries = readIndexEntries(fs.readFileSync(path.join(outDir, 'index.yaml'), 'utf8'));
+    reporter.result(
+      `Indexed ${displayPath(outDir)} for ${url}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${existing.length} kept from the published index).\n${table(['chart', 'version', 'digest'], entries.map((e) => [e.name, e.version, e.digest ?? '']))}`,
+      { ok: true, url, entries, kept: existing.length, files: artifactSummary(plan.outputs), plan: planJson(plan) },
+    );
+    return 0;
+  });
+}
+
+async function publishVerb(c: VerbContext): Promise<number> {
+  const { flags, reporter, outDir } = c;
+  only(flags, 'publish', ['to', 's3-endpoint', 's3-region', 's3-access-key-env', 's3-secret-key-env']);
+  if (!flags.to) throw usageError('publish needs --to DIR', 'The directory served as the chart repository.');
+  const s3 = /^s3:\/\//i.test(flags.to);
+  if (!s3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.to)) throw usageError(`--to "${flags.to}": use a directory or s3://bucket/prefix`);
+  // openStorage validates the bucket name; the client is created (and credentials read) on first use.
+  const storage = s3 ? openStorage(flags.to, { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] }) : undefined;
+  if (!fs.existsSync(outDir)) throw new UserError(`${displayPath(outDir)} does not exist`, { hint: 'Run package and index first.' });
+  const to = s3 ? flags.to : path.resolve(flags.to);
+  if (to === outDir) throw usageError('--to must differ from --out');
+  const plan = planPublish({ dir: outDir, to, names: fs.readdirSync(outDir), helm: c.planner });
+  if (c.dryRun) {
+    printDryRun(c, plan);
+    return 0;
+  }
+  const remote = storage ? { get: (k: string) => storage.get(k), put: (k: string, d: Buffer) => storage.put(k, d) } : undefined;
+  const outcomes = await reporter.step(`publish ${plan.steps.length} file(s) to ${storage?.display ?? to}`, (progress) => executePlan(plan, { gpgPath: '', progress, remote }));
+  const rows = outcomes.map((o) => ({ file: path.basename((o.step as { to: string }).to), state: o.skipped ? 'unchanged' : 'written', sha256: sha256File((o.step as { from: string }).from) }));
+  reporter.result(`Published to ${to}:\n${table(['file', 'state', 'sha256'], rows.map((r) => [r.file, r.state, r.sha256]))}`, { ok: true, to, files: rows, plan: planJson(plan) });
+  return 0;
+}
+
+async function pushOciVerb(c: VerbContext): Promise<number> {
+  const { flags, reporter } = c;
+  only(flags, 'push-oci', ['registry', 'plain-http', 'package']);
+  if (!flags.registry) throw usageError('push-oci needs --registry oci://HOST/PATH');
+  const registry = flags.registry;
+  validateOciRegistry(registry);
+  const meta = readChartMeta(c.chartDir);
+  const pkg = path.resolve(flags.package ?? path.join(c.outDir, packageFileName(meta)));
+  if (!fs.existsSync(pkg)) throw new UserError(`${displayPath(pkg)} does not exist`, { hint: 'Run `release.ts package` first, or pass --package FILE.' });
+  const pkgMeta = localPackages(path.dirname(pkg)).find((p) => p.file === pkg) ?? { name: meta.name, version: meta.version };
+  const plan = planPushOci({ pkg, registry, plainHttp: flags['plain-http'], helm: c.planner, meta: pkgMeta });
+  if (c.dryRun) {
+    printDryRun(c, plan);
+    return 0;
+  }
+  const helm = await reporter.step(`helm ${c.major}`, () => Helm.create(c.major));
+  const [outcome] = await reporter.step(`push ${path.basename(pkg)} to ${registry}`, (progress) => executePlan(plan, { helm, gpgPath: '', progress }));
+  const output = `${outcome.result?.stdout ?? ''}\n${outcome.result?.stderr ?? ''}`;
+  const digest = parsePushDigest(output);
+  if (!digest) throw new UserError(`helm push printed no digest:\n${output.trim()}`);
+  const ref = plan.outputs[0];
+  reporter.result(`Pushed ${ref}\nDigest: ${digest}\nInstall: helm install conduit ${ref.replace(/:[^:/]+$/, '')} --version ${pkgMeta.version}`, {
+    ok: true, reference: ref, digest, provenance: fs.existsSync(pkg + '.prov'), package: { file: pkg, sha256: sha256File(pkg) }, plan: planJson(plan),
+  });
+  return 0;
+}
+
+const VERBS: Record<string, (c: VerbContext) => Promise<number>> = {
+  check: checkVerb,
+  package: packageVerb,
+  index: indexVerb,
+  publish: publishVerb,
+  'push-oci': pushOciVerb,
+};
+
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [verb, ...rest] = positionals;
   if (rest.length) throw usageError(`unexpected arguments: ${rest.join(' ')}`, 'See --help.');
   const major: HelmMajor = helmMajor(flags.helm);
   const chartDir = path.resolve(flags.chart ?? path.join(import.meta.dirname, '..', 'chart'));
   const outDir = path.resolve(flags.out ?? DEFAULT_OUT_DIR);
-  const dryRun = flags['dry-run'];
-
-  async function execute(plan: Plan, passphrase?: string) {
-    if (dryRun) {
-      reporter.result(`Dry run: ${plan.verb} would do (nothing changed):\n${planText(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
-      return false;
-    }
-    const helmPath = await reporter.step(`helm ${major}`, () => helmBinary(major));
-    await reporter.step(`${plan.verb}: ${plan.steps.length} step(s)`, (progress) => executePlan(plan, { helmPath, gpgPath: 'gpg', passphrase, progress }));
-    return true;
-  }
-
-  if (verb === 'check') {
-    only(flags, verb, ['skip-validate']);
-    const meta = readChartMeta(chartDir);
-    const helmPath = await helmBinary(major);
-    const results = await runReleaseChecks({ meta, helmPath, helm: major, skipValidate: flags['skip-validate'], step: (t, fn) => reporter.step(t, () => fn()) });
-    const failed = results.filter((r) => r.status === 'failed');
-    const human = [
-      `${meta.name} ${meta.version} (appVersion ${meta.appVersion}), tag ${releaseTag(meta.version)}`,
-      table(['check', 'result', 'detail'], results.map((r) => [r.name, r.status.toUpperCase(), clip(r.message.split('\n')[0], 110)])),
-      ...failed.map((r) => `\n${r.name} FAILED: ${r.message}${r.hint ? `\nfix: ${r.hint}` : ''}`),
-      `\n${results.length - failed.length} of ${results.length} checks passed or skipped; ${failed.length} failed.`,
-    ].join('\n');
-    reporter.result(human, { ok: failed.length === 0, chart: meta.name, version: meta.version, appVersion: meta.appVersion, tag: releaseTag(meta.version), checks: results });
-    return failed.length ? 1 : 0;
-  }
-
-  if (verb === 'package') {
-    only(flags, verb, ['sign', 'key', 'keyring', 'passphrase-file', 'key-url']);
-    const meta = readChartMeta(chartDir);
-    if (!flags.sign && (flags.key || flags.keyring || flags['key-url'] || flags['passphrase-file'])) throw usageError('--key, --keyring, --key-url and --passphrase-file need --sign');
-    if (flags.sign && !flags.key) throw usageError('--sign needs --key NAME', 'Name the signing key (user id, e-mail or fingerprint): gpg --list-secret-keys.');
-    if (flags.keyring && !fs.existsSync(flags.keyring)) throw usageError(`--keyring ${flags.keyring} does not exist`);
-    const passphrase = flags.sign ? readPassphrase(flags) : undefined;
-    const gpg = flags.sign ? await requireGpg() : 'gpg';
-    const fingerprint = flags.sign && !flags.keyring ? await gpgFingerprint(gpg, flags.key!) : undefined;
-    if (flags.sign && !flags.keyring && !fingerprint) {
-      throw new UserError(`gpg does not know the key "${flags.key}"${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`, { hint: 'List keys with gpg --list-secret-keys, or pass --keyring with a legacy secret keyring.', exitCode: 2 });
-    }
-    if (flags.sign && !flags['key-url']) reporter.warn('no --key-url: the package carries no artifacthub.io/signKey annotation, so Artifact Hub will not show it as signed');
-    if (flags.sign && flags['key-url'] && flags.keyring) reporter.warn('--key-url with --keyring: the key fingerprint is not known from GNUPGHOME, so no artifacthub.io/signKey annotation is added');
-    if (flags.sign && flags.keyring) reporter.warn('--keyring: no public key files are written; publish the public key (binary, for helm --keyring) yourself');
-    const workDir = makeWorkDir();
-    try {
-      const plan = planPackage({
-        meta, helm: major, outDir, workDir, sourceDateEpoch: await sourceDateEpoch(chartDir),
-        sign: flags.sign ? { key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint, keyUrl: flags['key-url'], hasPassphrase: passphrase !== undefined, passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined } : undefined,
-      });
-      if (!(await execute(plan, passphrase))) return 0;
-      const artifacts = artifactSummary(plan.outputs);
-      reporter.result(
-        `Packaged ${meta.name} ${meta.version} with helm ${major}${flags.sign ? ` and signed it (key ${fingerprint ?? flags.key})` : ''}:\n${table(['file', 'sha256', 'bytes'], artifacts.map((a) => [displayPath(a.file), a.sha256, a.bytes]))}`,
-        { ok: true, chart: meta.name, version: meta.version, signed: flags.sign, fingerprint, artifacts, plan: planJson(plan) },
-      );
-      return 0;
-    } finally {
-      fs.rmSync(workDir, { recursive: true, force: true });
-    }
-  }
-
-  if (verb === 'index') {
-    only(flags, verb, ['url', 'merge', 'repository-id', 'owner']);
-    if (!flags.url) throw usageError('index needs --url URL', 'The public base URL where index.yaml and the packages will be served.');
-    validateRepoUrl(flags.url);
-    const owners = flags.owner.map((o) => {
-      const m = /^\s*(.+?)\s*<([^>]+@[^>]+)>\s*$/.exec(o);
-      if (!m) throw usageError(`--owner "${o}" is not "NAME <EMAIL>"`);
-      return { name: m[1], email: m[2] };
-    });
-    const packages = localPackages(outDir);
-    if (!packages.length) throw new UserError(`no chart packages in ${displayPath(outDir)}`, { hint: 'Run `release.ts package` first (or point --out at the directory holding the .tgz files).' });
-    const workDir = makeWorkDir();
-    try {
-      const merge = flags.merge ? await reporter.step(`reading the published index ${flags.merge}`, () => fetchExistingIndex(flags.merge!, workDir)) : undefined;
-      if (flags.merge && !merge) reporter.info(`${flags.merge} does not exist yet: this is the repository's first index`);
-      const existing = merge ? readIndexEntries(fs.readFileSync(merge, 'utf8')) : [];
-      const conflicts = conflictingEntries(existing, packages);
-      if (conflicts.length) {
-        throw new UserError(`released versions cannot change: ${conflicts.join('; ')}`, { hint: 'Bump the chart version; a published package must never be replaced.', details: { conflicts } });
-      }
-      const plan = planIndex({ dir: outDir, url: flags.url, helm: major, merge, artifactHub: { repositoryId: flags['repository-id'], owners } });
-      if (!(await execute(plan))) return 0;
-      const entries = readIndexEntries(fs.readFileSync(path.join(outDir, 'index.yaml'), 'utf8'));
-      reporter.result(
-        `Indexed ${displayPath(outDir)} for ${flags.url}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${existing.length} kept from the published index).\n${table(['chart', 'version', 'digest'], entries.map((e) => [e.name, e.version, e.digest ?? '']))}`,
-        { ok: true, url: flags.url, entries, kept: existing.length, files: artifactSummary(plan.outputs), plan: planJson(plan) },
-      );
-      return 0;
-    } finally {
-      fs.rmSync(workDir, { recursive: true, force: true });
-    }
-  }
-
-  if (verb === 'publish') {
-    only(flags, verb, ['to', 's3-endpoint', 's3-region', 's3-access-key-env', 's3-secret-key-env']);
-    if (!flags.to) throw usageError('publish needs --to DIR', 'The directory served as the chart repository.');
-    const s3 = /^s3:\/\//i.test(flags.to);
-    if (!s3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.to)) throw usageError(`--to "${flags.to}": use a directory or s3://bucket/prefix`);
-    // openStorage validates the bucket name; the client is created (and credentials read) on first use.
-    const storage = s3 ? openStorage(flags.to, { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] }) : undefined;
-    if (!fs.existsSync(outDir)) throw new UserError(`${displayPath(outDir)} does not exist`, { hint: 'Run package and index first.' });
-    const to = s3 ? flags.to : path.resolve(flags.to);
-    if (to === outDir) throw usageError('--to must differ from --out');
-    const plan = planPublish({ dir: outDir, to, names: fs.readdirSync(outDir), helm: major });
-    if (dryRun) {
-      reporter.result(`Dry run: publish would do (nothing changed):\n${planText(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
-      return 0;
-    }
-    const remote = storage ? { get: (k: string) => storage.get(k), put: (k: string, d: Buffer) => storage.put(k, d) } : undefined;
-    const outcomes = await reporter.step(`publish ${plan.steps.length} file(s) to ${storage?.display ?? to}`, (progress) => executePlan(plan, { helmPath: '', gpgPath: '', progress, remote }));
-    const rows = outcomes.map((o) => ({ file: path.basename((o.step as { to: string }).to), state: o.skipped ? 'unchanged' : 'written', sha256: sha256File((o.step as { from: string }).from) }));
-    reporter.result(`Published to ${to}:\n${table(['file', 'state', 'sha256'], rows.map((r) => [r.file, r.state, r.sha256]))}`, { ok: true, to, files: rows, plan: planJson(plan) });
-    return 0;
-  }
-
-  if (verb === 'push-oci') {
-    only(flags, verb, ['registry', 'plain-http', 'package']);
-    if (!flags.registry) throw usageError('push-oci needs --registry oci://HOST/PATH');
-    validateOciRegistry(flags.registry);
-    const meta = readChartMeta(chartDir);
-    const pkg = path.resolve(flags.package ?? path.join(outDir, packageFileName(meta)));
-    if (!fs.existsSync(pkg)) throw new UserError(`${displayPath(pkg)} does not exist`, { hint: 'Run `release.ts package` first, or pass --package FILE.' });
-    const pkgMeta = localPackages(path.dirname(pkg)).find((p) => p.file === pkg) ?? { name: meta.name, version: meta.version };
-    const plan = planPushOci({ pkg, registry: flags.registry, plainHttp: flags['plain-http'], helm: major, meta: pkgMeta });
-    if (dryRun) {
-      reporter.result(`Dry run: push-oci would do (nothing changed):\n${planText(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
-      return 0;
-    }
-    const helmPath = await reporter.step(`helm ${major}`, () => helmBinary(major));
-    const [outcome] = await reporter.step(`push ${path.basename(pkg)} to ${flags.registry}`, (progress) => executePlan(plan, { helmPath, gpgPath: '', progress }));
-    const output = `${outcome.result?.stdout ?? ''}\n${outcome.result?.stderr ?? ''}`;
-    const digest = parsePushDigest(output);
-    if (!digest) throw new UserError(`helm push printed no digest:\n${output.trim()}`);
-    const ref = plan.outputs[0];
-    reporter.result(`Pushed ${ref}\nDigest: ${digest}\nInstall: helm install conduit ${ref.replace(/:[^:/]+$/, '')} --version ${pkgMeta.version}`, {
-      ok: true, reference: ref, digest, provenance: fs.existsSync(pkg + '.prov'), package: { file: pkg, sha256: sha256File(pkg) }, plan: planJson(plan),
-    });
-    return 0;
-  }
-
-  throw usageError(verb ? `unknown verb "${verb}"` : 'a verb is required', 'Use: release.ts check | package | index | publish | push-oci  (see --help)');
+  const run = verb !== undefined && Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined;
+  if (!run) throw usageError(verb ? `unknown verb "${verb}"` : 'a verb is required', 'Use: release.ts check | package | index | publish | push-oci  (see --help)');
+  return run({ flags, reporter, major, planner: new Helm('helm', major), chartDir, outDir, dryRun: flags['dry-run'] });
 });

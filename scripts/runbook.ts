@@ -5,9 +5,9 @@ import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { UserError } from './lib/errors.ts';
 import { isKubeError, Kube, explainKubeError } from './lib/kube.ts';
 import { kubeTargetFor } from './lib/target.ts';
-import { helmBinary } from './lib/helm.ts';
+import { Helm } from './lib/helm.ts';
 import {
-  auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus,
+  auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus, helmScopeOf,
   parseRequest, planAction, planJson, readFacts, registerReleaseSecrets, writeDiagnoseBundle, type RunbookContext, type RunbookTarget,
 } from './lib/runbook.ts';
 import { helmMajor } from './lib/tools.ts';
@@ -71,14 +71,15 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
   };
   const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
-  const ctx: RunbookContext = { target, kube, helm: await helmBinary(major), helmMajor: major, step: (title, fn) => reporter.step(title, () => fn()) };
+  const helm = await Helm.create(major);
+  const ctx: RunbookContext = { target, kube, helm: helm.withScope(helmScopeOf(target)), step: (title, fn) => reporter.step(title, () => fn()) };
 
   try {
     if (!(await kube.reachable(10_000))) {
       throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
     }
     const facts = await readFacts(ctx, req);
-    const plan = planAction(target, req, facts, major);
+    const plan = planAction(target, req, facts, helm);
     if (flags['dry-run']) {
       reporter.result(`Dry run: nothing was changed.\n\n${describeRunbookPlan(plan)}`, { ok: true, dryRun: true, plan: planJson(plan) });
       return 0;

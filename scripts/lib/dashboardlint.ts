@@ -133,61 +133,24 @@ export function allPanels<P extends { panels?: P[] }>(d: { panels?: P[]; rows?: 
   return out;
 }
 
+/** Records one finding of a rule (on the dashboard, a panel, or one target of a panel). */
+type Report = (rule: string, message: string, severity?: Severity, panel?: Panel, targetIdx?: number) => void;
+
 /** Lint one dashboard with every rule; exclusions/warnings are applied by `applyConfig`. */
 export function lintDashboard(d: Dashboard): LintResult[] {
   const title = d.title ?? '(untitled)';
   const out: LintResult[] = [];
-  const add = (rule: string, message: string, severity: Severity = 'error', panel?: Panel, targetIdx?: number) =>
+  const add: Report = (rule, message, severity = 'error', panel, targetIdx) => {
     out.push({ rule, severity, dashboard: title, panel: panel?.title, targetIdx, message });
+  };
   const vars = d.templating?.list ?? [];
   const dsVars = vars.filter((v) => v.type === 'datasource');
   const promDs = dsVars.find((v) => variableQuery(v) === 'prometheus');
 
-  // template-datasource-rule
-  if (dsVars.length === 0) add('template-datasource-rule', `Dashboard '${title}' does not have a templated data source`);
-  for (const v of dsVars) {
-    const q = variableQuery(v);
-    const uids = new Set([`${q.toLowerCase()}_datasource`, ...(dsVars.length === 1 ? ['datasource'] : [])]);
-    const names = new Set([`${q.charAt(0).toUpperCase()}${q.slice(1)} data source`, ...(dsVars.length === 1 ? ['Data source'] : [])]);
-    if (!uids.has(v.name ?? '')) add('template-datasource-rule', `templated data source variable named '${v.name}', should be named ${[...uids].map((u) => `'${u}'`).join(' or ')}`);
-    else if (!names.has(v.label ?? '')) add('template-datasource-rule', `templated data source variable labeled '${v.label}', should be labeled ${[...names].map((u) => `'${u}'`).join(' or ')}`, 'warning');
-  }
-
+  lintDatasourceVariables(title, dsVars, add);
   if (promDs) {
-    // template-job-rule, template-instance-rule
-    for (const name of ['job', 'instance']) {
-      const rule = `template-${name}-rule`;
-      const v = vars.find((x) => x.name === name);
-      if (!v) {
-        add(rule, `is missing the ${name} template`);
-        continue;
-      }
-      const src = dsUid(v.datasource);
-      if (!['$datasource', '${datasource}', '$prometheus_datasource', '${prometheus_datasource}'].includes(src)) add(rule, `${name} template should use datasource '$datasource', is currently '${src}'`);
-      if (v.type !== 'query') add(rule, `${name} template should be a Prometheus query, is currently '${v.type}'`);
-      const label = name.charAt(0).toUpperCase() + name.slice(1);
-      if (v.label !== label) add(rule, `${name} template should be a labeled '${label}', is currently '${v.label}'`, 'warning');
-      if (!v.multi) add(rule, `${name} template should be a multi select`);
-      if (v.allValue !== '.+') add(rule, `${name} template allValue should be '.+', is currently '${v.allValue}'`);
-    }
-    // template-label-promql-rule
-    for (const v of vars.filter((x) => x.type === 'query')) {
-      const q = variableQuery(v);
-      const m = LABEL_FUNCTIONS.exec(q);
-      if (!m) {
-        add('template-label-promql-rule', `template '${v.name}' invalid templated label '${q}': invalid 'query'`);
-        continue;
-      }
-      let arg = m[2];
-      if (m[1] === 'label_values') {
-        const lv = /^(.+),\s*[A-Za-z_][A-Za-z0-9_]*\s*$/s.exec(arg);
-        if (!lv) continue; // label_values(label): no query to check
-        arg = lv[1];
-      }
-      if (m[1] === 'label_names' && !arg.trim()) continue;
-      const p = parsePromQL(expandGrafanaVariables(arg, {}, { inStrings: false }));
-      if (p.errors.length) add('template-label-promql-rule', `template '${v.name}' invalid templated label '${q}': ${p.errors[0]}`);
-    }
+    lintJobInstanceVariables(vars, add);
+    lintLabelQueries(vars, add);
   }
   // template-on-time-change-reload-rule
   for (const v of vars.filter((x) => x.type === 'query')) {
@@ -198,49 +161,109 @@ export function lintDashboard(d: Dashboard): LintResult[] {
 
   const dsRefs = new Set(dsVars.flatMap((v) => [`$${v.name}`, `\${${v.name}}`]));
   for (const p of allPanels(d)) {
-    const type = p.type ?? '';
-    // panel-datasource-rule
-    if (DATASOURCE_PANELS.has(type) && !dsRefs.has(dsUid(p.datasource))) add('panel-datasource-rule', `does not use a templated datasource, uses '${dsUid(p.datasource)}'`, 'error', p);
-    // panel-title-description-rule
-    if (TITLED_PANELS.has(type) && (!p.title || !p.description)) add('panel-title-description-rule', `panel with id '${p.id}' has missing title or description, currently has title '${p.title ?? ''}' and description: '${p.description ?? ''}'`, 'error', p);
-    // panel-units-rule
-    if (TITLED_PANELS.has(type)) {
-      let unit = '';
-      for (const o of p.fieldConfig?.overrides ?? []) for (const prop of o.properties ?? []) if (prop.id === 'unit') unit = String(prop.value);
-      if (!unit) unit = p.fieldConfig?.defaults?.unit ?? '';
-      if (!VALID_UNITS.has(unit)) add('panel-units-rule', `panel '${p.title}' has no or invalid units defined: '${unit}'`, 'error', p);
-    }
-    // panel-no-targets-rule
-    if (TITLED_PANELS.has(type) && !p.targets) add('panel-no-targets-rule', `panel '${p.title}' has no targets`, 'error', p);
-
-    if (!promDs || !QUERY_PANELS.has(type)) continue;
-    (p.targets ?? []).forEach((t, idx) => {
-      if (!t.expr) return;
-      const parsed = parsePromQL(expandGrafanaVariables(t.expr, { __rate_interval: RATE_INTERVAL_MAGIC }, { inStrings: false }));
-      // target-promql-rule
-      if (parsed.errors.length) {
-        add('target-promql-rule', `invalid PromQL query '${t.expr}': ${parsed.errors[0]}`, 'error', p, idx);
-        return;
-      }
-      for (const sel of parsed.selectors) {
-        // target-rate-interval-rule
-        if (sel.range && sel.range !== RATE_INTERVAL_MAGIC && (sel.enclosingFunction === 'rate' || sel.enclosingFunction === 'irate')) {
-          add('target-rate-interval-rule', `invalid PromQL query '${t.expr}': should use $__rate_interval`, 'error', p, idx);
-        }
-        // target-job-rule, target-instance-rule
-        for (const label of ['job', 'instance']) {
-          const m = sel.matchers.find((x) => x.label === label);
-          const problem = !m ? `${label} selector not found` : m.op !== '=~' ? `${label} selector is ${m.op}, not =~` : m.value !== `$${label}` ? `${label} selector is ${m.value}, not $${label}` : '';
-          if (problem) add(`target-${label}-rule`, `invalid PromQL query '${t.expr}': ${problem}`, 'error', p, idx);
-        }
-        // target-counter-agg-rule
-        if (sel.metric?.endsWith('_total') && !(sel.range && ['rate', 'irate', 'increase'].includes(sel.enclosingFunction ?? ''))) {
-          add('target-counter-agg-rule', `counter metric '${sel.text}' is not aggregated with rate, irate, or increase`, 'error', p, idx);
-        }
-      }
-    });
+    lintPanel(p, dsRefs, add);
+    if (promDs && QUERY_PANELS.has(p.type ?? '')) lintTargets(p, add);
   }
   return out;
+}
+
+/** template-datasource-rule: one templated data source, named and labelled after its type. */
+function lintDatasourceVariables(title: string, dsVars: Variable[], add: Report): void {
+  if (dsVars.length === 0) add('template-datasource-rule', `Dashboard '${title}' does not have a templated data source`);
+  for (const v of dsVars) {
+    const q = variableQuery(v);
+    const uids = new Set([`${q.toLowerCase()}_datasource`, ...(dsVars.length === 1 ? ['datasource'] : [])]);
+    const names = new Set([`${q.charAt(0).toUpperCase()}${q.slice(1)} data source`, ...(dsVars.length === 1 ? ['Data source'] : [])]);
+    if (!uids.has(v.name ?? '')) add('template-datasource-rule', `templated data source variable named '${v.name}', should be named ${[...uids].map((u) => `'${u}'`).join(' or ')}`);
+    else if (!names.has(v.label ?? '')) add('template-datasource-rule', `templated data source variable labeled '${v.label}', should be labeled ${[...names].map((u) => `'${u}'`).join(' or ')}`, 'warning');
+  }
+}
+
+/** template-job-rule, template-instance-rule: multi-select query variables on the templated data source. */
+function lintJobInstanceVariables(vars: Variable[], add: Report): void {
+  for (const name of ['job', 'instance']) {
+    const rule = `template-${name}-rule`;
+    const v = vars.find((x) => x.name === name);
+    if (!v) {
+      add(rule, `is missing the ${name} template`);
+      continue;
+    }
+    const src = dsUid(v.datasource);
+    if (!['$datasource', '${datasource}', '$prometheus_datasource', '${prometheus_datasource}'].includes(src)) add(rule, `${name} template should use datasource '$datasource', is currently '${src}'`);
+    if (v.type !== 'query') add(rule, `${name} template should be a Prometheus query, is currently '${v.type}'`);
+    const label = name.charAt(0).toUpperCase() + name.slice(1);
+    if (v.label !== label) add(rule, `${name} template should be a labeled '${label}', is currently '${v.label}'`, 'warning');
+    if (!v.multi) add(rule, `${name} template should be a multi select`);
+    if (v.allValue !== '.+') add(rule, `${name} template allValue should be '.+', is currently '${v.allValue}'`);
+  }
+}
+
+/** template-label-promql-rule: every query variable is a label function over valid PromQL. */
+function lintLabelQueries(vars: Variable[], add: Report): void {
+  for (const v of vars.filter((x) => x.type === 'query')) {
+    const q = variableQuery(v);
+    const m = LABEL_FUNCTIONS.exec(q);
+    if (!m) {
+      add('template-label-promql-rule', `template '${v.name}' invalid templated label '${q}': invalid 'query'`);
+      continue;
+    }
+    let arg = m[2];
+    if (m[1] === 'label_values') {
+      const lv = /^(.+),\s*[A-Za-z_][A-Za-z0-9_]*\s*$/s.exec(arg);
+      if (!lv) continue; // label_values(label): no query to check
+      arg = lv[1];
+    }
+    if (m[1] === 'label_names' && !arg.trim()) continue;
+    const p = parsePromQL(expandGrafanaVariables(arg, {}, { inStrings: false }));
+    if (p.errors.length) add('template-label-promql-rule', `template '${v.name}' invalid templated label '${q}': ${p.errors[0]}`);
+  }
+}
+
+/** The panel rules: templated data source, title and description, units, targets present. */
+function lintPanel(p: Panel, dsRefs: Set<string>, add: Report): void {
+  const type = p.type ?? '';
+  // panel-datasource-rule
+  if (DATASOURCE_PANELS.has(type) && !dsRefs.has(dsUid(p.datasource))) add('panel-datasource-rule', `does not use a templated datasource, uses '${dsUid(p.datasource)}'`, 'error', p);
+  // panel-title-description-rule
+  if (TITLED_PANELS.has(type) && (!p.title || !p.description)) add('panel-title-description-rule', `panel with id '${p.id}' has missing title or description, currently has title '${p.title ?? ''}' and description: '${p.description ?? ''}'`, 'error', p);
+  // panel-units-rule
+  if (TITLED_PANELS.has(type)) {
+    let unit = '';
+    for (const o of p.fieldConfig?.overrides ?? []) for (const prop of o.properties ?? []) if (prop.id === 'unit') unit = String(prop.value);
+    if (!unit) unit = p.fieldConfig?.defaults?.unit ?? '';
+    if (!VALID_UNITS.has(unit)) add('panel-units-rule', `panel '${p.title}' has no or invalid units defined: '${unit}'`, 'error', p);
+  }
+  // panel-no-targets-rule
+  if (TITLED_PANELS.has(type) && !p.targets) add('panel-no-targets-rule', `panel '${p.title}' has no targets`, 'error', p);
+}
+
+/** The target rules of a query panel: valid PromQL, $__rate_interval, job/instance matchers, counters rated. */
+function lintTargets(p: Panel, add: Report): void {
+  (p.targets ?? []).forEach((t, idx) => {
+    if (!t.expr) return;
+    const parsed = parsePromQL(expandGrafanaVariables(t.expr, { __rate_interval: RATE_INTERVAL_MAGIC }, { inStrings: false }));
+    // target-promql-rule
+    if (parsed.errors.length) {
+      add('target-promql-rule', `invalid PromQL query '${t.expr}': ${parsed.errors[0]}`, 'error', p, idx);
+      return;
+    }
+    for (const sel of parsed.selectors) {
+      // target-rate-interval-rule
+      if (sel.range && sel.range !== RATE_INTERVAL_MAGIC && (sel.enclosingFunction === 'rate' || sel.enclosingFunction === 'irate')) {
+        add('target-rate-interval-rule', `invalid PromQL query '${t.expr}': should use $__rate_interval`, 'error', p, idx);
+      }
+      // target-job-rule, target-instance-rule
+      for (const label of ['job', 'instance']) {
+        const m = sel.matchers.find((x) => x.label === label);
+        const problem = !m ? `${label} selector not found` : m.op !== '=~' ? `${label} selector is ${m.op}, not =~` : m.value !== `$${label}` ? `${label} selector is ${m.value}, not $${label}` : '';
+        if (problem) add(`target-${label}-rule`, `invalid PromQL query '${t.expr}': ${problem}`, 'error', p, idx);
+      }
+      // target-counter-agg-rule
+      if (sel.metric?.endsWith('_total') && !(sel.range && ['rate', 'irate', 'increase'].includes(sel.enclosingFunction ?? ''))) {
+        add('target-counter-agg-rule', `counter metric '${sel.text}' is not aggregated with rate, irate, or increase`, 'error', p, idx);
+      }
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -108,9 +108,10 @@ function terminatedTemplate(exitCode: number, reason: string, message: string, p
   ].join('\n');
 }
 
-export function simulationStages(): StageObject[] {
+/** Status of a pod whose containers run but never become ready (init containers completed). */
+function neverReadyTemplate(): string {
   const neverReadyMessage = `simulated: readiness never passes (${NEVER_READY_ANNOTATION}=true)`;
-  const neverReady = [
+  return [
     '{{ $now := Now }}',
     'conditions:',
     '- type: PodScheduled',
@@ -157,25 +158,31 @@ export function simulationStages(): StageObject[] {
     'phase: Running',
     'startTime: {{ $now | Quote }}',
   ].join('\n');
-  const stage = (name: string, matchExpressions: StageObject['spec']['selector']['matchExpressions'], statusTemplate: string): StageObject => ({
+}
+
+function podStage(name: string, matchExpressions: StageObject['spec']['selector']['matchExpressions'], statusTemplate: string): StageObject {
+  return {
     apiVersion: 'kwok.x-k8s.io/v1alpha1',
     kind: 'Stage',
     metadata: { name },
     spec: { resourceRef: { apiGroup: 'v1', kind: 'Pod' }, selector: { matchExpressions }, weight: STAGE_WEIGHT, next: { statusTemplate } },
-  });
+  };
+}
+
+export function simulationStages(): StageObject[] {
   const runsToCompletion = { key: '.spec.restartPolicy', operator: 'In' as const, values: ['Never', 'OnFailure'] };
   return [
-    stage(
+    podStage(
       'conduit-pod-never-ready',
       [notDeleting, { key: '.status.phase', operator: 'In', values: ['Pending'] }, { key: annotation(NEVER_READY_ANNOTATION), operator: 'In', values: ['true'] }],
-      neverReady,
+      neverReadyTemplate(),
     ),
-    stage(
+    podStage(
       'conduit-pod-fail',
       [notDeleting, { key: '.status.phase', operator: 'In', values: ['Running'] }, runsToCompletion, { key: annotation(FAIL_ANNOTATION), operator: 'In', values: ['true'] }],
       terminatedTemplate(1, 'Error', `simulated failure (${FAIL_ANNOTATION}=true)`, 'Failed'),
     ),
-    stage(
+    podStage(
       'conduit-pod-complete-standalone',
       [
         notDeleting,
@@ -518,7 +525,7 @@ export async function upLocalCluster(reporter: StepReporter, paths = localCluste
 async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promise<UpResult> {
   const built: string[] = [];
   const missing = missingBinaries();
-  if (missing.length) reporter.info(`Building ${missing.length} missing binar${missing.length === 1 ? "y" : "ies"} from source (cached afterwards): ${missing.join(', ')}`);
+  if (missing.length) reporter.info(`Installing ${missing.length} missing binar${missing.length === 1 ? 'y' : 'ies'} (official release downloads, else built from source; cached afterwards): ${missing.join(', ')}`);
   return withClusterLock(
     paths,
     async () => {
@@ -526,7 +533,7 @@ async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promis
       for (const b of LOCAL_BINARIES) {
         if (missing.includes(b) && toolStatus(toolSpec(b)).state === 'missing') {
           const i = built.length + 1;
-          binaries[b] = await reporter.step(`build ${b} ${toolSpec(b).version} (${i}/${missing.length})`, async (progress) => (await installTool(b, progress)).status.path);
+          binaries[b] = await reporter.step(`install ${b} ${toolSpec(b).version} (${i}/${missing.length})`, async (progress) => (await installTool(b, progress)).status.path);
           built.push(b);
         } else binaries[b] = (await installTool(b)).status.path;
       }

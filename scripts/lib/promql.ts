@@ -218,35 +218,34 @@ const SCALAR_FUNCTIONS = new Set(['time', 'pi', 'scalar', 'vector', 'start', 'en
  * group_left/right adds the listed ones, set operators keep the left side, and so on.
  */
 export function inferLabels(parsed: ParsedQuery, lookup: LabelLookup): Inference {
-  const problems: string[] = [];
-  const expr = parsed.expr;
-  const text = (n: Node) => expr.slice(n.from, n.to);
-  const grouping = (n: Node | undefined): string[] => (n ? children(n).map((c) => labelNameOf(expr, c)) : []);
-  const isScalar = (n: Node): boolean => {
-    if (n.name === 'NumberDurationLiteral') return true;
-    if (n.name === 'ParenExpr' || n.name === 'UnaryExpr') return children(n).some((c) => c.name !== 'UnaryOp' && isScalar(c));
-    if (n.name === 'FunctionCall') {
-      const f = text(child(n, 'FunctionIdentifier')!);
-      return SCALAR_FUNCTIONS.has(f) && f !== 'vector';
-    }
-    if (n.name === 'BinaryExpr') {
-      const [l, r] = children(n).filter(isExpr);
-      return Boolean(l && r && isScalar(l) && isScalar(r));
-    }
-    return false;
-  };
-  const check = (clause: string, labels: string[], input: Set<string> | undefined, where: Node) => {
-    if (!input) return;
-    for (const l of labels) if (!input.has(l)) problems.push(`${clause}(${l}) in "${text(where).slice(0, 80)}": the input has no label "${l}" (it has: ${[...input].sort().join(', ') || 'none'})`);
-  };
-  const infer = (n: Node): Set<string> | undefined => {
+  const inference = new LabelInference(parsed.expr, lookup);
+  const labels = parsed.root && !parsed.errors.length ? inference.infer(parsed.root) : undefined;
+  return { labels, problems: inference.problems };
+}
+
+/** The matching clause of a binary operation: on/ignoring labels and group_left/right. */
+interface VectorMatching {
+  on?: string[];
+  ignoring?: string[];
+  group?: 'left' | 'right';
+  include: string[];
+}
+
+/** One walk over one expression's tree: the labels of each node, and the clauses that cannot match. */
+class LabelInference {
+  readonly problems: string[] = [];
+  private readonly expr: string;
+  private readonly lookup: LabelLookup;
+
+  constructor(expr: string, lookup: LabelLookup) {
+    this.expr = expr;
+    this.lookup = lookup;
+  }
+
+  infer(n: Node): Set<string> | undefined {
     switch (n.name) {
-      case 'VectorSelector': {
-        const sel = selectorOf(expr, n);
-        if (!sel.metric) return undefined;
-        const known = lookup(sel.metric);
-        return known ? new Set(known) : undefined;
-      }
+      case 'VectorSelector':
+        return this.selector(n);
       case 'MatrixSelector':
       case 'SubqueryExpr':
       case 'OffsetExpr':
@@ -256,103 +255,146 @@ export function inferLabels(parsed: ParsedQuery, lookup: LabelLookup): Inference
       case 'ParenExpr':
       case 'UnaryExpr': {
         const inner = children(n).find(isExpr);
-        return inner ? infer(inner) : new Set();
+        return inner ? this.infer(inner) : new Set();
       }
       case 'NumberDurationLiteral':
       case 'StringLiteral':
         return new Set();
-      case 'FunctionCall': {
-        const f = text(child(n, 'FunctionIdentifier')!);
-        const args = children(child(n, 'FunctionCallBody')!).filter(isExpr);
-        const argLabels = args.map((a) => infer(a));
-        if (SCALAR_FUNCTIONS.has(f)) return new Set();
-        if (f === 'absent' || f === 'absent_over_time') {
-          const sel = args[0] ? findSelector(args[0]) : undefined;
-          return new Set(sel ? selectorOf(expr, sel).matchers.filter((m) => m.op === '=' && m.label !== '__name__').map((m) => m.label) : []);
-        }
-        if (f === 'label_replace' || f === 'label_join') {
-          const base = argLabels[0];
-          const dst = args[1] ? unquote(text(args[1])) : undefined;
-          return base && dst ? new Set([...base, dst]) : base;
-        }
-        if (f === 'histogram_quantile' || f === 'histogram_fraction') {
-          const base = argLabels[argLabels.length - 1];
-          if (!base) return undefined;
-          const out = new Set(base);
-          out.delete('le');
-          return out;
-        }
-        const vectorArg = args.findIndex((a) => !isScalar(a) && a.name !== 'StringLiteral');
-        return vectorArg >= 0 ? argLabels[vectorArg] : new Set();
-      }
-      case 'AggregateExpr': {
-        const op = text(child(n, 'AggregateOp')!);
-        const mod = child(n, 'AggregateModifier');
-        const args = children(child(n, 'FunctionCallBody')!).filter(isExpr);
-        const input = infer(args[args.length - 1]);
-        if (KEEP_LABEL_AGGREGATIONS.has(op)) return input;
-        let out: Set<string> | undefined = new Set();
-        if (mod) {
-          const labels = grouping(child(mod, 'GroupingLabels'));
-          const by = Boolean(child(mod, 'By'));
-          check(by ? 'by' : 'without', labels, input, n);
-          if (by) out = new Set(labels);
-          else out = input ? new Set([...input].filter((l) => !labels.includes(l))) : undefined;
-        }
-        if (op === 'count_values' && out && args[0]) out.add(unquote(text(args[0])));
-        return out;
-      }
-      case 'BinaryExpr': {
-        const parts = children(n);
-        const [lhs, rhs] = parts.filter(isExpr);
-        const opNode = parts.find((p) => !isExpr(p) && !['BoolModifier', 'MatchingModifierClause', 'FillModifier'].includes(p.name))!;
-        const op = text(opNode).toLowerCase();
-        const l = infer(lhs);
-        const r = infer(rhs);
-        if (isScalar(lhs)) return r;
-        if (isScalar(rhs)) return l;
-        const mm = parts.find((p) => p.name === 'MatchingModifierClause');
-        let on: string[] | undefined;
-        let ignoring: string[] | undefined;
-        let group: 'left' | 'right' | undefined;
-        let include: string[] = [];
-        if (mm) {
-          const mc = children(mm);
-          const lists = mc.filter((c) => c.name === 'GroupingLabels');
-          if (mc.some((c) => c.name === 'On')) on = grouping(lists[0]);
-          else ignoring = grouping(lists[0]);
-          if (mc.some((c) => c.name === 'GroupLeft')) group = 'left';
-          if (mc.some((c) => c.name === 'GroupRight')) group = 'right';
-          include = grouping(lists[1]);
-          if (on) {
-            check('on', on, l, n);
-            check('on', on, r, n);
-          }
-          check(group === 'left' ? 'group_left' : 'group_right', include, group === 'left' ? r : l, n);
-        }
-        if (op === 'and' || op === 'unless') return l;
-        if (op === 'or') return l && r ? new Set([...l, ...r]) : undefined;
-        if (group === 'left') return l ? new Set([...l, ...include]) : undefined;
-        if (group === 'right') return r ? new Set([...r, ...include]) : undefined;
-        if (!l) return undefined;
-        if (on) return new Set([...l].filter((x) => on!.includes(x)));
-        if (ignoring) return new Set([...l].filter((x) => !ignoring!.includes(x)));
-        return l;
-      }
+      case 'FunctionCall':
+        return this.functionCall(n);
+      case 'AggregateExpr':
+        return this.aggregation(n);
+      case 'BinaryExpr':
+        return this.binary(n);
       default:
         return undefined;
     }
-  };
-  const findSelector = (n: Node): Node | undefined => {
-    if (n.name === 'VectorSelector') return n;
-    for (const c of children(n)) {
-      const s = findSelector(c);
-      if (s) return s;
+  }
+
+  private text(n: Node): string {
+    return this.expr.slice(n.from, n.to);
+  }
+
+  private grouping(n: Node | undefined): string[] {
+    return n ? children(n).map((c) => labelNameOf(this.expr, c)) : [];
+  }
+
+  private isScalar(n: Node): boolean {
+    if (n.name === 'NumberDurationLiteral') return true;
+    if (n.name === 'ParenExpr' || n.name === 'UnaryExpr') return children(n).some((c) => c.name !== 'UnaryOp' && this.isScalar(c));
+    if (n.name === 'FunctionCall') {
+      const f = this.text(child(n, 'FunctionIdentifier')!);
+      return SCALAR_FUNCTIONS.has(f) && f !== 'vector';
     }
-    return undefined;
-  };
-  const labels = parsed.root && !parsed.errors.length ? infer(parsed.root) : undefined;
-  return { labels, problems };
+    if (n.name === 'BinaryExpr') {
+      const [l, r] = children(n).filter(isExpr);
+      return Boolean(l && r && this.isScalar(l) && this.isScalar(r));
+    }
+    return false;
+  }
+
+  /** Record every label of a clause that its input cannot carry. */
+  private check(clause: string, labels: string[], input: Set<string> | undefined, where: Node): void {
+    if (!input) return;
+    for (const l of labels) if (!input.has(l)) this.problems.push(`${clause}(${l}) in "${this.text(where).slice(0, 80)}": the input has no label "${l}" (it has: ${[...input].sort().join(', ') || 'none'})`);
+  }
+
+  private selector(n: Node): Set<string> | undefined {
+    const sel = selectorOf(this.expr, n);
+    if (!sel.metric) return undefined;
+    const known = this.lookup(sel.metric);
+    return known ? new Set(known) : undefined;
+  }
+
+  private functionCall(n: Node): Set<string> | undefined {
+    const f = this.text(child(n, 'FunctionIdentifier')!);
+    const args = children(child(n, 'FunctionCallBody')!).filter(isExpr);
+    const argLabels = args.map((a) => this.infer(a));
+    if (SCALAR_FUNCTIONS.has(f)) return new Set();
+    if (f === 'absent' || f === 'absent_over_time') {
+      const sel = args[0] ? findSelector(args[0]) : undefined;
+      return new Set(sel ? selectorOf(this.expr, sel).matchers.filter((m) => m.op === '=' && m.label !== '__name__').map((m) => m.label) : []);
+    }
+    if (f === 'label_replace' || f === 'label_join') {
+      const base = argLabels[0];
+      const dst = args[1] ? unquote(this.text(args[1])) : undefined;
+      return base && dst ? new Set([...base, dst]) : base;
+    }
+    if (f === 'histogram_quantile' || f === 'histogram_fraction') {
+      const base = argLabels[argLabels.length - 1];
+      if (!base) return undefined;
+      const out = new Set(base);
+      out.delete('le');
+      return out;
+    }
+    const vectorArg = args.findIndex((a) => !this.isScalar(a) && a.name !== 'StringLiteral');
+    return vectorArg >= 0 ? argLabels[vectorArg] : new Set();
+  }
+
+  private aggregation(n: Node): Set<string> | undefined {
+    const op = this.text(child(n, 'AggregateOp')!);
+    const mod = child(n, 'AggregateModifier');
+    const args = children(child(n, 'FunctionCallBody')!).filter(isExpr);
+    const input = this.infer(args[args.length - 1]);
+    if (KEEP_LABEL_AGGREGATIONS.has(op)) return input;
+    let out: Set<string> | undefined = new Set();
+    if (mod) {
+      const labels = this.grouping(child(mod, 'GroupingLabels'));
+      const by = Boolean(child(mod, 'By'));
+      this.check(by ? 'by' : 'without', labels, input, n);
+      if (by) out = new Set(labels);
+      else out = input ? new Set([...input].filter((l) => !labels.includes(l))) : undefined;
+    }
+    if (op === 'count_values' && out && args[0]) out.add(unquote(this.text(args[0])));
+    return out;
+  }
+
+  private binary(n: Node): Set<string> | undefined {
+    const parts = children(n);
+    const [lhs, rhs] = parts.filter(isExpr);
+    const opNode = parts.find((p) => !isExpr(p) && !['BoolModifier', 'MatchingModifierClause', 'FillModifier'].includes(p.name))!;
+    const op = this.text(opNode).toLowerCase();
+    const l = this.infer(lhs);
+    const r = this.infer(rhs);
+    if (this.isScalar(lhs)) return r;
+    if (this.isScalar(rhs)) return l;
+    const mm = parts.find((p) => p.name === 'MatchingModifierClause');
+    const m = mm ? this.matching(mm, l, r, n) : { include: [] };
+    if (op === 'and' || op === 'unless') return l;
+    if (op === 'or') return l && r ? new Set([...l, ...r]) : undefined;
+    if (m.group === 'left') return l ? new Set([...l, ...m.include]) : undefined;
+    if (m.group === 'right') return r ? new Set([...r, ...m.include]) : undefined;
+    if (!l) return undefined;
+    if (m.on) return new Set([...l].filter((x) => m.on!.includes(x)));
+    if (m.ignoring) return new Set([...l].filter((x) => !m.ignoring!.includes(x)));
+    return l;
+  }
+
+  /** Read on/ignoring/group_left/group_right and check their labels against both sides. */
+  private matching(mm: Node, l: Set<string> | undefined, r: Set<string> | undefined, where: Node): VectorMatching {
+    const mc = children(mm);
+    const lists = mc.filter((c) => c.name === 'GroupingLabels');
+    const m: VectorMatching = { include: this.grouping(lists[1]) };
+    if (mc.some((c) => c.name === 'On')) m.on = this.grouping(lists[0]);
+    else m.ignoring = this.grouping(lists[0]);
+    if (mc.some((c) => c.name === 'GroupLeft')) m.group = 'left';
+    if (mc.some((c) => c.name === 'GroupRight')) m.group = 'right';
+    if (m.on) {
+      this.check('on', m.on, l, where);
+      this.check('on', m.on, r, where);
+    }
+    this.check(m.group === 'left' ? 'group_left' : 'group_right', m.include, m.group === 'left' ? r : l, where);
+    return m;
+  }
+}
+
+function findSelector(n: Node): Node | undefined {
+  if (n.name === 'VectorSelector') return n;
+  for (const c of children(n)) {
+    const s = findSelector(c);
+    if (s) return s;
+  }
+  return undefined;
 }
 
 const EXPR_NODES = new Set([

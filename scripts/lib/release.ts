@@ -10,6 +10,7 @@ import { parse as parseYaml, parseAllDocuments, parseDocument, stringify } from 
 import { syncChartFiles } from './chartfiles.ts';
 import { toolError, UserError, usageError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
+import type { Helm } from './helm.ts';
 import { CHART_DIR, displayPath, REPO_ROOT } from './paths.ts';
 import { MOVING_TAGS } from './registry.ts';
 import type { HelmMajor } from './tools.ts';
@@ -432,7 +433,8 @@ export interface SigningInput {
 
 export interface PackageInput {
   meta: ChartMeta;
-  helm: HelmMajor;
+  /** Builds the helm argv (the plan records its major). */
+  helm: Helm;
   outDir: string;
   /** Scratch directory for the exported keyring and a staged chart copy. */
   workDir: string;
@@ -478,17 +480,13 @@ export function planPackage(input: PackageInput): Plan {
     steps.push({ kind: 'run', tool: 'gpg', args: ['--batch', '--yes', '--armor', '--output', armored, '--export', sign.key], produces: armored, why: 'armored public key (artifacthub.io/signKey url)' });
     outputs.push(pubring, path.join(outDir, PUBLIC_KEY_ARMORED));
   }
-  const args = ['package', chartDir, '--destination', outDir];
-  if (sign) {
-    args.push('--sign', '--key', sign.key, '--keyring', keyring!);
-    if (passFile) args.push('--passphrase-file', passFile);
-    outputs.push(pkg + '.prov');
-  }
+  const args = input.helm.packageArgs({ chart: chartDir, destination: outDir, sign: sign ? { key: sign.key, keyring: keyring!, passphraseFile: passFile } : undefined });
+  if (sign) outputs.push(pkg + '.prov');
   const env = input.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(input.sourceDateEpoch) } : undefined;
   steps.push({ kind: 'run', tool: 'helm', args, ...(env ? { env } : {}), why: sign ? 'package and sign (.prov)' : 'package' });
-  if (sign && !sign.keyring) steps.push({ kind: 'run', tool: 'helm', args: ['verify', pkg, '--keyring', pubring], why: 'prove the provenance verifies with the published key' });
+  if (sign && !sign.keyring) steps.push({ kind: 'run', tool: 'helm', args: input.helm.verifyArgs(pkg, pubring), why: 'prove the provenance verifies with the published key' });
   for (const f of cleanup) steps.push({ kind: 'remove', path: f, why: 'secret material must not outlive the run' });
-  return { verb: 'package', helm: input.helm, steps, outputs };
+  return { verb: 'package', helm: input.helm.major, steps, outputs };
 }
 
 // --- index -------------------------------------------------------------------------------------
@@ -496,7 +494,7 @@ export function planPackage(input: PackageInput): Plan {
 export interface IndexInput {
   dir: string;
   url: string;
-  helm: HelmMajor;
+  helm: Helm;
   /** Existing index file (a URL is fetched into a file before planning, see fetchExistingIndex). */
   merge?: string;
   artifactHub?: { repositoryId?: string; owners?: { name: string; email: string }[] };
@@ -527,12 +525,11 @@ export function artifactHubRepoFile(input: IndexInput['artifactHub'] = {}): stri
 export function planIndex(input: IndexInput): Plan {
   validateRepoUrl(input.url);
   const steps: PlanStep[] = [];
-  const args = ['repo', 'index', input.dir, '--url', input.url];
-  if (input.merge) args.push('--merge', input.merge);
+  const args = input.helm.repoIndexArgs({ dir: input.dir, url: input.url, merge: input.merge });
   steps.push({ kind: 'run', tool: 'helm', args, why: 'index the packages, keeping the entries of the existing index' });
   const ah = path.join(input.dir, ARTIFACTHUB_REPO_FILE);
   steps.push({ kind: 'write', file: ah, content: artifactHubRepoFile(input.artifactHub), onlyIfMissing: !input.artifactHub?.repositoryId && !input.artifactHub?.owners?.length, why: 'Artifact Hub repository metadata' });
-  return { verb: 'index', helm: input.helm, steps, outputs: [path.join(input.dir, 'index.yaml'), ah] };
+  return { verb: 'index', helm: input.helm.major, steps, outputs: [path.join(input.dir, 'index.yaml'), ah] };
 }
 
 /** --merge: a local file as is, or an http(s) URL downloaded into workDir (undefined: nothing published yet). */
@@ -597,7 +594,7 @@ export function publishableFiles(names: readonly string[]): string[] {
   return [...files, 'index.yaml'];
 }
 
-export function planPublish(input: { dir: string; to: string; names: readonly string[]; helm: HelmMajor }): Plan {
+export function planPublish(input: { dir: string; to: string; names: readonly string[]; helm: Helm }): Plan {
   const files = publishableFiles(input.names);
   const steps: PlanStep[] = files.map((n) => ({
     kind: 'copy',
@@ -609,7 +606,7 @@ export function planPublish(input: { dir: string; to: string; names: readonly st
     immutable: /\.tgz$/.test(n),
     why: n === 'index.yaml' ? 'last: the index only names files that are already there' : /\.tgz$/.test(n) ? 'chart package' : /\.prov$/.test(n) ? 'provenance' : 'repository file',
   }));
-  return { verb: 'publish', helm: input.helm, steps, outputs: steps.map((s) => (s as { to: string }).to) };
+  return { verb: 'publish', helm: input.helm.major, steps, outputs: steps.map((s) => (s as { to: string }).to) };
 }
 
 export function joinDestination(to: string, name: string): string {
@@ -625,13 +622,12 @@ export function validateOciRegistry(registry: string): string {
   return registry.replace(/\/+$/, '');
 }
 
-export function planPushOci(input: { pkg: string; registry: string; plainHttp: boolean; helm: HelmMajor; meta: Pick<ChartMeta, 'name' | 'version'> }): Plan {
+export function planPushOci(input: { pkg: string; registry: string; plainHttp: boolean; helm: Helm; meta: Pick<ChartMeta, 'name' | 'version'> }): Plan {
   const registry = validateOciRegistry(input.registry);
-  const args = ['push', input.pkg, registry];
-  if (input.plainHttp) args.push('--plain-http');
+  const args = input.helm.pushArgs({ pkg: input.pkg, registry, plainHttp: input.plainHttp });
   const prov = fs.existsSync(input.pkg + '.prov');
   return {
-    verb: 'push-oci', helm: input.helm,
+    verb: 'push-oci', helm: input.helm.major,
     steps: [{ kind: 'run', tool: 'helm', args, why: prov ? 'push the chart and its provenance (.prov) as one OCI artifact' : 'push the chart as an OCI artifact' }],
     outputs: [`${registry}/${input.meta.name}:${input.meta.version}`],
   };
@@ -646,7 +642,8 @@ export function parsePushDigest(output: string): string | undefined {
 // Executing plans
 
 export interface ExecContext {
-  helmPath: string;
+  /** Runs the plan's helm steps (plans without any, such as publish, need none). */
+  helm?: Helm;
   gpgPath: string;
   passphrase?: string;
   progress?: (note: string) => void;
@@ -675,12 +672,18 @@ export async function executePlan(plan: Plan, ctx: ExecContext): Promise<StepOut
   return outcomes;
 }
 
+function runTool(step: Extract<PlanStep, { kind: 'run' }>, ctx: ExecContext): Promise<RunResult> {
+  const opts = { env: step.env, timeoutMs: 5 * 60_000 };
+  if (step.tool === 'gpg') return run(ctx.gpgPath, step.args, opts);
+  if (!ctx.helm) throw new Error(`plan step "${step.why}" runs helm, but no helm client was given`);
+  return ctx.helm.run(step.args, opts);
+}
+
 async function executeStep(step: PlanStep, ctx: ExecContext): Promise<StepOutcome> {
   switch (step.kind) {
     case 'run': {
-      const bin = step.tool === 'helm' ? ctx.helmPath : ctx.gpgPath;
       if (step.produces) fs.mkdirSync(path.dirname(step.produces), { recursive: true });
-      const r = await run(bin, step.args, { env: step.env, timeoutMs: 5 * 60_000 });
+      const r = await runTool(step, ctx);
       if (r.exitCode !== 0) {
         const tail = (r.stderr || r.stdout).trim().split('\n').slice(-10).join('\n');
         throw new UserError(`${r.command} exited ${r.exitCode}:\n${tail}`, { hint: step.tool === 'gpg' ? 'Check the key name (gpg --list-secret-keys) and GNUPGHOME.' : undefined });
@@ -786,8 +789,7 @@ export async function releaseTags(chartDir: string): Promise<string[]> {
 
 export interface CheckOptions {
   meta: ChartMeta;
-  helmPath: string;
-  helm: HelmMajor;
+  helm: Helm;
   /** Skip the (slow) validate.ts --all run; reported as skipped. */
   skipValidate?: boolean;
   progress?: (note: string) => void;
@@ -852,15 +854,15 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
 
   await guard('images', async () => {
     const values = parseYaml(fs.readFileSync(path.join(meta.dir, 'values.yaml'), 'utf8'));
-    const r = await run(o.helmPath, ['template', 'release-check', meta.dir, '--namespace', 'release-check']);
+    const r = await o.helm.run(o.helm.templateArgs({ release: 'release-check', chart: meta.dir, namespace: 'release-check' }));
     if (r.exitCode !== 0) return { name: 'images', status: 'failed', message: `the default render fails: ${r.stderr.trim().split('\n').slice(-3).join(' ')}` };
     return evaluateImages({ meta, values, rendered: renderedImages(r.stdout) });
   });
 
   await guard('helm lint', async () => {
-    const r = await run(o.helmPath, ['lint', meta.dir, '--strict']);
+    const r = await o.helm.run(o.helm.lintArgs({ chart: meta.dir }));
     return r.exitCode === 0
-      ? { name: 'helm lint', status: 'ok', message: `helm ${o.helm} lint --strict passes` }
+      ? { name: 'helm lint', status: 'ok', message: `helm ${o.helm.major} lint --strict passes` }
       : { name: 'helm lint', status: 'failed', message: (r.stdout + r.stderr).trim().split('\n').filter((l) => /\[(ERROR|WARNING)\]|Error/.test(l)).join('; ') || 'helm lint failed' };
   });
 
@@ -868,7 +870,7 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
     if (o.skipValidate) return { name: 'validate --all', status: 'skipped', message: 'skipped (--skip-validate)' };
     if (!fs.existsSync(VALIDATE_SCRIPT)) return { name: 'validate --all', status: 'skipped', message: 'not available: scripts/validate.ts does not exist in this checkout' };
     const zxCli = path.join(REPO_ROOT, 'node_modules', 'zx', 'build', 'cli.js');
-    const args = [zxCli, VALIDATE_SCRIPT, '--all', '--json', '--helm', String(o.helm), '--chart', meta.dir];
+    const args = [zxCli, VALIDATE_SCRIPT, '--all', '--json', '--helm', String(o.helm.major), '--chart', meta.dir];
     const r = await run(process.execPath, ['--import', 'tsx', ...args], { cwd: REPO_ROOT, timeoutMs: 20 * 60_000 });
     const summary = summarizeValidation(r.stdout);
     return r.exitCode === 0

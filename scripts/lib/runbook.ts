@@ -14,11 +14,11 @@ import { appendAudit, maskSecretValues, readAudit, type AuditResult, type Stored
 import { durationSeconds } from './duration.ts';
 import { UserError, usageError } from './errors.ts';
 import { formatArgv, run } from './exec.ts';
+import { Helm, type HelmScope } from './helm.ts';
 import { isKubeError, type Kube, type KubeEvent, type KubeObject } from './kube.ts';
 import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock, readLock, type LockState } from './lease.ts';
 import { redact, registerSecret } from './redact.ts';
 import { componentSelector, resourceName, type DeployTarget } from './target.ts';
-import type { HelmMajor } from './tools.ts';
 
 export const ACTIONS = ['status', 'history', 'rollback', 'restart', 'scale', 'logs', 'rotate-master-key', 'diagnose'] as const;
 export type Action = (typeof ACTIONS)[number];
@@ -166,6 +166,17 @@ export interface RunbookPlan {
 
 const NOW_PLACEHOLDER = '<now>';
 
+/**
+ * The client plans are built with when the caller gives none: plans hold argv only (without the target
+ * flags, which execution and describeRunbookPlan add), so the binary is never run from here.
+ */
+const PLAN_HELM = new Helm('helm', 4);
+
+/** Where a target's helm commands act. */
+export function helmScopeOf(t: RunbookTarget): HelmScope {
+  return { context: t.context, kubeconfig: t.kubeconfig, namespace: t.namespace };
+}
+
 function restartPatch(value: string): object {
   return { spec: { template: { metadata: { annotations: { [RESTART_ANNOTATION]: value } } } } };
 }
@@ -176,137 +187,180 @@ function rolloutStep(t: RunbookTarget, c: Component, timeout: string): PlanStep 
 
 const REVERT_NOTE = 'This is a manual change: a later deploy (npx zx scripts/deploy.ts) or rollback applies the values again and reverts it. Make it permanent in values/ if it should stay.';
 
-/** Build the plan of a request (pure: everything live comes in `facts`). */
-export function planAction(target: RunbookTarget, req: RunbookRequest, facts: LiveFacts = {}, helmMajor: HelmMajor = 4): RunbookPlan {
+function lockStep(): PlanStep {
+  return { title: `take the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: true };
+}
+
+/** What one action plans: its steps and what the operator must know. */
+type Planned = Pick<RunbookPlan, 'steps' | 'notes'>;
+/** One action's request with the facts and the client its plan is built from. */
+interface PlanInput<A extends Action> {
+  t: RunbookTarget;
+  req: Extract<RunbookRequest, { action: A }>;
+  facts: LiveFacts;
+  helm: Helm;
+}
+
+/** The components of `cs` the release runs (all of them when the facts do not say). */
+function enabledIn(facts: LiveFacts, cs: Component[]): Component[] {
+  return cs.filter((c) => !facts.components || facts.components.includes(c));
+}
+
+/**
+ * Build the plan of a request (pure: everything live comes in `facts`). `helm` builds the helm argv
+ * (its major decides the Helm 3/4 differences); its scope, if any, is left out of the plan's argv.
+ */
+export function planAction(target: RunbookTarget, req: RunbookRequest, facts: LiveFacts = {}, helm: Helm = PLAN_HELM): RunbookPlan {
   const t = target;
   const mutates = MUTATING.has(req.action);
   const base = { action: req.action, target: t, request: req, mutates, ...(mutates ? { lock: { namespace: t.namespace, name: DEFAULT_LOCK_NAME } } : {}) };
-  const enabled = (cs: Component[]) => cs.filter((c) => !facts.components || facts.components.includes(c));
+  const unscoped = helm.scope ? new Helm(helm.binary, helm.major) : helm;
+  return { ...base, ...planSteps(t, req, facts, unscoped) };
+}
+
+function planSteps(t: RunbookTarget, req: RunbookRequest, facts: LiveFacts, helm: Helm): Planned {
   switch (req.action) {
     case 'status':
-      return {
-        ...base,
-        steps: [
-          { title: 'read the release', mutates: false, tool: 'helm', argv: ['status', t.release, '--output', 'json'] },
-          { title: 'read deployments, pods and HPAs of the release', mutates: false, tool: 'kubectl', argv: ['get', 'deployments,pods,hpa', '--selector', componentSelector(t.release), '--output', 'json'] },
-          { title: 'read recent warning events', mutates: false, tool: 'kubectl', argv: ['get', 'events', '--output', 'json'] },
-          { title: `read the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: false, tool: 'kubectl', argv: ['get', 'leases.coordination.k8s.io', DEFAULT_LOCK_NAME, '--output', 'json'] },
-        ],
-        notes: [],
-      };
+      return planStatus({ t, req, facts, helm });
     case 'history':
-      return {
-        ...base,
-        steps: [
-          { title: 'read the release history', mutates: false, tool: 'helm', argv: ['history', t.release, '--max', String(req.max), '--output', 'json'] },
-          { title: 'read the audit trail', mutates: false, tool: 'kubectl', argv: ['get', 'configmap', 'conduit-audit', '--output', 'json'] },
-        ],
-        notes: [],
-      };
-    case 'rollback': {
-      // helm 4 applies server-side: fields changed by hand since (runbook scale, kubectl edit) belong to
-      // another field manager and would make the rollback fail with a conflict; a rollback restores the
-      // revision as it was, so it takes those fields back.
-      const argv = ['rollback', t.release, ...(req.toRevision ? [String(req.toRevision)] : []), '--timeout', req.timeout, ...(helmMajor === 4 ? ['--wait=watcher', '--force-conflicts'] : ['--wait']), '--history-max', '10'];
-      return {
-        ...base,
-        steps: [
-          { title: `take the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: true },
-          { title: `roll back to ${req.toRevision ? `revision ${req.toRevision}` : 'the previous revision'} and wait`, mutates: true, tool: 'helm', argv },
-          ...enabled([...COMPONENTS]).map((c) => rolloutStep(t, c, req.timeout)),
-          { title: 'record the rollback in the audit trail', mutates: true },
-        ],
-        notes: [
-          'The rollback is a new revision; the next deploy upgrades from it as usual.',
-          'Each revision stores the master-key Secret it rendered: rolling back past a rotate-master-key restores the older key (deploy after rotating, so the latest revision holds the new one).',
-        ],
-      };
-    }
-    case 'restart': {
-      const cs = enabled(req.components);
-      return {
-        ...base,
-        steps: [
-          { title: `take the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: true },
-          ...cs.map((c): PlanStep => ({ title: `set the pod-template annotation ${RESTART_ANNOTATION} of deployment/${resourceName(t.release, c)}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: restartPatch(NOW_PLACEHOLDER) } })),
-          ...cs.map((c) => rolloutStep(t, c, req.timeout)),
-          { title: 'record the restart in the audit trail', mutates: true },
-        ],
-        notes: [],
-      };
-    }
-    case 'scale': {
-      const hpa = facts.hpas?.[req.component];
-      const name = resourceName(t.release, req.component);
-      if (hpa && req.replicas !== undefined) {
-        throw new UserError(`${req.component} is autoscaled by HorizontalPodAutoscaler/${hpa.name} (min ${hpa.min}, max ${hpa.max}): a replica count set by hand would be overwritten by it`, {
-          hint: `Change the bounds instead: either for good with ${req.component}.autoscaling.minReplicas/maxReplicas in values/ and a deploy, or now with: npx zx scripts/runbook.ts scale --cluster ${t.cluster} --component ${req.component} --hpa-min N --hpa-max M`,
-          details: { hpa },
-        });
-      }
-      if (!hpa && req.hpaMin !== undefined) {
-        throw new UserError(`${req.component} has no HorizontalPodAutoscaler, so there are no bounds to change`, { hint: `Use --replicas N, or enable ${req.component}.autoscaling in values/ and deploy.` });
-      }
-      const step: PlanStep = hpa
-        ? { title: `set HorizontalPodAutoscaler/${hpa.name} bounds ${hpa.min}..${hpa.max} -> ${req.hpaMin}..${req.hpaMax}`, mutates: true, tool: 'kubectl', patch: { kind: 'hpa', name: hpa.name, body: { spec: { minReplicas: req.hpaMin, maxReplicas: req.hpaMax } } } }
-        : { title: `set deployment/${name} replicas to ${req.replicas}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name, body: { spec: { replicas: req.replicas } } } };
-      return {
-        ...base,
-        steps: [{ title: `take the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: true }, step, ...(hpa ? [] : [rolloutStep(t, req.component, req.timeout)]), { title: 'record the change in the audit trail', mutates: true }],
-        notes: [...(hpa ? ['The HPA moves the replica count within the new bounds on its next sync.'] : []), REVERT_NOTE],
-      };
-    }
+      return planHistory({ t, req, facts, helm });
+    case 'rollback':
+      return planRollback({ t, req, facts, helm });
+    case 'restart':
+      return planRestart({ t, req, facts, helm });
+    case 'scale':
+      return planScale({ t, req, facts, helm });
     case 'logs':
-      return {
-        ...base,
-        // One call per pod (listed by the selector), so one unreadable pod does not hide the others.
-        steps: enabled(req.components).map((c) => ({
-          title: `read the logs of every pod of ${c} (pods with ${componentSelector(t.release, c)})`,
-          mutates: false,
-          tool: 'kubectl' as const,
-          argv: ['logs', 'POD', `--tail=${req.tail}`, '--all-containers=true', ...(req.sinceSeconds ? [`--since=${req.sinceSeconds}s`] : [])],
-        })),
-        notes: ['Lines are redacted: Secret values of the release and credential-looking assignments are masked.'],
-      };
-    case 'rotate-master-key': {
-      if (facts.masterKeyExistingSecret) {
-        throw new UserError(`the master key comes from the Secret "${facts.masterKeyExistingSecret}" (masterKey.existingSecret), which the chart does not own: rotate-master-key will not write it`, {
-          hint: `Rotate it where it is managed (your secret store or the tool that writes ${facts.masterKeyExistingSecret}); put the new key in its key "${facts.masterKeySecretKey ?? 'master-key'}", then restart the readers: npx zx scripts/runbook.ts restart --cluster ${t.cluster} --component all`,
-          details: { existingSecret: facts.masterKeyExistingSecret },
-        });
-      }
-      const secret = resourceName(t.release, 'master-key');
-      const cs = enabled([...COMPONENTS]);
-      return {
-        ...base,
-        steps: [
-          { title: `take the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: true },
-          { title: `write a new random ${MASTER_KEY_LENGTH}-character key into Secret/${secret} (key "${facts.masterKeySecretKey ?? 'master-key'}"; on stdin, never shown)`, mutates: true, tool: 'kubectl', argv: ['replace', '-f', '-'] },
-          ...cs.map((c): PlanStep => ({ title: `roll deployment/${resourceName(t.release, c)} onto the new key (pod-template annotation ${MASTER_KEY_ANNOTATION})`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: '<new resourceVersion>' } } } } } } })),
-          ...cs.map((c) => rolloutStep(t, c, req.timeout)),
-          { title: `verify every pod of ${cs.join(', ')} carries the new Secret resourceVersion and is ready`, mutates: false },
-          { title: 'record the rotation in the audit trail (no key)', mutates: true },
-        ],
-        notes: [
-          'Clients holding the old master key (Admin API callers, scripts) must be given the new one from the Secret.',
-          'The chart keeps the rotated key on later deploys (it reads the existing Secret back).',
-        ],
-      };
-    }
+      return planLogs({ t, req, facts, helm });
+    case 'rotate-master-key':
+      return planRotateMasterKey({ t, req, facts, helm });
     case 'diagnose':
-      return {
-        ...base,
-        steps: [
-          { title: 'collect status, events, the deploy lock and the ready endpoints of every Service', mutates: false },
-          { title: 'describe pods and deployments of the release', mutates: false, tool: 'kubectl', argv: ['describe', 'pods,deployments,statefulsets,hpa', '--selector', componentSelector(t.release)] },
-          { title: `collect recent logs of every pod with ${componentSelector(t.release)} (redacted)`, mutates: false, tool: 'kubectl', argv: ['logs', 'POD', '--tail=500', '--all-containers=true'] },
-          { title: 'collect helm values (secrets masked) and history', mutates: false, tool: 'helm', argv: ['get', 'values', t.release, '--all', '--output', 'json'] },
-          { title: 'collect the audit trail', mutates: false },
-          { title: `write the bundle ${req.out ?? defaultBundleName(t, new Date(0)).replace(/-19700101T000000Z/, '-<time>')}`, mutates: false },
-        ],
-        notes: ['The bundle is written on this machine; nothing in the cluster changes apart from one audit entry.'],
-      };
+      return planDiagnose({ t, req, facts, helm });
   }
+}
+
+function planStatus({ t, helm }: PlanInput<'status'>): Planned {
+  return {
+    steps: [
+      { title: 'read the release', mutates: false, tool: 'helm', argv: helm.statusArgs(t.release) },
+      { title: 'read deployments, pods and HPAs of the release', mutates: false, tool: 'kubectl', argv: ['get', 'deployments,pods,hpa', '--selector', componentSelector(t.release), '--output', 'json'] },
+      { title: 'read recent warning events', mutates: false, tool: 'kubectl', argv: ['get', 'events', '--output', 'json'] },
+      { title: `read the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: false, tool: 'kubectl', argv: ['get', 'leases.coordination.k8s.io', DEFAULT_LOCK_NAME, '--output', 'json'] },
+    ],
+    notes: [],
+  };
+}
+
+function planHistory({ t, req, helm }: PlanInput<'history'>): Planned {
+  return {
+    steps: [
+      { title: 'read the release history', mutates: false, tool: 'helm', argv: helm.historyArgs(t.release, req.max) },
+      { title: 'read the audit trail', mutates: false, tool: 'kubectl', argv: ['get', 'configmap', 'conduit-audit', '--output', 'json'] },
+    ],
+    notes: [],
+  };
+}
+
+function planRollback({ t, req, facts, helm }: PlanInput<'rollback'>): Planned {
+  const argv = helm.rollbackArgs({ release: t.release, revision: req.toRevision, timeout: req.timeout, historyMax: 10 });
+  return {
+    steps: [
+      lockStep(),
+      { title: `roll back to ${req.toRevision ? `revision ${req.toRevision}` : 'the previous revision'} and wait`, mutates: true, tool: 'helm', argv },
+      ...enabledIn(facts, [...COMPONENTS]).map((c) => rolloutStep(t, c, req.timeout)),
+      { title: 'record the rollback in the audit trail', mutates: true },
+    ],
+    notes: [
+      'The rollback is a new revision; the next deploy upgrades from it as usual.',
+      'Each revision stores the master-key Secret it rendered: rolling back past a rotate-master-key restores the older key (deploy after rotating, so the latest revision holds the new one).',
+    ],
+  };
+}
+
+function planRestart({ t, req, facts }: PlanInput<'restart'>): Planned {
+  const cs = enabledIn(facts, req.components);
+  return {
+    steps: [
+      lockStep(),
+      ...cs.map((c): PlanStep => ({ title: `set the pod-template annotation ${RESTART_ANNOTATION} of deployment/${resourceName(t.release, c)}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: restartPatch(NOW_PLACEHOLDER) } })),
+      ...cs.map((c) => rolloutStep(t, c, req.timeout)),
+      { title: 'record the restart in the audit trail', mutates: true },
+    ],
+    notes: [],
+  };
+}
+
+function planScale({ t, req, facts }: PlanInput<'scale'>): Planned {
+  const hpa = facts.hpas?.[req.component];
+  const name = resourceName(t.release, req.component);
+  if (hpa && req.replicas !== undefined) {
+    throw new UserError(`${req.component} is autoscaled by HorizontalPodAutoscaler/${hpa.name} (min ${hpa.min}, max ${hpa.max}): a replica count set by hand would be overwritten by it`, {
+      hint: `Change the bounds instead: either for good with ${req.component}.autoscaling.minReplicas/maxReplicas in values/ and a deploy, or now with: npx zx scripts/runbook.ts scale --cluster ${t.cluster} --component ${req.component} --hpa-min N --hpa-max M`,
+      details: { hpa },
+    });
+  }
+  if (!hpa && req.hpaMin !== undefined) {
+    throw new UserError(`${req.component} has no HorizontalPodAutoscaler, so there are no bounds to change`, { hint: `Use --replicas N, or enable ${req.component}.autoscaling in values/ and deploy.` });
+  }
+  const step: PlanStep = hpa
+    ? { title: `set HorizontalPodAutoscaler/${hpa.name} bounds ${hpa.min}..${hpa.max} -> ${req.hpaMin}..${req.hpaMax}`, mutates: true, tool: 'kubectl', patch: { kind: 'hpa', name: hpa.name, body: { spec: { minReplicas: req.hpaMin, maxReplicas: req.hpaMax } } } }
+    : { title: `set deployment/${name} replicas to ${req.replicas}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name, body: { spec: { replicas: req.replicas } } } };
+  return {
+    steps: [lockStep(), step, ...(hpa ? [] : [rolloutStep(t, req.component, req.timeout)]), { title: 'record the change in the audit trail', mutates: true }],
+    notes: [...(hpa ? ['The HPA moves the replica count within the new bounds on its next sync.'] : []), REVERT_NOTE],
+  };
+}
+
+function planLogs({ t, req, facts }: PlanInput<'logs'>): Planned {
+  return {
+    // One call per pod (listed by the selector), so one unreadable pod does not hide the others.
+    steps: enabledIn(facts, req.components).map((c) => ({
+      title: `read the logs of every pod of ${c} (pods with ${componentSelector(t.release, c)})`,
+      mutates: false,
+      tool: 'kubectl' as const,
+      argv: ['logs', 'POD', `--tail=${req.tail}`, '--all-containers=true', ...(req.sinceSeconds ? [`--since=${req.sinceSeconds}s`] : [])],
+    })),
+    notes: ['Lines are redacted: Secret values of the release and credential-looking assignments are masked.'],
+  };
+}
+
+function planRotateMasterKey({ t, req, facts }: PlanInput<'rotate-master-key'>): Planned {
+  if (facts.masterKeyExistingSecret) {
+    throw new UserError(`the master key comes from the Secret "${facts.masterKeyExistingSecret}" (masterKey.existingSecret), which the chart does not own: rotate-master-key will not write it`, {
+      hint: `Rotate it where it is managed (your secret store or the tool that writes ${facts.masterKeyExistingSecret}); put the new key in its key "${facts.masterKeySecretKey ?? 'master-key'}", then restart the readers: npx zx scripts/runbook.ts restart --cluster ${t.cluster} --component all`,
+      details: { existingSecret: facts.masterKeyExistingSecret },
+    });
+  }
+  const secret = resourceName(t.release, 'master-key');
+  const cs = enabledIn(facts, [...COMPONENTS]);
+  return {
+    steps: [
+      lockStep(),
+      { title: `write a new random ${MASTER_KEY_LENGTH}-character key into Secret/${secret} (key "${facts.masterKeySecretKey ?? 'master-key'}"; on stdin, never shown)`, mutates: true, tool: 'kubectl', argv: ['replace', '-f', '-'] },
+      ...cs.map((c): PlanStep => ({ title: `roll deployment/${resourceName(t.release, c)} onto the new key (pod-template annotation ${MASTER_KEY_ANNOTATION})`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: '<new resourceVersion>' } } } } } } })),
+      ...cs.map((c) => rolloutStep(t, c, req.timeout)),
+      { title: `verify every pod of ${cs.join(', ')} carries the new Secret resourceVersion and is ready`, mutates: false },
+      { title: 'record the rotation in the audit trail (no key)', mutates: true },
+    ],
+    notes: [
+      'Clients holding the old master key (Admin API callers, scripts) must be given the new one from the Secret.',
+      'The chart keeps the rotated key on later deploys (it reads the existing Secret back).',
+    ],
+  };
+}
+
+function planDiagnose({ t, req, helm }: PlanInput<'diagnose'>): Planned {
+  return {
+    steps: [
+      { title: 'collect status, events, the deploy lock and the ready endpoints of every Service', mutates: false },
+      { title: 'describe pods and deployments of the release', mutates: false, tool: 'kubectl', argv: ['describe', 'pods,deployments,statefulsets,hpa', '--selector', componentSelector(t.release)] },
+      { title: `collect recent logs of every pod with ${componentSelector(t.release)} (redacted)`, mutates: false, tool: 'kubectl', argv: ['logs', 'POD', '--tail=500', '--all-containers=true'] },
+      { title: 'collect helm values (secrets masked) and history', mutates: false, tool: 'helm', argv: helm.valuesArgs(t.release) },
+      { title: 'collect the audit trail', mutates: false },
+      { title: `write the bundle ${req.out ?? defaultBundleName(t, new Date(0)).replace(/-19700101T000000Z/, '-<time>')}`, mutates: false },
+    ],
+    notes: ['The bundle is written on this machine; nothing in the cluster changes apart from one audit entry.'],
+  };
 }
 
 export function defaultBundleName(t: RunbookTarget, now: Date): string {
@@ -317,7 +371,7 @@ export function defaultBundleName(t: RunbookTarget, now: Date): string {
 export function describeRunbookPlan(plan: RunbookPlan, helm = 'helm', kubectl = 'kubectl'): string {
   const t = plan.target;
   const kArgs = [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--context', t.context, '--namespace', t.namespace];
-  const hArgs = [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
+  const hArgs = PLAN_HELM.withScope(helmScopeOf(t)).scopeArgs();
   const lines = [`${plan.action} on ${t.cluster} (context ${t.context}, namespace ${t.namespace}, release ${t.release})${t.protected ? ' [protected]' : ''}${plan.mutates ? '' : ' - read only'}`];
   plan.steps.forEach((s, i) => {
     let how = '';
@@ -360,29 +414,17 @@ export async function confirmChange(plan: RunbookPlan, options: { yes: boolean; 
 export interface RunbookContext {
   target: RunbookTarget;
   kube: Kube;
-  helm: string;
-  helmMajor: HelmMajor;
+  /** The helm client, scoped to the target (helmScopeOf). */
+  helm: Helm;
   actor?: string;
   progress?: (note: string) => void;
   /** Run a titled step (spinner and timing in the CLI). */
   step?: <T>(title: string, fn: () => Promise<T>) => Promise<T>;
 }
 
-function helmGlobal(t: RunbookTarget): string[] {
-  return [...(t.kubeconfig ? ['--kubeconfig', t.kubeconfig] : []), '--kube-context', t.context, '--namespace', t.namespace];
-}
-
-async function helmJson<T>(ctx: RunbookContext, args: string[]): Promise<T | undefined> {
-  const r = await run(ctx.helm, [...args, ...helmGlobal(ctx.target)], { timeoutMs: 120_000 });
-  if (r.exitCode !== 0) {
-    if (/not found/i.test(r.stderr)) return undefined;
-    throw new UserError(`helm ${args[0]} failed: ${redact(r.stderr.trim())}`);
-  }
-  return JSON.parse(r.stdout) as T;
-}
-
-export async function requireRelease(ctx: RunbookContext): Promise<HelmStatus> {
-  const rel = await helmJson<HelmStatus>(ctx, ['status', ctx.target.release, '--output', 'json']);
+/** The release's status, or a UserError that says to deploy first. */
+export async function requireRelease(ctx: Pick<RunbookContext, 'target' | 'helm'>): Promise<HelmStatus> {
+  const rel = await ctx.helm.status<HelmStatus>(ctx.target.release);
   if (!rel) {
     throw new UserError(`release ${ctx.target.release} is not installed in namespace ${ctx.target.namespace} of context ${ctx.target.context}`, {
       hint: `Deploy it first: npx zx scripts/deploy.ts --cluster ${ctx.target.cluster}`,
@@ -462,7 +504,7 @@ export async function readFacts(ctx: RunbookContext, req: RunbookRequest): Promi
     }
   }
   if (req.action === 'rotate-master-key') {
-    const values = (await helmJson<{ masterKey?: { existingSecret?: string; existingSecretKey?: string } }>(ctx, ['get', 'values', t.release, '--all', '--output', 'json'])) ?? {};
+    const values = (await ctx.helm.values<{ masterKey?: { existingSecret?: string; existingSecretKey?: string } }>(t.release)) ?? {};
     facts.masterKeyExistingSecret = values.masterKey?.existingSecret ?? '';
     facts.masterKeySecretKey = values.masterKey?.existingSecretKey ?? 'master-key';
   }
@@ -491,7 +533,7 @@ export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> 
   const t = ctx.target;
   const rel = await requireRelease(ctx);
   // helm 4's status has no chart metadata; the newest history entry names chart and app version.
-  const last = ((await helmJson<HistoryReport['revisions']>(ctx, ['history', t.release, '--max', '1', '--output', 'json'])) ?? []).at(-1);
+  const last = ((await ctx.helm.history<HistoryReport['revisions']>(t.release, 1)) ?? []).at(-1);
   const sel = componentSelector(t.release);
   const [deps, pods, hpas, events, lock] = await Promise.all([
     ctx.kube.list<Deployment>('deployments', { namespace: t.namespace, selector: sel }),
@@ -553,7 +595,7 @@ export interface HistoryReport {
 
 export async function collectHistory(ctx: RunbookContext, max: number): Promise<HistoryReport> {
   await requireRelease(ctx);
-  const revisions = (await helmJson<HistoryReport['revisions']>(ctx, ['history', ctx.target.release, '--max', String(max), '--output', 'json'])) ?? [];
+  const revisions = (await ctx.helm.history<HistoryReport['revisions']>(ctx.target.release, max)) ?? [];
   const audit = await readAudit(ctx.kube, ctx.target.namespace, { limit: Math.max(20, max * 2) });
   return { revisions, audit };
 }
@@ -635,7 +677,7 @@ async function changeSteps(ctx: RunbookContext, plan: RunbookPlan): Promise<{ su
     case 'rollback': {
       const before = await requireRelease(ctx);
       const helmStep = plan.steps.find((s) => s.tool === 'helm')!;
-      const r = await step(ctx, helmStep.title, () => run(ctx.helm, [...helmStep.argv!, ...helmGlobal(t)], { timeoutMs: (durationSeconds(req.timeout) + 60) * 1000 }));
+      const r = await step(ctx, helmStep.title, () => ctx.helm.run([...helmStep.argv!, ...ctx.helm.scopeArgs()], { timeoutMs: (durationSeconds(req.timeout) + 60) * 1000 }));
       if (r.exitCode !== 0) throw new UserError(`helm rollback failed: ${redact(r.stderr.trim().split('\n').slice(-6).join('\n'))}`, { hint: 'Check the revision with runbook.ts history, and the pods with runbook.ts status.' });
       const cs = plan.steps.filter((s) => s.argv?.[0] === 'rollout').map((s) => COMPONENTS.find((c) => s.argv![2] === `deployment/${resourceName(t.release, c)}`)!);
       for (const c of cs) await step(ctx, `rollout of ${c}`, () => rollout(ctx, c, durationSeconds(req.timeout)));
@@ -764,9 +806,9 @@ export async function writeDiagnoseBundle(ctx: RunbookContext, out: string | und
     const logs = await step(ctx, 'logs', () => collectLogs(ctx, [...COMPONENTS], { tail: 500 }));
     fs.mkdirSync(path.join(root, 'logs'));
     for (const l of logs) write(path.join('logs', `${l.pod}.log`), l.error ? `(no logs: ${l.error})\n` : l.logs);
-    const values = await helmJson<unknown>(ctx, ['get', 'values', t.release, '--all', '--output', 'json']);
+    const values = await ctx.helm.values<unknown>(t.release);
     write('values.yaml', '# helm get values --all, secret-looking fields masked\n' + toYaml(maskValues(values ?? {})));
-    const history = await helmJson<unknown>(ctx, ['history', t.release, '--max', '20', '--output', 'json']);
+    const history = await ctx.helm.history<unknown>(t.release, 20);
     write('history.json', JSON.stringify(history ?? [], null, 2));
     write('audit.json', JSON.stringify(await readAudit(ctx.kube, t.namespace), null, 2));
     write('README.txt', `Support bundle of release ${t.release} in namespace ${t.namespace} (cluster ${t.cluster}, context ${t.context}), taken ${now.toISOString()}.\nSecret values are masked (***).\n`);

@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../../scripts/lib/errors.ts';
+import { Helm } from '../../scripts/lib/helm.ts';
 import { CHART_DIR } from '../../scripts/lib/paths.ts';
 import {
   compareSemver,
@@ -159,7 +160,7 @@ test('images: app tags follow appVersion, third-party tags are pinned, the annot
 });
 
 test('package plan: signing exports a legacy keyring, passphrase only in a private file, secrets removed', () => {
-  const plan = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'rel@example.com', fingerprint: 'ABCD', keyUrl: 'https://c.example/pubkey.asc', hasPassphrase: true } });
+  const plan = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'rel@example.com', fingerprint: 'ABCD', keyUrl: 'https://c.example/pubkey.asc', hasPassphrase: true } });
   const runs = runSteps(plan.steps);
   assert.equal(plan.steps[1], { kind: 'write-passphrase', file: '/w/passphrase', why: plan.steps[1].why });
   assert.equal(runs[0].args, ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase-file', '/w/passphrase', '--output', '/w/secring.gpg', '--export-secret-keys', 'rel@example.com']);
@@ -168,30 +169,30 @@ test('package plan: signing exports a legacy keyring, passphrase only in a priva
   assert.equal(plan.steps[0], { kind: 'stage-chart', from: '/src/chart', to: '/w/conduit', setAnnotations: { 'artifacthub.io/signKey': 'fingerprint: ABCD\nurl: https://c.example/pubkey.asc\n' }, why: plan.steps[0].why });
   assert.equal(runs.at(-1)!.args, ['verify', '/o/conduit-0.2.0.tgz', '--keyring', '/o/pubkey.gpg']);
   assert.equal(plan.steps.filter((s) => s.kind === 'remove').map((s) => (s as { path: string }).path), ['/w/passphrase', '/w/secring.gpg']);
-  const own = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'k', hasPassphrase: true, passphraseFile: '/secure/pass' } });
+  const own = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'k', hasPassphrase: true, passphraseFile: '/secure/pass' } });
   assert.not.ok(own.steps.some((s) => s.kind === 'write-passphrase'), "the operator's own passphrase file is used as is");
   assert.ok(runSteps(own.steps).every((s) => s.args.includes('/secure/pass') || s.args[0] !== 'package'));
   assert.equal(plan.outputs, ['/o/conduit-0.2.0.tgz', '/o/pubkey.gpg', '/o/pubkey.asc', '/o/conduit-0.2.0.tgz.prov']);
 });
 
 test('package plan: unsigned is one helm call on the chart itself; a given keyring skips gpg', () => {
-  const plain = planPackage({ meta: meta(), helm: 3, outDir: '/o', workDir: '/w' });
+  const plain = planPackage({ meta: meta(), helm: new Helm('helm', 3), outDir: '/o', workDir: '/w' });
   assert.equal(plain.steps, [{ kind: 'run', tool: 'helm', args: ['package', '/src/chart', '--destination', '/o'], why: 'package' }]);
-  const dated = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sourceDateEpoch: 1_700_000_000 });
+  const dated = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sourceDateEpoch: 1_700_000_000 });
   assert.equal(runSteps(dated.steps)[0].env, { SOURCE_DATE_EPOCH: '1700000000' }, 'archive times come from the commit, so packages are reproducible');
-  const keyring = planPackage({ meta: meta(), helm: 4, outDir: '/o', workDir: '/w', sign: { key: 'k', keyring: '/keys/secring.gpg', hasPassphrase: false } });
+  const keyring = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'k', keyring: '/keys/secring.gpg', hasPassphrase: false } });
   assert.equal(runSteps(keyring.steps).map((s) => s.tool), ['helm']);
   assert.equal(runSteps(keyring.steps)[0].args, ['package', '/src/chart', '--destination', '/o', '--sign', '--key', 'k', '--keyring', '/keys/secring.gpg']);
 });
 
 test('index plan: URL rules, --merge passed on, artifacthub-repo.yml written', () => {
-  const plan = planIndex({ dir: '/o', url: 'https://charts.example.com/conduit', helm: 4, merge: '/tmp/published.yaml', artifactHub: { owners: [{ name: 'Ops', email: 'ops@example.com' }] } });
+  const plan = planIndex({ dir: '/o', url: 'https://charts.example.com/conduit', helm: new Helm('helm', 4), merge: '/tmp/published.yaml', artifactHub: { owners: [{ name: 'Ops', email: 'ops@example.com' }] } });
   assert.equal(runSteps(plan.steps)[0].args, ['repo', 'index', '/o', '--url', 'https://charts.example.com/conduit', '--merge', '/tmp/published.yaml']);
   const write = plan.steps.find((s) => s.kind === 'write') as Extract<PlanStep, { kind: 'write' }>;
   assert.is(write.file, '/o/artifacthub-repo.yml');
   assert.equal(parseYaml(write.content), { owners: [{ name: 'Ops', email: 'ops@example.com' }] });
   for (const bad of ['charts.example.com', 'oci://r.example/c', 'https://user:pw@charts.example.com']) {
-    assert.throws(() => planIndex({ dir: '/o', url: bad, helm: 4 }), (e: unknown) => e instanceof UserError && e.exitCode === 2, bad);
+    assert.throws(() => planIndex({ dir: '/o', url: bad, helm: new Helm('helm', 4) }), (e: unknown) => e instanceof UserError && e.exitCode === 2, bad);
   }
 });
 
@@ -205,7 +206,7 @@ test('publish plan: index.yaml last, packages immutable (provenance may be re-si
   const names = ['index.yaml', 'conduit-0.1.0.tgz.prov', 'notes.txt', 'conduit-0.1.0.tgz', 'pubkey.gpg', 'artifacthub-repo.yml'];
   assert.equal(publishableFiles(names), ['artifacthub-repo.yml', 'conduit-0.1.0.tgz', 'conduit-0.1.0.tgz.prov', 'pubkey.gpg', 'index.yaml']);
   assert.throws(() => publishableFiles(['conduit-0.1.0.tgz']), /no index\.yaml/);
-  const plan = planPublish({ dir: '/o', to: 's3://bucket/charts/', names, helm: 4 });
+  const plan = planPublish({ dir: '/o', to: 's3://bucket/charts/', names, helm: new Helm('helm', 4) });
   assert.equal(plan.outputs.at(-1), 's3://bucket/charts/index.yaml');
   assert.equal(plan.steps.map((s) => (s as { immutable: boolean }).immutable), [false, true, false, false, false]);
 });
@@ -218,16 +219,16 @@ test('publish executes atomically: identical files skipped, a changed package re
     fs.mkdirSync(src);
     fs.writeFileSync(path.join(src, 'conduit-0.1.0.tgz'), 'package-v1');
     fs.writeFileSync(path.join(src, 'index.yaml'), 'index-v1');
-    const plan = () => planPublish({ dir: src, to: dst, names: fs.readdirSync(src), helm: 4 });
-    await executePlan(plan(), { helmPath: '', gpgPath: '' });
+    const plan = () => planPublish({ dir: src, to: dst, names: fs.readdirSync(src), helm: new Helm('helm', 4) });
+    await executePlan(plan(), { gpgPath: '' });
     assert.is(fs.readFileSync(path.join(dst, 'index.yaml'), 'utf8'), 'index-v1');
     fs.writeFileSync(path.join(src, 'index.yaml'), 'index-v2');
-    const again = await executePlan(plan(), { helmPath: '', gpgPath: '' });
+    const again = await executePlan(plan(), { gpgPath: '' });
     assert.equal(again.map((o) => o.skipped ?? 'written'), ['identical file already published', 'written']);
     fs.writeFileSync(path.join(src, 'conduit-0.1.0.tgz'), 'package-v2');
     fs.writeFileSync(path.join(src, 'index.yaml'), 'index-v3');
     try {
-      await executePlan(plan(), { helmPath: '', gpgPath: '' });
+      await executePlan(plan(), { gpgPath: '' });
       assert.unreachable('a changed package must be refused');
     } catch (e) {
       assert.instance(e, UserError);
@@ -242,10 +243,10 @@ test('publish executes atomically: identical files skipped, a changed package re
 });
 
 test('push-oci plan and digest parsing', () => {
-  const plan = planPushOci({ pkg: '/o/conduit-0.1.0.tgz', registry: 'oci://127.0.0.1:5000/charts/', plainHttp: true, helm: 3, meta: { name: 'conduit', version: '0.1.0' } });
+  const plan = planPushOci({ pkg: '/o/conduit-0.1.0.tgz', registry: 'oci://127.0.0.1:5000/charts/', plainHttp: true, helm: new Helm('helm', 3), meta: { name: 'conduit', version: '0.1.0' } });
   assert.equal(runSteps(plan.steps)[0].args, ['push', '/o/conduit-0.1.0.tgz', 'oci://127.0.0.1:5000/charts', '--plain-http']);
   assert.equal(plan.outputs, ['oci://127.0.0.1:5000/charts/conduit:0.1.0']);
-  for (const bad of ['https://r.example/charts', 'oci://', 'oci://user:pw@r.example/c']) assert.throws(() => planPushOci({ pkg: 'p', registry: bad, plainHttp: false, helm: 4, meta: meta() }), /registry/);
+  for (const bad of ['https://r.example/charts', 'oci://', 'oci://user:pw@r.example/c']) assert.throws(() => planPushOci({ pkg: 'p', registry: bad, plainHttp: false, helm: new Helm('helm', 4), meta: meta() }), /registry/);
   const d = 'sha256:' + 'b'.repeat(64);
   assert.is(parsePushDigest(`Pushed: 127.0.0.1:5000/charts/conduit:0.1.0\nDigest: ${d}\n`), d);
   assert.is(parsePushDigest('Pushed: x\n'), undefined);

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../scripts/lib/errors.ts';
+import { Helm } from '../../scripts/lib/helm.ts';
 import { ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget } from '../../scripts/lib/runbook.ts';
 import { resourceName } from '../../scripts/lib/target.ts';
 
@@ -106,12 +107,16 @@ test('scale: replicas without an HPA, bounds with one, a replica count under an 
 });
 
 test('rollback runs helm rollback with wait and timeout under the lock, then checks every rollout', () => {
-  const plan = planAction(target, parseRequest('rollback', { to: '7', timeout: '10m' }), { components: ['api', 'admin', 'webui'] }, 4);
+  const plan = planAction(target, parseRequest('rollback', { to: '7', timeout: '10m' }), { components: ['api', 'admin', 'webui'] }, new Helm('helm', 4));
   const helm = plan.steps.find((s) => s.tool === 'helm')!;
   assert.equal(helm.argv, ['rollback', 'conduit', '7', '--timeout', '10m', '--wait=watcher', '--force-conflicts', '--history-max', '10']);
   assert.is(plan.steps.filter((s) => s.argv?.[0] === 'rollout').length, 3);
-  const h3 = planAction(target, parseRequest('rollback', {}), {}, 3).steps.find((s) => s.tool === 'helm')!;
+  const h3 = planAction(target, parseRequest('rollback', {}), {}, new Helm('helm', 3)).steps.find((s) => s.tool === 'helm')!;
   assert.equal(h3.argv, ['rollback', 'conduit', '--timeout', '5m', '--wait', '--history-max', '10']);
+  // A client scoped to the target plans the same argv: the target flags are added when it runs (and shown first).
+  const scoped = planAction(target, parseRequest('rollback', {}), {}, new Helm('/opt/helm', 3, { context: 'staging', namespace: 'conduit' }));
+  assert.equal(scoped.steps.find((s) => s.tool === 'helm')!.argv, h3.argv);
+  assert.match(describeRunbookPlan(scoped), /helm --kube-context staging --namespace conduit rollback conduit --timeout 5m --wait --history-max 10/);
 });
 
 test('rotate-master-key: refuses a Secret the chart does not own; otherwise replaces it and rolls every reader', () => {

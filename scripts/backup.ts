@@ -22,7 +22,7 @@ import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { durationSeconds } from './lib/duration.ts';
 import { Helm } from './lib/helm.ts';
 import { explainKubeError, isKubeError, Kube } from './lib/kube.ts';
-import { kubeTargetFor } from './lib/target.ts';
+import { connectKube, kubeTargetFor } from './lib/target.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/pg.ts';
 import { registerSecret } from './lib/redact.ts';
 import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/restorecluster.ts';
@@ -132,7 +132,7 @@ async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: K
     cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
     namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
   };
-  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   if (!(await kube.reachable(10_000))) {
     throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
   }

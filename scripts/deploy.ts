@@ -13,7 +13,7 @@ import { usageError, UserError } from './lib/errors.ts';
 import { helmBinary } from './lib/helm.ts';
 import { Kube } from './lib/kube.ts';
 import { localClusterStatus, upLocalCluster } from './lib/localcluster.ts';
-import { kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/target.ts';
+import { connectKube, kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/target.ts';
 import { CHART_DIR } from './lib/paths.ts';
 import { registerSecret } from './lib/redact.ts';
 import { helmMajor, KUBERNETES_VERSION, type HelmMajor } from './lib/tools.ts';
@@ -144,7 +144,7 @@ function resolveRun(flags: Flags, positionals: string[], reporter: Reporter): De
  */
 async function connect(run: DeployRun): Promise<LiveCluster> {
   const { target, flags, isLocal } = run;
-  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   const gateable = !flags['dry-run'] && run.diffMode === 'release' && helmStoresSecrets() && process.env.CONDUIT_DEPLOY_GATE !== 'off';
   const readInstalled = () => (gateable ? readRelease(kube, target.namespace, target.release).catch(() => undefined) : Promise.resolve(undefined));
   let installed = readInstalled();

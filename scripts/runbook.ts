@@ -3,8 +3,8 @@
 import { confirmOnTerminal, runCommand } from './lib/cli.ts';
 import { loadRegistry, selectClusters } from './lib/clusters.ts';
 import { UserError } from './lib/errors.ts';
-import { isKubeError, Kube, explainKubeError } from './lib/kube.ts';
-import { kubeTargetFor } from './lib/target.ts';
+import { isKubeError, explainKubeError } from './lib/kube.ts';
+import { connectKube, kubeTargetFor } from './lib/target.ts';
 import { Helm } from './lib/helm.ts';
 import {
   auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus, helmScopeOf,
@@ -70,7 +70,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
     namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
   };
-  const kube = await Kube.connect({ context: target.context, kubeconfig: target.kubeconfig });
+  const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   const helm = await Helm.create(major);
   const ctx: RunbookContext = { target, kube, helm: helm.withScope(helmScopeOf(target)), step: (title, fn) => reporter.step(title, () => fn()) };
 

@@ -7,6 +7,7 @@ import { RELEASE_PLATFORMS } from './lib/releases.ts';
 import { installTool, isReady, originText, overrideEnvVar, releaseUrls, resolveToolStatus, TOOLS, toolNames, toolSpec } from './lib/tools.ts';
 import { run } from './lib/exec.ts';
 import { collectFacts, evaluate, realProbes, renderChecks, verdict } from './lib/doctor.ts';
+import { localClusterStatus } from './lib/localcluster.ts';
 import { formatMs, table } from './lib/ui.ts';
 
 const spec = {
@@ -89,7 +90,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   }
   if (verb === 'doctor') {
     if (names.length) throw usageError(`doctor takes no names (got ${names.join(' ')})`);
-    const facts = await reporter.step('probe Node, Go, module proxy, release hosts, disk, tools, container engine, local cluster', () => collectFacts(realProbes()));
+    const facts = await reporter.step('probe Node, Go, module proxy, release hosts, disk, tools, container engine, local cluster', () => collectFacts(realProbes(localClusterStatus)));
     const checks = evaluate(facts);
     const v = verdict(checks);
     reporter.result(renderChecks(checks), { ok: v.ok, failed: v.failed, warnings: v.warnings, checks, facts });

@@ -1,7 +1,7 @@
 // The production deployment checklist as checks: each item evaluated from the merged values and the
 // rendered manifests, with pass / warn / fail and, for anything not passing, the fix to apply.
 // Pure: the deploy pre-flight feeds it what validation already computed; a fail stops the deploy.
-import { manifestDocuments } from './helmrelease.ts';
+import { manifestDocuments } from './manifests.ts';
 import { MOVING_TAGS } from './registry.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';

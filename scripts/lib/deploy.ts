@@ -15,7 +15,8 @@ import { explainKubeError, isKubeError, type Kube, type KubeObject } from './kub
 import { InterruptGuard, EXIT_INTERRUPTED } from './interrupt.ts';
 import { acquireLock, defaultHolderIdentity, keepLock } from './lease.ts';
 import { liveDrift } from './drift.ts';
-import { canonicalJson, diffManifests, helmStoresSecrets, readRelease, releaseObjects, workloadImages, type HelmRelease } from './helmrelease.ts';
+import { helmStoresSecrets, readRelease, type HelmRelease } from './helmrelease.ts';
+import { canonicalJson, diffManifests, releaseObjects, workloadImages } from './manifests.ts';
 import { Helm, templateFailure } from './helm.ts';
 import { RenderGate } from './gate.ts';
 import { redact } from './redact.ts';

@@ -16,7 +16,6 @@ import { fileURLToPath } from 'node:url';
 import semver from 'semver';
 import { inspectEngines, type EngineReport } from './container.ts';
 import { DEFAULT_GOPROXY, firstProxy, goInfo, goVersionAtLeast, requiredGoVersion, type GoInfo } from './golang.ts';
-import { localClusterStatus } from './localcluster.ts';
 import { cacheRoot, REPO_ROOT } from './paths.ts';
 import { currentPlatform, platformName, toolsMirror, toolsSource, type ToolsSource } from './releases.ts';
 import { overrideEnvVar, releaseAsset, releaseHosts, TOOLS, toolStatus, type ToolStatus } from './tools.ts';
@@ -161,7 +160,10 @@ async function probeReleaseHosts(): Promise<DoctorFacts['releaseHosts']> {
   return Promise.all(releaseHosts().map(async (host) => ({ host, ...(await probeUrl(`https://${host}/`)) })));
 }
 
-async function clusterFacts(): Promise<ClusterFacts> {
+/** What the doctor needs of the local cluster's status (the cluster engine's localClusterStatus, handed in by the verb). */
+export type LocalClusterStatusProbe = () => Promise<{ created: boolean; running: boolean; version?: string; nodes: { ready: boolean }[] }>;
+
+async function clusterFacts(localClusterStatus: LocalClusterStatusProbe): Promise<ClusterFacts> {
   try {
     const s = await localClusterStatus();
     return { created: s.created, running: s.running, version: s.version, nodes: s.nodes.length, readyNodes: s.nodes.filter((n) => n.ready).length };
@@ -170,7 +172,7 @@ async function clusterFacts(): Promise<ClusterFacts> {
   }
 }
 
-export function realProbes(): DoctorProbes {
+export function realProbes(localClusterStatus: LocalClusterStatusProbe): DoctorProbes {
   return {
     settings,
     node: () => ({ version: process.versions.node, required: (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines?.node ?? '>=20.11' }),
@@ -187,7 +189,7 @@ export function realProbes(): DoctorProbes {
     disk: diskFacts,
     tools: () => TOOLS.map((t) => ({ ...toolStatus(t), downloadable: Boolean(releaseAsset(t)) })),
     releaseHosts: probeReleaseHosts,
-    cluster: clusterFacts,
+    cluster: () => clusterFacts(localClusterStatus),
   };
 }
 

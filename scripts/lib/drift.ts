@@ -7,7 +7,7 @@
 // Lists must match element by element and in length. Whatever this cannot compare exactly (a quantity
 // the server rewrote, a field it dropped) counts as drift, so a doubt always means "upgrade".
 import { mapLimit } from './exec.ts';
-import { releaseObjects } from './helmrelease.ts';
+import { releaseObjects } from './manifests.ts';
 import { isKubeError, type Kube } from './kube.ts';
 
 /** Whether `live` holds every field `want` sets (empty maps, empty lists and nulls match absence). */

@@ -7,7 +7,7 @@
 // cannot be reached (air-gapped sites, DNS, 5xx) or wants credentials the deploying machine lacks
 // only warns: the cluster's nodes may well reach it. Pods that operators create from custom
 // resources (CloudNativePG, RabbitMQ) are not in the render and are not checked.
-import { manifestObjects } from './helmrelease.ts';
+import { manifestObjects } from './manifests.ts';
 import { UserError } from './errors.ts';
 import { isKubeError, type Kube, type KubeObject } from './kube.ts';
 import { checkManifest, dockerConfigCredentials, ImageReferenceError, parseImageReference, type ImageReference, type ManifestCheck, type ManifestCheckOptions, type ManifestStatus, type RegistryCredentials } from './registry.ts';

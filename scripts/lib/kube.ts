@@ -9,7 +9,6 @@ import { UserError } from './errors.ts';
 import { formatArgv, run, type RunResult } from './exec.ts';
 import { KubeRest, resourceByName, resourceOf, resourcePath, restConfigFor, RestTransportError, type ResourceInfo, type RestResponse } from './kuberest.ts';
 import { redact } from './redact.ts';
-import { tool } from './tools.ts';
 
 export interface KubeTarget {
   /** Context name in the kubeconfig; the kubeconfig's current context when absent. */
@@ -196,11 +195,6 @@ export class Kube {
   /** Close kept-alive API connections. */
   close(): void {
     this.restClient?.close();
-  }
-
-  /** A client using the pinned kubectl (installed on first use). */
-  static async connect(target: KubeTarget = {}): Promise<Kube> {
-    return new Kube(await tool('kubectl'), target);
   }
 
   /** The global flags that pin every call to one cluster. */

@@ -2,7 +2,9 @@
 // another: the resolved target (registry entry -> kube context, kubeconfig, namespace, release),
 // the names the chart gives a release's objects, and how the built-in local cluster is reached.
 import path from 'node:path';
+import { Kube, type KubeTarget } from './kube.ts';
 import { cacheRoot } from './paths.ts';
+import { tool } from './tools.ts';
 
 /** A registry entry resolved for one run. */
 export interface DeployTarget {
@@ -63,4 +65,9 @@ export function localTarget(paths = localClusterPaths()): { context: string; kub
  */
 export function kubeTargetFor(context: string, paths = localClusterPaths()): { context: string; kubeconfig?: string } {
   return context === LOCAL_CONTEXT ? localTarget(paths) : { context };
+}
+
+/** A Kubernetes client for a target, using the pinned kubectl (installed on first use). */
+export async function connectKube(target: KubeTarget = {}): Promise<Kube> {
+  return new Kube(await tool('kubectl'), target);
 }

@@ -2,7 +2,8 @@ import zlib from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { covers } from '../../scripts/lib/drift.ts';
-import { canonicalJson, decodeReleaseData, diffManifests, helmStoresSecrets, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/helmrelease.ts';
+import { decodeReleaseData, helmStoresSecrets } from '../../scripts/lib/helmrelease.ts';
+import { canonicalJson, diffManifests, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/manifests.ts';
 
 const test = suite('helm releases: decode, release diff, drift');
 

@@ -7,14 +7,13 @@ import { confirmOnTerminal } from '../../../scripts/lib/cli.ts';
 import { executeDeploy, planDeploy } from '../../../scripts/lib/deploy.ts';
 import { isUserError } from '../../../scripts/lib/errors.ts';
 import { readRelease } from '../../../scripts/lib/helmrelease.ts';
-import { Kube } from '../../../scripts/lib/kube.ts';
-import { LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/target.ts';
+import { connectKube, LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/target.ts';
 import { tool } from '../../../scripts/lib/tools.ts';
 import { Reporter } from '../../../scripts/lib/ui.ts';
 import { localDeployRequest } from './deployrequest.ts';
 
 const [namespace, value] = process.argv.slice(2);
-const kube = await Kube.connect({ context: LOCAL_CONTEXT, kubeconfig: localTarget().kubeconfig });
+const kube = await connectKube({ context: LOCAL_CONTEXT, kubeconfig: localTarget().kubeconfig });
 const installed = await readRelease(kube, namespace, 'conduit');
 if (!installed) throw new Error(`no release conduit in ${namespace}`);
 const plan = planDeploy(

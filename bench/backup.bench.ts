@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run } from '../scripts/lib/exec.ts';
-import { connectionEnv, parseDatabaseUrl, pgProgram } from '../scripts/lib/pg.ts';
+import { run } from '../scripts/lib/core/exec.ts';
+import { connectionEnv, parseDatabaseUrl, pgProgram } from '../scripts/lib/adapters/pg.ts';
 import { backupCli, loadDataset } from '../test/e2e/backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from '../test/e2e/services.ts';
 import type { BenchCase, BenchModule } from './run.ts';

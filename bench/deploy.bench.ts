@@ -9,14 +9,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run } from '../scripts/lib/exec.ts';
-import { Helm } from '../scripts/lib/helm.ts';
-import { Kube } from '../scripts/lib/kube.ts';
-import { localClusterStatus, upLocalCluster } from '../scripts/lib/localcluster.ts';
-import { localTarget, LOCAL_CONTEXT } from '../scripts/lib/target.ts';
-import { REPO_ROOT } from '../scripts/lib/paths.ts';
-import { tool } from '../scripts/lib/tools.ts';
-import { Reporter } from '../scripts/lib/ui.ts';
+import { run } from '../scripts/lib/core/exec.ts';
+import type { Helm } from '../scripts/lib/adapters/helm.ts';
+import { Kube } from '../scripts/lib/adapters/kube.ts';
+import { localClusterStatus, upLocalCluster } from '../scripts/lib/engines/cluster.ts';
+import { helmClient, localTarget, LOCAL_CONTEXT } from '../scripts/lib/domain/target.ts';
+import { REPO_ROOT } from '../scripts/lib/core/paths.ts';
+import { tool } from '../scripts/lib/adapters/tools.ts';
+import { Reporter } from '../scripts/lib/core/ui.ts';
 import type { BenchCase, BenchModule } from './run.ts';
 
 const namespace = `bench-deploy-${crypto.randomBytes(3).toString('hex')}`;
@@ -45,7 +45,7 @@ const bench: BenchModule = {
     if (!(await localClusterStatus()).running) await upLocalCluster(new Reporter({ json: false }));
     const target = localTarget();
     kube = new Kube(await tool('kubectl'), target);
-    const client = (helm = await Helm.create(4, { context: target.context, kubeconfig: target.kubeconfig, namespace }));
+    const client = (helm = await helmClient(4, { context: target.context, kubeconfig: target.kubeconfig, namespace }));
     const ours = async (file: string) => {
       const r = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', namespace, '--release', release, '--values', file, '--yes', '--json'], { cwd: REPO_ROOT });
       if (r.exitCode !== 0) throw new Error(`deploy.ts failed:\n${r.stderr.slice(-3000)}`);

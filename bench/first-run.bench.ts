@@ -10,11 +10,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run, type RunResult } from '../scripts/lib/exec.ts';
-import { LOCAL_BINARIES } from '../scripts/lib/localcluster.ts';
-import { REPO_ROOT } from '../scripts/lib/paths.ts';
-import { tool } from '../scripts/lib/tools.ts';
-import { formatMs } from '../scripts/lib/ui.ts';
+import { run, type RunResult } from '../scripts/lib/core/exec.ts';
+import { LOCAL_BINARIES } from '../scripts/lib/engines/cluster.ts';
+import { REPO_ROOT } from '../scripts/lib/core/paths.ts';
+import { tool } from '../scripts/lib/adapters/tools.ts';
+import { formatMs } from '../scripts/lib/core/ui.ts';
 import { buildReleaseMirror, serveMirror, type MirrorServer } from '../test/helpers/release-mirror.ts';
 import type { BenchCase, BenchModule } from './run.ts';
 

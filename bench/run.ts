@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { formatMs, table } from '../scripts/lib/ui.ts';
+import { formatMs, table } from '../scripts/lib/core/ui.ts';
 
 /** What one side reports about a run: the CPU time its processes used, when it can tell. */
 export interface SideResult {

@@ -8,10 +8,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { run } from '../scripts/lib/exec.ts';
-import { ensureSchemas, KUBE_VERSIONS, schemaLocationTemplate } from '../scripts/lib/kubeschemas.ts';
-import { REPO_ROOT } from '../scripts/lib/paths.ts';
-import { tool } from '../scripts/lib/tools.ts';
+import { run } from '../scripts/lib/core/exec.ts';
+import { ensureSchemas, KUBE_VERSIONS, schemaLocationTemplate } from '../scripts/lib/adapters/kubeschemas.ts';
+import { REPO_ROOT } from '../scripts/lib/core/paths.ts';
+import { tool } from '../scripts/lib/adapters/tools.ts';
 import type { BenchCase, BenchModule } from './run.ts';
 
 const realChart = fs.existsSync(path.join(REPO_ROOT, 'chart', 'Chart.yaml')) && fs.existsSync(path.join(REPO_ROOT, 'values', 'clusters.yaml'));

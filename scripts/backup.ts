@@ -1,8 +1,8 @@
 #!/usr/bin/env -S npx zx
 // backup.ts: backups of the ConduitLLM database (create, list, verify, restore, prune).
 // The logic lives in lib/backups.ts; this file parses flags, shows plans and reports.
-import { askOnTerminal, runCommand, type ParsedFlags } from './lib/cli.ts';
-import { UserError, usageError } from './lib/errors.ts';
+import { askOnTerminal, runCommand, type ParsedFlags } from './lib/core/cli.ts';
+import { UserError, usageError } from './lib/core/errors.ts';
 import {
   createBackup,
   findBackup,
@@ -17,19 +17,18 @@ import {
   type BackupInfo,
   type RestoreResult,
   type TableComparison,
-} from './lib/backups.ts';
-import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { durationSeconds } from './lib/duration.ts';
-import { Helm } from './lib/helm.ts';
-import { explainKubeError, isKubeError, Kube } from './lib/kube.ts';
-import { connectKube, kubeTargetFor } from './lib/target.ts';
-import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/pg.ts';
-import { registerSecret } from './lib/redact.ts';
-import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/restorecluster.ts';
-import { helmScopeOf, requireRelease, type RunbookTarget } from './lib/runbook.ts';
-import { helmMajor } from './lib/tools.ts';
-import { openStorage, type S3Options } from './lib/storage.ts';
-import { formatMs, table, type Reporter } from './lib/ui.ts';
+} from './lib/engines/backup.ts';
+import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
+import { durationSeconds } from './lib/core/duration.ts';
+import { explainKubeError, isKubeError, Kube } from './lib/adapters/kube.ts';
+import { connectKube, helmClient, kubeTargetFor } from './lib/domain/target.ts';
+import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/adapters/pg.ts';
+import { registerSecret } from './lib/core/redact.ts';
+import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/engines/backup-cluster.ts';
+import { helmScopeOf, requireRelease, type RunbookTarget } from './lib/engines/runbook.ts';
+import { helmMajor } from './lib/adapters/helm.ts';
+import { openStorage, type S3Options } from './lib/adapters/storage.ts';
+import { formatMs, table, type Reporter } from './lib/core/ui.ts';
 
 const spec = {
   name: 'backup.ts',
@@ -246,7 +245,7 @@ async function whileGuardingInterrupts<T>(reporter: Reporter, replicas: string, 
 /** create --cluster: the release and revision the data belongs to (read only; works in --dry-run too). */
 async function releaseSource(f: Flags): Promise<{ source: Record<string, unknown>; line: string }> {
   const { target } = await clusterTarget(f);
-  const helm = await Helm.create(helmMajor(f.helm), helmScopeOf(target));
+  const helm = await helmClient(helmMajor(f.helm), helmScopeOf(target));
   const rel = await requireRelease({ target, helm }).catch((e) => explainKube(e, 'helm status', target));
   return {
     source: { cluster: target.cluster, namespace: target.namespace, release: rel.name, revision: rel.version },

@@ -2,12 +2,12 @@
 // build.ts: build the ConduitLLM images from a source checkout, tag them <version> and
 // <version>-<shortsha>, and optionally push them and record the pushed digests in a lock file.
 import path from 'node:path';
-import { runCommand } from './lib/cli.ts';
-import { detectEngine, exec, inspectImage, pushImage } from './lib/container.ts';
-import { usageError, UserError } from './lib/errors.ts';
-import { ALL, COMPONENTS, componentsFor, DEFAULT_DOCKERFILE_DIR, parseBuildArgs, planBuild, planText, readSource, writeLock, type ImageLock } from './lib/build-plan.ts';
-import { displayPath, REPO_ROOT } from './lib/paths.ts';
-import { formatMs, table } from './lib/ui.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { detectEngine, exec, inspectImage, pushImage } from './lib/adapters/container.ts';
+import { usageError, UserError } from './lib/core/errors.ts';
+import { ALL, COMPONENTS, componentsFor, DEFAULT_DOCKERFILE_DIR, parseBuildArgs, planBuild, planText, readSource, writeLock, type ImageLock } from './lib/engines/build.ts';
+import { displayPath, REPO_ROOT } from './lib/core/paths.ts';
+import { formatMs, table } from './lib/core/ui.ts';
 
 const spec = {
   name: 'build.ts',

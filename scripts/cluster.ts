@@ -1,12 +1,12 @@
 #!/usr/bin/env -S npx zx
 // cluster.ts: the built-in local Kubernetes (a real control plane with kwok-simulated nodes).
 import fs from 'node:fs';
-import { runCommand } from './lib/cli.ts';
-import { UserError, usageError } from './lib/errors.ts';
-import { downLocalCluster, FAIL_ANNOTATION, localClusterStatus, NEVER_READY_ANNOTATION, planUp, upLocalCluster } from './lib/localcluster.ts';
-import { LOCAL_CONTEXT, localClusterPaths } from './lib/target.ts';
-import { formatArgv } from './lib/exec.ts';
-import { formatMs, table } from './lib/ui.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { UserError, usageError } from './lib/core/errors.ts';
+import { downLocalCluster, FAIL_ANNOTATION, localClusterStatus, NEVER_READY_ANNOTATION, planUp, upLocalCluster } from './lib/engines/cluster.ts';
+import { LOCAL_CONTEXT, localClusterPaths } from './lib/domain/target.ts';
+import { formatArgv } from './lib/core/exec.ts';
+import { formatMs, table } from './lib/core/ui.ts';
 
 const spec = {
   name: 'cluster.ts',

@@ -2,10 +2,10 @@
 // compose.ts: run the ConduitLLM Compose stack: validate, start and wait for health, stop, inspect.
 import path from 'node:path';
 import YAML from 'yaml';
-import { askOnTerminal, runCommand } from './lib/cli.ts';
-import { containerLogs, detectEngine, exec, projectContainers, projectVolumes, showCommand, type Engine } from './lib/container.ts';
-import { parseDuration } from './lib/compose-model.ts';
-import { planEnvInit, writeEnvFile, type EnvInitPlan } from './lib/compose-init.ts';
+import { askOnTerminal, runCommand } from './lib/core/cli.ts';
+import { containerLogs, detectEngine, exec, projectContainers, projectVolumes, showCommand, type Engine } from './lib/adapters/container.ts';
+import { parseDuration } from './lib/domain/compose-model.ts';
+import { planEnvInit, writeEnvFile, type EnvInitPlan } from './lib/engines/compose-init.ts';
 import {
   configCommand,
   DEFAULT_COMPOSE_FILE,
@@ -26,11 +26,11 @@ import {
   type Project,
   type ProjectOptions,
   type Rendered,
-} from './lib/compose-project.ts';
-import { usageError, UserError } from './lib/errors.ts';
-import { redact, redactValue } from './lib/redact.ts';
-import { displayPath } from './lib/paths.ts';
-import { formatMs, table, type Reporter } from './lib/ui.ts';
+} from './lib/engines/compose.ts';
+import { usageError, UserError } from './lib/core/errors.ts';
+import { redact, redactValue } from './lib/core/redact.ts';
+import { displayPath } from './lib/core/paths.ts';
+import { formatMs, table, type Reporter } from './lib/core/ui.ts';
 
 const spec = {
   name: 'compose.ts',

@@ -1,25 +1,25 @@
 #!/usr/bin/env -S npx zx
 // deploy.ts: deploy (install or upgrade) the conduit chart to a registered cluster.
-import { confirmOnTerminal, runCommand, type ParsedFlags } from './lib/cli.ts';
-import { loadRegistry, selectClusters, type ClusterConfig } from './lib/clusters.ts';
-import type { CheckResult } from './lib/checklist.ts';
+import { confirmOnTerminal, runCommand, type ParsedFlags } from './lib/core/cli.ts';
+import { loadRegistry, selectClusters, type ClusterConfig } from './lib/domain/clusters.ts';
+import type { CheckResult } from './lib/domain/checklist.ts';
 import {
   describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive,
   type DeployOutcome, type DeployPlan, type DeploySteps, type DiffMode,
-} from './lib/deploy.ts';
-import { helmStoresSecrets, readRelease, type HelmRelease } from './lib/helmrelease.ts';
-import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from './lib/imagecheck.ts';
-import { usageError, UserError } from './lib/errors.ts';
-import { helmBinary } from './lib/helm.ts';
-import { Kube } from './lib/kube.ts';
-import { localClusterStatus, upLocalCluster } from './lib/localcluster.ts';
-import { connectKube, kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/target.ts';
-import { CHART_DIR } from './lib/paths.ts';
-import { registerSecret } from './lib/redact.ts';
-import { helmMajor, KUBERNETES_VERSION, type HelmMajor } from './lib/tools.ts';
-import { formatMs, table, type Reporter } from './lib/ui.ts';
-import type { ClusterRender, ValidationReport } from './lib/validation.ts';
-import { loadChartDefaults, parseSetFlags, prepareValues, type PathSegment, type PreparedValues } from './lib/values.ts';
+} from './lib/engines/deploy.ts';
+import { helmStoresSecrets, readRelease, type HelmRelease } from './lib/domain/helmrelease.ts';
+import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from './lib/domain/imagecheck.ts';
+import { usageError, UserError } from './lib/core/errors.ts';
+import { Kube } from './lib/adapters/kube.ts';
+import { localClusterStatus, upLocalCluster } from './lib/engines/cluster.ts';
+import { connectKube, helmBinary, kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/domain/target.ts';
+import { CHART_DIR } from './lib/core/paths.ts';
+import { registerSecret } from './lib/core/redact.ts';
+import { KUBERNETES_VERSION } from './lib/adapters/tools.ts';
+import { helmMajor, type HelmMajor } from './lib/adapters/helm.ts';
+import { formatMs, table, type Reporter } from './lib/core/ui.ts';
+import type { ClusterRender, ValidationReport } from './lib/engines/validate.ts';
+import { loadChartDefaults, parseSetFlags, prepareValues, type PathSegment, type PreparedValues } from './lib/domain/values.ts';
 
 const spec = {
   name: 'deploy.ts',
@@ -174,7 +174,7 @@ function planFor(run: DeployRun, helm: string): DeployPlan {
 /** The values (merged once, by resolveRun) and the render, validated for the cluster's Kubernetes; the images' registries are asked meanwhile. */
 async function validateRender(run: DeployRun, live: LiveCluster, progress?: (note: string) => void): Promise<Validated> {
   // The validation module (Ajv, schema tooling) is loaded when needed: in a gated upgrade, while helm runs.
-  const { startValidation } = await import('./lib/validation.ts');
+  const { startValidation } = await import('./lib/engines/validate.ts');
   const { cluster, target } = run;
   const staged = await startValidation({
     clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],

@@ -1,10 +1,10 @@
 #!/usr/bin/env -S npx zx
 // docs.ts: regenerate the generated documentation (chart/README.md via helm-docs), or with --check
 // report what is stale without changing anything.
-import { runCommand } from './lib/cli.ts';
-import { usageError } from './lib/errors.ts';
-import { GENERATED_FILE_CHECKS, type GeneratedFileCheck } from './lib/docs.ts';
-import { table } from './lib/ui.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { usageError } from './lib/core/errors.ts';
+import { GENERATED_FILE_CHECKS, type GeneratedFileCheck } from './lib/domain/docs.ts';
+import { table } from './lib/core/ui.ts';
 
 const spec = {
   name: 'docs.ts',

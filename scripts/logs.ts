@@ -1,10 +1,10 @@
 #!/usr/bin/env -S npx zx
 // logs.ts: static check of the log pipeline's collector configuration (logs/otelcol/), with the
 // pinned OpenTelemetry Collector, before it is shipped or plugged into another collector.
-import { runCommand } from './lib/cli.ts';
-import { usageError } from './lib/errors.ts';
-import { COLLECTOR_CONFIGS, validateCollectorConfig } from './lib/otelcol.ts';
-import { OTELCOL } from './lib/tools.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { usageError } from './lib/core/errors.ts';
+import { COLLECTOR_CONFIGS, validateCollectorConfig } from './lib/adapters/otelcol.ts';
+import { OTELCOL } from './lib/adapters/tools.ts';
 
 const spec = {
   name: 'logs.ts',

@@ -4,17 +4,17 @@
 // chart copies, promtool).
 import fs from 'node:fs';
 import path from 'node:path';
-import { allQueries, checkAllQueries, jsonFiles } from './lib/catalog.ts';
-import { syncChartFiles } from './lib/chartfiles.ts';
-import { runCommand } from './lib/cli.ts';
-import { applyConfig, formatResult, lintDashboard, loadLintConfig } from './lib/dashboardlint.ts';
+import { allQueries, checkAllQueries, jsonFiles } from './lib/domain/catalog.ts';
+import { syncChartFiles } from './lib/domain/chartfiles.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { applyConfig, formatResult, lintDashboard, loadLintConfig } from './lib/domain/dashboardlint.ts';
 import {
   CHANGELOG_FILE, DASHBOARDS_DIR, VERSIONS_FILE, changelogVersions, contentDigest, loadVersions, renderDashboards, renderVersions,
-} from './lib/dashboards.ts';
-import { UserError, usageError } from './lib/errors.ts';
-import { displayPath, repoPath } from './lib/paths.ts';
-import { checkExpressions, checkRules, promtoolVersion, testRules } from './lib/promtool.ts';
-import { ruleFiles, ruleTestFiles } from './lib/rules.ts';
+} from './lib/domain/dashboards.ts';
+import { UserError, usageError } from './lib/core/errors.ts';
+import { displayPath, repoPath } from './lib/core/paths.ts';
+import { checkExpressions, checkRules, promtoolVersion, testRules } from './lib/adapters/promtool.ts';
+import { ruleFiles, ruleTestFiles } from './lib/domain/rules.ts';
 
 const spec = {
   name: 'monitoring.ts',

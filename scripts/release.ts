@@ -2,14 +2,14 @@
 // release.ts: check, package (optionally signed), index, publish and push the chart.
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCommand } from './lib/cli.ts';
-import { UserError, usageError } from './lib/errors.ts';
-import { registerSecret } from './lib/redact.ts';
-import { Helm } from './lib/helm.ts';
-import { helmMajor, type HelmMajor } from './lib/tools.ts';
-import { displayPath } from './lib/paths.ts';
-import { openStorage } from './lib/storage.ts';
-import { table, type Reporter } from './lib/ui.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { UserError, usageError } from './lib/core/errors.ts';
+import { registerSecret } from './lib/core/redact.ts';
+import { Helm, helmMajor, type HelmMajor } from './lib/adapters/helm.ts';
+import { helmClient } from './lib/domain/target.ts';
+import { displayPath } from './lib/core/paths.ts';
+import { openStorage } from './lib/adapters/storage.ts';
+import { table, type Reporter } from './lib/core/ui.ts';
 import {
   conflictingEntries,
   DEFAULT_OUT_DIR,
@@ -36,7 +36,7 @@ import {
   validateRepoUrl,
   type Plan,
   type SigningInput,
-} from './lib/release.ts';
+} from './lib/engines/release.ts';
 
 const PASSPHRASE_ENV = 'CONDUIT_SIGN_PASSPHRASE';
 
@@ -153,7 +153,7 @@ async function execute(c: VerbContext, plan: Plan, passphrase?: string): Promise
     printDryRun(c, plan);
     return false;
   }
-  const helm = await c.reporter.step(`helm ${c.major}`, () => Helm.create(c.major));
+  const helm = await c.reporter.step(`helm ${c.major}`, () => helmClient(c.major));
   await c.reporter.step(`${plan.verb}: ${plan.steps.length} step(s)`, (progress) => executePlan(plan, { helm, gpgPath: 'gpg', passphrase, progress }));
   return true;
 }
@@ -175,7 +175,7 @@ async function inWorkDir<T>(fn: (workDir: string) => Promise<T>): Promise<T> {
 async function checkVerb(c: VerbContext): Promise<number> {
   only(c.flags, 'check', ['skip-validate']);
   const meta = readChartMeta(c.chartDir);
-  const helm = await Helm.create(c.major);
+  const helm = await helmClient(c.major);
   const results = await runReleaseChecks({ meta, helm, skipValidate: c.flags['skip-validate'], step: (t, fn) => c.reporter.step(t, () => fn()) });
   const failed = results.filter((r) => r.status === 'failed');
   const human = [
@@ -305,7 +305,7 @@ async function pushOciVerb(c: VerbContext): Promise<number> {
     printDryRun(c, plan);
     return 0;
   }
-  const helm = await reporter.step(`helm ${c.major}`, () => Helm.create(c.major));
+  const helm = await reporter.step(`helm ${c.major}`, () => helmClient(c.major));
   const [outcome] = await reporter.step(`push ${path.basename(pkg)} to ${registry}`, (progress) => executePlan(plan, { helm, gpgPath: '', progress }));
   const output = `${outcome.result?.stdout ?? ''}\n${outcome.result?.stderr ?? ''}`;
   const digest = parsePushDigest(output);

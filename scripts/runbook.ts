@@ -1,16 +1,15 @@
 #!/usr/bin/env -S npx zx
 // runbook.ts: the actions operators reach for during an incident, on a registered cluster.
-import { confirmOnTerminal, runCommand } from './lib/cli.ts';
-import { loadRegistry, selectClusters } from './lib/clusters.ts';
-import { UserError } from './lib/errors.ts';
-import { isKubeError, explainKubeError } from './lib/kube.ts';
-import { connectKube, kubeTargetFor } from './lib/target.ts';
-import { Helm } from './lib/helm.ts';
+import { confirmOnTerminal, runCommand } from './lib/core/cli.ts';
+import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
+import { UserError } from './lib/core/errors.ts';
+import { isKubeError, explainKubeError } from './lib/adapters/kube.ts';
+import { connectKube, helmClient, kubeTargetFor } from './lib/domain/target.ts';
 import {
   auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus, helmScopeOf,
   parseRequest, planAction, planJson, readFacts, registerReleaseSecrets, writeDiagnoseBundle, type RunbookContext, type RunbookTarget,
-} from './lib/runbook.ts';
-import { helmMajor } from './lib/tools.ts';
+} from './lib/engines/runbook.ts';
+import { helmMajor } from './lib/adapters/helm.ts';
 
 const spec = {
   name: 'runbook.ts',
@@ -71,7 +70,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
   };
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
-  const helm = await Helm.create(major);
+  const helm = await helmClient(major);
   const ctx: RunbookContext = { target, kube, helm: helm.withScope(helmScopeOf(target)), step: (title, fn) => reporter.step(title, () => fn()) };
 
   try {

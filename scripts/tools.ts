@@ -1,14 +1,14 @@
 #!/usr/bin/env -S npx zx
 // tools.ts: list and install the pinned external tools (helm 3 and 4, kubeconform, ...): official
 // release downloads first, source builds as the fallback.
-import { runCommand } from './lib/cli.ts';
-import { usageError } from './lib/errors.ts';
-import { RELEASE_PLATFORMS } from './lib/releases.ts';
-import { installTool, isReady, originText, overrideEnvVar, releaseUrls, resolveToolStatus, TOOLS, toolNames, toolSpec } from './lib/tools.ts';
-import { run } from './lib/exec.ts';
-import { collectFacts, evaluate, realProbes, renderChecks, verdict } from './lib/doctor.ts';
-import { localClusterStatus } from './lib/localcluster.ts';
-import { formatMs, table } from './lib/ui.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { usageError } from './lib/core/errors.ts';
+import { RELEASE_PLATFORMS } from './lib/adapters/releases.ts';
+import { installTool, isReady, originText, overrideEnvVar, releaseUrls, resolveToolStatus, TOOLS, toolNames, toolSpec } from './lib/adapters/tools.ts';
+import { run } from './lib/core/exec.ts';
+import { collectFacts, evaluate, realProbes, renderChecks, verdict } from './lib/engines/tools.ts';
+import { localClusterStatus } from './lib/engines/cluster.ts';
+import { formatMs, table } from './lib/core/ui.ts';
 
 const spec = {
   name: 'tools.ts',

@@ -2,14 +2,14 @@
 // validate.ts: check what would be deployed to one cluster (or all) without touching any cluster.
 import path from 'node:path';
 import chalk from 'chalk';
-import { runCommand } from './lib/cli.ts';
-import { DEFAULT_REGISTRY, loadRegistry, selectClusters } from './lib/clusters.ts';
-import { EXIT_FAILED, EXIT_OK, usageError } from './lib/errors.ts';
-import { KUBE_VERSIONS, minorOf, resolveKubeVersion } from './lib/kubeschemas.ts';
-import { CHART_DIR, displayPath } from './lib/paths.ts';
-import { helmMajor } from './lib/tools.ts';
-import { formatMs, table } from './lib/ui.ts';
-import { validateClusters, type ClusterReport, type ValidationReport } from './lib/validation.ts';
+import { runCommand } from './lib/core/cli.ts';
+import { DEFAULT_REGISTRY, loadRegistry, selectClusters } from './lib/domain/clusters.ts';
+import { EXIT_FAILED, EXIT_OK, usageError } from './lib/core/errors.ts';
+import { KUBE_VERSIONS, minorOf, resolveKubeVersion } from './lib/adapters/kubeschemas.ts';
+import { CHART_DIR, displayPath } from './lib/core/paths.ts';
+import { helmMajor } from './lib/adapters/helm.ts';
+import { formatMs, table } from './lib/core/ui.ts';
+import { validateClusters, type ClusterReport, type ValidationReport } from './lib/engines/validate.ts';
 
 const spec = {
   name: 'validate.ts',

@@ -5,8 +5,8 @@
 // cluster, so a new chart feature cannot set something the app ignores or forget what it needs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkEnv, checkImage, checkProbes, checkScrapes, chartProbes, chartRedisPolicy, chartScrapes, chartWorkloads, loadAppFacts, type AppFacts, type Component, type Finding } from '../../scripts/lib/appfacts.ts';
-import { loadRegistry } from '../../scripts/lib/clusters.ts';
+import { checkEnv, checkImage, checkProbes, checkScrapes, chartProbes, chartRedisPolicy, chartScrapes, chartWorkloads, loadAppFacts, type AppFacts, type Component, type Finding } from '../../scripts/lib/domain/appfacts.ts';
+import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
 import { clusterInput, merge, renderObjects, type K8sObject, type RenderInput } from './helpers.ts';
 
 const facts = loadAppFacts();

@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parsePromQL } from '../../scripts/lib/promql.ts';
-import { repoPath } from '../../scripts/lib/paths.ts';
-import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
+import { parsePromQL } from '../../scripts/lib/domain/promql.ts';
+import { repoPath } from '../../scripts/lib/core/paths.ts';
+import { alertRules, loadRules } from '../../scripts/lib/domain/rules.ts';
 import { find, merge, ofKind, renderError, renderObjects, type K8sObject } from './helpers.ts';
 
 const DEST = { url: 's3://conduit-backups/eu/', endpoint: 'https://minio.example.org:9000', existingSecret: 'backup-s3' };

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import { parseAllDocuments } from 'yaml';
-import { CRD_SOURCES, crdFiles } from '../../scripts/lib/crds.ts';
+import { CRD_SOURCES, crdFiles } from '../../scripts/lib/adapters/crds.ts';
 import { clusterInput, renderObjects } from './helpers.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

@@ -2,10 +2,10 @@
 // distinct input (cached in memory, shared by every test file of the run), parsed into objects.
 import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
-import { Helm, templateFailure, type RenderOptions } from '../../scripts/lib/helm.ts';
-import type { HelmMajor } from '../../scripts/lib/tools.ts';
-import { loadRegistry } from '../../scripts/lib/clusters.ts';
-import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { Helm, templateFailure, type RenderOptions, type HelmMajor } from '../../scripts/lib/adapters/helm.ts';
+import { helmClient as pinnedHelm } from '../../scripts/lib/domain/target.ts';
+import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
+import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 export interface K8sObject {
   apiVersion: string;
@@ -43,7 +43,7 @@ const clients = new Map<HelmMajor, Promise<Helm>>();
 /** One helm client per major version for the whole run. */
 function helmClient(major: HelmMajor): Promise<Helm> {
   let c = clients.get(major);
-  if (!c) clients.set(major, (c = Helm.create(major)));
+  if (!c) clients.set(major, (c = pinnedHelm(major)));
   return c;
 }
 

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { parseImageReference } from '../../scripts/lib/registry.ts';
-import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { parseImageReference } from '../../scripts/lib/adapters/registry.ts';
+import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { find, renderError, renderObjects, WEBUI_ON } from './helpers.ts';
 
 const test = suite('default images');

@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadComposeFile } from '../../scripts/lib/compose-model.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { loadComposeFile } from '../../scripts/lib/domain/compose-model.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { configEnv, find, renderError, renderObjects, RELEASE, WEBUI_ON } from './helpers.ts';
 
 const JSON_CONSOLE = {

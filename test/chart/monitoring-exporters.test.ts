@@ -8,10 +8,10 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { stringify } from 'yaml';
-import { checkAllQueries, checkAutoscalingMetrics, hpaMetricNames, loadCatalog, ruleQueries } from '../../scripts/lib/catalog.ts';
-import { moduleDir } from '../../scripts/lib/crds.ts';
-import { parsePromQL } from '../../scripts/lib/promql.ts';
-import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
+import { checkAllQueries, checkAutoscalingMetrics, hpaMetricNames, loadCatalog, ruleQueries } from '../../scripts/lib/domain/catalog.ts';
+import { moduleDir } from '../../scripts/lib/adapters/crds.ts';
+import { parsePromQL } from '../../scripts/lib/domain/promql.ts';
+import { alertRules, loadRules } from '../../scripts/lib/domain/rules.ts';
 import { find, merge, ofKind, renderError, renderObjects, S3, WEBUI_ON } from './helpers.ts';
 
 const MONITORING = { monitoring: { serviceMonitor: { enabled: true, additionalLabels: { release: 'kube-prometheus-stack' } } } };

@@ -4,8 +4,8 @@
 // the alerts use matches the jobs and names the chart really produces.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parsePromQL } from '../../scripts/lib/promql.ts';
-import { alertRules, loadRules } from '../../scripts/lib/rules.ts';
+import { parsePromQL } from '../../scripts/lib/domain/promql.ts';
+import { alertRules, loadRules } from '../../scripts/lib/domain/rules.ts';
 import { parse as parseYaml } from 'yaml';
 import { ofKind, renderError, renderObjects, WEBUI_ON, type K8sObject } from './helpers.ts';
 

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { CRD_SOURCES, crdFiles } from '../../scripts/lib/crds.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import { checkConfig } from '../../scripts/lib/promtool.ts';
+import { CRD_SOURCES, crdFiles } from '../../scripts/lib/adapters/crds.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
+import { checkConfig } from '../../scripts/lib/adapters/promtool.ts';
 import { find, ofKind, renderChart, renderObjects, WEBUI_ON } from './helpers.ts';
 
 interface Rule { alert?: string; record?: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }

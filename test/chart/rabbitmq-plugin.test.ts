@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { find, renderObjects } from './helpers.ts';
 
 const dockerfile = fs.readFileSync(path.join(REPO_ROOT, 'docker', 'rabbitmq.Dockerfile'), 'utf8');

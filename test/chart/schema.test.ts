@@ -6,11 +6,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { chartReadme, valuesSchema } from '../../scripts/lib/docs.ts';
-import { generateValuesSchema } from '../../scripts/lib/values-schema.ts';
-import { UserError } from '../../scripts/lib/errors.ts';
-import { CHART_DIR, SCHEMAS_DIR, VALUES_DIR } from '../../scripts/lib/paths.ts';
-import { loadRegistry } from '../../scripts/lib/clusters.ts';
+import { chartReadme, valuesSchema } from '../../scripts/lib/domain/docs.ts';
+import { generateValuesSchema } from '../../scripts/lib/domain/values-schema.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { CHART_DIR, SCHEMAS_DIR, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
+import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
 import { clusterInput, renderChart, renderObjects, type K8sObject } from './helpers.ts';
 
 interface Schema { type?: string; description?: string; properties?: Record<string, Schema>; additionalProperties?: boolean | Schema; $ref?: string; items?: Schema; oneOf?: Schema[] }

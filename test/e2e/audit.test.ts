@@ -1,9 +1,9 @@
 // The audit trail in a real ConfigMap: append, read back, concurrent writers, and no secret stored.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendAudit, AUDIT_CONFIGMAP, readAudit } from '../../scripts/lib/audit.ts';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import { clearSecrets, registerSecret } from '../../scripts/lib/redact.ts';
+import { appendAudit, AUDIT_CONFIGMAP, readAudit } from '../../scripts/lib/domain/audit.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import { clearSecrets, registerSecret } from '../../scripts/lib/core/redact.ts';
 import { localCluster, rejection, scratchNamespace } from './support/localcluster.ts';
 
 const test = suite('audit trail');

@@ -78,8 +78,8 @@ export function datasetRowTotal(): number {
 // Running the backup CLI as an operator would (a separate process, flags, env for secrets).
 
 import path from 'node:path';
-import { run, type RunResult } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 export const BACKUP_SCRIPT = path.join(REPO_ROOT, 'scripts', 'backup.ts');
 

@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { repoPath } from '../../scripts/lib/paths.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { repoPath } from '../../scripts/lib/core/paths.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { backupCli, loadDataset } from './backup-data.ts';
 import { postgresBinDir, startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 

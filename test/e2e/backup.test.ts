@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { findBackup, planRestore, restoreBackup, type RestoreHooks } from '../../scripts/lib/backups.ts';
-import { parseDatabaseUrl, tableStats } from '../../scripts/lib/pg.ts';
-import { openStorage } from '../../scripts/lib/storage.ts';
+import { findBackup, planRestore, restoreBackup, type RestoreHooks } from '../../scripts/lib/engines/backup.ts';
+import { parseDatabaseUrl, tableStats } from '../../scripts/lib/adapters/pg.ts';
+import { openStorage } from '../../scripts/lib/adapters/storage.ts';
 import { backupCli, datasetRowTotal, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FIXTURES, fixtureSource, removeImagesOfRevision, requireTools, runScript, startRegistry, tempDir, usePodmanSettings, type Registry } from '../helpers/containers.ts';
-import { run } from '../../scripts/lib/exec.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
 
 const test = suite('build.ts push to a local registry');
 const ctx: { source: string; registry?: Registry; work: string; revision: string } = { source: '', work: '', revision: '' };

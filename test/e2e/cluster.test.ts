@@ -5,11 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { isKubeError, type Kube, type KubeObject } from '../../scripts/lib/kube.ts';
-import { FAIL_ANNOTATION, NEVER_READY_ANNOTATION } from '../../scripts/lib/localcluster.ts';
-import { LOCAL_CONTEXT } from '../../scripts/lib/target.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { isKubeError, type Kube, type KubeObject } from '../../scripts/lib/adapters/kube.ts';
+import { FAIL_ANNOTATION, NEVER_READY_ANNOTATION } from '../../scripts/lib/engines/cluster.ts';
+import { LOCAL_CONTEXT } from '../../scripts/lib/domain/target.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { clusterCli, localCluster, scratchNamespace, sleep } from './support/localcluster.ts';
 
 const test = suite('local cluster');

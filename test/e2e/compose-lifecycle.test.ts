@@ -8,7 +8,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FIXTURES, fixtureSource, freePort, removeImagesOfRevision, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
-import { run, runChecked } from '../../scripts/lib/exec.ts';
+import { run, runChecked } from '../../scripts/lib/core/exec.ts';
 
 const test = suite('compose.ts lifecycle on podman');
 const SECRET = 'Fx9k2m7q4w8e1r5t3y6u';

@@ -7,11 +7,11 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
-import { parseEnvText } from '../../scripts/lib/compose-model.ts';
-import { run } from '../../scripts/lib/exec.ts';
-import { removeProjectResources } from '../../scripts/lib/compose-project.ts';
-import type { Engine } from '../../scripts/lib/container.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { parseEnvText } from '../../scripts/lib/domain/compose-model.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { removeProjectResources } from '../../scripts/lib/engines/compose.ts';
+import type { Engine } from '../../scripts/lib/adapters/container.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const test = suite('compose/compose.yaml through podman-compose');
 const FILE = path.join(REPO_ROOT, 'compose', 'compose.yaml');

@@ -5,10 +5,10 @@
 // value ever shows in the output or the audit trail. Run with helm 4 and helm 3.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AUDIT_CONFIGMAP, readAudit } from '../../scripts/lib/audit.ts';
-import type { RunResult } from '../../scripts/lib/exec.ts';
-import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
-import { readLock } from '../../scripts/lib/lease.ts';
+import { AUDIT_CONFIGMAP, readAudit } from '../../scripts/lib/domain/audit.ts';
+import type { RunResult } from '../../scripts/lib/core/exec.ts';
+import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
+import { readLock } from '../../scripts/lib/domain/lease.ts';
 import { NEVER_READY_VALUES, scratchTarget, tempValues, type Scratch } from './support/deploycli.ts';
 import { localCluster } from './support/localcluster.ts';
 

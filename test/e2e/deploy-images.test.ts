@@ -6,9 +6,9 @@
 // default ghcr.io/docker.io images, unreachable from here, only warn.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readAudit } from '../../scripts/lib/audit.ts';
-import type { RunResult } from '../../scripts/lib/exec.ts';
-import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
+import { readAudit } from '../../scripts/lib/domain/audit.ts';
+import type { RunResult } from '../../scripts/lib/core/exec.ts';
+import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
 import { pushTestImage, startRegistry, type Registry } from './release-harness.ts';
 import { scratchTarget, tempValues, type Scratch } from './support/deploycli.ts';
 import { localCluster } from './support/localcluster.ts';

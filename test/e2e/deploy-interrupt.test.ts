@@ -2,9 +2,9 @@
 // a free lock and an audit entry saying it was interrupted.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readAudit } from '../../scripts/lib/audit.ts';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import { readLock } from '../../scripts/lib/lease.ts';
+import { readAudit } from '../../scripts/lib/domain/audit.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import { readLock } from '../../scripts/lib/domain/lease.ts';
 import { NEVER_READY_VALUES, scratchTarget, startDeployJob, tempValues, waitFor, type Scratch } from './support/deploycli.ts';
 import { localCluster, sleep } from './support/localcluster.ts';
 

@@ -3,9 +3,9 @@
 // revision anyway. Also: the direct API client answers as kubectl does (same objects, same errors).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readAudit } from '../../scripts/lib/audit.ts';
-import { readRelease } from '../../scripts/lib/helmrelease.ts';
-import { isKubeError, Kube, type KubeObject } from '../../scripts/lib/kube.ts';
+import { readAudit } from '../../scripts/lib/domain/audit.ts';
+import { readRelease } from '../../scripts/lib/domain/helmrelease.ts';
+import { isKubeError, Kube, type KubeObject } from '../../scripts/lib/adapters/kube.ts';
 import { scratchTarget, tempValues, type Scratch } from './support/deploycli.ts';
 import { localCluster } from './support/localcluster.ts';
 

@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readAudit } from '../../scripts/lib/audit.ts';
-import { run, type RunResult } from '../../scripts/lib/exec.ts';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+import { readAudit } from '../../scripts/lib/domain/audit.ts';
+import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { localCluster } from './support/localcluster.ts';
 
 const test = suite('deploy.ts');

@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { releaseHosts, toolNames } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { releaseHosts, toolNames } from '../../scripts/lib/adapters/tools.ts';
 
 const IDS = ['node', 'tools', 'go', 'goproxy', 'release-hosts', 'disk', 'engine', 'cluster'];
 // Without a mirror, the hosts probed are the official release hosts.

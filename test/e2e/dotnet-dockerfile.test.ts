@@ -7,7 +7,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { commitAll, FIXTURES, imageFiles, removeImagesOfRevision, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
-import { run, runChecked } from '../../scripts/lib/exec.ts';
+import { run, runChecked } from '../../scripts/lib/core/exec.ts';
 
 const test = suite('.NET Dockerfiles on stand-in bases');
 const tag = `standin-${process.pid}`;

@@ -1,8 +1,8 @@
 // The deploy lock against a real API server: concurrent takers, expiry takeover, release.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import { acquireLock, holdLock, LockHeldError, readLock, releaseLock, renewLock } from '../../scripts/lib/lease.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import { acquireLock, holdLock, LockHeldError, readLock, releaseLock, renewLock } from '../../scripts/lib/domain/lease.ts';
 import { localCluster, rejection, scratchNamespace, sleep } from './support/localcluster.ts';
 
 const test = suite('deploy lock (Lease)');

@@ -14,11 +14,11 @@ import zlib from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { run } from '../../scripts/lib/exec.ts';
-import type { Kube, KubeObject } from '../../scripts/lib/kube.ts';
-import { COLLECTOR_CONFIGS, collectorArgs, collectorEnv, LOGS_DIR, validateCollectorConfig } from '../../scripts/lib/otelcol.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { OTELCOL, tool } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
+import { COLLECTOR_CONFIGS, collectorArgs, collectorEnv, LOGS_DIR, validateCollectorConfig } from '../../scripts/lib/adapters/otelcol.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { OTELCOL, tool } from '../../scripts/lib/adapters/tools.ts';
 import { freePort } from './services.ts';
 import { localCluster, sleep } from './support/localcluster.ts';
 

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseDocument } from 'yaml';
-import { run } from '../../scripts/lib/exec.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import { readChartMeta } from '../../scripts/lib/release.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
+import { readChartMeta } from '../../scripts/lib/engines/release.ts';
 import { jsonOf, releaseCli, tempDir } from './release-harness.ts';
 
 const test = suite('release: check');

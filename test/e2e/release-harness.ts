@@ -9,9 +9,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { run, type RunResult } from '../../scripts/lib/exec.ts';
-import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { helmToolName, tool, type HelmMajor } from '../../scripts/lib/tools.ts';
+import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
+import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
+import { helmToolName, type HelmMajor } from '../../scripts/lib/adapters/helm.ts';
 import { freePort } from './services.ts';
 
 export function tempDir(prefix: string): string {

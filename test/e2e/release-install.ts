@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import { VALUES_DIR } from '../../scripts/lib/paths.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import { VALUES_DIR } from '../../scripts/lib/core/paths.ts';
 import type { HelmUser } from './release-harness.ts';
 import { localCluster, scratchNamespace } from './support/localcluster.ts';
 

@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { readChartMeta } from '../../scripts/lib/release.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import type { HelmMajor } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { readChartMeta } from '../../scripts/lib/engines/release.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
+import type { HelmMajor } from '../../scripts/lib/adapters/helm.ts';
 import { helmUser, jsonOf, makeSigningKey, registryManifestDigest, releaseCli, startRegistry, tempDir, type Registry, type SigningKey } from './release-harness.ts';
 import { installChart } from './release-install.ts';
 

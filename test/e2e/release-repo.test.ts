@@ -9,9 +9,9 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { readChartMeta } from '../../scripts/lib/release.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import type { HelmMajor } from '../../scripts/lib/tools.ts';
+import { readChartMeta } from '../../scripts/lib/engines/release.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
+import type { HelmMajor } from '../../scripts/lib/adapters/helm.ts';
 import {
   chartAtVersion, helmUser, jsonOf, makeSigningKey, releaseCli, serveDirectory, tamperPackage, tempDir,
   type Served, type SigningKey,

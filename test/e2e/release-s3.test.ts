@@ -6,9 +6,9 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { readChartMeta, sha256File } from '../../scripts/lib/release.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
-import { openStorage } from '../../scripts/lib/storage.ts';
+import { readChartMeta, sha256File } from '../../scripts/lib/engines/release.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
+import { openStorage } from '../../scripts/lib/adapters/storage.ts';
 import { jsonOf, releaseCli, tempDir } from './release-harness.ts';
 import { startS3, type S3Server } from './services.ts';
 

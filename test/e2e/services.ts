@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { run, runChecked } from '../../scripts/lib/exec.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+import { run, runChecked } from '../../scripts/lib/core/exec.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

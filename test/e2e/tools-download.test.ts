@@ -8,11 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run, type RunResult } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { toolSpec, tool, toolsDir } from '../../scripts/lib/tools.ts';
+import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { toolSpec, tool, toolsDir } from '../../scripts/lib/adapters/tools.ts';
 import { addRelease, buildReleaseMirror, mirrorFile, serveMirror, servedPath, sha256, writeChecksum, writeTarGz, type MirrorServer, type ReleaseMirror } from '../helpers/release-mirror.ts';
-import { currentPlatform } from '../../scripts/lib/releases.ts';
+import { currentPlatform } from '../../scripts/lib/adapters/releases.ts';
 
 const DOWNLOADED = ['kubeconform', 'kubectl', 'kwokctl', 'rclone'];
 const ARCH = currentPlatform()?.arch ?? 'amd64';

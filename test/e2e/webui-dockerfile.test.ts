@@ -9,7 +9,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { commitAll, FIXTURES, imageFiles, removeImagesOfRevision, requireTools, runScript, tempDir, usePodmanSettings } from '../helpers/containers.ts';
-import { run, runChecked } from '../../scripts/lib/exec.ts';
+import { run, runChecked } from '../../scripts/lib/core/exec.ts';
 
 const test = suite('WebUI Dockerfile on a stand-in node image');
 const NODE = `localhost/standin-node:${process.pid}`;

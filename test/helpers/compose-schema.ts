@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import { moduleDir } from '../../scripts/lib/crds.ts';
+import { moduleDir } from '../../scripts/lib/adapters/crds.ts';
 
 export const COMPOSE_GO = { module: 'github.com/compose-spec/compose-go/v2', version: 'v2.16.2', file: 'schema/compose-spec.json' };
 

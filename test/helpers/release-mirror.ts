@@ -11,9 +11,9 @@ import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { run } from '../../scripts/lib/exec.ts';
-import { currentPlatform, type Platform, type ReleaseAsset } from '../../scripts/lib/releases.ts';
-import { toolSpec, toolsDir, type ToolSpec } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { currentPlatform, type Platform, type ReleaseAsset } from '../../scripts/lib/adapters/releases.ts';
+import { toolSpec, toolsDir, type ToolSpec } from '../../scripts/lib/adapters/tools.ts';
 
 export interface MirrorEntry {
   tool: string;

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cachedValidator } from '../../scripts/lib/ajvcache.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { cachedValidator } from '../../scripts/lib/core/ajvcache.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const schema = JSON.stringify({
   type: 'object',
@@ -52,7 +52,7 @@ test('ajvcache: a new process evaluates the cached code without loading the comp
     script,
     [
       `import { createRequire } from 'node:module';`,
-      `import { cachedValidator } from ${JSON.stringify(path.join(REPO_ROOT, 'scripts', 'lib', 'ajvcache.ts'))};`,
+      `import { cachedValidator } from ${JSON.stringify(path.join(REPO_ROOT, 'scripts', 'lib', 'core', 'ajvcache.ts'))};`,
       `const v = cachedValidator(${JSON.stringify(schema)}, { formats: true });`,
       `const req = createRequire(${JSON.stringify(path.join(REPO_ROOT, 'package.json'))});`,
       `const compilerLoaded = Object.keys(req.cache).some((k) => k.endsWith('/ajv/dist/ajv.js'));`,

@@ -5,11 +5,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fileAnchors } from '../../scripts/lib/markdown.ts';
-import { repoPath } from '../../scripts/lib/paths.ts';
-import { allQueries } from '../../scripts/lib/catalog.ts';
-import { checkExpressions, checkRules, testRules } from '../../scripts/lib/promtool.ts';
-import { alertRules, alertTestCoverage, loadRules, ruleFiles, ruleTestFiles } from '../../scripts/lib/rules.ts';
+import { fileAnchors } from '../../scripts/lib/core/markdown.ts';
+import { repoPath } from '../../scripts/lib/core/paths.ts';
+import { allQueries } from '../../scripts/lib/domain/catalog.ts';
+import { checkExpressions, checkRules, testRules } from '../../scripts/lib/adapters/promtool.ts';
+import { alertRules, alertTestCoverage, loadRules, ruleFiles, ruleTestFiles } from '../../scripts/lib/domain/rules.ts';
 
 const groups = loadRules();
 const alerts = alertRules(groups);

@@ -1,4 +1,4 @@
-// schemas/app-facts.yaml and its checker (scripts/lib/appfacts.ts): the facts load, validate and cite
+// schemas/app-facts.yaml and its checker (scripts/lib/domain/appfacts.ts): the facts load, validate and cite
 // their upstream sources in the agreed format; the checker fails on each kind of mismatch (proven
 // with synthetic workloads and with mutated copies of the facts); the Compose stack matches the facts
 // both ways; the metric catalog never credits a component with a family it does not export.
@@ -31,11 +31,11 @@ import {
   type Finding,
   type ProbeUse,
   type Workload,
-} from '../../scripts/lib/appfacts.ts';
-import { loadCatalog } from '../../scripts/lib/catalog.ts';
-import { activeServices, loadComposeFile, readEnvFile, resolveDocument } from '../../scripts/lib/compose-model.ts';
-import { isUserError } from '../../scripts/lib/errors.ts';
-import { repoPath } from '../../scripts/lib/paths.ts';
+} from '../../scripts/lib/domain/appfacts.ts';
+import { loadCatalog } from '../../scripts/lib/domain/catalog.ts';
+import { activeServices, loadComposeFile, readEnvFile, resolveDocument } from '../../scripts/lib/domain/compose-model.ts';
+import { isUserError } from '../../scripts/lib/core/errors.ts';
+import { repoPath } from '../../scripts/lib/core/paths.ts';
 
 const facts = loadAppFacts();
 

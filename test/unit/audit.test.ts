@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { auditKey, parseAuditData, pruneAuditData, sanitizeAuditEntry, type AuditEntry } from '../../scripts/lib/audit.ts';
-import { clearSecrets, registerSecret } from '../../scripts/lib/redact.ts';
+import { auditKey, parseAuditData, pruneAuditData, sanitizeAuditEntry, type AuditEntry } from '../../scripts/lib/domain/audit.ts';
+import { clearSecrets, registerSecret } from '../../scripts/lib/core/redact.ts';
 
 const test = suite('audit');
 

@@ -9,9 +9,9 @@ import {
   newBackupId,
   planRetention,
   type RetentionCandidate,
-} from '../../scripts/lib/backups.ts';
-import { parseDatabaseUrl, connectionEnv, describeConnection, restoreArgs } from '../../scripts/lib/pg.ts';
-import { redact } from '../../scripts/lib/redact.ts';
+} from '../../scripts/lib/engines/backup.ts';
+import { parseDatabaseUrl, connectionEnv, describeConnection, restoreArgs } from '../../scripts/lib/adapters/pg.ts';
+import { redact } from '../../scripts/lib/core/redact.ts';
 
 const DAY = 86_400_000;
 const NOW = new Date('2026-03-15T12:00:00Z'); // a Sunday

@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { componentsFor, parseBuildArgs, planBuild, planText, publicSourceUrl, readLock, versionFromSource, writeLock, type SourceInfo } from '../../scripts/lib/build-plan.ts';
-import type { Engine } from '../../scripts/lib/container.ts';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { componentsFor, parseBuildArgs, planBuild, planText, publicSourceUrl, readLock, versionFromSource, writeLock, type SourceInfo } from '../../scripts/lib/engines/build.ts';
+import type { Engine } from '../../scripts/lib/adapters/container.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 // Engines as data: planning never runs them.
 const docker: Engine = { name: 'docker', bin: 'docker', version: '28', compose: ['docker', 'compose'] };

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { syncChartFiles } from '../../scripts/lib/chartfiles.ts';
+import { syncChartFiles } from '../../scripts/lib/domain/chartfiles.ts';
 
 test('the chart copies in this repository are up to date', () => {
   const r = syncChartFiles({ check: true });

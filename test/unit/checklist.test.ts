@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { stringify } from 'yaml';
-import { checklistFailed, evaluateChecklist, memoryBytes, type CheckResult } from '../../scripts/lib/checklist.ts';
+import { checklistFailed, evaluateChecklist, memoryBytes, type CheckResult } from '../../scripts/lib/domain/checklist.ts';
 
 const container = (name: string, extra: Record<string, unknown> = {}) => ({
   name,

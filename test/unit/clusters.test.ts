@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadRegistry, selectClusters } from '../../scripts/lib/clusters.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { loadRegistry, selectClusters } from '../../scripts/lib/domain/clusters.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'values', 'clusters.yaml');
 

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'compose', 'compose.yaml');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-compose-cli-'));

@@ -4,8 +4,8 @@ import YAML from 'yaml';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { composeValidator } from '../helpers/compose-schema.ts';
-import { activeServices, isSecretName, loadComposeFile, parseEnvText, resolveDocument, variablesUsed } from '../../scripts/lib/compose-model.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { activeServices, isSecretName, loadComposeFile, parseEnvText, resolveDocument, variablesUsed } from '../../scripts/lib/domain/compose-model.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const FILE = path.join(REPO_ROOT, 'compose', 'compose.yaml');
 const doc = loadComposeFile(FILE);

@@ -6,12 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { classifyTemplate, generateSecret, planEnvInit, renderEnvText, SECRET_ALPHABET, writeEnvFile } from '../../scripts/lib/compose-init.ts';
-import { loadComposeFile, parseEnvText, readEnvFile } from '../../scripts/lib/compose-model.ts';
-import { validateProject } from '../../scripts/lib/compose-project.ts';
-import { isUserError } from '../../scripts/lib/errors.ts';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { classifyTemplate, generateSecret, planEnvInit, renderEnvText, SECRET_ALPHABET, writeEnvFile } from '../../scripts/lib/engines/compose-init.ts';
+import { loadComposeFile, parseEnvText, readEnvFile } from '../../scripts/lib/domain/compose-model.ts';
+import { validateProject } from '../../scripts/lib/engines/compose.ts';
+import { isUserError } from '../../scripts/lib/core/errors.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const COMPOSE_FILE = path.join(REPO_ROOT, 'compose', 'compose.yaml');
 const EXAMPLE = path.join(REPO_ROOT, 'compose', '.env.example');

@@ -13,8 +13,8 @@ import {
   startLayers,
   variablesUsed,
   type ComposeDocument,
-} from '../../scripts/lib/compose-model.ts';
-import { isUserError } from '../../scripts/lib/errors.ts';
+} from '../../scripts/lib/domain/compose-model.ts';
+import { isUserError } from '../../scripts/lib/core/errors.ts';
 
 test('interpolate follows the Compose Specification forms', () => {
   const env = { A: 'x', EMPTY: '' };

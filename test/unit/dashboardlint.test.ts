@@ -2,7 +2,7 @@
 // fault it is named after.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { applyConfig, lintDashboard, RULES, type Dashboard } from '../../scripts/lib/dashboardlint.ts';
+import { applyConfig, lintDashboard, RULES, type Dashboard } from '../../scripts/lib/domain/dashboardlint.ts';
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
 const variable = (name: string, label: string) => ({

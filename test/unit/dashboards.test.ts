@@ -4,11 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { jsonFiles } from '../../scripts/lib/catalog.ts';
-import { allPanels, applyConfig, formatResult, lintDashboard, loadLintConfig } from '../../scripts/lib/dashboardlint.ts';
+import { jsonFiles } from '../../scripts/lib/domain/catalog.ts';
+import { allPanels, applyConfig, formatResult, lintDashboard, loadLintConfig } from '../../scripts/lib/domain/dashboardlint.ts';
 import {
   CHANGELOG_FILE, DASHBOARDS, DASHBOARDS_DIR, changelogVersions, contentDigest, loadVersions, renderDashboards, type VersionRegistry,
-} from '../../scripts/lib/dashboards.ts';
+} from '../../scripts/lib/domain/dashboards.ts';
 
 const files = jsonFiles(DASHBOARDS_DIR);
 const dashboards = files.map((f) => ({ file: f, d: JSON.parse(fs.readFileSync(f, 'utf8')) }));

@@ -4,9 +4,9 @@ import { parse as parseYaml } from 'yaml';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describePlan, diffFileObject, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/deploy.ts';
-import { durationSeconds } from '../../scripts/lib/duration.ts';
-import type { Kube } from '../../scripts/lib/kube.ts';
+import { describePlan, diffFileObject, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/engines/deploy.ts';
+import { durationSeconds } from '../../scripts/lib/core/duration.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
 
 const test = suite('deploy plan');
 

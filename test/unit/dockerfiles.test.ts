@@ -3,8 +3,8 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { analyse, dockerfileProblems } from '../helpers/dockerfile-rules.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { run } from '../../scripts/lib/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
 
 const DIR = path.join(REPO_ROOT, 'docker');
 const IMAGES = [

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { collectFacts, evaluate, GIB, probeUrl, proxyLookupUrl, renderChecks, verdict, type Check, type DoctorFacts, type DoctorProbes } from '../../scripts/lib/doctor.ts';
-import { firstProxy, goVersionAtLeast, requiredGoVersion } from '../../scripts/lib/golang.ts';
-import type { ToolStatus } from '../../scripts/lib/tools.ts';
+import { collectFacts, evaluate, GIB, probeUrl, proxyLookupUrl, renderChecks, verdict, type Check, type DoctorFacts, type DoctorProbes } from '../../scripts/lib/engines/tools.ts';
+import { firstProxy, goVersionAtLeast, requiredGoVersion } from '../../scripts/lib/adapters/golang.ts';
+import type { ToolStatus } from '../../scripts/lib/adapters/tools.ts';
 
 const TOOL_NAMES = ['helm', 'kubectl', 'etcd'];
 const tools = (state: ToolStatus['state'], names = TOOL_NAMES, downloadable = true): DoctorFacts['tools'] =>

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RenderGate } from '../../scripts/lib/gate.ts';
-import { Helm } from '../../scripts/lib/helm.ts';
+import { RenderGate } from '../../scripts/lib/domain/gate.ts';
+import { Helm } from '../../scripts/lib/adapters/helm.ts';
 
 const test = suite('render gate');
 

@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isUserError } from '../../scripts/lib/errors.ts';
-import { Helm, kubeVersionArg } from '../../scripts/lib/helm.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
+import { isUserError } from '../../scripts/lib/core/errors.ts';
+import { Helm, kubeVersionArg } from '../../scripts/lib/adapters/helm.ts';
+import { helmClient } from '../../scripts/lib/domain/target.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 
 const test = suite('helm client');
 
@@ -71,7 +72,7 @@ test('packaging and publishing arguments; the post-renderer is a plugin on helm 
 });
 
 test('real helm: a render, and a read that fails is a UserError naming the command', async () => {
-  const helm = await Helm.create(4);
+  const helm = await helmClient(4);
   const out = await helm.render({ release: 'conduit', chart: CHART_DIR, namespace: 'conduit', showOnly: ['templates/api/service.yaml'] });
   assert.match(out, /kind: Service/);
   const missing = helm.withScope({ context: 'no-such-context', kubeconfig: path.join(CHART_DIR, 'no-such-kubeconfig.yaml'), namespace: 'conduit' });

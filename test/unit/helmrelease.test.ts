@@ -1,9 +1,9 @@
 import zlib from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { covers } from '../../scripts/lib/drift.ts';
-import { decodeReleaseData, helmStoresSecrets } from '../../scripts/lib/helmrelease.ts';
-import { canonicalJson, diffManifests, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/manifests.ts';
+import { covers } from '../../scripts/lib/domain/drift.ts';
+import { decodeReleaseData, helmStoresSecrets } from '../../scripts/lib/domain/helmrelease.ts';
+import { canonicalJson, diffManifests, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/domain/manifests.ts';
 
 const test = suite('helm releases: decode, release diff, drift');
 

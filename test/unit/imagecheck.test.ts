@@ -3,9 +3,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { stringify } from 'yaml';
-import { checkImages, imageCheckFailure, summarizeImageCheck, workloadImageUses } from '../../scripts/lib/imagecheck.ts';
-import type { Kube } from '../../scripts/lib/kube.ts';
-import type { ImageReference, ManifestCheck, ManifestCheckOptions } from '../../scripts/lib/registry.ts';
+import { checkImages, imageCheckFailure, summarizeImageCheck, workloadImageUses } from '../../scripts/lib/domain/imagecheck.ts';
+import type { Kube } from '../../scripts/lib/adapters/kube.ts';
+import type { ImageReference, ManifestCheck, ManifestCheckOptions } from '../../scripts/lib/adapters/registry.ts';
 
 const DIGEST = 'sha256:' + 'c'.repeat(64);
 const podSpec = (containers: string[], init: string[] = [], secrets: string[] = []) => ({

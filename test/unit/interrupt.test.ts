@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EXIT_INTERRUPTED, InterruptGuard } from '../../scripts/lib/interrupt.ts';
+import { EXIT_INTERRUPTED, InterruptGuard } from '../../scripts/lib/core/interrupt.ts';
 
 function guard() {
   const said: string[] = [];

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { classifyKubectlError, Kube, toKubectlInput } from '../../scripts/lib/kube.ts';
+import { classifyKubectlError, Kube, toKubectlInput } from '../../scripts/lib/adapters/kube.ts';
 
 const test = suite('kube');
 

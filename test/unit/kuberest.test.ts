@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { kubeconfigPath, resourceByName, resourceOf, resourcePath, restConfigFor } from '../../scripts/lib/kuberest.ts';
+import { kubeconfigPath, resourceByName, resourceOf, resourcePath, restConfigFor } from '../../scripts/lib/adapters/kuberest.ts';
 
 const test = suite('direct Kubernetes API client');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-kuberest-'));

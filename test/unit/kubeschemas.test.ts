@@ -4,11 +4,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
-import { run } from '../../scripts/lib/exec.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
 import {
   convertSchema, ensureSchemas, KUBE_VERSIONS, resolveKubeVersion, schemaFileName, schemaLocationTemplate, schemasRoot,
-} from '../../scripts/lib/kubeschemas.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+} from '../../scripts/lib/adapters/kubeschemas.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 
 const test = suite('kubeschemas');
 const VERSION = KUBE_VERSIONS['1.36'];

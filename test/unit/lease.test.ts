@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatMicroTime, leaseFor, lockState, type LeaseObject } from '../../scripts/lib/lease.ts';
+import { formatMicroTime, leaseFor, lockState, type LeaseObject } from '../../scripts/lib/domain/lease.ts';
 
 const test = suite('lease');
 const T0 = new Date('2026-11-29T14:00:00.000Z');

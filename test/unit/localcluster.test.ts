@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createClusterArgs, crdNamesIn, FAIL_ANNOTATION, kwokctlConfiguration, kwokctlEnv, LOCAL_BINARIES, NEVER_READY_ANNOTATION, nodeObjects, simulationStages, smokeObjects, type LocalBinaries } from '../../scripts/lib/localcluster.ts';
-import { kubeTargetFor, LOCAL_CONTEXT, localClusterPaths } from '../../scripts/lib/target.ts';
+import { createClusterArgs, crdNamesIn, FAIL_ANNOTATION, kwokctlConfiguration, kwokctlEnv, LOCAL_BINARIES, NEVER_READY_ANNOTATION, nodeObjects, simulationStages, smokeObjects, type LocalBinaries } from '../../scripts/lib/engines/cluster.ts';
+import { kubeTargetFor, LOCAL_CONTEXT, localClusterPaths } from '../../scripts/lib/domain/target.ts';
 
 const test = suite('localcluster');
 const bins = Object.fromEntries(LOCAL_BINARIES.map((b) => [b, `/opt/bin/${b}`])) as LocalBinaries;

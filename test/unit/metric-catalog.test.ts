@@ -6,8 +6,8 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { allQueries, unusedMetrics, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/catalog.ts';
-import { loadRules } from '../../scripts/lib/rules.ts';
+import { allQueries, unusedMetrics, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/domain/catalog.ts';
+import { loadRules } from '../../scripts/lib/domain/rules.ts';
 
 const catalog = loadCatalog();
 const ctx = checkContext(catalog, loadRules());

@@ -1,8 +1,8 @@
 // scripts/monitoring.ts as an operator runs it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
 const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'scripts/monitoring.ts', ...args], { cwd: REPO_ROOT, timeoutMs: 120_000 });
 

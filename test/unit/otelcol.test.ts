@@ -6,10 +6,10 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { COLLECTOR_CONFIGS, collectorArgs, collectorEnv, LOGS_DIR } from '../../scripts/lib/otelcol.ts';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { OTELCOL, toolSpec } from '../../scripts/lib/tools.ts';
+import { COLLECTOR_CONFIGS, collectorArgs, collectorEnv, LOGS_DIR } from '../../scripts/lib/adapters/otelcol.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { OTELCOL, toolSpec } from '../../scripts/lib/adapters/tools.ts';
 
 const read = (...p: string[]) => fs.readFileSync(path.join(LOGS_DIR, ...p), 'utf8');
 const collector = read('otelcol', 'collector.yaml');

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { expandGrafanaVariables, inferLabels, parsePromQL, templateLabelRefs, unquote } from '../../scripts/lib/promql.ts';
+import { expandGrafanaVariables, inferLabels, parsePromQL, templateLabelRefs, unquote } from '../../scripts/lib/domain/promql.ts';
 
 const labels: Record<string, string[]> = {
   a_total: ['job', 'instance', 'code', 'route'],

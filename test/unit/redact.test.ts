@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { redact, registerSecret, redactValue, clearSecrets } from '../../scripts/lib/redact.ts';
+import { redact, registerSecret, redactValue, clearSecrets } from '../../scripts/lib/core/redact.ts';
 
 test('redact masks URL credentials but keeps user and host', () => {
   assert.is(redact('postgres://conduit:s3cretPass@db:5432/conduit'), 'postgres://conduit:***@db:5432/conduit');

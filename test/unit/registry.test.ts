@@ -6,8 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { redact } from '../../scripts/lib/redact.ts';
-import { checkManifest, dockerConfigCredentials, isLoopbackRegistry, manifestReference, parseAuthChallenges, parseImageReference, registryBaseUrl, MANIFEST_ACCEPT } from '../../scripts/lib/registry.ts';
+import { redact } from '../../scripts/lib/core/redact.ts';
+import { checkManifest, dockerConfigCredentials, isLoopbackRegistry, manifestReference, parseAuthChallenges, parseImageReference, registryBaseUrl, MANIFEST_ACCEPT } from '../../scripts/lib/adapters/registry.ts';
 
 const DIGEST = 'sha256:' + 'ab'.repeat(32);
 

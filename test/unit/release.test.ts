@@ -6,9 +6,9 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse as parseYaml } from 'yaml';
-import { UserError } from '../../scripts/lib/errors.ts';
-import { Helm } from '../../scripts/lib/helm.ts';
-import { CHART_DIR } from '../../scripts/lib/paths.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { Helm } from '../../scripts/lib/adapters/helm.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 import {
   compareSemver,
   conflictingEntries,
@@ -31,7 +31,7 @@ import {
   summarizeValidation,
   type ChartMeta,
   type PlanStep,
-} from '../../scripts/lib/release.ts';
+} from '../../scripts/lib/engines/release.ts';
 
 const meta = (over: Partial<ChartMeta> = {}): ChartMeta => ({ dir: '/src/chart', name: 'conduit', version: '0.2.0', appVersion: '1.0.0', annotations: {}, ...over });
 const runSteps = (steps: PlanStep[]) => steps.filter((s): s is Extract<PlanStep, { kind: 'run' }> => s.kind === 'run');

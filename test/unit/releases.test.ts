@@ -6,10 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { digestFromGithubRelease, digestFromSingleFile, digestFromSumsFile, DownloadError, extractFromTarGz, extractFromZip } from '../../scripts/lib/download.ts';
-import { UserError } from '../../scripts/lib/errors.ts';
-import { mirroredUrl, RELEASE_PLATFORMS, reportsVersion, toolsMirror, toolsSource } from '../../scripts/lib/releases.ts';
-import { releaseHosts, releaseUrls, TOOLS } from '../../scripts/lib/tools.ts';
+import { digestFromGithubRelease, digestFromSingleFile, digestFromSumsFile, DownloadError, extractFromTarGz, extractFromZip } from '../../scripts/lib/adapters/download.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { mirroredUrl, RELEASE_PLATFORMS, reportsVersion, toolsMirror, toolsSource } from '../../scripts/lib/adapters/releases.ts';
+import { releaseHosts, releaseUrls, TOOLS } from '../../scripts/lib/adapters/tools.ts';
 import { writeTarGz, writeZip } from '../helpers/release-mirror.ts';
 
 const A = 'a'.repeat(64);

@@ -1,9 +1,9 @@
 // The workload side of restore --cluster as a plan (pure): counts shown, HPAs refused or paused.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../scripts/lib/errors.ts';
-import { describeClusterRestore, planClusterRestore, type WorkloadState } from '../../scripts/lib/restorecluster.ts';
-import type { RunbookTarget } from '../../scripts/lib/runbook.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { describeClusterRestore, planClusterRestore, type WorkloadState } from '../../scripts/lib/engines/backup-cluster.ts';
+import type { RunbookTarget } from '../../scripts/lib/engines/runbook.ts';
 
 const target: RunbookTarget = { cluster: 'prod-eu', context: 'prod-eu', namespace: 'conduit', release: 'conduit', protected: true };
 const fixed: WorkloadState = { deployments: [{ component: 'api', name: 'conduit-api', replicas: 3 }, { component: 'admin', name: 'conduit-admin', replicas: 1 }], hpas: [] };

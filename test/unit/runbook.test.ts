@@ -2,10 +2,10 @@
 // confirmation and the JSON shape of a plan. No cluster needed.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../scripts/lib/errors.ts';
-import { Helm } from '../../scripts/lib/helm.ts';
-import { ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget } from '../../scripts/lib/runbook.ts';
-import { resourceName } from '../../scripts/lib/target.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { Helm } from '../../scripts/lib/adapters/helm.ts';
+import { ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget } from '../../scripts/lib/engines/runbook.ts';
+import { resourceName } from '../../scripts/lib/domain/target.ts';
 
 const target: RunbookTarget = { cluster: 'staging', context: 'staging', namespace: 'conduit', release: 'conduit', protected: false };
 const prod: RunbookTarget = { ...target, cluster: 'prod-eu', context: 'prod-eu', protected: true };

@@ -5,12 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/paths.ts';
-import { loadRegistry, selectClusters } from '../../scripts/lib/clusters.ts';
-import { resolveKubeVersion } from '../../scripts/lib/kubeschemas.ts';
-import { kubeconformMessages, satisfiesConstraint, splitRendered, startValidation, validateClusters } from '../../scripts/lib/validation.ts';
-import { loadChartDefaults, parseSetFlags, prepareValues } from '../../scripts/lib/values.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { loadRegistry, selectClusters } from '../../scripts/lib/domain/clusters.ts';
+import { resolveKubeVersion } from '../../scripts/lib/adapters/kubeschemas.ts';
+import { kubeconformMessages, satisfiesConstraint, splitRendered, startValidation, validateClusters } from '../../scripts/lib/engines/validate.ts';
+import { loadChartDefaults, parseSetFlags, prepareValues } from '../../scripts/lib/domain/values.ts';
 
 const test = suite('validate.ts');
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');

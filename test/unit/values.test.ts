@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../../scripts/lib/exec.ts';
-import { tool } from '../../scripts/lib/tools.ts';
+import { run } from '../../scripts/lib/core/exec.ts';
+import { tool } from '../../scripts/lib/adapters/tools.ts';
 import {
   formatPath, formatPos, locate, mergeValueLayers, parseSetFlags, parseValuesText, prepareValues, typedSetValue,
-} from '../../scripts/lib/values.ts';
+} from '../../scripts/lib/domain/values.ts';
 
 const test = suite('values');
 

@@ -5,10 +5,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { run, type RunResult } from '../../../scripts/lib/exec.ts';
-import type { Kube } from '../../../scripts/lib/kube.ts';
-import { REPO_ROOT } from '../../../scripts/lib/paths.ts';
-import { tool } from '../../../scripts/lib/tools.ts';
+import { run, type RunResult } from '../../../scripts/lib/core/exec.ts';
+import type { Kube } from '../../../scripts/lib/adapters/kube.ts';
+import { REPO_ROOT } from '../../../scripts/lib/core/paths.ts';
+import { tool } from '../../../scripts/lib/adapters/tools.ts';
 
 export const DEPLOY_SCRIPT = path.join(REPO_ROOT, 'scripts', 'deploy.ts');
 

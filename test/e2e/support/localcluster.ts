@@ -3,12 +3,12 @@
 // machine as it found it (a cluster that was already up stays up).
 import crypto from 'node:crypto';
 import path from 'node:path';
-import { run, type RunResult } from '../../../scripts/lib/exec.ts';
-import { Kube } from '../../../scripts/lib/kube.ts';
-import { localClusterStatus } from '../../../scripts/lib/localcluster.ts';
-import { localTarget } from '../../../scripts/lib/target.ts';
-import { REPO_ROOT } from '../../../scripts/lib/paths.ts';
-import { tool } from '../../../scripts/lib/tools.ts';
+import { run, type RunResult } from '../../../scripts/lib/core/exec.ts';
+import { Kube } from '../../../scripts/lib/adapters/kube.ts';
+import { localClusterStatus } from '../../../scripts/lib/engines/cluster.ts';
+import { localTarget } from '../../../scripts/lib/domain/target.ts';
+import { REPO_ROOT } from '../../../scripts/lib/core/paths.ts';
+import { tool } from '../../../scripts/lib/adapters/tools.ts';
 
 let ready: Promise<Kube> | undefined;
 let startedHere = false;

@@ -3,13 +3,13 @@
 // Ctrl-C, at the question. Prints `OUTCOME <json>` (result, revision) or `ERROR <message>` and exits
 // with the deploy's exit code (0, 1, 130).
 // Usage: node --import tsx test/e2e/support/protected-deploy.ts NAMESPACE ANNOTATION_VALUE
-import { confirmOnTerminal } from '../../../scripts/lib/cli.ts';
-import { executeDeploy, planDeploy } from '../../../scripts/lib/deploy.ts';
-import { isUserError } from '../../../scripts/lib/errors.ts';
-import { readRelease } from '../../../scripts/lib/helmrelease.ts';
-import { connectKube, LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/target.ts';
-import { tool } from '../../../scripts/lib/tools.ts';
-import { Reporter } from '../../../scripts/lib/ui.ts';
+import { confirmOnTerminal } from '../../../scripts/lib/core/cli.ts';
+import { executeDeploy, planDeploy } from '../../../scripts/lib/engines/deploy.ts';
+import { isUserError } from '../../../scripts/lib/core/errors.ts';
+import { readRelease } from '../../../scripts/lib/domain/helmrelease.ts';
+import { connectKube, LOCAL_CONTEXT, localTarget } from '../../../scripts/lib/domain/target.ts';
+import { tool } from '../../../scripts/lib/adapters/tools.ts';
+import { Reporter } from '../../../scripts/lib/core/ui.ts';
 import { localDeployRequest } from './deployrequest.ts';
 
 const [namespace, value] = process.argv.slice(2);

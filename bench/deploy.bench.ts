@@ -47,7 +47,9 @@ const bench: BenchModule = {
     kube = new Kube(await tool('kubectl'), target);
     const client = (helm = await helmClient(4, { context: target.context, kubeconfig: target.kubeconfig, namespace }));
     const ours = async (file: string) => {
-      const r = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', namespace, '--release', release, '--values', file, '--yes', '--json'], { cwd: REPO_ROOT });
+      const r = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', namespace, '--release', release, '--values', file, '--yes', '--json'], {
+        cwd: REPO_ROOT,
+      });
       if (r.exitCode !== 0) throw new Error(`deploy.ts failed:\n${r.stderr.slice(-3000)}`);
     };
     const baseline = async (file: string) => {
@@ -60,7 +62,15 @@ const bench: BenchModule = {
     await ours(fixed);
     const next = () => annotationFile(String(++counter));
     return [
-      { name: 'no change', reps: 5, warmup: true, target: 0.8, note: () => 'ours keeps the revision (nothing to apply); helm records an empty one', ours: () => ours(fixed), baseline: () => baseline(fixed) },
+      {
+        name: 'no change',
+        reps: 5,
+        warmup: true,
+        target: 0.8,
+        note: () => 'ours keeps the revision (nothing to apply); helm records an empty one',
+        ours: () => ours(fixed),
+        baseline: () => baseline(fixed),
+      },
       {
         name: 'changed value',
         reps: 5,

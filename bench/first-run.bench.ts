@@ -65,7 +65,8 @@ async function freshClone(): Promise<string> {
 /** How the tools of a cache got there, e.g. "10 tools downloaded, 0 built from source". */
 function installedVia(cache: string): string {
   const dir = path.join(cache, 'tools');
-  const via = fs.readdirSync(dir, { withFileTypes: true })
+  const via = fs
+    .readdirSync(dir, { withFileTypes: true })
     .filter((d) => d.isDirectory())
     .flatMap((d) => fs.readdirSync(path.join(dir, d.name)).map((v) => path.join(dir, d.name, v, '.installed.json')))
     .filter((f) => fs.existsSync(f))
@@ -76,7 +77,11 @@ function installedVia(cache: string): string {
 /** `npx zx scripts/deploy.ts --yes --json` in the clone with an empty cache of its own; the cluster is removed afterwards. */
 async function firstDeploy(env: Record<string, string | undefined>): Promise<void> {
   const cache = path.join(work, `cache-${++runs}`);
-  const overrides = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('CONDUIT_TOOL_')).map((k) => [k, undefined]));
+  const overrides = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((k) => k.startsWith('CONDUIT_TOOL_'))
+      .map((k) => [k, undefined]),
+  );
   const fullEnv = { ...SHELL_ENV, ...overrides, CONDUIT_CACHE_DIR: cache, CONDUIT_NO_TOOL_INSTALL: undefined, CONDUIT_TOOLS_SOURCE: undefined, CONDUIT_TOOLS_MIRROR: undefined, ...env };
   try {
     const r = await run('npx', ['zx', 'scripts/deploy.ts', '--yes', '--json'], { cwd: clone, env: fullEnv, timeoutMs: 45 * 60_000 });

@@ -121,8 +121,18 @@ for (const file of files) {
       const ratio = b / o;
       const met = (c.target === undefined || !baselineSide || ratio >= c.target) && (c.maxMs === undefined || o <= c.maxMs);
       rows.push({
-        bench: mod.title, case: c.name, oursMs: o, baselineMs: b, ratio, target: c.target, maxMs: c.maxMs, met, oursRuns: ours, baselineRuns: base,
-        ...(oursCpu.length ? { oursCpuMs: median(oursCpu) } : {}), ...(baseCpu.length ? { baselineCpuMs: median(baseCpu) } : {}),
+        bench: mod.title,
+        case: c.name,
+        oursMs: o,
+        baselineMs: b,
+        ratio,
+        target: c.target,
+        maxMs: c.maxMs,
+        met,
+        oursRuns: ours,
+        baselineRuns: base,
+        ...(oursCpu.length ? { oursCpuMs: median(oursCpu) } : {}),
+        ...(baseCpu.length ? { baselineCpuMs: median(baseCpu) } : {}),
         ...(c.note ? { note: c.note(o, b) } : {}),
       });
     }
@@ -137,9 +147,15 @@ else {
     table(
       ['bench', 'case', 'ours', 'baseline', 'ratio', 'target', 'result', 'CPU ours', 'CPU baseline', 'CPU ratio', 'note'],
       rows.map((r) => [
-        r.bench, r.case, formatMs(r.oursMs), Number.isNaN(r.baselineMs) ? '-' : formatMs(r.baselineMs), Number.isNaN(r.ratio) ? '-' : `${r.ratio.toFixed(2)}x`,
-        [r.target && !Number.isNaN(r.ratio) ? `>= ${r.target}x` : '', r.maxMs ? `<= ${formatMs(r.maxMs)}` : ''].filter(Boolean).join(', ') || '-', r.met ? 'ok' : 'MISSED',
-        r.oursCpuMs !== undefined ? formatMs(r.oursCpuMs) : '-', r.baselineCpuMs !== undefined ? formatMs(r.baselineCpuMs) : '-',
+        r.bench,
+        r.case,
+        formatMs(r.oursMs),
+        Number.isNaN(r.baselineMs) ? '-' : formatMs(r.baselineMs),
+        Number.isNaN(r.ratio) ? '-' : `${r.ratio.toFixed(2)}x`,
+        [r.target && !Number.isNaN(r.ratio) ? `>= ${r.target}x` : '', r.maxMs ? `<= ${formatMs(r.maxMs)}` : ''].filter(Boolean).join(', ') || '-',
+        r.met ? 'ok' : 'MISSED',
+        r.oursCpuMs !== undefined ? formatMs(r.oursCpuMs) : '-',
+        r.baselineCpuMs !== undefined ? formatMs(r.baselineCpuMs) : '-',
         r.oursCpuMs && r.baselineCpuMs ? `${(r.baselineCpuMs / r.oursCpuMs).toFixed(2)}x` : '-',
         r.note ?? '',
       ]),

@@ -16,11 +16,12 @@ import type { BenchCase, BenchModule } from './run.ts';
 
 const realChart = fs.existsSync(path.join(REPO_ROOT, 'chart', 'Chart.yaml')) && fs.existsSync(path.join(REPO_ROOT, 'values', 'clusters.yaml'));
 // CONDUIT_BENCH_CHART and CONDUIT_BENCH_VALUES point the benchmark at another chart and values folder.
-const SOURCE = process.env.CONDUIT_BENCH_CHART && process.env.CONDUIT_BENCH_VALUES
-  ? { chart: path.resolve(process.env.CONDUIT_BENCH_CHART), values: path.resolve(process.env.CONDUIT_BENCH_VALUES), label: process.env.CONDUIT_BENCH_CHART }
-  : realChart
-  ? { chart: path.join(REPO_ROOT, 'chart'), values: path.join(REPO_ROOT, 'values'), label: 'chart/' }
-  : { chart: path.join(REPO_ROOT, 'test', 'fixtures', 'chart'), values: path.join(REPO_ROOT, 'test', 'fixtures', 'values'), label: 'test/fixtures/chart (the chart is not there yet)' };
+const SOURCE =
+  process.env.CONDUIT_BENCH_CHART && process.env.CONDUIT_BENCH_VALUES
+    ? { chart: path.resolve(process.env.CONDUIT_BENCH_CHART), values: path.resolve(process.env.CONDUIT_BENCH_VALUES), label: process.env.CONDUIT_BENCH_CHART }
+    : realChart
+      ? { chart: path.join(REPO_ROOT, 'chart'), values: path.join(REPO_ROOT, 'values'), label: 'chart/' }
+      : { chart: path.join(REPO_ROOT, 'test', 'fixtures', 'chart'), values: path.join(REPO_ROOT, 'test', 'fixtures', 'values'), label: 'test/fixtures/chart (the chart is not there yet)' };
 
 interface RegistryEntry {
   namespace: string;
@@ -63,7 +64,10 @@ function generateRegistry(n: number): { file: string; clusters: { name: string; 
 async function runTimed(argv: string[], cwd?: string): Promise<{ exitCode: number; stdout: string; stderr: string; cpuMs: number }> {
   const marker = '__BENCH_TIMES__';
   const r = await run('bash', ['-c', `"$@"; rc=$?; echo ${marker} >&2; times >&2; exit $rc`, 'bench', ...argv], { cwd });
-  const after = r.stderr.slice(r.stderr.lastIndexOf(marker) + marker.length).trim().split('\n');
+  const after = r.stderr
+    .slice(r.stderr.lastIndexOf(marker) + marker.length)
+    .trim()
+    .split('\n');
   const secs = (t: string) => {
     const m = /(\d+)m([\d.]+)s/.exec(t);
     return m ? Number(m[1]) * 60 + Number(m[2]) : 0;
@@ -116,7 +120,10 @@ const bench: BenchModule = {
         warmup: n <= 10,
         target: 2,
         ours: async () => {
-          const r = await runTimed([process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'validate.ts'), '--all', '--registry', reg.file, '--chart', SOURCE.chart, '--json'], REPO_ROOT);
+          const r = await runTimed(
+            [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'validate.ts'), '--all', '--registry', reg.file, '--chart', SOURCE.chart, '--json'],
+            REPO_ROOT,
+          );
           if (r.exitCode === 2) throw new Error(`validate.ts failed to run:\n${r.stderr.slice(-2000)}`);
           const report = JSON.parse(r.stdout) as { clusters: unknown[] };
           if (report.clusters.length !== n) throw new Error(`validate.ts reported ${report.clusters.length} clusters, expected ${n}`);

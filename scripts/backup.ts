@@ -44,15 +44,24 @@ const spec = {
     create: 'Dump the database (pg_dump custom format) inside one snapshot, with per-table row counts and checksums; manifest written last.',
     list: 'Show the backups in a destination with age, size and state (valid, incomplete, corrupt); --check recomputes checksums.',
     verify: 'Check the sha256, restore into a scratch database, compare every table with the manifest, drop the scratch database.',
-    restore: 'Restore a backup into a database (checksum first; refuses a non-empty target without --clean). With --cluster: api and admin are scaled to 0 meanwhile and back afterwards (also on failure), under the deploy lock, with an audit entry.',
+    restore:
+      'Restore a backup into a database (checksum first; refuses a non-empty target without --clean). With --cluster: api and admin are scaled to 0 meanwhile and back afterwards (also on failure), under the deploy lock, with an audit entry.',
     prune: 'Delete backups the retention policy drops (see below); --dry-run shows the decision only.',
   },
   flags: {
     'database-url': { type: 'string' as const, arg: 'URL', description: 'postgresql://USER@HOST:PORT/DB (password: PGPASSWORD env, not the URL).' },
     'database-url-env': { type: 'string' as const, arg: 'VAR', description: 'Name of an environment variable holding the database URL (may include the password).' },
-    cluster: { type: 'string' as const, arg: 'NAME', description: 'A cluster of the registry (values/clusters.yaml). create: records the chart release and revision in the manifest; restore: stops api/admin of the release meanwhile. The database is still reached through --database-url(-env).' },
+    cluster: {
+      type: 'string' as const,
+      arg: 'NAME',
+      description:
+        'A cluster of the registry (values/clusters.yaml). create: records the chart release and revision in the manifest; restore: stops api/admin of the release meanwhile. The database is still reached through --database-url(-env).',
+    },
     registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry to read instead of values/clusters.yaml.' },
-    'pause-autoscaling': { type: 'boolean' as const, description: 'restore --cluster: delete the HPAs of api/admin during the restore and re-create them from a saved copy afterwards (without it, an HPA makes the restore refuse).' },
+    'pause-autoscaling': {
+      type: 'boolean' as const,
+      description: 'restore --cluster: delete the HPAs of api/admin during the restore and re-create them from a saved copy afterwards (without it, an HPA makes the restore refuse).',
+    },
     timeout: { type: 'string' as const, arg: 'DUR', description: 'restore --cluster: how long to wait for pods to stop and for the rollout afterwards (default 5m).' },
     helm: { type: 'string' as const, arg: '3|4', description: 'create --cluster: Helm major version for helm status (default 4, or CONDUIT_HELM_MAJOR).' },
     to: { type: 'string' as const, arg: 'DEST', description: 'create: a directory or s3://bucket/prefix.' },
@@ -128,12 +137,18 @@ function requireFlag(flags: Flags, name: StringFlag, verb: string): string {
 async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: Kube }> {
   const [cluster] = selectClusters(loadRegistry(f.registry), { cluster: f.cluster });
   const target: RunbookTarget = {
-    cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-    namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
+    cluster: cluster.name,
+    context: cluster.context,
+    kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
+    namespace: cluster.namespace,
+    release: cluster.release,
+    protected: cluster.protected,
   };
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   if (!(await kube.reachable(10_000))) {
-    throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
+    throw new UserError(`the API server of context ${target.context} is not reachable`, {
+      hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.',
+    });
   }
   return { target, kube };
 }
@@ -183,7 +198,10 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
   const id = requireFlag(f, 'backup', 'restore');
   const target = readUrl(f, 'database-url', 'database-url-env', reporter);
   if (!target) {
-    throw usageError('restore --cluster needs --database-url or --database-url-env as well', 'Reach the database from here first, e.g. kubectl port-forward svc/RELEASE-conduit-pg-rw 15432:5432, then --database-url postgresql://USER@127.0.0.1:15432/DB with PGPASSWORD set.');
+    throw usageError(
+      'restore --cluster needs --database-url or --database-url-env as well',
+      'Reach the database from here first, e.g. kubectl port-forward svc/RELEASE-conduit-pg-rw 15432:5432, then --database-url postgresql://USER@127.0.0.1:15432/DB with PGPASSWORD set.',
+    );
   }
   const timeoutSeconds = durationSeconds(f.timeout ?? '5m');
   const backup = await findBackup(storage, id);
@@ -192,9 +210,19 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
     const workload = await readWorkload(kube, cluster);
     const cplan = planClusterRestore(cluster, workload, { pauseAutoscaling: f['pause-autoscaling'] });
     const plan = planRestore(backup, target, f.clean, { describe: () => cplan.before, before: async () => undefined, after: async () => undefined });
-    const lines = describeClusterRestore(cplan, plan.steps.map((s, i) => `${i + 1}. ${s}`));
+    const lines = describeClusterRestore(
+      cplan,
+      plan.steps.map((s, i) => `${i + 1}. ${s}`),
+    );
     const planText = [`Restore ${plan.id} into ${plan.target} ${lines[0]}`, ...lines.slice(1).map((l) => `  ${l}`)].join('\n');
-    const planJson = { ...plan, cluster: { name: cluster.cluster, context: cluster.context, namespace: cluster.namespace, release: cluster.release, protected: cluster.protected }, lock: cplan.lock, replicas: Object.fromEntries(workload.deployments.map((d) => [d.component, d.replicas])), hpas: workload.hpas.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })), after: cplan.after };
+    const planJson = {
+      ...plan,
+      cluster: { name: cluster.cluster, context: cluster.context, namespace: cluster.namespace, release: cluster.release, protected: cluster.protected },
+      lock: cplan.lock,
+      replicas: Object.fromEntries(workload.deployments.map((d) => [d.component, d.replicas])),
+      hpas: workload.hpas.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })),
+      after: cplan.after,
+    };
     if (f['dry-run']) {
       reporter.result(`Dry run: nothing was changed.\n\n${planText}`, { ok: true, dryRun: true, plan: planJson });
       return 0;
@@ -206,9 +234,16 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
         runClusterRestore({ kube, plan: cplan, storage, backup, target, clean: f.clean, timeoutSeconds, progress }),
       ),
     );
-    reporter.result(`${restoreSummary(out.result)}\nReplicas back to ${back}${workload.hpas.length ? `; ${workload.hpas.length} HPA(s) re-created` : ''}; audit entry written to conduit-audit in ${cluster.namespace}.`, {
-      ok: out.result.passed, ...out.result, cluster: cluster.cluster, replicas: planJson.replicas, steps: out.steps,
-    });
+    reporter.result(
+      `${restoreSummary(out.result)}\nReplicas back to ${back}${workload.hpas.length ? `; ${workload.hpas.length} HPA(s) re-created` : ''}; audit entry written to conduit-audit in ${cluster.namespace}.`,
+      {
+        ok: out.result.passed,
+        ...out.result,
+        cluster: cluster.cluster,
+        replicas: planJson.replicas,
+        steps: out.steps,
+      },
+    );
     return out.result.passed ? 0 : 1;
   } catch (e) {
     return explainKube(e, 'restore', cluster);
@@ -219,7 +254,11 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
 async function confirmClusterRestore(f: Flags, reporter: Reporter, o: { planText: string; database: string; cluster: RunbookTarget }): Promise<void> {
   if (!f.yes) {
     const where = o.cluster.protected ? ` on the protected cluster ${o.cluster.cluster}` : '';
-    if (!process.stdin.isTTY) throw usageError(`restore${where} stops the application and changes its database, and stdin is not a terminal: pass --yes to confirm`, 'Review the plan with --dry-run first. Nothing was changed.');
+    if (!process.stdin.isTTY)
+      throw usageError(
+        `restore${where} stops the application and changes its database, and stdin is not a terminal: pass --yes to confirm`,
+        'Review the plan with --dry-run first. Nothing was changed.',
+      );
     reporter.info(o.planText);
     if (!(await confirm(`Type the database name (${o.database}) to restore into it${where}: `, o.database))) {
       throw new UserError('not confirmed; nothing was changed', { exitCode: 1 });
@@ -265,15 +304,10 @@ async function createVerb(f: Flags, reporter: Reporter): Promise<number> {
     plan.files.push(found.line);
   }
   if (f['dry-run']) {
-    reporter.result(
-      [`Would back up ${plan.server} to ${plan.destination}:`, ...plan.files.map((x) => `  ${x}`), `  via ${plan.dumpCommand.join(' ')}`].join('\n'),
-      { ok: true, dryRun: true, plan },
-    );
+    reporter.result([`Would back up ${plan.server} to ${plan.destination}:`, ...plan.files.map((x) => `  ${x}`), `  via ${plan.dumpCommand.join(' ')}`].join('\n'), { ok: true, dryRun: true, plan });
     return 0;
   }
-  const { manifest, seconds } = await reporter.step(`backup ${plan.server} -> ${storage.display}`, (progress) =>
-    createBackup({ connection, storage, progress, id: plan.id, source }),
-  );
+  const { manifest, seconds } = await reporter.step(`backup ${plan.server} -> ${storage.display}`, (progress) => createBackup({ connection, storage, progress, id: plan.id, source }));
   const rows = manifest.tables.reduce((n, t) => n + t.rows, 0);
   reporter.result(
     [
@@ -299,8 +333,15 @@ async function listVerb(f: Flags, reporter: Reporter): Promise<number> {
   reporter.result(human, {
     ok: bad === 0,
     backups: all.map((b) => ({
-      id: b.id, time: b.time.toISOString(), state: b.state, size: b.size, problems: b.problems, checksumChecked: b.checksumChecked, lastVerify: b.lastVerify,
-      sha256: b.manifest?.dump.sha256, tables: b.manifest?.tables.length,
+      id: b.id,
+      time: b.time.toISOString(),
+      state: b.state,
+      size: b.size,
+      problems: b.problems,
+      checksumChecked: b.checksumChecked,
+      lastVerify: b.lastVerify,
+      sha256: b.manifest?.dump.sha256,
+      tables: b.manifest?.tables.length,
     })),
   });
   return f.check && bad > 0 ? 1 : 0;
@@ -311,9 +352,7 @@ async function verifyVerb(f: Flags, reporter: Reporter): Promise<number> {
   const scratch = readUrl(f, 'scratch-url', 'scratch-url-env', reporter) ?? readUrl(f, 'database-url', 'database-url-env', reporter);
   if (!scratch) throw usageError('verify needs a server for the scratch database', 'Pass --scratch-url (or --database-url) postgresql://USER@HOST:PORT/postgres; the user needs CREATEDB.');
   const backup = await findBackup(storage, f.backup);
-  const result = await reporter.step(`verify ${backup.id} (scratch database on ${describeConnection(scratch)})`, (progress) =>
-    verifyBackup({ storage, backup, scratch, progress }),
-  );
+  const result = await reporter.step(`verify ${backup.id} (scratch database on ${describeConnection(scratch)})`, (progress) => verifyBackup({ storage, backup, scratch, progress }));
   const failed = result.tables.filter((t) => !t.passed);
   reporter.result(
     [
@@ -378,10 +417,14 @@ async function pruneVerb(f: Flags, reporter: Reporter): Promise<number> {
   const dropped = decisions.filter((d) => d.action === 'delete');
   reporter.result(
     [
-      table(['id', 'action', 'why'], decisions.map((d) => [d.id, d.action === 'keep' ? 'keep' : dryRun ? 'would delete' : 'deleted', d.reasons.join(', ')])),
+      table(
+        ['id', 'action', 'why'],
+        decisions.map((d) => [d.id, d.action === 'keep' ? 'keep' : dryRun ? 'would delete' : 'deleted', d.reasons.join(', ')]),
+      ),
       '',
       `${kept.length} kept, ${dropped.length} ${dryRun ? 'would be deleted (dry run)' : 'deleted'}` +
-        (staleUploads.length ? `; ${staleUploads.length} unfinished multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'} (${staleUploads.join(', ')})` : '') + '.',
+        (staleUploads.length ? `; ${staleUploads.length} unfinished multipart upload(s) ${dryRun ? 'would be aborted' : 'aborted'} (${staleUploads.join(', ')})` : '') +
+        '.',
     ].join('\n'),
     { ok: true, dryRun, asOf: now.toISOString(), policy, kept: kept.map((d) => d.id), deleted: dryRun ? [] : deleted, wouldDelete: dryRun ? dropped.map((d) => d.id) : [], staleUploads, decisions },
   );

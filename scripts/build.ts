@@ -17,7 +17,12 @@ const spec = {
     'npx zx scripts/build.ts --source DIR --push --registry R [--lock-file F] [--allow-latest] [--insecure]',
   ],
   flags: {
-    component: { type: 'string' as const, arg: 'NAME', default: 'all', description: `Which image: ${COMPONENTS.map((c) => c.name).join(', ')} or all (= ${ALL.join(', ')}); comma-separated for several.` },
+    component: {
+      type: 'string' as const,
+      arg: 'NAME',
+      default: 'all',
+      description: `Which image: ${COMPONENTS.map((c) => c.name).join(', ')} or all (= ${ALL.join(', ')}); comma-separated for several.`,
+    },
     source: { type: 'string' as const, arg: 'DIR', description: 'A ConduitLLM git checkout (the build context). Not needed for --component rabbitmq.' },
     tag: { type: 'string' as const, arg: 'T', description: 'Version tag (default: <Version> of Directory.Build.props in the source).' },
     push: { type: 'boolean' as const, description: 'Push both tags to --registry and record the digests in the lock file.' },
@@ -28,7 +33,12 @@ const spec = {
     'lock-file': { type: 'string' as const, arg: 'F', default: 'images.lock.json', description: 'Where --push records component -> repository, tag, digest (read by deploy.ts --images-from).' },
     'allow-latest': { type: 'boolean' as const, description: 'Allow pushing the tag "latest" (refused otherwise).' },
     insecure: { type: 'boolean' as const, description: 'Push without TLS verification (a local plain-HTTP registry; podman only).' },
-    'build-arg': { type: 'string' as const, arg: 'K=V', multiple: true as const, description: 'Extra build argument, e.g. ASPNET_IMAGE=mirror.example/dotnet/aspnet@sha256:... (base image overrides).' },
+    'build-arg': {
+      type: 'string' as const,
+      arg: 'K=V',
+      multiple: true as const,
+      description: 'Extra build argument, e.g. ASPNET_IMAGE=mirror.example/dotnet/aspnet@sha256:... (base image overrides).',
+    },
     'dry-run': { type: 'boolean' as const, description: 'Print the exact build and push commands; run nothing.' },
   },
   examples: [
@@ -85,15 +95,15 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       const r = await exec(p.build, { timeoutMs: 60 * 60_000, streamStderr: !reporter.json && !process.env.CI });
       if (r.exitCode !== 0) {
         const tail = (r.stderr || r.stdout).trim().split('\n').slice(-20).join('\n');
-        throw new UserError(`building ${p.component} failed (${engine.bin} exited ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${tail}`, { hint: 'The engine output above names the failing Dockerfile step.' });
+        throw new UserError(`building ${p.component} failed (${engine.bin} exited ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${tail}`, {
+          hint: 'The engine output above names the failing Dockerfile step.',
+        });
       }
     });
     const info = await inspectImage(engine, p.refs[0]);
     const pushed: { ref: string; digest: string }[] = [];
     for (const ref of flags.push ? p.refs : []) {
-      const digest = await reporter.step(`push ${ref}`, (progress) =>
-        pushImage(engine, ref, { insecure: flags.insecure, onRetry: (n, err) => progress(`attempt ${n} failed (${err}); retrying`) }),
-      );
+      const digest = await reporter.step(`push ${ref}`, (progress) => pushImage(engine, ref, { insecure: flags.insecure, onRetry: (n, err) => progress(`attempt ${n} failed (${err}); retrying`) }));
       pushed.push({ ref, digest });
     }
     if (pushed.length) {

@@ -35,10 +35,7 @@ import { formatMs, table, type Reporter } from './lib/core/ui.ts';
 const spec = {
   name: 'compose.ts',
   summary: 'Run the ConduitLLM Compose stack with Docker Compose or podman-compose.',
-  usage: [
-    'npx zx scripts/compose.ts init [FILE] [--force] [--dry-run] [--json]',
-    'npx zx scripts/compose.ts up | down | ps | logs [SERVICE...] | config | restart [SERVICE...] [flags]',
-  ],
+  usage: ['npx zx scripts/compose.ts init [FILE] [--force] [--dry-run] [--json]', 'npx zx scripts/compose.ts up | down | ps | logs [SERVICE...] | config | restart [SERVICE...] [flags]'],
   verbs: {
     init: 'Write the env file (FILE, --env-file or compose/.env) from .env.example with every secret generated; never prints them.',
     up: 'Validate the env file and the stack, start it, and wait until every service is healthy.',
@@ -52,7 +49,7 @@ const spec = {
     'env-file': { type: 'string' as const, arg: 'F', description: `Env file with every variable (default: .env beside the compose file, ${displayPath(DEFAULT_ENV_FILE)}).` },
     profile: { type: 'string' as const, arg: 'P', multiple: true as const, description: 'Enable an optional part: webui.' },
     file: { type: 'string' as const, arg: 'F', description: `Compose file (default: ${displayPath(DEFAULT_COMPOSE_FILE)}).` },
-    project: { type: 'string' as const, arg: 'NAME', description: 'Project name (default: the file\'s name:, conduit).' },
+    project: { type: 'string' as const, arg: 'NAME', description: "Project name (default: the file's name:, conduit)." },
     engine: { type: 'string' as const, arg: 'E', description: 'docker or podman (default: docker when its engine works, else podman).' },
     timeout: { type: 'string' as const, arg: 'DUR', default: '10m', description: 'How long up/restart wait for health (e.g. 90s, 5m; first starts run migrations).' },
     tail: { type: 'string' as const, arg: 'N', default: '100', description: 'Log lines per service for logs.' },
@@ -70,9 +67,10 @@ const spec = {
   ],
   notes: [
     'Node 20 checks that an --env-file path exists before any script code runs: a missing file ends with "node: F: not found" (exit 9).',
-    '  So init takes a new file\'s path as FILE (compose.ts init compose/prod.env); --env-file works for one that exists (with --force).',
+    "  So init takes a new file's path as FILE (compose.ts init compose/prod.env); --env-file works for one that exists (with --force).",
     'init --force replaces every secret: a stack that already ran keeps its first PostgreSQL, RabbitMQ and Grafana passwords in its volumes.',
-    'Environment: CONDUIT_DOCKER, CONDUIT_PODMAN, CONDUIT_PODMAN_COMPOSE point at other binaries; CONTAINERS_CONF is honoured by podman.'],
+    'Environment: CONDUIT_DOCKER, CONDUIT_PODMAN, CONDUIT_PODMAN_COMPOSE point at other binaries; CONTAINERS_CONF is honoured by podman.',
+  ],
 };
 
 function projectOptions(flags: { file?: string; 'env-file'?: string; profile: string[]; project?: string }): ProjectOptions {
@@ -142,7 +140,10 @@ async function initEnvFile(flags: { file?: string; 'env-file'?: string; force: b
 }
 
 function statusTable(rows: { service: string; container: string; state: string; health: string; ports: string }[]): string {
-  return table(['service', 'container', 'state', 'health', 'ports'], rows.map((r) => [r.service, r.container, r.state, r.health, r.ports]));
+  return table(
+    ['service', 'container', 'state', 'health', 'ports'],
+    rows.map((r) => [r.service, r.container, r.state, r.health, r.ports]),
+  );
 }
 
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
@@ -172,13 +173,16 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       const steps = upCommands(engine, project, rendered);
       if (dryRun) {
         const commands = [configCommand(engine, project, rendered), ...steps.map((s) => s.command)];
-        reporter.result(`engine: ${engine.name}\nservices: ${project.services.join(', ')}\n\n${describePlan(commands)}${engine.name === 'podman' ? '\n(each podman-compose up is followed by a health wait for that layer)' : ''}`, {
-          ok: true,
-          dryRun: true,
-          engine: engine.name,
-          services: project.services,
-          commands: commands.map((c) => [c.cmd, ...c.args]),
-        });
+        reporter.result(
+          `engine: ${engine.name}\nservices: ${project.services.join(', ')}\n\n${describePlan(commands)}${engine.name === 'podman' ? '\n(each podman-compose up is followed by a health wait for that layer)' : ''}`,
+          {
+            ok: true,
+            dryRun: true,
+            engine: engine.name,
+            services: project.services,
+            commands: commands.map((c) => [c.cmd, ...c.args]),
+          },
+        );
         return 0;
       }
       await reporter.step(`${engine.name} compose config`, () => frontEndCheck(engine, project, rendered));
@@ -190,10 +194,16 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         );
         if (!result.ok) {
           const logs = await lastLogs(engine, result.statuses);
-          throw new UserError(`not healthy within ${flags.timeout}: ${result.statuses.filter((x) => !x.ready).map((x) => x.service).join(', ')}\n${statusTable(result.statuses)}\n${logs}`, {
-            hint: 'Fix the cause shown in the logs, then run up again (it keeps the running services).',
-            details: result.statuses,
-          });
+          throw new UserError(
+            `not healthy within ${flags.timeout}: ${result.statuses
+              .filter((x) => !x.ready)
+              .map((x) => x.service)
+              .join(', ')}\n${statusTable(result.statuses)}\n${logs}`,
+            {
+              hint: 'Fix the cause shown in the logs, then run up again (it keeps the running services).',
+              details: result.statuses,
+            },
+          );
         }
       }
       const statuses = statusOf(project.services, await projectContainers(engine, project.name));
@@ -217,7 +227,12 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     return withRendered(engine, project, async (rendered) => {
       const cmd = downCommand(engine, project, flags.volumes, rendered);
       if (dryRun) {
-        reporter.result(`engine: ${engine.name}\n\n${showCommand(cmd)}${flags.volumes ? `\n(would delete volumes: ${volumes.join(', ') || 'none found'})` : ''}`, { ok: true, dryRun: true, command: [cmd.cmd, ...cmd.args], volumes });
+        reporter.result(`engine: ${engine.name}\n\n${showCommand(cmd)}${flags.volumes ? `\n(would delete volumes: ${volumes.join(', ') || 'none found'})` : ''}`, {
+          ok: true,
+          dryRun: true,
+          command: [cmd.cmd, ...cmd.args],
+          volumes,
+        });
         return 0;
       }
       if (flags.volumes) await confirmVolumes(volumes, flags.yes, reporter);
@@ -252,7 +267,12 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     if (!containers.length) throw new UserError(`no containers for ${services.join(', ')} in project ${project.name}`, { hint: 'Start the stack with compose.ts up.' });
     const out: Record<string, string> = {};
     for (const c of containers) out[c.service] = redact(await containerLogs(engine, c.name, tail));
-    reporter.result(Object.entries(out).map(([s, l]) => `=== ${s}\n${l}`).join('\n\n'), { ok: true, logs: out });
+    reporter.result(
+      Object.entries(out)
+        .map(([s, l]) => `=== ${s}\n${l}`)
+        .join('\n\n'),
+      { ok: true, logs: out },
+    );
     return 0;
   }
 
@@ -271,7 +291,13 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   });
   const names = containers.map((c) => c.service);
   const result = await reporter.step('wait for health', (progress) => waitHealthy(engine, project.name, names, { timeoutMs, progress }));
-  if (!result.ok) throw new UserError(`not healthy within ${flags.timeout}: ${result.statuses.filter((x) => !x.ready).map((x) => x.service).join(', ')}\n${await lastLogs(engine, result.statuses)}`);
+  if (!result.ok)
+    throw new UserError(
+      `not healthy within ${flags.timeout}: ${result.statuses
+        .filter((x) => !x.ready)
+        .map((x) => x.service)
+        .join(', ')}\n${await lastLogs(engine, result.statuses)}`,
+    );
   reporter.result(`${statusTable(result.statuses)}\n\nRestarted ${names.length} service(s) in ${formatMs(performance.now() - started)}.`, { ok: true, services: result.statuses });
   return 0;
 });

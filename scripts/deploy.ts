@@ -4,8 +4,18 @@ import { confirmOnTerminal, runCommand, type ParsedFlags } from './lib/core/cli.
 import { loadRegistry, selectClusters, type ClusterConfig } from './lib/domain/clusters.ts';
 import type { CheckResult } from './lib/domain/checklist.ts';
 import {
-  describePlan, diffRelease, diffStepTitle, executeDeploy, formatChecklist, planDeploy, preflightChecklist, renderLive,
-  type DeployOutcome, type DeployPlan, type DeploySteps, type DiffMode,
+  describePlan,
+  diffRelease,
+  diffStepTitle,
+  executeDeploy,
+  formatChecklist,
+  planDeploy,
+  preflightChecklist,
+  renderLive,
+  type DeployOutcome,
+  type DeployPlan,
+  type DeploySteps,
+  type DiffMode,
 } from './lib/engines/deploy.ts';
 import { helmStoresSecrets, readRelease, type HelmRelease } from './lib/domain/helmrelease.ts';
 import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from './lib/domain/imagecheck.ts';
@@ -24,7 +34,9 @@ import { loadChartDefaults, parseSetFlags, prepareValues, type PathSegment, type
 const spec = {
   name: 'deploy.ts',
   summary: 'Deploy the conduit chart to a registered cluster: validate, diff, confirm, lock, upgrade (rolled back on failure), verify, audit.',
-  usage: ['npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--diff release|live] [--always-upgrade] [--skip-image-check] [--dry-run] [--yes] [--timeout DUR] [--json]'],
+  usage: [
+    'npx zx scripts/deploy.ts [--cluster NAME] [--values FILE]... [--set k=v]... [--image-tag T] [--namespace NS] [--release NAME] [--diff release|live] [--always-upgrade] [--skip-image-check] [--dry-run] [--yes] [--timeout DUR] [--json]',
+  ],
   flags: {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
     values: { type: 'string' as const, arg: 'FILE', multiple: true as const, description: 'Extra values file, after the cluster layers.' },
@@ -113,7 +125,8 @@ function resolveRun(flags: Flags, positionals: string[], reporter: Reporter): De
   const [cluster] = selectClusters(loadRegistry(), { cluster: flags.cluster });
   for (const f of ['namespace', 'release'] as const) {
     const v = flags[f];
-    if (v !== undefined && !DNS_LABEL.test(v)) throw usageError(`--${f} "${v}" is not a valid name`, 'Use lower-case letters, digits and "-", at most 53 characters, starting and ending with a letter or digit.');
+    if (v !== undefined && !DNS_LABEL.test(v))
+      throw usageError(`--${f} "${v}" is not a valid name`, 'Use lower-case letters, digits and "-", at most 53 characters, starting and ending with a letter or digit.');
   }
   const tag = flags['image-tag'];
   if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. master-7c3fd76).');
@@ -121,7 +134,11 @@ function resolveRun(flags: Flags, positionals: string[], reporter: Reporter): De
   registerSecretSets(assignments);
   const valuesFiles = [...cluster.layers, ...flags.values];
   return {
-    flags, reporter, cluster, major, diffMode,
+    flags,
+    reporter,
+    cluster,
+    major,
+    diffMode,
     target: {
       cluster: cluster.name,
       context: cluster.context,
@@ -164,8 +181,15 @@ function planFor(run: DeployRun, helm: string): DeployPlan {
   const { flags } = run;
   return planDeploy(
     {
-      target: run.target, chartDir: CHART_DIR, valuesFiles: run.valuesFiles, overrides: run.values.overrides, helmMajor: run.major, timeout: flags.timeout ?? '10m',
-      diff: run.diffMode, strictlyValidated: true, checkImages: !run.skipImageCheck,
+      target: run.target,
+      chartDir: CHART_DIR,
+      valuesFiles: run.valuesFiles,
+      overrides: run.values.overrides,
+      helmMajor: run.major,
+      timeout: flags.timeout ?? '10m',
+      diff: run.diffMode,
+      strictlyValidated: true,
+      checkImages: !run.skipImageCheck,
     },
     helm,
   );
@@ -179,17 +203,25 @@ async function validateRender(run: DeployRun, live: LiveCluster, progress?: (not
   const staged = await startValidation({
     clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
     prepared: { [cluster.name]: run.values },
-    kubeVersions: [live.kubeVersion], helm: run.major, skip: ['kube-score', 'lint'], progress,
+    kubeVersions: [live.kubeVersion],
+    helm: run.major,
+    skip: ['kube-score', 'lint'],
+    progress,
   });
   const render = staged.renders.at(-1);
   // The registries are asked as soon as the images are known, alongside the rest of the validation.
-  const images = render && !run.skipImageCheck ? checkImages(workloadImageUses(render.manifest, { values: render.values, namespace: target.namespace }), { namespace: target.namespace, kube: live.reachable ? live.kube : undefined }) : undefined;
+  const images =
+    render && !run.skipImageCheck
+      ? checkImages(workloadImageUses(render.manifest, { values: render.values, namespace: target.namespace }), { namespace: target.namespace, kube: live.reachable ? live.kube : undefined })
+      : undefined;
   images?.catch(() => undefined);
   return { report: await staged.report, render, images };
 }
 
 function validationFailure(run: DeployRun, report: ValidationReport): UserError {
-  const findings = report.clusters.flatMap((c) => c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)));
+  const findings = report.clusters.flatMap((c) =>
+    c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)),
+  );
   return new UserError(`validation failed for ${run.cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
     hint: `Fix the values named above, then run: npx zx scripts/validate.ts --cluster ${run.cluster.name}`,
     details: report,
@@ -201,13 +233,17 @@ function runChecklist(run: DeployRun, render: ClusterRender | undefined, manifes
   if (!render) throw new Error('validation passed without a render');
   const { cluster, reporter } = run;
   const checks = preflightChecklist(cluster.name, cluster.environment, { values: render.values, manifest: manifest ?? render.manifest });
-  reporter.info(`deployment checklist (${cluster.environment}): ${checks.filter((c) => c.status === 'pass').length} pass, ${checks.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checks)}`);
+  reporter.info(
+    `deployment checklist (${cluster.environment}): ${checks.filter((c) => c.status === 'pass').length} pass, ${checks.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checks)}`,
+  );
   return checks;
 }
 
 /** The registries' answers, reported; throws (UserError) when an image does not exist. */
 async function imagesChecked(run: DeployRun, images: Promise<ImageCheckReport> | undefined): Promise<ImageCheckReport> {
-  const report: ImageCheckReport = run.skipImageCheck ? { skipped: '--skip-image-check', results: [], warnings: [], ms: 0 } : await (images ?? Promise.reject(new Error('validation passed without a render')));
+  const report: ImageCheckReport = run.skipImageCheck
+    ? { skipped: '--skip-image-check', results: [], warnings: [], ms: 0 }
+    : await (images ?? Promise.reject(new Error('validation passed without a render')));
   run.reporter.info(summarizeImageCheck(report));
   for (const w of report.warnings) run.reporter.warn(w);
   const refused = imageCheckFailure(report, run.cluster.name);
@@ -294,11 +330,18 @@ async function reportDryRun(run: DeployRun, live: LiveCluster, plan: DeployPlan,
   let diffText = '';
   let diff;
   if (live.reachable) {
-    diff = await reporter.step(diffStepTitle(plan, manifest), () => diffRelease(plan, live.kube, manifest)).catch((e: Error) => {
-      reporter.warn(`no diff: ${e.message}`);
-      return undefined;
-    });
-    if (diff) diffText = diff.firstInstall ? `first install: ${diff.objects.length} objects would be created` : diff.changed ? `${diff.objects.length} object(s) would change against ${diff.against}:\n${diff.text}` : `no changes against ${diff.against}`;
+    diff = await reporter
+      .step(diffStepTitle(plan, manifest), () => diffRelease(plan, live.kube, manifest))
+      .catch((e: Error) => {
+        reporter.warn(`no diff: ${e.message}`);
+        return undefined;
+      });
+    if (diff)
+      diffText = diff.firstInstall
+        ? `first install: ${diff.objects.length} objects would be created`
+        : diff.changed
+          ? `${diff.objects.length} object(s) would change against ${diff.against}:\n${diff.text}`
+          : `no changes against ${diff.against}`;
   } else diffText = `(no diff: the API server of context ${target.context} is not reachable${run.isLocal ? '; start it with npx zx scripts/cluster.ts up' : ''})`;
   const images = checked.images;
   const imageText = images.skipped ? summarizeImageCheck(images) : `${summarizeImageCheck(images)}\n${formatImageCheck(images)}`;
@@ -321,7 +364,10 @@ function reportOutcome(run: DeployRun, outcome: DeployOutcome, checklist: CheckR
       ? `Nothing to change on ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision} kept (same values and objects, no edits outside helm), chart ${outcome.chartVersion}, app ${outcome.appVersion}, checked in ${formatMs(outcome.ms)}. --always-upgrade records a new revision anyway.`
       : `Deployed ${target.release} to ${cluster.name} (namespace ${target.namespace}): revision ${outcome.revision}${outcome.previousRevision ? ` (was ${outcome.previousRevision})` : ' (first install)'}, chart ${outcome.chartVersion}, app ${outcome.appVersion}, in ${formatMs(outcome.ms)}.`,
     '',
-    table(['workload', 'ready'], outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready])),
+    table(
+      ['workload', 'ready'],
+      outcome.workloads.map((w) => [`${w.kind}/${w.name}`, w.ready]),
+    ),
     ...(outcome.audit
       ? [
           '',

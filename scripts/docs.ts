@@ -27,7 +27,10 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const stale = results.filter((r) => r.stale);
   const state = (r: GeneratedFileCheck) => (r.written ? 'updated' : r.stale ? (flags['dry-run'] ? 'would update' : 'STALE') : 'current');
   const human = [
-    table(['file', 'what', 'state'], results.map((r) => [r.file, r.name, state(r)])),
+    table(
+      ['file', 'what', 'state'],
+      results.map((r) => [r.file, r.name, state(r)]),
+    ),
     flags.check && stale.length ? `\n${stale.length} stale file(s): run npx zx scripts/docs.ts and commit the result.` : '',
   ].join('');
   reporter.result(human, { ok: !(flags.check && stale.length), check: flags.check, dryRun: flags['dry-run'], files: results });

@@ -14,7 +14,12 @@ const spec = {
     check: `Run \`otelcol validate\` (collector ${OTELCOL}) on the configuration files: YAML, environment references, every component's settings and every OTTL statement.`,
   },
   flags: {
-    config: { type: 'string' as const, multiple: true as const, arg: 'FILE', description: 'Configuration files, merged in order like the collector\'s --config (default: logs/otelcol/collector.yaml and conduit-processors.yaml).' },
+    config: {
+      type: 'string' as const,
+      multiple: true as const,
+      arg: 'FILE',
+      description: "Configuration files, merged in order like the collector's --config (default: logs/otelcol/collector.yaml and conduit-processors.yaml).",
+    },
   },
   examples: ['npx zx scripts/logs.ts check', 'npx zx scripts/logs.ts check --config logs/otelcol/collector.yaml --config logs/otelcol/conduit-processors.yaml --config my-override.yaml'],
   notes: ['LOGS_OTLP_ENDPOINT is replaced by a placeholder for the check; the other LOGS_* variables keep their defaults.'],

@@ -8,9 +8,7 @@ import { allQueries, checkAllQueries, jsonFiles } from './lib/domain/catalog.ts'
 import { syncChartFiles } from './lib/domain/chartfiles.ts';
 import { runCommand } from './lib/core/cli.ts';
 import { applyConfig, formatResult, lintDashboard, loadLintConfig } from './lib/domain/dashboardlint.ts';
-import {
-  CHANGELOG_FILE, DASHBOARDS_DIR, VERSIONS_FILE, changelogVersions, contentDigest, loadVersions, renderDashboards, renderVersions,
-} from './lib/domain/dashboards.ts';
+import { CHANGELOG_FILE, DASHBOARDS_DIR, VERSIONS_FILE, changelogVersions, contentDigest, loadVersions, renderDashboards, renderVersions } from './lib/domain/dashboards.ts';
 import { UserError, usageError } from './lib/core/errors.ts';
 import { displayPath, repoPath } from './lib/core/paths.ts';
 import { checkExpressions, checkRules, promtoolVersion, testRules } from './lib/adapters/promtool.ts';
@@ -19,13 +17,10 @@ import { ruleFiles, ruleTestFiles } from './lib/domain/rules.ts';
 const spec = {
   name: 'monitoring.ts',
   summary: 'Build, ship and check the Grafana dashboards and Prometheus rules of the Conduit release.',
-  usage: [
-    'npx zx scripts/monitoring.ts build [--dry-run] [--json]',
-    'npx zx scripts/monitoring.ts sync [--dry-run] [--json]',
-    'npx zx scripts/monitoring.ts check [--no-promtool] [--json]',
-  ],
+  usage: ['npx zx scripts/monitoring.ts build [--dry-run] [--json]', 'npx zx scripts/monitoring.ts sync [--dry-run] [--json]', 'npx zx scripts/monitoring.ts check [--no-promtool] [--json]'],
   verbs: {
-    build: 'Render dashboards/*.json from their definitions; a dashboard whose content changed gets the next version in dashboards/versions.yaml (add its CHANGELOG.md entry), then sync the chart copies.',
+    build:
+      'Render dashboards/*.json from their definitions; a dashboard whose content changed gets the next version in dashboards/versions.yaml (add its CHANGELOG.md entry), then sync the chart copies.',
     sync: 'Copy alerts/*.rules.yaml and dashboards/*.json into chart/files/ and delete stale copies there.',
     check: 'Check queries against the metric catalog, lint dashboards, verify versions, changelog and chart copies, run promtool check/test rules and check every dashboard query with promtool.',
   },
@@ -57,7 +52,8 @@ function versionProblems(): string[] {
       if (i > 0 && h.version <= entry.history[i - 1].version) problems.push(`${where}: version ${h.version} does not increase in versions.yaml`);
       if (!changelog.has(`${d.uid} v${h.version}`)) problems.push(`${where}: ${displayPath(CHANGELOG_FILE)} has no "## ${d.uid} v${h.version}" entry`);
     });
-    if (contentDigest(d) !== latest?.sha256) problems.push(`${where}: content changed but version ${d.version} is recorded with other content: bump the version (npx zx scripts/monitoring.ts build) and add a changelog entry`);
+    if (contentDigest(d) !== latest?.sha256)
+      problems.push(`${where}: content changed but version ${d.version} is recorded with other content: bump the version (npx zx scripts/monitoring.ts build) and add a changelog entry`);
     if (d.version !== latest?.version) problems.push(`${where}: version ${d.version} differs from the newest recorded version ${latest?.version}`);
   }
   for (const uid of Object.keys(reg)) if (!files.some((f) => path.basename(f) === reg[uid].file)) problems.push(`${displayPath(VERSIONS_FILE)}: ${uid} names ${reg[uid].file}, which does not exist`);
@@ -106,7 +102,11 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     problems.catalog = catalog.problems;
     problems.lint = await reporter.step('dashboard lint', async () => {
       const cfg = loadLintConfig(path.join(DASHBOARDS_DIR, '.lint'));
-      return jsonFiles(DASHBOARDS_DIR).flatMap((f) => applyConfig(lintDashboard(JSON.parse(fs.readFileSync(f, 'utf8'))), cfg).filter((r) => r.severity === 'error').map(formatResult));
+      return jsonFiles(DASHBOARDS_DIR).flatMap((f) =>
+        applyConfig(lintDashboard(JSON.parse(fs.readFileSync(f, 'utf8'))), cfg)
+          .filter((r) => r.severity === 'error')
+          .map(formatResult),
+      );
     });
     problems.drift = await reporter.step('dashboards match their definitions', async () =>
       renderDashboards(loadVersions(), false).flatMap((d) => {
@@ -124,7 +124,9 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       const tests = await reporter.step(`promtool ${promtool} test rules`, () => testRules(ruleTestFiles()));
       const dashQueries = allQueries().filter((q) => q.file.startsWith('dashboards/'));
       const exprs = await reporter.step(`promtool ${promtool}: ${dashQueries.length} dashboard queries`, () => checkExpressions(dashQueries.map((q) => q.promql)));
-      const failing = exprs.ok ? [] : [...new Set([...exprs.output.matchAll(/query_(\d+)/g)].map((m) => Number(m[1])))].map((i) => `${dashQueries[i].file}: ${dashQueries[i].where}: rejected by promtool`);
+      const failing = exprs.ok
+        ? []
+        : [...new Set([...exprs.output.matchAll(/query_(\d+)/g)].map((m) => Number(m[1])))].map((i) => `${dashQueries[i].file}: ${dashQueries[i].where}: rejected by promtool`);
       problems.promtool = [...(check.ok ? [] : [check.output]), ...(tests.ok ? [] : [tests.output]), ...(exprs.ok ? [] : failing.length ? failing : [exprs.output])];
     }
     const all = Object.entries(problems).flatMap(([k, v]) => v.map((p) => `${k}: ${p}`));
@@ -135,4 +137,3 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   }
   throw usageError(verb ? `unknown verb "${verb}"` : 'a verb is required', 'Use: monitoring.ts build | sync | check  (see --help)');
 });
-

@@ -51,7 +51,8 @@ const spec = {
     'npx zx scripts/release.ts push-oci --registry oci://HOST/PATH [--plain-http] [--package FILE] [--dry-run] [--helm 3|4] [--json]',
   ],
   verbs: {
-    check: 'Everything that must hold before a release: version bumped since the last conduit-chart-X.Y.Z tag, CHANGELOG entry, artifacthub.io/changes, upgrade notes, generated docs, chart files, images vs appVersion, helm lint, validate.ts --all.',
+    check:
+      'Everything that must hold before a release: version bumped since the last conduit-chart-X.Y.Z tag, CHANGELOG entry, artifacthub.io/changes, upgrade notes, generated docs, chart files, images vs appVersion, helm lint, validate.ts --all.',
     package: 'helm package into --out; with --sign also the .prov provenance and the public key (pubkey.gpg, pubkey.asc).',
     index: 'helm repo index of --out with the repository URL, keeping the entries of the published index (--merge); writes artifacthub-repo.yml.',
     publish: 'Copy packages, provenance, keys and index.yaml (last) from --out to a directory or an S3 bucket, each file atomically; released packages are never overwritten.',
@@ -101,7 +102,9 @@ const spec = {
 type Flags = Parameters<Parameters<typeof runCommand<typeof spec.flags>>[1]>[0]['flags'];
 
 function only(flags: Flags, verb: string, allowed: string[]): void {
-  const given = Object.entries(flags).filter(([k, v]) => !['json', 'help', 'helm', 'chart', 'out', 'dry-run'].includes(k) && v !== undefined && v !== false && !(Array.isArray(v) && !v.length)).map(([k]) => k);
+  const given = Object.entries(flags)
+    .filter(([k, v]) => !['json', 'help', 'helm', 'chart', 'out', 'dry-run'].includes(k) && v !== undefined && v !== false && !(Array.isArray(v) && !v.length))
+    .map(([k]) => k);
   const bad = given.filter((k) => !allowed.includes(k));
   if (bad.length) throw usageError(`${verb} does not take ${bad.map((b) => '--' + b).join(', ')}`, `See npx zx scripts/release.ts --help.`);
 }
@@ -180,7 +183,10 @@ async function checkVerb(c: VerbContext): Promise<number> {
   const failed = results.filter((r) => r.status === 'failed');
   const human = [
     `${meta.name} ${meta.version} (appVersion ${meta.appVersion}), tag ${releaseTag(meta.version)}`,
-    table(['check', 'result', 'detail'], results.map((r) => [r.name, r.status.toUpperCase(), clip(r.message.split('\n')[0], 110)])),
+    table(
+      ['check', 'result', 'detail'],
+      results.map((r) => [r.name, r.status.toUpperCase(), clip(r.message.split('\n')[0], 110)]),
+    ),
     ...failed.map((r) => `\n${r.name} FAILED: ${r.message}${r.hint ? `\nfix: ${r.hint}` : ''}`),
     `\n${results.length - failed.length} of ${results.length} checks passed or skipped; ${failed.length} failed.`,
   ].join('\n');
@@ -198,7 +204,10 @@ async function signingSetup(c: VerbContext): Promise<{ passphrase?: string; fing
   const gpg = flags.sign ? await requireGpg() : 'gpg';
   const fingerprint = flags.sign && !flags.keyring ? await gpgFingerprint(gpg, flags.key!) : undefined;
   if (flags.sign && !flags.keyring && !fingerprint) {
-    throw new UserError(`gpg does not know the key "${flags.key}"${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`, { hint: 'List keys with gpg --list-secret-keys, or pass --keyring with a legacy secret keyring.', exitCode: 2 });
+    throw new UserError(`gpg does not know the key "${flags.key}"${process.env.GNUPGHOME ? ` (GNUPGHOME=${process.env.GNUPGHOME})` : ''}`, {
+      hint: 'List keys with gpg --list-secret-keys, or pass --keyring with a legacy secret keyring.',
+      exitCode: 2,
+    });
   }
   if (flags.sign && !flags['key-url']) reporter.warn('no --key-url: the package carries no artifacthub.io/signKey annotation, so Artifact Hub will not show it as signed');
   if (flags.sign && flags['key-url'] && flags.keyring) reporter.warn('--key-url with --keyring: the key fingerprint is not known from GNUPGHOME, so no artifacthub.io/signKey annotation is added');
@@ -209,8 +218,12 @@ async function signingSetup(c: VerbContext): Promise<{ passphrase?: string; fing
 function signingInput(flags: Flags, s: { passphrase?: string; fingerprint?: string }): SigningInput | undefined {
   if (!flags.sign) return undefined;
   return {
-    key: flags.key!, keyring: flags.keyring ? path.resolve(flags.keyring) : undefined, fingerprint: s.fingerprint, keyUrl: flags['key-url'],
-    hasPassphrase: s.passphrase !== undefined, passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined,
+    key: flags.key!,
+    keyring: flags.keyring ? path.resolve(flags.keyring) : undefined,
+    fingerprint: s.fingerprint,
+    keyUrl: flags['key-url'],
+    hasPassphrase: s.passphrase !== undefined,
+    passphraseFile: flags['passphrase-file'] ? path.resolve(flags['passphrase-file']) : undefined,
   };
 }
 
@@ -224,7 +237,10 @@ async function packageVerb(c: VerbContext): Promise<number> {
     if (!(await execute(c, plan, signing.passphrase))) return 0;
     const artifacts = artifactSummary(plan.outputs);
     reporter.result(
-      `Packaged ${meta.name} ${meta.version} with helm ${major}${flags.sign ? ` and signed it (key ${signing.fingerprint ?? flags.key})` : ''}:\n${table(['file', 'sha256', 'bytes'], artifacts.map((a) => [displayPath(a.file), a.sha256, a.bytes]))}`,
+      `Packaged ${meta.name} ${meta.version} with helm ${major}${flags.sign ? ` and signed it (key ${signing.fingerprint ?? flags.key})` : ''}:\n${table(
+        ['file', 'sha256', 'bytes'],
+        artifacts.map((a) => [displayPath(a.file), a.sha256, a.bytes]),
+      )}`,
       { ok: true, chart: meta.name, version: meta.version, signed: flags.sign, fingerprint: signing.fingerprint, artifacts, plan: planJson(plan) },
     );
     return 0;
@@ -260,7 +276,10 @@ async function indexVerb(c: VerbContext): Promise<number> {
     if (!(await execute(c, plan))) return 0;
     const entries = readIndexEntries(fs.readFileSync(path.join(outDir, 'index.yaml'), 'utf8'));
     reporter.result(
-      `Indexed ${displayPath(outDir)} for ${url}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${existing.length} kept from the published index).\n${table(['chart', 'version', 'digest'], entries.map((e) => [e.name, e.version, e.digest ?? '']))}`,
+      `Indexed ${displayPath(outDir)} for ${url}: ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} (${existing.length} kept from the published index).\n${table(
+        ['chart', 'version', 'digest'],
+        entries.map((e) => [e.name, e.version, e.digest ?? '']),
+      )}`,
       { ok: true, url, entries, kept: existing.length, files: artifactSummary(plan.outputs), plan: planJson(plan) },
     );
     return 0;
@@ -274,7 +293,9 @@ async function publishVerb(c: VerbContext): Promise<number> {
   const s3 = /^s3:\/\//i.test(flags.to);
   if (!s3 && /^[a-z][a-z0-9+.-]*:\/\//i.test(flags.to)) throw usageError(`--to "${flags.to}": use a directory or s3://bucket/prefix`);
   // openStorage validates the bucket name; the client is created (and credentials read) on first use.
-  const storage = s3 ? openStorage(flags.to, { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] }) : undefined;
+  const storage = s3
+    ? openStorage(flags.to, { endpoint: flags['s3-endpoint'], region: flags['s3-region'], accessKeyEnv: flags['s3-access-key-env'], secretKeyEnv: flags['s3-secret-key-env'] })
+    : undefined;
   if (!fs.existsSync(outDir)) throw new UserError(`${displayPath(outDir)} does not exist`, { hint: 'Run package and index first.' });
   const to = s3 ? flags.to : path.resolve(flags.to);
   if (to === outDir) throw usageError('--to must differ from --out');
@@ -286,7 +307,13 @@ async function publishVerb(c: VerbContext): Promise<number> {
   const remote = storage ? { get: (k: string) => storage.get(k), put: (k: string, d: Buffer) => storage.put(k, d) } : undefined;
   const outcomes = await reporter.step(`publish ${plan.steps.length} file(s) to ${storage?.display ?? to}`, (progress) => executePlan(plan, { gpgPath: '', progress, remote }));
   const rows = outcomes.map((o) => ({ file: path.basename((o.step as { to: string }).to), state: o.skipped ? 'unchanged' : 'written', sha256: sha256File((o.step as { from: string }).from) }));
-  reporter.result(`Published to ${to}:\n${table(['file', 'state', 'sha256'], rows.map((r) => [r.file, r.state, r.sha256]))}`, { ok: true, to, files: rows, plan: planJson(plan) });
+  reporter.result(
+    `Published to ${to}:\n${table(
+      ['file', 'state', 'sha256'],
+      rows.map((r) => [r.file, r.state, r.sha256]),
+    )}`,
+    { ok: true, to, files: rows, plan: planJson(plan) },
+  );
   return 0;
 }
 
@@ -312,7 +339,12 @@ async function pushOciVerb(c: VerbContext): Promise<number> {
   if (!digest) throw new UserError(`helm push printed no digest:\n${output.trim()}`);
   const ref = plan.outputs[0];
   reporter.result(`Pushed ${ref}\nDigest: ${digest}\nInstall: helm install conduit ${ref.replace(/:[^:/]+$/, '')} --version ${pkgMeta.version}`, {
-    ok: true, reference: ref, digest, provenance: fs.existsSync(pkg + '.prov'), package: { file: pkg, sha256: sha256File(pkg) }, plan: planJson(plan),
+    ok: true,
+    reference: ref,
+    digest,
+    provenance: fs.existsSync(pkg + '.prov'),
+    package: { file: pkg, sha256: sha256File(pkg) },
+    plan: planJson(plan),
   });
   return 0;
 }

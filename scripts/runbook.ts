@@ -1,14 +1,34 @@
 #!/usr/bin/env -S npx zx
 // runbook.ts: the actions operators reach for during an incident, on a registered cluster.
-import { confirmOnTerminal, runCommand } from './lib/core/cli.ts';
-import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
+import { confirmOnTerminal, runCommand, type Invocation } from './lib/core/cli.ts';
+import { loadRegistry, selectClusters, type ClusterConfig } from './lib/domain/clusters.ts';
 import { UserError } from './lib/core/errors.ts';
 import { isKubeError, explainKubeError } from './lib/adapters/kube.ts';
 import { connectKube, helmClient, kubeTargetFor } from './lib/domain/target.ts';
 import {
-  auditExport, collectHistory, collectLogs, collectStatus, confirmChange, describeRunbookPlan, executeChange, formatHistory, formatStatus, helmScopeOf,
-  parseRequest, planAction, planJson, readFacts, registerReleaseSecrets, writeDiagnoseBundle, type RunbookContext, type RunbookTarget,
+  auditExport,
+  collectHistory,
+  collectLogs,
+  collectStatus,
+  confirmChange,
+  describeRunbookPlan,
+  executeChange,
+  formatHistory,
+  formatStatus,
+  helmScopeOf,
+  parseRequest,
+  planAction,
+  planJson,
+  readFacts,
+  registerReleaseSecrets,
+  writeDiagnoseBundle,
+  type LiveFacts,
+  type RunbookContext,
+  type RunbookPlan,
+  type RunbookRequest,
+  type RunbookTarget,
 } from './lib/engines/runbook.ts';
+import type { Reporter } from './lib/core/ui.ts';
 import { helmMajor } from './lib/adapters/helm.ts';
 
 const spec = {
@@ -29,8 +49,8 @@ const spec = {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
     component: { type: 'string' as const, arg: 'C', description: 'api, admin or webui (restart and logs also take all).' },
     replicas: { type: 'string' as const, arg: 'N', description: 'scale: replica count of a component without an HPA.' },
-    'hpa-min': { type: 'string' as const, arg: 'N', description: 'scale: new minReplicas of the component\'s HPA (with --hpa-max).' },
-    'hpa-max': { type: 'string' as const, arg: 'M', description: 'scale: new maxReplicas of the component\'s HPA (with --hpa-min).' },
+    'hpa-min': { type: 'string' as const, arg: 'N', description: "scale: new minReplicas of the component's HPA (with --hpa-max)." },
+    'hpa-max': { type: 'string' as const, arg: 'M', description: "scale: new maxReplicas of the component's HPA (with --hpa-min)." },
     to: { type: 'string' as const, arg: 'REV', description: 'rollback: the revision to return to (default: the previous one).' },
     since: { type: 'string' as const, arg: 'DUR', description: 'logs: only lines newer than DUR (e.g. 15m).' },
     tail: { type: 'string' as const, arg: 'N', description: 'logs: last N lines per pod (default 200).' },
@@ -56,26 +76,95 @@ const spec = {
   ],
 };
 
+type Flags = Invocation<typeof spec.flags>['flags'];
+
+function requestOf(action: string | undefined, flags: Flags): RunbookRequest {
+  return parseRequest(action, {
+    component: flags.component,
+    replicas: flags.replicas,
+    'hpa-min': flags['hpa-min'],
+    'hpa-max': flags['hpa-max'],
+    to: flags.to,
+    since: flags.since,
+    tail: flags.tail,
+    max: flags.max,
+    out: flags.out,
+    timeout: flags.timeout,
+  });
+}
+
+function targetOf(cluster: ClusterConfig): RunbookTarget {
+  return {
+    cluster: cluster.name,
+    context: cluster.context,
+    kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
+    namespace: cluster.namespace,
+    release: cluster.release,
+    protected: cluster.protected,
+  };
+}
+
+/** Carry out the action (a look or a change) and report it. */
+async function perform(ctx: RunbookContext, req: RunbookRequest, plan: RunbookPlan, facts: LiveFacts, reporter: Reporter): Promise<number> {
+  const cluster = ctx.target.cluster;
+  const started = performance.now();
+  switch (req.action) {
+    case 'status': {
+      await registerReleaseSecrets(ctx.kube, ctx.target);
+      const s = await reporter.step('read the release status', () => collectStatus(ctx));
+      reporter.result(formatStatus(s), { ok: true, action: 'status', cluster, ...s });
+      return 0;
+    }
+    case 'history': {
+      const h = await reporter.step('read history and audit trail', () => collectHistory(ctx, req.max));
+      reporter.result(formatHistory(h), { ok: true, action: 'history', cluster, ...h });
+      return 0;
+    }
+    case 'logs': {
+      const logs = await collectLogs(
+        ctx,
+        req.components.filter((c) => !facts.components || facts.components.includes(c)),
+        { tail: req.tail, sinceSeconds: req.sinceSeconds },
+      );
+      const human = logs.map((l) => `==> ${l.component} ${l.pod} <==\n${l.error ? `(no logs: ${l.error})` : l.logs.trimEnd() || '(empty)'}`).join('\n\n') || '(no pods)';
+      reporter.result(human, { ok: true, action: 'logs', cluster, pods: logs });
+      return 0;
+    }
+    case 'diagnose': {
+      const b = await writeDiagnoseBundle(ctx, req.out);
+      await auditExport(ctx, plan, `support bundle written (${b.entries.length} files, ${b.bytes} bytes)`, started, { files: b.entries.length, bytes: b.bytes });
+      reporter.result(`Support bundle: ${b.file} (${(b.bytes / 1024).toFixed(1)} KiB, ${b.entries.length} files). Secret values are masked; check before sharing.`, {
+        ok: true,
+        action: 'diagnose',
+        cluster,
+        ...b,
+      });
+      return 0;
+    }
+    default: {
+      reporter.info(describeRunbookPlan(plan));
+      const out = await executeChange(ctx, plan);
+      reporter.result([`${out.summary}.`, ...out.notes.map((n) => `note: ${n}`)].join('\n'), { ok: true, cluster, ...out });
+      return 0;
+    }
+  }
+}
+
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const [action, ...rest] = positionals;
   if (rest.length) throw new UserError(`unexpected arguments: ${rest.join(' ')}`, { exitCode: 2, hint: 'runbook.ts takes one ACTION and flags (see --help).' });
-  const req = parseRequest(action, {
-    component: flags.component, replicas: flags.replicas, 'hpa-min': flags['hpa-min'], 'hpa-max': flags['hpa-max'], to: flags.to,
-    since: flags.since, tail: flags.tail, max: flags.max, out: flags.out, timeout: flags.timeout,
-  });
-  const major = helmMajor(flags.helm);
+  const req = requestOf(action, flags);
   const [cluster] = selectClusters(loadRegistry(flags.registry), { cluster: flags.cluster });
-  const target: RunbookTarget = {
-    cluster: cluster.name, context: cluster.context, kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-    namespace: cluster.namespace, release: cluster.release, protected: cluster.protected,
-  };
+  const target = targetOf(cluster);
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
-  const helm = await helmClient(major);
+  const helm = await helmClient(helmMajor(flags.helm));
   const ctx: RunbookContext = { target, kube, helm: helm.withScope(helmScopeOf(target)), step: (title, fn) => reporter.step(title, () => fn()) };
 
   try {
     if (!(await kube.reachable(10_000))) {
-      throw new UserError(`the API server of context ${target.context} is not reachable`, { hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.' });
+      throw new UserError(`the API server of context ${target.context} is not reachable`, {
+        hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.',
+      });
     }
     const facts = await readFacts(ctx, req);
     const plan = planAction(target, req, facts, helm);
@@ -84,38 +173,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
       return 0;
     }
     await confirmChange(plan, { yes: flags.yes, dryRun: false, interactive: Boolean(process.stdin.isTTY), ask: confirmOnTerminal });
-    const started = performance.now();
-    switch (req.action) {
-      case 'status': {
-        await registerReleaseSecrets(kube, target);
-        const s = await reporter.step('read the release status', () => collectStatus(ctx));
-        reporter.result(formatStatus(s), { ok: true, action: 'status', cluster: cluster.name, ...s });
-        return 0;
-      }
-      case 'history': {
-        const h = await reporter.step('read history and audit trail', () => collectHistory(ctx, req.max));
-        reporter.result(formatHistory(h), { ok: true, action: 'history', cluster: cluster.name, ...h });
-        return 0;
-      }
-      case 'logs': {
-        const logs = await collectLogs(ctx, req.components.filter((c) => !facts.components || facts.components.includes(c)), { tail: req.tail, sinceSeconds: req.sinceSeconds });
-        const human = logs.map((l) => `==> ${l.component} ${l.pod} <==\n${l.error ? `(no logs: ${l.error})` : l.logs.trimEnd() || '(empty)'}`).join('\n\n') || '(no pods)';
-        reporter.result(human, { ok: true, action: 'logs', cluster: cluster.name, pods: logs });
-        return 0;
-      }
-      case 'diagnose': {
-        const b = await writeDiagnoseBundle(ctx, req.out);
-        await auditExport(ctx, plan, `support bundle written (${b.entries.length} files, ${b.bytes} bytes)`, started, { files: b.entries.length, bytes: b.bytes });
-        reporter.result(`Support bundle: ${b.file} (${(b.bytes / 1024).toFixed(1)} KiB, ${b.entries.length} files). Secret values are masked; check before sharing.`, { ok: true, action: 'diagnose', cluster: cluster.name, ...b });
-        return 0;
-      }
-      default: {
-        reporter.info(describeRunbookPlan(plan));
-        const out = await executeChange(ctx, plan);
-        reporter.result([`${out.summary}.`, ...out.notes.map((n) => `note: ${n}`)].join('\n'), { ok: true, cluster: cluster.name, ...out });
-        return 0;
-      }
-    }
+    return await perform(ctx, req, plan, facts, reporter);
   } catch (e) {
     if (isKubeError(e)) throw explainKubeError(e, `${req.action} on ${cluster.name}`, { context: target.context, kubeconfig: target.kubeconfig });
     throw e;

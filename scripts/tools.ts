@@ -16,7 +16,8 @@ const spec = {
   usage: ['npx zx scripts/tools.ts list [--verify] [--json]', 'npx zx scripts/tools.ts install [NAME...] [--json]', 'npx zx scripts/tools.ts urls', 'npx zx scripts/tools.ts doctor [--json]'],
   verbs: {
     list: 'Print every tool with its pinned version, path, state and where it comes from (cache: downloaded or built, PATH, env override; for a missing one: download or build).',
-    install: 'Install the named tools (all when none is named): download the official release, or build it from source when that fails; a tool already installed, or on the PATH at the pinned version, is left alone.',
+    install:
+      'Install the named tools (all when none is named): download the official release, or build it from source when that fails; a tool already installed, or on the PATH at the pinned version, is left alone.',
     urls: 'Print the official URLs (binaries and checksum files, linux amd64 and arm64) an internal mirror must hold.',
     doctor: 'Check this machine: Node, Go, module proxy, release hosts, disk, tool cache, container engine, local cluster; each problem with its fix. Exit 1 when something required is missing.',
   },

@@ -35,7 +35,7 @@ const spec = {
   notes: [
     'Steps per cluster: values (merge like Helm + values.schema.json, errors point at file:line:column),',
     'helm lint --strict, helm template per Kubernetes version, strict schemas of every object (kubeconform,',
-    'offline schemas generated from the Kubernetes OpenAPI documents and the operators\' CRDs), kube-score',
+    "offline schemas generated from the Kubernetes OpenAPI documents and the operators' CRDs), kube-score",
     '(ignored checks and reasons in .kube-score.yaml). Nothing is sent to any cluster.',
   ],
 };
@@ -43,7 +43,12 @@ const spec = {
 function clusterTable(c: ClusterReport): string {
   const rows = c.steps.map((s) => [
     s.step,
-    s.kubeVersion ? s.kubeVersion.split(',').map((v) => (/^\d+\.\d+\.\d+$/.test(v) ? minorOf(v) : v)).join(',') : '-',
+    s.kubeVersion
+      ? s.kubeVersion
+          .split(',')
+          .map((v) => (/^\d+\.\d+\.\d+$/.test(v) ? minorOf(v) : v))
+          .join(',')
+      : '-',
     s.status === 'ok' ? 'ok' : s.status === 'skipped' ? `skipped${s.note ? ` (${s.note})` : ''}` : `FAILED (${s.findings.length})`,
     s.status === 'skipped' ? '-' : formatMs(s.ms),
     s.status === 'skipped' ? '' : (s.note ?? ''),
@@ -62,7 +67,9 @@ export function humanReport(report: ValidationReport): string {
       for (const f of s.findings) {
         const where = f.location ?? f.object ?? '';
         const key = f.key ? `${f.key}: ` : '';
-        out.push(`  ${chalk.red('✖')} [${s.step}${s.kubeVersion && s.step !== 'values' ? ' ' + s.kubeVersion : ''}] ${where ? where + ': ' : ''}${f.location && f.object ? f.object + ': ' : ''}${key}${f.message}`);
+        out.push(
+          `  ${chalk.red('✖')} [${s.step}${s.kubeVersion && s.step !== 'values' ? ' ' + s.kubeVersion : ''}] ${where ? where + ': ' : ''}${f.location && f.object ? f.object + ': ' : ''}${key}${f.message}`,
+        );
         if (f.hint) out.push(`      ${chalk.dim('hint:')} ${f.hint}`);
       }
     }

@@ -5,7 +5,20 @@
 // cluster, so a new chart feature cannot set something the app ignores or forget what it needs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkEnv, checkImage, checkProbes, checkScrapes, chartProbes, chartRedisPolicy, chartScrapes, chartWorkloads, loadAppFacts, type AppFacts, type Component, type Finding } from '../../scripts/lib/domain/appfacts.ts';
+import {
+  checkEnv,
+  checkImage,
+  checkProbes,
+  checkScrapes,
+  chartProbes,
+  chartRedisPolicy,
+  chartScrapes,
+  chartWorkloads,
+  loadAppFacts,
+  type AppFacts,
+  type Component,
+  type Finding,
+} from '../../scripts/lib/domain/appfacts.ts';
 import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
 import { clusterInput, merge, renderObjects, type K8sObject, type RenderInput } from './helpers.ts';
 
@@ -41,7 +54,9 @@ async function objectsOf(c: (typeof CASES)[number]): Promise<K8sObject[]> {
 }
 
 function components(objects: K8sObject[]): Component[] {
-  return chartWorkloads(objects, '').workloads.map((w) => w.component).sort();
+  return chartWorkloads(objects, '')
+    .workloads.map((w) => w.component)
+    .sort();
 }
 
 test('the everything-on values set really runs all three components, the WebUI, S3 and autoscaling included', async () => {
@@ -50,7 +65,10 @@ test('the everything-on values set really runs all three components, the WebUI, 
   const { workloads } = chartWorkloads(objects, 'everything on');
   assert.ok(workloads.find((w) => w.component === 'api')!.maxReplicas > 1, 'api may scale out');
   assert.is(workloads.find((w) => w.component === 'api')!.env.get('CONDUIT_MEDIA_STORAGE_TYPE')?.value, 'S3');
-  assert.ok(chartScrapes(objects, '').scrapes.some((s) => s.component === 'admin'), 'the Admin scrape config is rendered');
+  assert.ok(
+    chartScrapes(objects, '').scrapes.some((s) => s.component === 'admin'),
+    'the Admin scrape config is rendered',
+  );
 });
 
 for (const c of CASES) {
@@ -58,29 +76,49 @@ for (const c of CASES) {
     const { workloads, findings } = chartWorkloads(await objectsOf(c), c.name);
     assert.ok(workloads.length >= 2, 'api and admin are rendered');
     const problems = [...findings, ...checkEnv(facts, workloads).filter((f) => ['unknown', 'unread', 'not-read-here', 'never-set'].includes(f.kind))];
-    assert.equal(problems.map((f) => f.subject), [], `set but not read by the app (schemas/app-facts.yaml):${report(problems)}`);
+    assert.equal(
+      problems.map((f) => f.subject),
+      [],
+      `set but not read by the app (schemas/app-facts.yaml):${report(problems)}`,
+    );
   });
 
   test(`${c.name}: every variable an enabled component requires is set, with a value of the right shape`, async () => {
     const { workloads } = chartWorkloads(await objectsOf(c), c.name);
     const problems = checkEnv(facts, workloads).filter((f) => ['missing', 'bad-value', 'differs'].includes(f.kind));
-    assert.equal(problems.map((f) => f.subject), [], `required by the app but not set, or malformed:${report(problems)}`);
+    assert.equal(
+      problems.map((f) => f.subject),
+      [],
+      `required by the app but not set, or malformed:${report(problems)}`,
+    );
   });
 
   test(`${c.name}: probes and helm tests hit health endpoints the component serves, on its port, fit for the probe`, async () => {
     const objects = await objectsOf(c);
     const uses = chartProbes(objects, c.name);
     for (const comp of components(objects)) {
-      for (const kind of ['startup', 'liveness', 'readiness'] as const) assert.ok(uses.some((u) => u.component === comp && u.kind === kind), `${comp} has a ${kind} probe`);
+      for (const kind of ['startup', 'liveness', 'readiness'] as const)
+        assert.ok(
+          uses.some((u) => u.component === comp && u.kind === kind),
+          `${comp} has a ${kind} probe`,
+        );
     }
     const problems = checkProbes(facts, uses);
-    assert.equal(problems.map((f) => f.subject), [], `probes that do not match schemas/app-facts.yaml endpoints:${report(problems)}`);
+    assert.equal(
+      problems.map((f) => f.subject),
+      [],
+      `probes that do not match schemas/app-facts.yaml endpoints:${report(problems)}`,
+    );
   });
 
   test(`${c.name}: scrapes hit the metrics endpoints on their port, with the auth each needs and nothing that is punished`, async () => {
     const { scrapes, findings } = chartScrapes(await objectsOf(c), c.name);
     const problems = [...findings, ...checkScrapes(facts, scrapes)];
-    assert.equal(problems.map((f) => f.subject), [], `scrapes that do not match schemas/app-facts.yaml endpoints:${report(problems)}`);
+    assert.equal(
+      problems.map((f) => f.subject),
+      [],
+      `scrapes that do not match schemas/app-facts.yaml endpoints:${report(problems)}`,
+    );
   });
 
   test(`${c.name}: the app images are the facts' repositories at the facts' commit (unless pinned by digest or overridden)`, async () => {
@@ -93,7 +131,11 @@ for (const c of CASES) {
       const registryOverride = !image.startsWith('ghcr.io/knnlabs/');
       if (!registryOverride) problems.push(...checkImage(facts, `${c.name}: Deployment ${d.metadata.name}`, comp, image));
     }
-    assert.equal(problems.map((f) => f.subject), [], report(problems));
+    assert.equal(
+      problems.map((f) => f.subject),
+      [],
+      report(problems),
+    );
   });
 
   test(`${c.name}: the Redis the chart runs never evicts (spend batches and bans carry TTLs)`, async () => {
@@ -112,7 +154,8 @@ test('the checks catch a real render gone wrong: unread and misspelt variables, 
   const objects = await renderObjects({ values: bad });
   const { workloads } = chartWorkloads(objects, 'bad');
   const env = checkEnv(facts, workloads).map((f) => `${f.kind} ${f.component} ${f.subject}`);
-  for (const want of ['unread api CONDUIT_MASTER_KEY', 'unknown api CONDUITLLM__RABBITMQ__HOSTNAME', 'unread admin HOSTNAME', 'bad-value api CONDUITLLM__RABBITMQ__VHOST']) assert.ok(env.includes(want), `${want} in ${JSON.stringify(env)}`);
+  for (const want of ['unread api CONDUIT_MASTER_KEY', 'unknown api CONDUITLLM__RABBITMQ__HOSTNAME', 'unread admin HOSTNAME', 'bad-value api CONDUITLLM__RABBITMQ__VHOST'])
+    assert.ok(env.includes(want), `${want} in ${JSON.stringify(env)}`);
   // Take DATABASE_URL away from the API's container: the requirement check notices.
   const api = workloads.find((w) => w.component === 'api')!;
   api.env.delete('DATABASE_URL');
@@ -123,7 +166,12 @@ test('the checks catch a real render gone wrong: unread and misspelt variables, 
   // The ServiceMonitor the chart used to render for Admin: master key as Authorization: Bearer.
   const { scrapes } = chartScrapes(objects, 'bad');
   const bearer = scrapes.filter((s) => s.component === 'admin').map((s) => ({ ...s, headers: ['Authorization'] }));
-  assert.equal(checkScrapes(facts, bearer).map((f) => f.kind).sort(), ['needs-auth', 'rejected-auth']);
+  assert.equal(
+    checkScrapes(facts, bearer)
+      .map((f) => f.kind)
+      .sort(),
+    ['needs-auth', 'rejected-auth'],
+  );
 });
 
 test('a mutated copy of the facts fails on the real default render: a dropped fact is "set but not read", a bogus requirement is "required but not set"', async () => {

@@ -59,7 +59,11 @@ test('external database: a CronJob dumps with postgres, then uploads with rclone
   const cm = find(objs, 'ConfigMap', cmName);
   assert.is(cm.data['backup.sh'], fs.readFileSync(repoPath('chart', 'files', 'backup', 'backup.sh'), 'utf8').replace(/\n$/, ''));
   assert.is(cm.data['table-stats.sql'], fs.readFileSync(repoPath('chart', 'files', 'backup', 'table-stats.sql'), 'utf8').replace(/\n$/, ''));
-  for (const c of [dump, upload]) assert.ok(c.volumeMounts.some((m: { name: string; mountPath: string }) => m.name === 'backup' && m.mountPath === '/backup'), c.name);
+  for (const c of [dump, upload])
+    assert.ok(
+      c.volumeMounts.some((m: { name: string; mountPath: string }) => m.name === 'backup' && m.mountPath === '/backup'),
+      c.name,
+    );
   assert.ok(pod.volumes.find((v: { name: string }) => v.name === 'backup').emptyDir.sizeLimit);
   // No CloudNativePG objects in external mode.
   assert.is(ofKind(objs, 'ScheduledBackup').length, 0);
@@ -79,7 +83,10 @@ test('backup pods meet Pod Security restricted: postgres as UID 999, rclone as a
       assert.is(sc.readOnlyRootFilesystem, true, c.name);
       assert.equal(sc.capabilities.drop, ['ALL'], c.name);
       assert.is(sc.seccompProfile.type, 'RuntimeDefault', c.name);
-      assert.ok(c.volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/tmp'), `${c.name} has a writable /tmp`);
+      assert.ok(
+        c.volumeMounts.some((m: { mountPath: string }) => m.mountPath === '/tmp'),
+        `${c.name} has a writable /tmp`,
+      );
       assert.is(envMap(c).get('HOME')?.value, '/tmp', c.name);
     }
     assert.is(pod.initContainers[0].securityContext.runAsUser, 999);
@@ -164,12 +171,18 @@ test('NetworkPolicy: DNS, the external database port and the S3 endpoint port on
 });
 
 test('guards: missing destination or credentials, bad schedule or retention', async () => {
-  assert.match(await renderError({ values: { backup: { enabled: true } } }), /^conduit: backup\.enabled is true but backup\.destination\.url is empty\. Set backup\.destination\.url to s3:\/\/bucket\/prefix/);
+  assert.match(
+    await renderError({ values: { backup: { enabled: true } } }),
+    /^conduit: backup\.enabled is true but backup\.destination\.url is empty\. Set backup\.destination\.url to s3:\/\/bucket\/prefix/,
+  );
   assert.match(
     await renderError({ values: { backup: { enabled: true, destination: { url: 's3://conduit-backups/x' } } } }),
     /^conduit: backup\.enabled is true but backup\.destination\.existingSecret is empty\..*set backup\.destination\.existingSecret/,
   );
-  assert.match(await renderError({ values: { global: { environment: 'staging' }, backup: { preUpgrade: { mode: 'always' } } } }), /^conduit: backup\.preUpgrade\.mode is always but backup\.enabled is false/);
+  assert.match(
+    await renderError({ values: { global: { environment: 'staging' }, backup: { preUpgrade: { mode: 'always' } } } }),
+    /^conduit: backup\.preUpgrade\.mode is always but backup\.enabled is false/,
+  );
   // The schema refuses shapes before the templates run; its message names the key.
   assert.match(await renderError({ values: merge(ON, { backup: { schedule: 'every night' } }) }), /\/backup\/schedule/);
   assert.match(await renderError({ values: merge(ON, { backup: { schedule: '0 3 * *' } }) }), /\/backup\/schedule/);
@@ -181,7 +194,11 @@ test('guards: missing destination or credentials, bad schedule or retention', as
 /** The regex (fully anchored, as Prometheus applies it) of `label` in an alert's selector of `metric`. */
 function selector(alert: string, metric: string, label: string): RegExp {
   const a = alertRules(loadRules()).find((x) => x.name === alert);
-  const m = a && parsePromQL(a.expr).selectors.find((s) => s.metric === metric)?.matchers.find((x) => x.label === label && x.op === '=~');
+  const m =
+    a &&
+    parsePromQL(a.expr)
+      .selectors.find((s) => s.metric === metric)
+      ?.matchers.find((x) => x.label === label && x.op === '=~');
   assert.ok(m, `${alert}: ${metric}{${label}=~...}`);
   return new RegExp(`^(?:${m!.value})$`);
 }

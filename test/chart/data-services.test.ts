@@ -3,7 +3,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { configEnv, container, envOf, find, ofKind, renderError, renderObjects } from './helpers.ts';
 
-const EXTERNAL_DB = { database: { mode: 'external', external: { host: 'db.example.com', port: 6432, sslMode: 'Require' }, auth: { existingSecret: 'pg', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } };
+const EXTERNAL_DB = {
+  database: { mode: 'external', external: { host: 'db.example.com', port: 6432, sslMode: 'Require' }, auth: { existingSecret: 'pg', existingSecretPasswordKey: 'pw' } },
+  networkPolicy: { enabled: false },
+};
 
 test('cnpg: a CloudNativePG Cluster with max_connections, bootstrapped from the chart-generated basic-auth Secret', async () => {
   const objects = await renderObjects();
@@ -30,7 +33,10 @@ test('cnpg: a CloudNativePG Cluster with max_connections, bootstrapped from the 
 test('external database: no Cluster, the URL points at the server with SslMode, the password from the given Secret', async () => {
   const objects = await renderObjects({ values: EXTERNAL_DB });
   assert.is(ofKind(objects, 'Cluster').length, 0);
-  assert.not.ok(objects.some((o) => o.kind === 'Secret' && o.metadata.name === 'conduit-postgres'), 'no generated DB secret');
+  assert.not.ok(
+    objects.some((o) => o.kind === 'Secret' && o.metadata.name === 'conduit-postgres'),
+    'no generated DB secret',
+  );
   const env = envOf(container(objects, 'api'));
   assert.is(env.get('DATABASE_URL')!.value, 'postgres://conduit:$(CONDUIT_DATABASE_PASSWORD)@db.example.com:6432/conduit?Pooling=true&MinPoolSize=2&MaxPoolSize=20&SslMode=Require');
   assert.equal(env.get('CONDUIT_DATABASE_PASSWORD')!.valueFrom, { secretKeyRef: { name: 'pg', key: 'pw' } });
@@ -62,7 +68,12 @@ test('redis standalone: hardened StatefulSet, password on stdin, maxmemory and e
 });
 
 test('redis external: rediss with an ACL user, no /db suffix; without a password no credentials in the URL', async () => {
-  const objects = await renderObjects({ values: { redis: { mode: 'external', external: { host: 'cache.example.com', port: 6380, tls: true, username: 'conduit' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } } });
+  const objects = await renderObjects({
+    values: {
+      redis: { mode: 'external', external: { host: 'cache.example.com', port: 6380, tls: true, username: 'conduit' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } },
+      networkPolicy: { enabled: false },
+    },
+  });
   assert.is(ofKind(objects, 'StatefulSet').length, 0);
   const env = envOf(container(objects, 'admin'));
   assert.is(env.get('REDIS_URL')!.value, 'rediss://conduit:$(CONDUIT_REDIS_PASSWORD)@cache.example.com:6380');
@@ -72,7 +83,12 @@ test('redis external: rediss with an ACL user, no /db suffix; without a password
 });
 
 test('redis external URL: scheme, user, host and port come from redis.external.url; the password stays a reference', async () => {
-  const objects = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'rediss://app@cache.example.com:6380' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } } });
+  const objects = await renderObjects({
+    values: {
+      redis: { mode: 'external', external: { url: 'rediss://app@cache.example.com:6380' }, auth: { existingSecret: 'redis', existingSecretPasswordKey: 'pw' } },
+      networkPolicy: { enabled: false },
+    },
+  });
   assert.is(envOf(container(objects, 'api')).get('REDIS_URL')!.value, 'rediss://app:$(CONDUIT_REDIS_PASSWORD)@cache.example.com:6380');
   const plain = await renderObjects({ values: { redis: { mode: 'external', external: { url: 'redis://cache' } }, networkPolicy: { enabled: false } } });
   assert.is(envOf(container(plain, 'admin')).get('REDIS_URL')!.value, 'redis://cache:6379');
@@ -91,7 +107,12 @@ test('rabbitmq operator: RabbitmqCluster with the delayed-message plugin; the ap
 });
 
 test('rabbitmq external and none', async () => {
-  const ext = await renderObjects({ values: { rabbitmq: { mode: 'external', external: { host: 'mq.example.com' }, auth: { username: 'svc', existingSecret: 'mq', existingSecretPasswordKey: 'pw' } }, networkPolicy: { enabled: false } } });
+  const ext = await renderObjects({
+    values: {
+      rabbitmq: { mode: 'external', external: { host: 'mq.example.com' }, auth: { username: 'svc', existingSecret: 'mq', existingSecretPasswordKey: 'pw' } },
+      networkPolicy: { enabled: false },
+    },
+  });
   assert.is(ofKind(ext, 'RabbitmqCluster').length, 0);
   const cfg = configEnv(ext, 'admin');
   assert.equal([cfg.CONDUITLLM__RABBITMQ__HOST, cfg.CONDUITLLM__RABBITMQ__PORT, cfg.CONDUITLLM__RABBITMQ__USERNAME], ['mq.example.com', '5672', 'svc']);
@@ -102,7 +123,22 @@ test('rabbitmq external and none', async () => {
 });
 
 test('S3 media storage: names the app reads, keys from the Secret', async () => {
-  const objects = await renderObjects({ values: { mediaStorage: { type: 's3', s3: { endpoint: 'https://s3.example.com', bucketName: 'media', region: 'eu-west-1', publicBaseUrl: 'https://cdn.example.com', existingSecret: 's3', accessKeyIdKey: 'id', secretAccessKeyKey: 'key' } } } });
+  const objects = await renderObjects({
+    values: {
+      mediaStorage: {
+        type: 's3',
+        s3: {
+          endpoint: 'https://s3.example.com',
+          bucketName: 'media',
+          region: 'eu-west-1',
+          publicBaseUrl: 'https://cdn.example.com',
+          existingSecret: 's3',
+          accessKeyIdKey: 'id',
+          secretAccessKeyKey: 'key',
+        },
+      },
+    },
+  });
   for (const c of ['api', 'admin']) {
     const cfg = configEnv(objects, c);
     assert.equal(

@@ -9,8 +9,16 @@ import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 
-interface Finding { message: string; key?: string; file?: string; line?: number }
-interface Report { ok: boolean; clusters: { steps: { step: string; status: string; findings: Finding[] }[] }[] }
+interface Finding {
+  message: string;
+  key?: string;
+  file?: string;
+  line?: number;
+}
+interface Report {
+  ok: boolean;
+  clusters: { steps: { step: string; status: string; findings: Finding[] }[] }[];
+}
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-guards-'));
 
@@ -44,7 +52,13 @@ const CASES: { name: string; overlay: string; key: string; line: number; says: R
     line: 8,
     says: /networkPolicy\.externalServices\.redis\.cidrs is empty/,
   },
-  { name: 'admin-servicemonitor', overlay: 'monitoring:\n  serviceMonitor:\n    admin:\n      enabled: true\n', key: 'monitoring.serviceMonitor.admin.enabled', line: 4, says: /sent the master key as Authorization: Bearer/ },
+  {
+    name: 'admin-servicemonitor',
+    overlay: 'monitoring:\n  serviceMonitor:\n    admin:\n      enabled: true\n',
+    key: 'monitoring.serviceMonitor.admin.enabled',
+    line: 4,
+    says: /sent the master key as Authorization: Bearer/,
+  },
 ];
 
 for (const c of CASES) {

@@ -46,12 +46,21 @@ test('the connection budget (max replicas + surge) x pool must fit max_connectio
   await renderObjects({ values: merge(S3, { api: { autoscaling: { enabled: true, maxReplicas: 10 } }, database: { pool: { api: { maxPoolSize: 10 } } } }) });
   await renderObjects({ values: merge(S3, { api: { autoscaling: { enabled: true, maxReplicas: 10 } }, database: { maxConnections: 300 } }) });
   // A percentage surge is rounded up like Kubernetes does: 10 x 25% -> 3 extra pods.
-  assert.match(await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, maxReplicas: 10 }, updateStrategy: { maxSurge: '25%' } }, database: { maxConnections: 280 } }) }), /api 13 pods x 20/);
+  assert.match(
+    await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, maxReplicas: 10 }, updateStrategy: { maxSurge: '25%' } }, database: { maxConnections: 280 } }) }),
+    /api 13 pods x 20/,
+  );
 });
 
 test('bounds in the wrong order are refused', async () => {
-  assert.match(await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 3 } } }) }), /^conduit: api\.autoscaling\.minReplicas \(5\) is above api\.autoscaling\.maxReplicas \(3\)/);
-  assert.match(await renderError({ values: { database: { pool: { admin: { minPoolSize: 20 } } } } }), /^conduit: database\.pool\.admin\.minPoolSize \(20\) is above database\.pool\.admin\.maxPoolSize \(10\)/);
+  assert.match(
+    await renderError({ values: merge(S3, { api: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 3 } } }) }),
+    /^conduit: api\.autoscaling\.minReplicas \(5\) is above api\.autoscaling\.maxReplicas \(3\)/,
+  );
+  assert.match(
+    await renderError({ values: { database: { pool: { admin: { minPoolSize: 20 } } } } }),
+    /^conduit: database\.pool\.admin\.minPoolSize \(20\) is above database\.pool\.admin\.maxPoolSize \(10\)/,
+  );
 });
 
 test('latest is refused in production, allowed elsewhere; a digest is always fine', async () => {
@@ -64,7 +73,10 @@ test('latest is refused in production, allowed elsewhere; a digest is always fin
 });
 
 test('the WebUI is off by default; enabled anywhere, it needs Clerk keys (its middleware guards /api/health too)', async () => {
-  assert.not.ok((await renderObjects()).some((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'webui'), 'no WebUI object by default');
+  assert.not.ok(
+    (await renderObjects()).some((o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'webui'),
+    'no WebUI object by default',
+  );
   for (const environment of ['production', 'staging', 'local']) {
     const msg = await renderError({ values: { global: { environment }, webui: { enabled: true } } });
     assert.match(msg, /^conduit: webui\.enabled is true but webui\.clerk\.publishableKey or webui\.clerk\.existingSecret is empty\./, environment);
@@ -89,9 +101,15 @@ test('an exposed WebUI needs a browser-reachable Admin API (its writes go there 
 
 test('external services need their host, credentials and a way through the NetworkPolicy', async () => {
   assert.match(await renderError({ values: { database: { mode: 'external' } } }), /^conduit: database\.mode is external but database\.external\.host is empty/);
-  assert.match(await renderError({ values: { database: { mode: 'external', external: { host: 'db' } } } }), /^conduit: database\.mode is external but no password is given\. Set database\.auth\.existingSecret/);
+  assert.match(
+    await renderError({ values: { database: { mode: 'external', external: { host: 'db' } } } }),
+    /^conduit: database\.mode is external but no password is given\. Set database\.auth\.existingSecret/,
+  );
   assert.match(await renderError({ values: { redis: { mode: 'external' } } }), /^conduit: redis\.mode is external but neither redis\.external\.host nor redis\.external\.url is set/);
-  assert.match(await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'localhost' }, auth: { password: 'x' } } } }), /rabbitmq\.external\.host is localhost, which makes the app silently use its in-memory bus/);
+  assert.match(
+    await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'localhost' }, auth: { password: 'x' } } } }),
+    /rabbitmq\.external\.host is localhost, which makes the app silently use its in-memory bus/,
+  );
   assert.match(await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'mq' } } } }), /^conduit: rabbitmq\.mode is external but no password is given/);
 });
 
@@ -101,14 +119,15 @@ function egressAllowed(objects: K8sObject[], labels: Record<string, string>, ip:
   const inCidr = (cidr: string) => {
     const [base, bits] = cidr.split('/');
     const mask = Number(bits) === 0 ? 0 : (0xffffffff << (32 - Number(bits))) >>> 0;
-    return ((toInt(ip) & mask) >>> 0) === ((toInt(base) & mask) >>> 0);
+    return (toInt(ip) & mask) >>> 0 === (toInt(base) & mask) >>> 0;
   };
   const policies = ofKind(objects, 'NetworkPolicy').filter((p) => Object.entries(p.spec.podSelector.matchLabels ?? {}).every(([k, v]) => labels[k] === v) && p.spec.policyTypes.includes('Egress'));
   if (!policies.length) return true;
   return policies.some((p) =>
-    (p.spec.egress ?? []).some((rule: any) =>
-      (rule.ports ?? []).some((pt: any) => pt.port === port && (pt.protocol ?? 'TCP') === 'TCP') &&
-      (rule.to ?? []).some((peer: any) => peer.ipBlock && inCidr(peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some(inCidr)),
+    (p.spec.egress ?? []).some(
+      (rule: any) =>
+        (rule.ports ?? []).some((pt: any) => pt.port === port && (pt.protocol ?? 'TCP') === 'TCP') &&
+        (rule.to ?? []).some((peer: any) => peer.ipBlock && inCidr(peer.ipBlock.cidr) && !(peer.ipBlock.except ?? []).some(inCidr)),
     ),
   );
 }
@@ -126,7 +145,9 @@ test('external data services get their own egress, on the port from their settin
     assert.not.ok(egressAllowed(objects, pod, '10.20.1.5', 5432), `${component}: no port but the configured ones`);
   }
   // Narrowed: only the operator's ranges are open; an empty list is refused with the key named.
-  const narrowed = await renderObjects({ values: merge(external, { networkPolicy: { externalServices: { database: { cidrs: ['10.20.0.0/16'] }, redis: { cidrs: ['10.30.0.0/24'] }, rabbitmq: { cidrs: ['10.40.0.0/24'] } } } }) });
+  const narrowed = await renderObjects({
+    values: merge(external, { networkPolicy: { externalServices: { database: { cidrs: ['10.20.0.0/16'] }, redis: { cidrs: ['10.30.0.0/24'] }, rabbitmq: { cidrs: ['10.40.0.0/24'] } } } }),
+  });
   const api = find(narrowed, 'Deployment', 'conduit-api').spec.template.metadata.labels;
   assert.ok(egressAllowed(narrowed, api, '10.20.1.5', 6432));
   assert.not.ok(egressAllowed(narrowed, api, '10.99.1.5', 6432), 'outside the database range');
@@ -144,7 +165,10 @@ test('external data services get their own egress, on the port from their settin
 
 test('S3 needs endpoint, bucket and a credentials Secret', async () => {
   assert.match(await renderError({ values: { mediaStorage: { type: 's3' } } }), /^conduit: mediaStorage\.type is s3 but mediaStorage\.s3\.endpoint or mediaStorage\.s3\.bucketName is empty/);
-  assert.match(await renderError({ values: { mediaStorage: { type: 's3', s3: { endpoint: 'https://s3', bucketName: 'b' } } } }), /^conduit: mediaStorage\.type is s3 but mediaStorage\.s3\.existingSecret is empty/);
+  assert.match(
+    await renderError({ values: { mediaStorage: { type: 's3', s3: { endpoint: 'https://s3', bucketName: 'b' } } } }),
+    /^conduit: mediaStorage\.type is s3 but mediaStorage\.s3\.existingSecret is empty/,
+  );
 });
 
 test('an existing Secret without a key name is refused', async () => {

@@ -103,12 +103,14 @@ export function ofKind(objects: K8sObject[], kind: string): K8sObject[] {
 }
 
 /** The single container of a component's Deployment. */
-export function container(objects: K8sObject[], component: string): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function container(objects: K8sObject[], component: string): any {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   return find(objects, 'Deployment', `${RELEASE}-${component}`).spec.template.spec.containers[0];
 }
 
 /** env of a container as name -> EnvVar. */
-export function envOf(c: { env?: { name: string; value?: string; valueFrom?: unknown }[] }): Map<string, { name: string; value?: string; valueFrom?: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function envOf(c: { env?: { name: string; value?: string; valueFrom?: unknown }[] }): Map<string, { name: string; value?: string; valueFrom?: any }> {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   return new Map((c.env ?? []).map((e) => [e.name, e]));
 }
 

@@ -45,12 +45,19 @@ test('the rendered default Deployments run exactly those images', async () => {
 
 test('compose/.env.example and the metric catalog name the same reference', () => {
   const env = Object.fromEntries(
-    fs.readFileSync(path.join(REPO_ROOT, 'compose', '.env.example'), 'utf8').split('\n').filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    fs
+      .readFileSync(path.join(REPO_ROOT, 'compose', '.env.example'), 'utf8')
+      .split('\n')
+      .filter((l) => /^[A-Z_]+=/.test(l))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
   assert.is(env.CONDUIT_API_IMAGE, imageOf('conduit-http'));
   assert.is(env.CONDUIT_ADMIN_IMAGE, imageOf('conduit-admin'));
   assert.is(env.CONDUIT_WEBUI_IMAGE, imageOf('conduit-webui'));
-  const catalog = parseYaml(fs.readFileSync(path.join(REPO_ROOT, 'schemas', 'metric-catalog.yaml'), 'utf8')) as { app: { version: string }; sources: Record<string, { kind: string; appVersion?: string }> };
+  const catalog = parseYaml(fs.readFileSync(path.join(REPO_ROOT, 'schemas', 'metric-catalog.yaml'), 'utf8')) as {
+    app: { version: string };
+    sources: Record<string, { kind: string; appVersion?: string }>;
+  };
   assert.is(catalog.app.version, appVersion);
   const app = Object.values(catalog.sources).filter((s) => s.kind === 'app');
   assert.ok(app.length > 0);

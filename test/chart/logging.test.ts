@@ -45,8 +45,7 @@ test('levels: categories are added, changed, or removed with null; a component e
 });
 
 test('changing the log settings rolls the pods (config checksum)', async () => {
-  const checksum = async (values: Record<string, unknown>) =>
-    find(await renderObjects({ values }), 'Deployment', `${RELEASE}-api`).spec.template.metadata.annotations['checksum/config'];
+  const checksum = async (values: Record<string, unknown>) => find(await renderObjects({ values }), 'Deployment', `${RELEASE}-api`).spec.template.metadata.annotations['checksum/config'];
   const json = await checksum({});
   assert.is.not(await checksum({ logging: { format: 'simple' } }), json);
   assert.is.not(await checksum({ logging: { levels: { Default: 'Warning' } } }), json);

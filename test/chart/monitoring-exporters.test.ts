@@ -18,7 +18,14 @@ const MONITORING = { monitoring: { serviceMonitor: { enabled: true, additionalLa
 const catalog = loadCatalog();
 
 const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
-const RESTRICTED = { runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } };
+const RESTRICTED = {
+  runAsNonRoot: true,
+  readOnlyRootFilesystem: true,
+  allowPrivilegeEscalation: false,
+  privileged: false,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+};
 
 test('redis_exporter: a restricted sidecar on port metrics, the password from the Redis Secret through env only', async () => {
   const objs = await renderObjects({ values: MONITORING });
@@ -60,10 +67,16 @@ test('redis_exporter: the Service exposes metrics and the ServiceMonitor scrapes
   const svc = find(objs, 'Service', 'conduit-redis');
   const sm = find(objs, 'ServiceMonitor', 'conduit-redis');
   assert.ok(matches(svc.spec.selector, sts.spec.template.metadata.labels), 'Service selects the Redis pods');
-  assert.equal(svc.spec.ports.find((p: { name: string }) => p.name === 'metrics'), { name: 'metrics', port: 9121, targetPort: 'metrics' });
+  assert.equal(
+    svc.spec.ports.find((p: { name: string }) => p.name === 'metrics'),
+    { name: 'metrics', port: 9121, targetPort: 'metrics' },
+  );
   assert.equal(sm.metadata.labels!.release, 'kube-prometheus-stack');
   const selected = ofKind(objs, 'Service').filter((s) => matches(sm.spec.selector.matchLabels, s.metadata.labels));
-  assert.equal(selected.map((s) => s.metadata.name), ['conduit-redis']);
+  assert.equal(
+    selected.map((s) => s.metadata.name),
+    ['conduit-redis'],
+  );
   assert.equal(sm.spec.namespaceSelector, { matchNames: ['conduit'] });
   assert.is(sm.spec.endpoints.length, 1);
   const [ep] = sm.spec.endpoints;
@@ -75,13 +88,18 @@ test('redis_exporter: the Service exposes metrics and the ServiceMonitor scrapes
 test('redis_exporter: left out without ServiceMonitors, when switched off, and outside standalone mode', async () => {
   for (const values of [{}, merge(MONITORING, { redis: { standalone: { metrics: { enabled: false } } } })]) {
     const objs = await renderObjects({ values });
-    assert.equal(find(objs, 'StatefulSet', 'conduit-redis').spec.template.spec.containers.map((c: { name: string }) => c.name), ['redis']);
+    assert.equal(
+      find(objs, 'StatefulSet', 'conduit-redis').spec.template.spec.containers.map((c: { name: string }) => c.name),
+      ['redis'],
+    );
     assert.not.ok(find(objs, 'Service', 'conduit-redis').spec.ports.some((p: { name: string }) => p.name === 'metrics'));
     assert.not.ok(ofKind(objs, 'ServiceMonitor').some((m) => m.metadata.name === 'conduit-redis'));
     const np = find(objs, 'NetworkPolicy', 'conduit-redis');
     assert.not.ok(JSON.stringify(np.spec.ingress).includes('9121'), 'no metrics port opened without the exporter');
   }
-  const external = await renderObjects({ values: merge(MONITORING, { redis: { mode: 'external', external: { host: 'redis.example.org' }, auth: { existingSecret: 'r' } }, networkPolicy: { enabled: false } }) });
+  const external = await renderObjects({
+    values: merge(MONITORING, { redis: { mode: 'external', external: { host: 'redis.example.org' }, auth: { existingSecret: 'r' } }, networkPolicy: { enabled: false } }),
+  });
   assert.not.ok(ofKind(external, 'ServiceMonitor').some((m) => m.metadata.labels!['app.kubernetes.io/component'] === 'redis'));
   // A moving exporter tag is refused in production like every other image.
   const err = await renderError({ values: merge(MONITORING, { global: { environment: 'production' }, redis: { standalone: { metrics: { image: { tag: 'latest' } } } } }) });
@@ -117,11 +135,16 @@ test('RabbitMQ: rabbitmq_prometheus listed, a ServiceMonitor on the operator-mad
 test('RabbitMQ alerts read only what the aggregated endpoint serves', () => {
   // Per-object metrics repeat these names with vhost/queue labels and would double the sums: the alerts must not need them.
   for (const a of alertRules(loadRules()).filter((r) => /RabbitMQ/.test(r.name))) {
-    for (const s of parsePromQL(a.expr).selectors) if (s.metric && s.metric !== 'up') assert.is(catalog.metrics.find((m) => m.name === s.metric)?.source, 'rabbitmq_prometheus', `${a.name}: ${s.metric}`);
+    for (const s of parsePromQL(a.expr).selectors)
+      if (s.metric && s.metric !== 'up') assert.is(catalog.metrics.find((m) => m.name === s.metric)?.source, 'rabbitmq_prometheus', `${a.name}: ${s.metric}`);
     assert.not.match(a.expr, /\b(queue|vhost)\b(?!_)/, `${a.name} must not group by queue or vhost`);
   }
   // The catalog describes the endpoint the chart scrapes, so the catalog check refuses per-queue queries.
-  for (const m of catalog.metrics.filter((x) => x.source === 'rabbitmq_prometheus')) assert.not.ok(m.labels.some((l) => l === 'queue' || l === 'vhost'), m.name);
+  for (const m of catalog.metrics.filter((x) => x.source === 'rabbitmq_prometheus'))
+    assert.not.ok(
+      m.labels.some((l) => l === 'queue' || l === 'vhost'),
+      m.name,
+    );
   // One Redis per exporter: redis_exporter adds no labels of its own to these series.
   for (const m of catalog.metrics.filter((x) => x.source === 'redis_exporter')) assert.equal(m.labels, [], m.name);
   for (const a of alertRules(loadRules()).filter((r) => /Redis/.test(r.name))) {
@@ -154,7 +177,17 @@ test('NetworkPolicy: the monitoring namespace reaches every metrics port the mon
     { what: 'api', labels: find(objs, 'Deployment', 'conduit-api').spec.template.metadata.labels, port: 8080, name: 'http' },
     { what: 'admin', labels: find(objs, 'Deployment', 'conduit-admin').spec.template.metadata.labels, port: 8080, name: 'http' },
     // The operator's pod labels: app.kubernetes.io/* of its own, other labels copied from the RabbitmqCluster.
-    { what: 'rabbitmq', labels: { 'app.kubernetes.io/name': rabbit.metadata.name, 'app.kubernetes.io/component': 'rabbitmq', 'app.kubernetes.io/part-of': 'rabbitmq', 'helm.sh/chart': rabbit.metadata.labels!['helm.sh/chart'] }, port: 15692, name: 'prometheus' },
+    {
+      what: 'rabbitmq',
+      labels: {
+        'app.kubernetes.io/name': rabbit.metadata.name,
+        'app.kubernetes.io/component': 'rabbitmq',
+        'app.kubernetes.io/part-of': 'rabbitmq',
+        'helm.sh/chart': rabbit.metadata.labels!['helm.sh/chart'],
+      },
+      port: 15692,
+      name: 'prometheus',
+    },
     { what: 'postgresql', labels: { 'cnpg.io/cluster': 'conduit-pg', 'cnpg.io/podRole': 'instance', 'cnpg.io/instanceRole': 'primary' }, port: 9187, name: 'metrics' },
   ];
   for (const t of targets) {
@@ -173,7 +206,9 @@ test('NetworkPolicy: the monitoring namespace reaches every metrics port the mon
 
 test('the catalog check passes over the rendered PrometheusRule (overrides and all)', async () => {
   const values = merge(MONITORING, {
-    monitoring: { prometheusRule: { enabled: true, disabled: ['ConduitWatchdog'], overrides: { ConduitRedisDown: { severity: 'warning', for: '10m' } }, runbookBaseUrl: 'https://docs.example.org/runbooks' } },
+    monitoring: {
+      prometheusRule: { enabled: true, disabled: ['ConduitWatchdog'], overrides: { ConduitRedisDown: { severity: 'warning', for: '10m' } }, runbookBaseUrl: 'https://docs.example.org/runbooks' },
+    },
   });
   const [rule] = ofKind(await renderObjects({ values }), 'PrometheusRule');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rendered-rules-'));
@@ -198,10 +233,16 @@ test('the rendered autoscalers only name catalogued gauges their pods serve; the
   const withPods = { autoscaling: { enabled: true, maxReplicas: 3, pods: { enabled: true } } };
   const objs = await renderObjects({ values: merge(S3, WEBUI_ON, { api: withPods, admin: withPods, webui: { autoscaling: { enabled: true } } }) });
   const refs = hpaMetricNames(objs);
-  assert.equal(refs.map((r) => `${r.origin} ${r.metric}`).sort(), ['HorizontalPodAutoscaler/conduit-admin http_server_active_requests', 'HorizontalPodAutoscaler/conduit-api http_server_active_requests']);
+  assert.equal(refs.map((r) => `${r.origin} ${r.metric}`).sort(), [
+    'HorizontalPodAutoscaler/conduit-admin http_server_active_requests',
+    'HorizontalPodAutoscaler/conduit-api http_server_active_requests',
+  ]);
   assert.equal(checkAutoscalingMetrics(catalog, refs), []);
   const webui = find(objs, 'HorizontalPodAutoscaler', 'conduit-webui');
-  assert.equal(webui.spec.metrics.map((m: { type: string }) => m.type), ['Resource']);
+  assert.equal(
+    webui.spec.metrics.map((m: { type: string }) => m.type),
+    ['Resource'],
+  );
   // Switching the WebUI Pods metric on without a name is refused; naming an API metric is caught by the catalog check.
   assert.match(await renderError({ values: merge(WEBUI_ON, { webui: { autoscaling: { enabled: true, pods: { enabled: true } } } }) }), /webui\.autoscaling\.pods\.metricName is empty/);
   const wrong = await renderObjects({ values: merge(WEBUI_ON, { webui: { autoscaling: { enabled: true, pods: { enabled: true, metricName: 'http_server_active_requests' } } } }) });

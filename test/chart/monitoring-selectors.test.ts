@@ -94,7 +94,12 @@ test('a fullnameOverride without "conduit" is refused while the shipped rules ar
   assert.match(err, /monitoring\.prometheusRule\.enabled is true, but the object names \(fullnameOverride "llm-gateway"\) do not contain "conduit"/);
   // Without the rules the name is fine, and the scrape jobs stay the same.
   const objs = await renderObjects({ values: { ...VALUES, fullnameOverride: 'llm-gateway', monitoring: { ...VALUES.monitoring, prometheusRule: { enabled: false } } } });
-  assert.equal(ofKind(objs, 'ServiceMonitor').map((m) => jobOf(m, 'conduit')).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+  assert.equal(
+    ofKind(objs, 'ServiceMonitor')
+      .map((m) => jobOf(m, 'conduit'))
+      .sort(),
+    ['conduit-api', 'conduit-rabbitmq', 'conduit-redis'],
+  );
   assert.is(adminJob(objs), 'conduit-admin');
 });
 

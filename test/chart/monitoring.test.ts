@@ -10,7 +10,13 @@ import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 import { checkConfig } from '../../scripts/lib/adapters/promtool.ts';
 import { find, ofKind, renderChart, renderObjects, WEBUI_ON } from './helpers.ts';
 
-interface Rule { alert?: string; record?: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+interface Rule {
+  alert?: string;
+  record?: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
 const alertFiles = fs.readdirSync(path.join(CHART_DIR, 'files/alerts')).filter((f) => f.endsWith('.rules.yaml'));
 const sourceRules: Rule[] = alertFiles.flatMap((f) => (parseYaml(fs.readFileSync(path.join(CHART_DIR, 'files/alerts', f), 'utf8')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules));
 const alerts = sourceRules.filter((r) => r.alert);
@@ -28,10 +34,15 @@ test('alerts can be disabled, re-rated and pointed at a runbook site', async () 
   assert.ok(alerts.length >= 2, 'needs two alerts in files/alerts');
   const [a, b] = alerts;
   const objects = await renderObjects({
-    values: { monitoring: { prometheusRule: { enabled: true, disabled: [b.alert], overrides: { [a.alert!]: { severity: 'info', for: '42m' } }, runbookBaseUrl: 'https://runbooks.example.com/conduit/' } } },
+    values: {
+      monitoring: { prometheusRule: { enabled: true, disabled: [b.alert], overrides: { [a.alert!]: { severity: 'info', for: '42m' } }, runbookBaseUrl: 'https://runbooks.example.com/conduit/' } },
+    },
   });
   const rules: Rule[] = find(objects, 'PrometheusRule', 'conduit-rules').spec.groups.flatMap((g: { rules: Rule[] }) => g.rules);
-  assert.not.ok(rules.some((r) => r.alert === b.alert), 'disabled alert is gone');
+  assert.not.ok(
+    rules.some((r) => r.alert === b.alert),
+    'disabled alert is gone',
+  );
   const ra = rules.find((r) => r.alert === a.alert)!;
   assert.is(ra.labels!.severity, 'info');
   assert.is(ra.for, '42m');
@@ -55,7 +66,12 @@ test('one dashboard ConfigMap per file, byte for byte, with the sidecar label an
 
 test('ServiceMonitors: the API (anonymous) and the data services; never the Admin API', async () => {
   const objects = await renderObjects({ values: { monitoring: { serviceMonitor: { enabled: true } } } });
-  assert.equal(ofKind(objects, 'ServiceMonitor').map((s) => s.metadata.name).sort(), ['conduit-api', 'conduit-rabbitmq', 'conduit-redis']);
+  assert.equal(
+    ofKind(objects, 'ServiceMonitor')
+      .map((s) => s.metadata.name)
+      .sort(),
+    ['conduit-api', 'conduit-rabbitmq', 'conduit-redis'],
+  );
   const ep = find(objects, 'ServiceMonitor', 'conduit-api').spec.endpoints[0];
   assert.equal([ep.port, ep.path, ep.authorization], ['http', '/metrics', undefined]);
   assert.is(find(objects, 'NetworkPolicy', 'conduit-admin').spec.ingress.length, 1, 'monitoring may not reach Admin');
@@ -73,7 +89,10 @@ test('prometheus-operator v0.89.0 monitors and ScrapeConfig offer no custom scra
   const src = CRD_SOURCES.find((s) => s.name === 'prometheus-operator')!;
   const files = await crdFiles(src);
   for (const kind of ['servicemonitors', 'podmonitors', 'scrapeconfigs']) {
-    const text = fs.readFileSync(files.find((f) => f.endsWith(`${kind}.yaml`))!, 'utf8');
+    const text = fs.readFileSync(
+      files.find((f) => f.endsWith(`${kind}.yaml`))!,
+      'utf8',
+    );
     assert.ok(/authorization:/.test(text), `${kind}: authorization exists`);
     assert.not.ok(/^\s+(httpHeaders|headers):/m.test(text), `${kind}: a header field appeared: consider a monitor with X-API-Key from the Secret`);
   }
@@ -88,7 +107,10 @@ test('adminScrapeConfig: X-API-Key read from the mounted master key, no key in t
   assert.equal(job.http_headers, { 'X-API-Key': { files: ['/etc/prometheus/secrets/conduit-master-key/master-key'] } });
   assert.not.ok('authorization' in job || 'bearer_token' in job || 'bearer_token_file' in job, 'no Authorization header: Admin bans it');
   assert.equal(job.kubernetes_sd_configs, [{ role: 'endpointslice', namespaces: { names: ['conduit'] } }]);
-  assert.ok(job.relabel_configs.some((r: Record<string, unknown>) => r.target_label === 'job' && r.replacement === 'conduit-admin'), 'job="conduit-admin" like the other targets');
+  assert.ok(
+    job.relabel_configs.some((r: Record<string, unknown>) => r.target_label === 'job' && r.replacement === 'conduit-admin'),
+    'job="conduit-admin" like the other targets',
+  );
   assert.ok(job.relabel_configs.some((r: Record<string, unknown>) => r.action === 'keep' && r.regex === 'conduit-admin'));
   assert.is(find(objects, 'NetworkPolicy', 'conduit-admin').spec.ingress.length, 2, 'monitoring may reach Admin');
 

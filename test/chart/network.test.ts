@@ -3,7 +3,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { find, merge, ofKind, renderObjects, S3, WEBUI_ON, type K8sObject } from './helpers.ts';
 
-const HOSTS = { ...WEBUI_ON, global: { environment: 'staging' }, ingress: { enabled: true, tls: { clusterIssuer: 'letsencrypt' }, hosts: { api: 'api.example.com', admin: 'admin.example.com', webui: 'ui.example.com' } } };
+const HOSTS = {
+  ...WEBUI_ON,
+  global: { environment: 'staging' },
+  ingress: { enabled: true, tls: { clusterIssuer: 'letsencrypt' }, hosts: { api: 'api.example.com', admin: 'admin.example.com', webui: 'ui.example.com' } },
+};
 
 test('Ingresses are streaming-safe and carry the cert-manager issuer', async () => {
   const objects = await renderObjects({ values: HOSTS });
@@ -27,7 +31,13 @@ test('the WebUI host sends /v1 and /hubs to the API (same origin)', async () => 
   const objects = await renderObjects({ values: HOSTS });
   const rule = find(objects, 'Ingress', 'conduit-webui-api').spec.rules[0];
   assert.is(rule.host, 'ui.example.com');
-  assert.equal(rule.http.paths.map((p: { path: string; backend: { service: { name: string } } }) => [p.path, p.backend.service.name]), [['/v1', 'conduit-api'], ['/hubs', 'conduit-api']]);
+  assert.equal(
+    rule.http.paths.map((p: { path: string; backend: { service: { name: string } } }) => [p.path, p.backend.service.name]),
+    [
+      ['/v1', 'conduit-api'],
+      ['/hubs', 'conduit-api'],
+    ],
+  );
   assert.is(find(objects, 'Ingress', 'conduit-webui').spec.rules[0].http.paths[0].backend.service.name, 'conduit-webui');
 });
 
@@ -46,7 +56,10 @@ test('Gateway API: HTTPRoutes with long timeouts and the same-origin rule', asyn
   assert.is(ofKind(objects, 'Ingress').length, 0);
   const ui = find(objects, 'HTTPRoute', 'conduit-webui');
   assert.equal(ui.spec.parentRefs, [{ name: 'public', namespace: 'gateways' }]);
-  assert.equal(ui.spec.rules[0].matches.map((m: { path: { value: string } }) => m.path.value), ['/v1', '/hubs']);
+  assert.equal(
+    ui.spec.rules[0].matches.map((m: { path: { value: string } }) => m.path.value),
+    ['/v1', '/hubs'],
+  );
   assert.is(ui.spec.rules[0].backendRefs[0].name, 'conduit-api');
   assert.is(ui.spec.rules[1].backendRefs[0].name, 'conduit-webui');
   assert.is(find(objects, 'HTTPRoute', 'conduit-api').spec.rules[0].timeouts.request, '600s');
@@ -70,7 +83,10 @@ test('NetworkPolicies are on by default and deny everything not listed', async (
 test('the helm test pods reach DNS and the http port of each enabled component, nothing else', async () => {
   const egress = np(await renderObjects({ values: WEBUI_ON }), 'conduit-test').egress;
   assert.is(egress.length, 2);
-  assert.equal(egress[0].ports.map((p: { port: number }) => p.port), [53, 53]);
+  assert.equal(
+    egress[0].ports.map((p: { port: number }) => p.port),
+    [53, 53],
+  );
   assert.equal(egress[1].to.map(component), ['api', 'admin', 'webui']);
   assert.equal(egress[1].ports, [{ protocol: 'TCP', port: 'http' }]);
   const noUi = np(await renderObjects({ values: { webui: { enabled: false } } }), 'conduit-test').egress;
@@ -103,7 +119,10 @@ test('NetworkPolicy egress: DNS, data services, and the internet on 443 for the 
   const custom = await renderObjects({ values: { networkPolicy: { apiEgress: { cidrs: ['203.0.113.0/24'], except: [], ports: [443, 8443] } } } });
   const rule = np(custom, 'conduit-api').egress[4];
   assert.equal(rule.to, [{ ipBlock: { cidr: '203.0.113.0/24' } }]);
-  assert.equal(rule.ports.map((p: { port: number }) => p.port), [443, 8443]);
+  assert.equal(
+    rule.ports.map((p: { port: number }) => p.port),
+    [443, 8443],
+  );
   assert.is(ofKind(await renderObjects({ values: { networkPolicy: { enabled: false } } }), 'NetworkPolicy').length, 0);
 });
 

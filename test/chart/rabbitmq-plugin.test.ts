@@ -35,7 +35,13 @@ test('by default the pinned broker gets the pinned plugin through a verified ini
   // The broker's major.minor must match the plugin's.
   assert.is(/rabbitmq:(\d+\.\d+)/.exec(rc.spec.image)![1], version.split('.').slice(0, 2).join('.'));
   assert.equal(init.securityContext, {
-    runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+    runAsNonRoot: true,
+    runAsUser: 999,
+    runAsGroup: 999,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
   });
   const broker = pod.containers.find((c: { name: string }) => c.name === 'rabbitmq');
   assert.equal(broker.env, [{ name: 'RABBITMQ_PLUGINS_DIR', value: '/opt/rabbitmq/plugins:/opt/conduit/plugins' }]);

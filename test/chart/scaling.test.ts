@@ -4,12 +4,21 @@ import * as assert from 'uvu/assert';
 import { find, merge, renderObjects, S3 } from './helpers.ts';
 
 test('HPA autoscaling/v2 with CPU, an optional Pods metric and a conservative scale-down', async () => {
-  const objects = await renderObjects({ values: merge(S3, { api: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 6, targetMemoryUtilizationPercentage: 80, pods: { enabled: true, metricName: 'http_server_active_requests', averageValue: '15' } } } }) });
+  const objects = await renderObjects({
+    values: merge(S3, {
+      api: {
+        autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 6, targetMemoryUtilizationPercentage: 80, pods: { enabled: true, metricName: 'http_server_active_requests', averageValue: '15' } },
+      },
+    }),
+  });
   const hpa = find(objects, 'HorizontalPodAutoscaler', 'conduit-api');
   assert.is(hpa.apiVersion, 'autoscaling/v2');
   assert.equal([hpa.spec.minReplicas, hpa.spec.maxReplicas], [2, 6]);
   assert.equal(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-api' });
-  assert.equal(hpa.spec.metrics.map((m: { type: string }) => m.type), ['Resource', 'Resource', 'Pods']);
+  assert.equal(
+    hpa.spec.metrics.map((m: { type: string }) => m.type),
+    ['Resource', 'Resource', 'Pods'],
+  );
   assert.equal(hpa.spec.metrics[2].pods, { metric: { name: 'http_server_active_requests' }, target: { type: 'AverageValue', averageValue: '15' } });
   assert.is(hpa.spec.behavior.scaleDown.stabilizationWindowSeconds, 600);
   assert.equal(hpa.spec.behavior.scaleDown.policies, [{ type: 'Pods', value: 1, periodSeconds: 120 }]);

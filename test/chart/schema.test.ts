@@ -13,7 +13,15 @@ import { CHART_DIR, SCHEMAS_DIR, VALUES_DIR } from '../../scripts/lib/core/paths
 import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
 import { clusterInput, renderChart, renderObjects, type K8sObject } from './helpers.ts';
 
-interface Schema { type?: string; description?: string; properties?: Record<string, Schema>; additionalProperties?: boolean | Schema; $ref?: string; items?: Schema; oneOf?: Schema[] }
+interface Schema {
+  type?: string;
+  description?: string;
+  properties?: Record<string, Schema>;
+  additionalProperties?: boolean | Schema;
+  $ref?: string;
+  items?: Schema;
+  oneOf?: Schema[];
+}
 const schemaText = fs.readFileSync(path.join(SCHEMAS_DIR, 'values.schema.json'), 'utf8');
 const schema = JSON.parse(schemaText) as Schema & { definitions: Record<string, Schema> };
 const values = parseYaml(fs.readFileSync(path.join(CHART_DIR, 'values.yaml'), 'utf8')) as Record<string, unknown>;
@@ -27,7 +35,13 @@ test('schemas/values.schema.json and chart/values.schema.json are identical', ()
 
 test('the values schema is current (generated from values.yaml by scripts/docs.ts)', async () => {
   const results = await valuesSchema({ check: true });
-  assert.equal(results.map((r) => [r.file, r.stale]), [['schemas/values.schema.json', false], ['chart/values.schema.json', false]]);
+  assert.equal(
+    results.map((r) => [r.file, r.stale]),
+    [
+      ['schemas/values.schema.json', false],
+      ['chart/values.schema.json', false],
+    ],
+  );
 });
 
 test('the schema generator refuses a key without a description, naming it and its line', () => {
@@ -109,7 +123,10 @@ test('clusters differ where they should', async () => {
   assert.is(by(us, 'Cluster', 'conduit-pg'), undefined, 'prod-us uses an external database');
   assert.is(by(us, 'HorizontalPodAutoscaler', 'conduit-api')!.spec.maxReplicas, 16);
   assert.is(by(eu, 'Ingress', 'conduit-api')!.spec.rules[0].host, 'api.eu.conduit.example.com');
-  assert.is.not(by(eu, 'Deployment', 'conduit-api')!.spec.template.spec.containers[0].resources.requests.cpu, by(local, 'Deployment', 'conduit-api')!.spec.template.spec.containers[0].resources.requests.cpu);
+  assert.is.not(
+    by(eu, 'Deployment', 'conduit-api')!.spec.template.spec.containers[0].resources.requests.cpu,
+    by(local, 'Deployment', 'conduit-api')!.spec.template.spec.containers[0].resources.requests.cpu,
+  );
 });
 
 /** Objects without what is random per render (generated Secret data). */

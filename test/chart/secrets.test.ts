@@ -7,7 +7,11 @@ const decode = (b64: string) => Buffer.from(b64, 'base64').toString();
 
 test('generated credentials are URL-safe, long, and kept across upgrades and uninstalls', async () => {
   const objects = await renderObjects();
-  const cases: [string, string, number][] = [['conduit-master-key', 'master-key', 48], ['conduit-postgres', 'password', 32], ['conduit-redis', 'redis-password', 32]];
+  const cases: [string, string, number][] = [
+    ['conduit-master-key', 'master-key', 48],
+    ['conduit-postgres', 'password', 32],
+    ['conduit-redis', 'redis-password', 32],
+  ];
   for (const [name, key, len] of cases) {
     const s = find(objects, 'Secret', name);
     assert.is(s.metadata.annotations?.['helm.sh/resource-policy'], 'keep', `${name} is kept`);

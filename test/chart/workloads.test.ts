@@ -111,7 +111,10 @@ test('the WebUI gets in-cluster and browser-facing API URLs', async () => {
   assert.is(cfg.CONDUIT_API_BASE_URL, 'http://conduit-api.conduit.svc:8080');
   assert.is(cfg.CONDUIT_ADMIN_API_BASE_URL, 'http://conduit-admin.conduit.svc:8080');
   assert.ok(cfg.CONDUIT_API_EXTERNAL_URL && cfg.CONDUIT_ADMIN_API_EXTERNAL_URL);
-  const hosted = configEnv(await renderObjects({ values: { ...WEBUI_ON, global: { environment: 'staging' }, ingress: { enabled: true, hosts: { webui: 'ui.example.com', admin: 'admin.example.com' } } } }), 'webui');
+  const hosted = configEnv(
+    await renderObjects({ values: { ...WEBUI_ON, global: { environment: 'staging' }, ingress: { enabled: true, hosts: { webui: 'ui.example.com', admin: 'admin.example.com' } } } }),
+    'webui',
+  );
   assert.is(hosted.CONDUIT_API_EXTERNAL_URL, 'https://ui.example.com', 'same origin as the WebUI');
   assert.is(hosted.CONDUIT_ADMIN_API_EXTERNAL_URL, 'https://admin.example.com');
 });
@@ -129,15 +132,20 @@ test('recommended labels on every object; checksums roll pods when configuration
   const after = find(changed, 'Deployment', 'conduit-api').spec.template.metadata.annotations['checksum/config'];
   assert.is.not(before, after);
   assert.is(configEnv(changed, 'api').LOG_LEVEL, 'Debug');
-  assert.is(find(changed, 'Deployment', 'conduit-admin').spec.template.metadata.annotations['checksum/config'],
-    find(objects, 'Deployment', 'conduit-admin').spec.template.metadata.annotations['checksum/config'], 'other components keep their checksum');
+  assert.is(
+    find(changed, 'Deployment', 'conduit-admin').spec.template.metadata.annotations['checksum/config'],
+    find(objects, 'Deployment', 'conduit-admin').spec.template.metadata.annotations['checksum/config'],
+    'other components keep their checksum',
+  );
 });
 
 test('images: appVersion by default, digest wins, global registry overrides', async () => {
   const objects = await renderObjects({ values: WEBUI_ON });
   assert.match(container(objects, 'api').image, /^ghcr\.io\/knnlabs\/conduit-http:master-[0-9a-f]{7}$/);
   const digest = 'sha256:' + 'a'.repeat(64);
-  const o2 = await renderObjects({ values: { ...WEBUI_ON, global: { imageRegistry: 'mirror.example.com', imagePullSecrets: ['mirror'] }, admin: { image: { digest, pullSecrets: ['admin-only', 'mirror'] } } } });
+  const o2 = await renderObjects({
+    values: { ...WEBUI_ON, global: { imageRegistry: 'mirror.example.com', imagePullSecrets: ['mirror'] }, admin: { image: { digest, pullSecrets: ['admin-only', 'mirror'] } } },
+  });
   assert.equal(find(o2, 'Deployment', 'conduit-admin').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }, { name: 'admin-only' }]);
   assert.equal(find(o2, 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, [{ name: 'mirror' }]);
   assert.is(find(await renderObjects({ values: WEBUI_ON }), 'Deployment', 'conduit-api').spec.template.spec.imagePullSecrets, undefined);

@@ -33,7 +33,13 @@ test('entries are appended and read back in order, and the ConfigMap holds no se
     details: { masterKey, databaseUrl: 'postgres://conduit:db-pass-e2e@db:5432/conduit', env: 'CONDUIT_API_TO_API_BACKEND_AUTH_KEY=auth-e2e-value', revision: 4 },
   });
   const entries = await readAudit(kube, ns.name);
-  assert.equal(entries.map((e) => [e.action, e.result]), [['deploy', 'started'], ['rotate-master-key', 'succeeded']]);
+  assert.equal(
+    entries.map((e) => [e.action, e.result]),
+    [
+      ['deploy', 'started'],
+      ['rotate-master-key', 'succeeded'],
+    ],
+  );
   assert.is(entries[1].details?.revision, 4);
   const cm = await kube.call(['get', 'configmap', AUDIT_CONFIGMAP, '-o', 'json'], { namespace: ns.name });
   for (const secret of [masterKey, 'db-pass-e2e', 'auth-e2e-value']) assert.not.ok(cm.includes(secret), `the ConfigMap contains ${secret}`);
@@ -42,12 +48,16 @@ test('entries are appended and read back in order, and the ConfigMap holds no se
 
 test('concurrent writers lose no entry', async () => {
   const before = (await readAudit(kube, ns.name)).length;
-  await Promise.all(
-    Array.from({ length: 5 }, (_, i) => appendAudit(kube, { time: new Date().toISOString(), actor: `writer-${i}`, action: 'scale', result: 'succeeded', namespace: ns.name })),
-  );
+  await Promise.all(Array.from({ length: 5 }, (_, i) => appendAudit(kube, { time: new Date().toISOString(), actor: `writer-${i}`, action: 'scale', result: 'succeeded', namespace: ns.name })));
   const after = await readAudit(kube, ns.name);
   assert.is(after.length, before + 5);
-  assert.equal(after.filter((e) => e.action === 'scale').map((e) => e.actor).sort(), ['writer-0', 'writer-1', 'writer-2', 'writer-3', 'writer-4']);
+  assert.equal(
+    after
+      .filter((e) => e.action === 'scale')
+      .map((e) => e.actor)
+      .sort(),
+    ['writer-0', 'writer-1', 'writer-2', 'writer-3', 'writer-4'],
+  );
   assert.equal((await readAudit(kube, ns.name, { limit: 2 })).length, 2);
 });
 

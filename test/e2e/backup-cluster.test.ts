@@ -55,7 +55,9 @@ async function replicas(): Promise<{ api: number; admin: number; pods: number; g
 }
 async function auditEntries(): Promise<Record<string, any>[]> {
   const cm = await kube.get<KubeObject & { data?: Record<string, string> }>('configmap', 'conduit-audit', { namespace });
-  return Object.keys(cm?.data ?? {}).sort().map((k) => JSON.parse(cm!.data![k]));
+  return Object.keys(cm?.data ?? {})
+    .sort()
+    .map((k) => JSON.parse(cm!.data![k]));
 }
 async function auditText(): Promise<string> {
   return JSON.stringify((await kube.get('configmap', 'conduit-audit', { namespace })) ?? {});
@@ -66,7 +68,15 @@ async function untilPods(n: number): Promise<void> {
 /** Hold an ACCESS SHARE lock on app.users, so pg_restore --clean waits inside its transaction until released. */
 async function blockUsersTable(): Promise<() => Promise<void>> {
   const blocker = pg.sql('conduit', "SET application_name = 'e2e-blocker'; BEGIN; LOCK TABLE app.users IN ACCESS SHARE MODE; SELECT pg_sleep(600);").catch(() => 'terminated');
-  for (let i = 0; i < 100 && (await pg.sql('conduit', "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'e2e-blocker' AND l.granted AND l.relation = 'app.users'::regclass;")).trim() !== '1'; i++) await sleep(100);
+  for (
+    let i = 0;
+    i < 100 &&
+    (
+      await pg.sql('conduit', "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'e2e-blocker' AND l.granted AND l.relation = 'app.users'::regclass;")
+    ).trim() !== '1';
+    i++
+  )
+    await sleep(100);
   return async () => {
     await pg.sql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'e2e-blocker';");
     await blocker;
@@ -90,13 +100,26 @@ t.before(async () => {
     fs.mkdirSync(path.dirname(to), { recursive: true });
     fs.copyFileSync(l, to);
   }
-  const entry = { description: 'e2e scratch namespace', context: LOCAL_CONTEXT, namespace, release: 'conduit', environment: 'local', layers: LAYERS.map((l) => path.relative(VALUES_DIR, l)), kubeVersion: '1.36' };
+  const entry = {
+    description: 'e2e scratch namespace',
+    context: LOCAL_CONTEXT,
+    namespace,
+    release: 'conduit',
+    environment: 'local',
+    layers: LAYERS.map((l) => path.relative(VALUES_DIR, l)),
+    kubeVersion: '1.36',
+  };
   fs.writeFileSync(registry, toYaml({ clusters: { e2e: { ...entry, protected: false }, 'e2e-protected': { ...entry, protected: true } } }));
   const helm = await tool('helm');
   const plan = planDeploy(
     {
       target: { cluster: 'e2e', context: LOCAL_CONTEXT, kubeconfig: kube.target.kubeconfig, namespace, release: 'conduit', protected: false },
-      chartDir: CHART_DIR, valuesFiles: LAYERS, overrides: { api: { replicaCount: 2 }, admin: { replicaCount: 1 }, mediaStorage: MEDIA }, helmMajor: 4, timeout: '3m', actor: 'e2e@restore',
+      chartDir: CHART_DIR,
+      valuesFiles: LAYERS,
+      overrides: { api: { replicaCount: 2 }, admin: { replicaCount: 1 }, mediaStorage: MEDIA },
+      helmMajor: 4,
+      timeout: '3m',
+      actor: 'e2e@restore',
     },
     helm,
   );
@@ -127,7 +150,10 @@ t('--dry-run prints the plan with the replica counts and changes nothing', async
   const r = await cli([...restoreArgs(), '--dry-run', '--json']);
   assert.is(r.exitCode, 0, r.stderr);
   assert.equal(r.json.plan.replicas, { api: 2, admin: 1 });
-  assert.ok(r.json.plan.after.some((s: string) => s.includes('api 2, admin 1')), JSON.stringify(r.json.plan.after));
+  assert.ok(
+    r.json.plan.after.some((s: string) => s.includes('api 2, admin 1')),
+    JSON.stringify(r.json.plan.after),
+  );
   const human = await cli([...restoreArgs(), '--dry-run']);
   assert.match(human.stdout, /Dry run: nothing was changed/);
   assert.match(human.stdout, /scale deployment\/conduit-api and deployment\/conduit-admin to 0 \(now: api 2, admin 1\)/);
@@ -203,7 +229,10 @@ t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches
 
 t('a failing restore (pg_restore refused after scaling) still brings api/admin back to 2/1 and exits 1', async () => {
   const url = pg.urlWithPassword('conduit').replace(`:${pg.password}@`, `:${WRONG_PASSWORD}@`);
-  const r = await cli([...restoreArgs().filter((a, i, all) => a !== '--database-url' && all[i - 1] !== '--database-url'), '--database-url-env', 'TARGET_DB', '--yes'], { TARGET_DB: url, PGPASSWORD: undefined });
+  const r = await cli([...restoreArgs().filter((a, i, all) => a !== '--database-url' && all[i - 1] !== '--database-url'), '--database-url-env', 'TARGET_DB', '--yes'], {
+    TARGET_DB: url,
+    PGPASSWORD: undefined,
+  });
   assert.is(r.exitCode, 1, r.stderr);
   assert.match(r.stderr, /password authentication failed/);
   await untilPods(3);
@@ -219,9 +248,15 @@ t('a failing restore (pg_restore refused after scaling) still brings api/admin b
 
 t('an HPA on admin: refused without --pause-autoscaling; with it, deleted for the restore and re-created as it was', async () => {
   const hpa = {
-    apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler',
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
     metadata: { name: 'conduit-admin', namespace, labels: { 'app.kubernetes.io/instance': 'conduit', 'app.kubernetes.io/component': 'admin' }, annotations: { 'conduit.test/kept': 'yes' } },
-    spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-admin' }, minReplicas: 1, maxReplicas: 2, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }] },
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'conduit-admin' },
+      minReplicas: 1,
+      maxReplicas: 2,
+      metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
+    },
   };
   const created = await kube.create(hpa as unknown as KubeObject, { namespace });
   const before = await replicas();
@@ -253,7 +288,10 @@ t('Ctrl-C during pg_restore (SIGINT to the process group, as a terminal sends it
   const unblock = await blockUsersTable();
   // Its own process group, so the signal reaches backup.ts and its pg_restore like a terminal's Ctrl-C.
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'backup.ts'), ...restoreArgs(), '--yes', '--registry', registry], {
-    cwd: REPO_ROOT, detached: true, env: { ...process.env, CI: '1', ...pg.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO_ROOT,
+    detached: true,
+    env: { ...process.env, CI: '1', ...pg.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
@@ -282,7 +320,10 @@ t('Ctrl-C during pg_restore (SIGINT to the process group, as a terminal sends it
 t('no secret in any output or audit entry', async () => {
   const audit = await auditText();
   for (const secret of [pg.password, WRONG_PASSWORD]) {
-    assert.not.ok(outputs.some((o) => o.includes(secret)), 'a secret appeared in the output');
+    assert.not.ok(
+      outputs.some((o) => o.includes(secret)),
+      'a secret appeared in the output',
+    );
     assert.not.ok(audit.includes(secret), 'a secret appeared in the audit trail');
   }
   assert.ok(audit.includes(pg.url('conduit')), 'the target is named, without its password');

@@ -16,9 +16,24 @@ import { find, renderObjects, type K8sObject } from '../chart/helpers.ts';
 import { backupCli, loadDataset } from './backup-data.ts';
 import { postgresBinDir, startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 
-interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }
-interface Container { name: string; image: string; command: string[]; args?: string[]; env?: EnvVar[]; volumeMounts?: { name: string; mountPath: string }[] }
-interface PodSpec { initContainers?: Container[]; containers: Container[]; volumes: { name: string; configMap?: { name: string; defaultMode?: number }; emptyDir?: object }[] }
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string } };
+}
+interface Container {
+  name: string;
+  image: string;
+  command: string[];
+  args?: string[];
+  env?: EnvVar[];
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  initContainers?: Container[];
+  containers: Container[];
+  volumes: { name: string; configMap?: { name: string; defaultMode?: number }; emptyDir?: object }[];
+}
 
 const t = suite('rendered backup CronJob');
 let pg: PostgresServer;
@@ -114,11 +129,20 @@ const DEST = () => `s3://${s3.bucket}/${PREFIX}/dumps`;
 
 t('the CronJob pod, run as rendered, produces a backup that list and verify accept', async () => {
   const pod = cronPod();
-  assert.equal(pod.initContainers!.map((c) => c.name), ['dump']);
-  assert.equal(pod.containers.map((c) => c.name), ['upload']);
+  assert.equal(
+    pod.initContainers!.map((c) => c.name),
+    ['dump'],
+  );
+  assert.equal(
+    pod.containers.map((c) => c.name),
+    ['upload'],
+  );
   const { results, volumeDirs } = await runPod('cronjob', pod);
   for (const r of results) assert.is(r.exitCode, 0, `${r.name}: ${r.stderr}`);
-  assert.equal(results.map((r) => r.name), ['dump', 'upload']);
+  assert.equal(
+    results.map((r) => r.name),
+    ['dump', 'upload'],
+  );
   for (const r of results) {
     assert.not.ok(r.stderr.includes(pg.password) || r.stdout.includes(pg.password), `${r.name} logs no database password`);
     assert.not.ok(r.stderr.includes(s3.secretAccessKey) || r.stdout.includes(s3.secretAccessKey), `${r.name} logs no S3 secret`);
@@ -158,7 +182,11 @@ t('with a wrong database password in the Secret the dump fails and nothing is up
   try {
     const before = (await backupCli(['list', '--from', DEST(), '--json'], s3.env)).json.backups.length;
     const { results } = await runPod('failing', cronPod());
-    assert.equal(results.map((r) => [r.name, r.exitCode]), [['dump', 1]], 'the upload container never starts after a failed init container');
+    assert.equal(
+      results.map((r) => [r.name, r.exitCode]),
+      [['dump', 1]],
+      'the upload container never starts after a failed init container',
+    );
     assert.match(results[0].stderr, /password authentication failed/);
     assert.is((await backupCli(['list', '--from', DEST(), '--json'], s3.env)).json.backups.length, before);
   } finally {

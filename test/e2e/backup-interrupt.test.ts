@@ -64,7 +64,11 @@ t('S3: a create killed mid-upload leaves no valid backup; a later create works',
   await new Promise((r) => setTimeout(r, 500));
   const listed = await backupCli(['list', '--from', dest, '--json'], s3.env);
   assert.is(listed.exitCode, 0, listed.stderr);
-  assert.equal(listed.json.backups.filter((b: { state: string }) => b.state === 'valid'), [], 'nothing valid');
+  assert.equal(
+    listed.json.backups.filter((b: { state: string }) => b.state === 'valid'),
+    [],
+    'nothing valid',
+  );
   // The multipart upload was never completed: no object at all, let alone a manifest.
   assert.equal(listed.json.backups, []);
   const verify = await backupCli(['verify', '--from', dest, '--scratch-url', pg.url('postgres')], { ...s3.env, ...pg.env });

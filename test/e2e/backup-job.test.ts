@@ -43,8 +43,15 @@ t('dump + upload produce a backup that list and verify accept', async () => {
   const emptyDir = path.join(work, 'emptydir');
   fs.mkdirSync(emptyDir);
   const dump = await step('dump', {
-    PGHOST: '127.0.0.1', PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'conduit',
-    BACKUP_DIR: emptyDir, BACKUP_RELEASE: 'conduit', BACKUP_NAMESPACE: 'conduit-prod', BACKUP_REVISION: '7',
+    PGHOST: '127.0.0.1',
+    PGPORT: String(pg.port),
+    PGUSER: pg.user,
+    PGPASSWORD: pg.password,
+    PGDATABASE: 'conduit',
+    BACKUP_DIR: emptyDir,
+    BACKUP_RELEASE: 'conduit',
+    BACKUP_NAMESPACE: 'conduit-prod',
+    BACKUP_REVISION: '7',
   });
   assert.is(dump.exitCode, 0, dump.stderr);
   const id = fs.readFileSync(path.join(emptyDir, 'backup-id'), 'utf8').trim();
@@ -63,7 +70,10 @@ t('dump + upload produce a backup that list and verify accept', async () => {
   assert.not.ok(upload.stderr.includes(s3.secretAccessKey), 'the S3 secret is not logged');
 
   const listed = await backupCli(['list', '--from', dest, '--check', '--json'], s3.env);
-  assert.equal(listed.json.backups.map((b: { id: string; state: string }) => [b.id, b.state]), [[id, 'valid']]);
+  assert.equal(
+    listed.json.backups.map((b: { id: string; state: string }) => [b.id, b.state]),
+    [[id, 'valid']],
+  );
   const verified = await backupCli(['verify', '--from', dest, '--backup', id, '--scratch-url', pg.url('postgres'), '--json'], { ...s3.env, ...pg.env });
   assert.is(verified.exitCode, 0, verified.stdout + verified.stderr);
   assert.is(verified.json.passed, true);
@@ -74,7 +84,12 @@ t('the job fails clearly and uploads nothing when the dump fails', async () => {
   const emptyDir = path.join(work, 'failing');
   fs.mkdirSync(emptyDir);
   const dump = await step('dump', {
-    PGHOST: '127.0.0.1', PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: 'not-the-password', PGDATABASE: 'conduit', BACKUP_DIR: emptyDir,
+    PGHOST: '127.0.0.1',
+    PGPORT: String(pg.port),
+    PGUSER: pg.user,
+    PGPASSWORD: 'not-the-password',
+    PGDATABASE: 'conduit',
+    BACKUP_DIR: emptyDir,
   });
   assert.is(dump.exitCode, 1);
   assert.match(dump.stderr, /backup: error: could not open a snapshot: .*password authentication failed/s);

@@ -20,7 +20,10 @@ const DAY = 24 * HOUR;
 
 /** An id for a time, in the format create uses (the suffix is arbitrary). */
 function idAt(time: Date, suffix: string): string {
-  return `${time.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${suffix}`;
+  return `${time
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${suffix}`;
 }
 
 interface Fixture {
@@ -115,7 +118,10 @@ for (const kind of ['directory', 's3'] as const) {
     assert.is(real.exitCode, 0, real.stderr);
     assert.equal([...real.json.deleted].sort(), expectedDeleted);
     const listed = await backupCli(['list', '--from', dest, '--json'], s3.env);
-    assert.equal(listed.json.backups.map((b: { id: string }) => b.id), expectedKept);
+    assert.equal(
+      listed.json.backups.map((b: { id: string }) => b.id),
+      expectedKept,
+    );
     assert.ok(fs.existsSync(path.join(root, 'notes', 'README')), 'foreign folders are left alone');
 
     // Human output names every decision.

@@ -48,18 +48,28 @@ for (const kind of ['directory', 's3'] as const) {
     const m = created.json.manifest;
     assert.match(m.id, /^\d{8}T\d{6}Z-[0-9a-f]{6}$/);
     assert.is(m.tables.length, 6);
-    assert.is(m.tables.reduce((n: number, x: { rows: number }) => n + x.rows, 0), datasetRowTotal() + 2, 'rows of all tables plus 2 large objects');
+    assert.is(
+      m.tables.reduce((n: number, x: { rows: number }) => n + x.rows, 0),
+      datasetRowTotal() + 2,
+      'rows of all tables plus 2 large objects',
+    );
     assert.equal(m.tables, await stats('conduit'), 'the manifest describes the source exactly');
     assert.match(created.stderr, /dumped .* MB\/s/, 'progress shows bytes and throughput');
 
     const listed = await backupCli(['list', '--from', dest, '--check', '--json'], env);
     ok(listed, 'list');
-    assert.equal(listed.json.backups.map((b: { id: string; state: string; checksumChecked: boolean }) => [b.id, b.state, b.checksumChecked]), [[m.id, 'valid', true]]);
+    assert.equal(
+      listed.json.backups.map((b: { id: string; state: string; checksumChecked: boolean }) => [b.id, b.state, b.checksumChecked]),
+      [[m.id, 'valid', true]],
+    );
 
     const verified = await backupCli(['verify', '--from', dest, '--backup', m.id, '--scratch-url', pg.url('postgres'), '--json'], env);
     ok(verified, 'verify');
     assert.is(verified.json.passed, true);
-    assert.equal(verified.json.tables.map((x: { passed: boolean }) => x.passed), [true, true, true, true, true, true]);
+    assert.equal(
+      verified.json.tables.map((x: { passed: boolean }) => x.passed),
+      [true, true, true, true, true, true],
+    );
     assert.is(await scratchDatabases(), '', 'the scratch database is dropped');
 
     const target = `restored_${kind}`;
@@ -78,8 +88,11 @@ t('the table checksum notices a single changed value (so a passing compare means
   const after = await stats('restored_directory');
   const changed = after.filter((x, i) => x.checksum !== before[i].checksum).map((x) => `${x.schema}.${x.table}`);
   assert.equal(changed, ['app.users']);
-  assert.equal(after.map((x) => x.rows), before.map((x) => x.rows));
-  await pg.sql('restored_directory', "UPDATE app.users SET display_name = left(display_name, -1) WHERE id = 4243;");
+  assert.equal(
+    after.map((x) => x.rows),
+    before.map((x) => x.rows),
+  );
+  await pg.sql('restored_directory', 'UPDATE app.users SET display_name = left(display_name, -1) WHERE id = 4243;');
   assert.equal(await stats('restored_directory'), before, 'and reverting it restores the checksum');
 });
 
@@ -123,7 +136,10 @@ t('a failing restore rolls back completely and still runs the after-restore hook
   };
   assert.ok(planRestore(backup, parseDatabaseUrl(pg.url('conflict')), false, hooks).steps.includes('scale api and admin to 0'));
   const target = parseDatabaseUrl(pg.urlWithPassword('conflict'));
-  const error = await restoreBackup({ storage, backup, target, clean: false, hooks }).then(() => undefined, (e: Error) => e);
+  const error = await restoreBackup({ storage, backup, target, clean: false, hooks }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
   assert.ok(error, 'the restore fails');
   assert.match(error!.message, /pg_restore into .* failed[\s\S]*schema "app" already exists/);
   assert.equal(calls, ['before', 'after ok=false']);
@@ -163,7 +179,10 @@ for (const kind of ['directory', 's3'] as const) {
     assert.is(restored.exitCode, 1);
     assert.match(restored.stderr, /is corrupt: sha256/);
     assert.match(restored.stderr, /Nothing was restored/);
-    assert.is((await pg.sql(target, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast');")).trim(), '0');
+    assert.is(
+      (await pg.sql(target, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast');")).trim(),
+      '0',
+    );
   });
 }
 
@@ -184,10 +203,13 @@ t('secrets stay out of arguments and output; bad input is a clear error', async 
   assert.is(fs.readdirSync(dest).length, 1, 'a failed create leaves nothing behind');
 
   // S3 credentials from variables named on the command line (the values never are).
-  const named = await backupCli(
-    ['list', '--from', `s3://${s3.bucket}/roundtrip/conduit`, '--s3-endpoint', s3.endpoint, '--s3-access-key-env', 'BK_ID', '--s3-secret-key-env', 'BK_SECRET', '--json'],
-    { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_ENDPOINT_URL: undefined, BK_ID: s3.accessKeyId, BK_SECRET: s3.secretAccessKey },
-  );
+  const named = await backupCli(['list', '--from', `s3://${s3.bucket}/roundtrip/conduit`, '--s3-endpoint', s3.endpoint, '--s3-access-key-env', 'BK_ID', '--s3-secret-key-env', 'BK_SECRET', '--json'], {
+    AWS_ACCESS_KEY_ID: undefined,
+    AWS_SECRET_ACCESS_KEY: undefined,
+    AWS_ENDPOINT_URL: undefined,
+    BK_ID: s3.accessKeyId,
+    BK_SECRET: s3.secretAccessKey,
+  });
   ok(named, 'list with --s3-*-env');
   assert.is(named.json.backups.length, 1);
   const wrongKey = await backupCli(['list', '--from', `s3://${s3.bucket}/roundtrip/conduit`, '--json'], { ...s3.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-key' });

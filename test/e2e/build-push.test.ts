@@ -30,7 +30,23 @@ test.after(async () => {
 test('builds, pushes both tags, records the digest the registry serves, with the OCI labels', async () => {
   const reg = ctx.registry as Registry;
   const lockFile = path.join(ctx.work, 'images.lock.json');
-  const r = await runScript('build.ts', ['--engine', 'podman', '--source', ctx.source, '--component', 'api', '--dockerfile-dir', path.join(FIXTURES, 'images'), '--push', '--registry', `${reg.host}/conduit`, '--insecure', '--lock-file', lockFile, '--json']);
+  const r = await runScript('build.ts', [
+    '--engine',
+    'podman',
+    '--source',
+    ctx.source,
+    '--component',
+    'api',
+    '--dockerfile-dir',
+    path.join(FIXTURES, 'images'),
+    '--push',
+    '--registry',
+    `${reg.host}/conduit`,
+    '--insecure',
+    '--lock-file',
+    lockFile,
+    '--json',
+  ]);
   assert.is(r.exitCode, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   const shortSha = ctx.revision.slice(0, 7);
@@ -48,7 +64,9 @@ test('builds, pushes both tags, records the digest the registry serves, with the
     assert.is(m.headers.get('docker-content-digest'), lock.api.digest, `registry digest of ${tag}`);
   }
   const manifest = (await (await fetch(`${reg.url}/v2/conduit/conduit-http/manifests/${lock.api.digest}`, { headers: { Accept: MANIFEST_TYPES } })).json()) as { config: { digest: string } };
-  const config = (await (await fetch(`${reg.url}/v2/conduit/conduit-http/blobs/${manifest.config.digest}`)).json()) as { config: { Labels: Record<string, string>; User: string; Healthcheck?: { Test: string[] } } };
+  const config = (await (await fetch(`${reg.url}/v2/conduit/conduit-http/blobs/${manifest.config.digest}`)).json()) as {
+    config: { Labels: Record<string, string>; User: string; Healthcheck?: { Test: string[] } };
+  };
   const labels = config.config.Labels;
   assert.is(labels['org.opencontainers.image.revision'], ctx.revision);
   assert.is(labels['org.opencontainers.image.version'], '0.3.0');
@@ -61,7 +79,24 @@ test('builds, pushes both tags, records the digest the registry serves, with the
 test('a second component keeps the first one in the lock file; latest is refused without --allow-latest', async () => {
   const reg = ctx.registry as Registry;
   const lockFile = path.join(ctx.work, 'images.lock.json');
-  const refused = await runScript('build.ts', ['--engine', 'podman', '--source', ctx.source, '--component', 'api', '--dockerfile-dir', path.join(FIXTURES, 'images'), '--tag', 'latest', '--push', '--registry', `${reg.host}/conduit`, '--insecure', '--lock-file', lockFile]);
+  const refused = await runScript('build.ts', [
+    '--engine',
+    'podman',
+    '--source',
+    ctx.source,
+    '--component',
+    'api',
+    '--dockerfile-dir',
+    path.join(FIXTURES, 'images'),
+    '--tag',
+    'latest',
+    '--push',
+    '--registry',
+    `${reg.host}/conduit`,
+    '--insecure',
+    '--lock-file',
+    lockFile,
+  ]);
   assert.is(refused.exitCode, 2);
   assert.match(refused.stderr, /refusing to push the moving tag "latest"/);
   const before = JSON.parse(fs.readFileSync(lockFile, 'utf8'));
@@ -70,7 +105,22 @@ test('a second component keeps the first one in the lock file; latest is refused
 
 test('a push to an unreachable registry fails after its retries with exit 1', async () => {
   const lockFile = path.join(ctx.work, 'unreachable.lock.json');
-  const r = await runScript('build.ts', ['--engine', 'podman', '--source', ctx.source, '--component', 'api', '--dockerfile-dir', path.join(FIXTURES, 'images'), '--push', '--registry', '127.0.0.1:9/conduit', '--insecure', '--lock-file', lockFile]);
+  const r = await runScript('build.ts', [
+    '--engine',
+    'podman',
+    '--source',
+    ctx.source,
+    '--component',
+    'api',
+    '--dockerfile-dir',
+    path.join(FIXTURES, 'images'),
+    '--push',
+    '--registry',
+    '127.0.0.1:9/conduit',
+    '--insecure',
+    '--lock-file',
+    lockFile,
+  ]);
   assert.is(r.exitCode, 1);
   assert.match(r.stderr, /push of 127\.0\.0\.1:9\/conduit\/conduit-http:0\.3\.0 failed after 3 attempts/);
   assert.match(r.stderr, /attempt 1 failed/);

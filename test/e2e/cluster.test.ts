@@ -54,7 +54,10 @@ test('up on a running cluster is a fast no-op that says so; status and kubeconfi
   assert.is(s.running, true);
   assert.is(s.version, 'v1.36.3');
   assert.equal(s.components.map((c: { name: string }) => c.name).sort(), ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok-controller']);
-  assert.ok(s.components.every((c: { status: string }) => c.status === 'Ready'), JSON.stringify(s.components));
+  assert.ok(
+    s.components.every((c: { status: string }) => c.status === 'Ready'),
+    JSON.stringify(s.components),
+  );
   assert.is(s.nodes.length, 3);
   assert.ok(s.nodes.every((n: { ready: boolean }) => n.ready));
   assert.is(new Set(s.nodes.map((n: { zone: string }) => n.zone)).size, 2);
@@ -198,7 +201,9 @@ test('diff shows what an apply would change and masks Secret values', async () =
     [
       { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns.name }, data: { LOG_LEVEL: level } },
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: ns.name }, stringData: { password } },
-    ].map((o) => JSON.stringify(o)).join('\n---\n');
+    ]
+      .map((o) => JSON.stringify(o))
+      .join('\n---\n');
   try {
     await kube.applyManifest(objects('info', 'first-pass-e2e'), { namespace: ns.name });
     assert.equal(await kube.diff(objects('info', 'first-pass-e2e'), { namespace: ns.name }), { changed: false, text: '' });

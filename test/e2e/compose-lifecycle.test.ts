@@ -18,7 +18,12 @@ const FILE = path.join(FIXTURES, 'compose', 'compose.yaml');
 function writeEnv(extra: Record<string, string> = {}): string {
   const env = { FIXTURE_IMAGE: ctx.image, FIXTURE_SECRET: SECRET, STORE_PORT: String(ctx.port), ...extra };
   const f = path.join(ctx.work, `env-${Object.keys(extra).join('-') || 'base'}`);
-  fs.writeFileSync(f, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  fs.writeFileSync(
+    f,
+    Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n',
+  );
   return f;
 }
 
@@ -68,10 +73,13 @@ test('up starts the stack in dependency order and waits until every service is h
   const r = await compose('up', '--env-file', ctx.envFile, '--timeout', '2m', '--json');
   assert.is(r.exitCode, 0, r.stderr);
   const out = JSON.parse(r.stdout);
-  assert.equal(out.services.map((s: { service: string; health: string; state: string }) => [s.service, s.state, s.health]), [
-    ['store', 'running', 'healthy'],
-    ['web', 'running', 'healthy'],
-  ]);
+  assert.equal(
+    out.services.map((s: { service: string; health: string; state: string }) => [s.service, s.state, s.health]),
+    [
+      ['store', 'running', 'healthy'],
+      ['web', 'running', 'healthy'],
+    ],
+  );
   assert.match(r.stderr, /wait for store to be healthy/);
   assert.match(r.stderr, /waiting for store \(running, starting\)/, 'progress while the store is not ready yet');
   // The secret reached the container through an env file, never a command line.
@@ -82,7 +90,7 @@ test('up starts the stack in dependency order and waits until every service is h
   assert.match(ps.stdout, new RegExp(`store\\s+${ctx.project}_store_1\\s+running\\s+healthy\\s+127\\.0\\.0\\.1:${ctx.port}->8080/tcp`));
 });
 
-test('logs shows each service\'s output', async () => {
+test("logs shows each service's output", async () => {
   const r = await compose('logs', 'store', '--env-file', ctx.envFile, '--tail', '5');
   assert.is(r.exitCode, 0, r.stderr);
   assert.match(r.stdout, /=== store\nhealthapp store listening on :8080 \(ready after 3s, secret set: true\)/);

@@ -36,7 +36,12 @@ test.before(async () => {
   const example = parseEnvText(fs.readFileSync(path.join(REPO_ROOT, 'compose', '.env.example'), 'utf8'));
   ctx.env = { ...Object.fromEntries(example.map((e) => [e.key, e.value])), ...REAL };
   ctx.envFile = path.join(ctx.work, '.env');
-  fs.writeFileSync(ctx.envFile, Object.entries(ctx.env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  fs.writeFileSync(
+    ctx.envFile,
+    Object.entries(ctx.env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n',
+  );
 });
 
 test.after(async () => {
@@ -52,9 +57,9 @@ test('podman-compose parses the file as written, with every service and its sett
   for (const s of ['postgres', 'redis', 'rabbitmq', 'api', 'admin', 'webui', 'prometheus', 'grafana']) {
     assert.match(r.stdout, new RegExp(`podman (run|create) --name=${CHECK}_${s}_1 `), s);
   }
-  assert.match(r.stdout, new RegExp(`--name=${CHECK}_api_1 .*--cpus 2\\.0 -m 2g`), "api resource limits");
+  assert.match(r.stdout, new RegExp(`--name=${CHECK}_api_1 .*--cpus 2\\.0 -m 2g`), 'api resource limits');
   assert.match(r.stdout, /-p 127\.0\.0\.1:5000:8080/);
-  assert.match(r.stdout, /ghcr\.io\/knnlabs\/conduit-http:master-7c3fd76(?![-\w])/, "the pinned default of .env.example");
+  assert.match(r.stdout, /ghcr\.io\/knnlabs\/conduit-http:master-7c3fd76(?![-\w])/, 'the pinned default of .env.example');
 });
 
 test('podman-compose stops on a missing required variable, naming it', async () => {

@@ -47,7 +47,10 @@ test('first install rolls out the chart, records the audit trail and releases th
   for (const w of out.workloads) assert.match(w.ready, /^(\d+)\/\1$/, `${w.kind}/${w.name} ${w.ready}`);
   const ns = await kube.get('namespace', namespace);
   assert.is(ns?.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'restricted');
-  assert.equal((await readAudit(kube, namespace)).map((e) => e.result), ['started', 'succeeded']);
+  assert.equal(
+    (await readAudit(kube, namespace)).map((e) => e.result),
+    ['started', 'succeeded'],
+  );
   assert.ok((await readLock(kube, namespace)).free);
 });
 
@@ -111,13 +114,24 @@ test('a gated upgrade whose release changed after its helm started renders again
   const out = await executeDeploy(planDeploy(request(values), helm), kube, recording, { yes: false, values, gate: { release: seen, validate: async () => undefined } });
   assert.is(out.result, 'succeeded');
   assert.is(out.revision, current.version + 1);
-  assert.ok(infos.some((m) => /changed while the deploy waited for the lock .*helm renders it again/.test(m)), infos.join('\n'));
-  assert.ok(infos.some((m) => /upgrading: the values differ from revision \d+'s/.test(m)), infos.join('\n'));
+  assert.ok(
+    infos.some((m) => /changed while the deploy waited for the lock .*helm renders it again/.test(m)),
+    infos.join('\n'),
+  );
+  assert.ok(
+    infos.some((m) => /upgrading: the values differ from revision \d+'s/.test(m)),
+    infos.join('\n'),
+  );
   assert.equal(out.diff.objects, ['Deployment/conduit-api']);
-  const history = JSON.parse((await run(helm, ['history', 'conduit', '--namespace', namespace, '--kube-context', LOCAL_CONTEXT, '--kubeconfig', kube.target.kubeconfig!, '--output', 'json'])).stdout) as { revision: number; status: string }[];
+  const history = JSON.parse(
+    (await run(helm, ['history', 'conduit', '--namespace', namespace, '--kube-context', LOCAL_CONTEXT, '--kubeconfig', kube.target.kubeconfig!, '--output', 'json'])).stdout,
+  ) as { revision: number; status: string }[];
   assert.equal(history.map((h) => h.status).slice(-2), ['superseded', 'deployed'], 'one new revision; the refused helm stored nothing');
   const trail = await readAudit(kube, namespace);
-  assert.equal(trail.slice(-2).map((e) => e.result), ['started', 'succeeded']);
+  assert.equal(
+    trail.slice(-2).map((e) => e.result),
+    ['started', 'succeeded'],
+  );
   assert.ok((await readLock(kube, namespace)).free);
 });
 
@@ -162,7 +176,10 @@ test('on a terminal: Ctrl-C at the question of a gated upgrade to a protected cl
   assert.is(now.info.status, 'deployed');
   assert.ok((await readLock(kube, namespace)).free);
   const trail = await readAudit(kube, namespace);
-  assert.equal(trail.slice(auditBefore).map((e) => e.result), ['interrupted']);
+  assert.equal(
+    trail.slice(auditBefore).map((e) => e.result),
+    ['interrupted'],
+  );
 });
 
 test('on a terminal: "n" refuses the gated upgrade (exit 1), "y" applies it', async () => {

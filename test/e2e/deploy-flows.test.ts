@@ -35,7 +35,9 @@ async function secrets(ns: string): Promise<Record<string, Record<string, string
 }
 /** pod-template-hash of the newest ReplicaSet of the api Deployment. */
 async function apiTemplateHash(ns: string): Promise<string | undefined> {
-  const sets = (await kube.list<ReplicaSet>('replicasets', { namespace: ns, selector: 'app.kubernetes.io/component=api' })).filter((r) => r.metadata.ownerReferences?.some((o) => o.name === 'conduit-api'));
+  const sets = (await kube.list<ReplicaSet>('replicasets', { namespace: ns, selector: 'app.kubernetes.io/component=api' })).filter((r) =>
+    r.metadata.ownerReferences?.some((o) => o.name === 'conduit-api'),
+  );
   sets.sort((a, b) => Number(a.metadata.annotations?.['deployment.kubernetes.io/revision']) - Number(b.metadata.annotations?.['deployment.kubernetes.io/revision']));
   return sets.at(-1)?.metadata.labels?.['pod-template-hash'];
 }
@@ -87,7 +89,10 @@ for (const major of [4, 3] as const) {
     const details = done.details as { valuesDigest: string; images: Record<string, string[]> };
     assert.match(details.valuesDigest, /^sha256:[0-9a-f]{16}$/);
     assert.is.not(details.valuesDigest, (entries.find((e) => e.result === 'succeeded')!.details as { valuesDigest: string }).valuesDigest, 'other values, another digest');
-    assert.ok(details.images['Deployment/conduit-api']?.some((i) => /:[\w.-]+$/.test(i)), JSON.stringify(details.images));
+    assert.ok(
+      details.images['Deployment/conduit-api']?.some((i) => /:[\w.-]+$/.test(i)),
+      JSON.stringify(details.images),
+    );
     assert.equal(out.audit.images, details.images);
     const json = await deploy(s, ['--yes', ...flag, '--values', tempValues('rev.yaml', 'api:\n  podAnnotations:\n    example.com/revision: "3"\n')]);
     assert.is(json.exitCode, 0, json.stderr);
@@ -161,7 +166,11 @@ test('two deploys started at once: exactly one proceeds, the other fails fast na
 test('no secret value appears in any output of these runs or in the audit ConfigMap', async () => {
   assert.ok(outputs.length >= 8, `${outputs.length} runs`);
   for (const s of scratches) {
-    const values = Object.values(await secrets(s.namespace)).flatMap((d) => Object.entries(d).filter(([k]) => k !== 'username').map(([, v]) => v));
+    const values = Object.values(await secrets(s.namespace)).flatMap((d) =>
+      Object.entries(d)
+        .filter(([k]) => k !== 'username')
+        .map(([, v]) => v),
+    );
     assert.ok(values.length >= 3);
     const audit = JSON.stringify((await kube.get<KubeObject & { data?: Record<string, string> }>('configmap', AUDIT_CONFIGMAP, { namespace: s.namespace }))?.data ?? {});
     assert.ok(audit.length > 100);

@@ -34,7 +34,8 @@ async function deploy(args: string[]): Promise<RunResult> {
   outputs.push(r);
   return r;
 }
-const apiImage = async () => (await kube.get<KubeObject & { spec: { template: { spec: { containers: { image: string }[] } } } }>('deployment', 'conduit-api', { namespace: s.namespace }))?.spec.template.spec.containers[0].image;
+const apiImage = async () =>
+  (await kube.get<KubeObject & { spec: { template: { spec: { containers: { image: string }[] } } } }>('deployment', 'conduit-api', { namespace: s.namespace }))?.spec.template.spec.containers[0].image;
 
 test.before(async () => {
   [kube, open, locked] = await Promise.all([localCluster(), startRegistry(), startRegistry({ htpasswd: PULLER_HTPASSWD })]);
@@ -50,7 +51,11 @@ test.after(async () => {
 test('a first install with a tag the registry does not have is refused before anything is written', async () => {
   const r = await deploy(['--values', apiFrom(open.host, MISSING)]);
   assert.is(r.exitCode, 1, r.stderr);
-  assert.match(r.stderr, new RegExp(`${open.host.replace(/\./g, '\\.')}/knnlabs/conduit-http:${MISSING} \\(Deployment/conduit-api\\): not in registry ${open.host.replace(/\./g, '\\.')}: HTTP 404 MANIFEST_UNKNOWN`), r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(`${open.host.replace(/\./g, '\\.')}/knnlabs/conduit-http:${MISSING} \\(Deployment/conduit-api\\): not in registry ${open.host.replace(/\./g, '\\.')}: HTTP 404 MANIFEST_UNKNOWN`),
+    r.stderr,
+  );
   assert.match(r.stderr, /change api\.image\.tag \(or --image-tag, for api, admin and webui together\)/, r.stderr);
   assert.match(r.stderr, /nothing was deployed/, r.stderr);
   assert.is(await kube.get('namespace', s.namespace), undefined, 'no namespace was created');
@@ -86,7 +91,13 @@ test('an upgrade to a missing tag is refused at the gate: no new revision, no au
 
 test('credentials come from the image pull Secret in the namespace; without one the registry only warns', async () => {
   const dockerconfig = { auths: { [locked.host]: { username: PULLER.username, password: PULLER.password, auth: Buffer.from(`${PULLER.username}:${PULLER.password}`).toString('base64') } } };
-  await kube.create({ apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'e2e-regcred', namespace: s.namespace }, data: { '.dockerconfigjson': Buffer.from(JSON.stringify(dockerconfig)).toString('base64') } } as KubeObject);
+  await kube.create({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'kubernetes.io/dockerconfigjson',
+    metadata: { name: 'e2e-regcred', namespace: s.namespace },
+    data: { '.dockerconfigjson': Buffer.from(JSON.stringify(dockerconfig)).toString('base64') },
+  } as KubeObject);
   const withSecret = 'global:\n  imagePullSecrets: [e2e-regcred]\n';
 
   // No Secret named: the registry wants credentials, so it cannot say; a warning, the dry run passes.

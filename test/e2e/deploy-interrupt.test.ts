@@ -19,7 +19,10 @@ test.after(async () => {
   for (const s of scratches) await s.cleanup();
 });
 
-for (const [sig, major] of [['SIGINT', 4], ['SIGTERM', 3]] as const) {
+for (const [sig, major] of [
+  ['SIGINT', 4],
+  ['SIGTERM', 3],
+] as const) {
   test(`${sig} during the apply step (helm ${major}) rolls the release back, frees the lock and records "interrupted"`, async () => {
     const s = await scratchTarget(kube, 'dint');
     scratches.push(s);
@@ -28,7 +31,19 @@ for (const [sig, major] of [['SIGINT', 4], ['SIGTERM', 3]] as const) {
     const before = await s.history();
     assert.is(before.at(-1)?.status, 'deployed');
 
-    const job = startDeployJob(['--namespace', s.namespace, '--release', s.release, '--helm', String(major), '--values', tempValues('never-ready.yaml', NEVER_READY_VALUES), '--timeout', '5m', '--yes']);
+    const job = startDeployJob([
+      '--namespace',
+      s.namespace,
+      '--release',
+      s.release,
+      '--helm',
+      String(major),
+      '--values',
+      tempValues('never-ready.yaml', NEVER_READY_VALUES),
+      '--timeout',
+      '5m',
+      '--yes',
+    ]);
     await waitFor('the apply step', () => /› helm upgrade --install/.test(job.stderr()), 120_000);
     await sleep(4000);
     // The apply is still waiting for pods that never become ready.
@@ -43,7 +58,10 @@ for (const [sig, major] of [['SIGINT', 4], ['SIGTERM', 3]] as const) {
     assert.is(await s.status(), 'deployed');
     const after = await s.history();
     assert.is(after.at(-1)?.status, 'deployed');
-    assert.not.ok(after.some((h) => h.status.startsWith('pending-')), JSON.stringify(after));
+    assert.not.ok(
+      after.some((h) => h.status.startsWith('pending-')),
+      JSON.stringify(after),
+    );
     assert.ok(after.at(-1)!.revision > before.at(-1)!.revision);
     const lock = await readLock(kube, s.namespace);
     assert.ok(lock.free, JSON.stringify(lock));

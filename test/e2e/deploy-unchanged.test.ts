@@ -93,12 +93,18 @@ test('the direct API client and kubectl give the same objects and the same error
   const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'parity', namespace: s.namespace }, data: { a: '1' } };
   await kube.create(cm);
   for (const k of [kube, viaKubectl]) {
-    const e = await k.create(cm).then(() => undefined, (err: unknown) => err);
+    const e = await k.create(cm).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     assert.ok(isKubeError(e, 'AlreadyExists'), String(e));
   }
   const stale = { ...cm, metadata: { ...cm.metadata, resourceVersion: '1' } };
   for (const k of [kube, viaKubectl]) {
-    const e = await k.replace(stale).then(() => undefined, (err: unknown) => err);
+    const e = await k.replace(stale).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     assert.ok(isKubeError(e, 'Conflict'), String(e));
   }
   assert.ok(await kube.delete('configmap', 'parity', { namespace: s.namespace }));

@@ -23,7 +23,10 @@ interface Report {
 }
 
 function assertShape(doc: Report, exitCode: number): void {
-  assert.equal(doc.checks.map((c) => c.id), IDS);
+  assert.equal(
+    doc.checks.map((c) => c.id),
+    IDS,
+  );
   for (const c of doc.checks) {
     assert.ok(['ok', 'warn', 'fail', 'skip'].includes(c.status), `${c.id}: ${c.status}`);
     assert.type(c.required, 'boolean');
@@ -31,13 +34,25 @@ function assertShape(doc: Report, exitCode: number): void {
     if (c.status === 'warn' || c.status === 'fail') assert.ok(c.fix, `${c.id} has a problem but no fix`);
     if (c.status === 'fail') assert.ok(c.required, `${c.id} fails but is optional`);
   }
-  assert.equal(doc.failed, doc.checks.filter((c) => c.status === 'fail').map((c) => c.id));
-  assert.equal(doc.warnings, doc.checks.filter((c) => c.status === 'warn').map((c) => c.id));
+  assert.equal(
+    doc.failed,
+    doc.checks.filter((c) => c.status === 'fail').map((c) => c.id),
+  );
+  assert.equal(
+    doc.warnings,
+    doc.checks.filter((c) => c.status === 'warn').map((c) => c.id),
+  );
   assert.is(exitCode, doc.ok ? 0 : 1);
   assert.is(doc.ok, doc.failed.length === 0);
   assert.is(doc.facts.node.version, process.versions.node);
-  assert.equal(doc.facts.tools.map((t) => t.name), toolNames());
-  assert.equal(doc.facts.releaseHosts.map((h) => h.host), releaseHosts());
+  assert.equal(
+    doc.facts.tools.map((t) => t.name),
+    toolNames(),
+  );
+  assert.equal(
+    doc.facts.releaseHosts.map((h) => h.host),
+    releaseHosts(),
+  );
 }
 
 test('doctor --json on this machine: one JSON document, every check judged, the exit code is the verdict', async () => {
@@ -53,7 +68,10 @@ test('doctor --json on this machine: one JSON document, every check judged, the 
 test('doctor on a machine with nothing to build with: tools, Go and the module proxy are required and missing (exit 1)', async () => {
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-doctor-empty-'));
   try {
-    const withoutGo = (process.env.PATH ?? '').split(path.delimiter).filter((d) => d && !fs.existsSync(path.join(d, 'go'))).join(path.delimiter);
+    const withoutGo = (process.env.PATH ?? '')
+      .split(path.delimiter)
+      .filter((d) => d && !fs.existsSync(path.join(d, 'go')))
+      .join(path.delimiter);
     const r = await doctor({ CONDUIT_CACHE_DIR: cache, PATH: withoutGo, CONDUIT_GO: undefined, GOPROXY: 'off', CONDUIT_TOOLS_SOURCE: 'build', CONDUIT_NO_TOOL_INSTALL: undefined });
     const doc = JSON.parse(r.stdout) as Report;
     assertShape(doc, r.exitCode);

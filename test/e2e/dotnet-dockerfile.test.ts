@@ -55,9 +55,26 @@ test.after(async () => {
   if (ctx.work) fs.rmSync(ctx.work, { recursive: true, force: true });
 });
 
-for (const [component, project, image] of [['api', 'ConduitLLM.Http', 'conduit-http'], ['admin', 'ConduitLLM.Admin', 'conduit-admin']] as const) {
+for (const [component, project, image] of [
+  ['api', 'ConduitLLM.Http', 'conduit-http'],
+  ['admin', 'ConduitLLM.Admin', 'conduit-admin'],
+] as const) {
   test(`${component}: build.ts builds docker/${component}.Dockerfile; the image runs as appuser with the probe health check`, async () => {
-    const r = await runScript('build.ts', ['--engine', 'podman', '--component', component, '--source', ctx.source, '--tag', '0.5.0', '--build-arg', `DOTNET_SDK_IMAGE=${SDK}`, '--build-arg', `ASPNET_IMAGE=${ASPNET}`, '--json']);
+    const r = await runScript('build.ts', [
+      '--engine',
+      'podman',
+      '--component',
+      component,
+      '--source',
+      ctx.source,
+      '--tag',
+      '0.5.0',
+      '--build-arg',
+      `DOTNET_SDK_IMAGE=${SDK}`,
+      '--build-arg',
+      `ASPNET_IMAGE=${ASPNET}`,
+      '--json',
+    ]);
     assert.is(r.exitCode, 0, r.stderr);
     const ref = `localhost/${image}:0.5.0`;
     const [info] = JSON.parse((await runChecked('podman', ['image', 'inspect', ref])).stdout);

@@ -80,7 +80,11 @@ test('holdLock keeps the lock renewed while the work runs and releases it, also 
   });
   assert.is(seen, 'frank');
   assert.ok((await readLock(kube, ns.name, name)).free);
-  const e = await rejection(() => holdLock(kube, { namespace: ns.name, name, holder: 'grace', durationSeconds: 30 }, async () => { throw new Error('work failed'); }));
+  const e = await rejection(() =>
+    holdLock(kube, { namespace: ns.name, name, holder: 'grace', durationSeconds: 30 }, async () => {
+      throw new Error('work failed');
+    }),
+  );
   assert.match(e.message, /work failed/);
   assert.ok((await readLock(kube, ns.name, name)).free);
 });

@@ -71,7 +71,12 @@ function cri(time: string, content: string, stream: 'stdout' | 'stderr' = 'stdou
 
 // Secrets, random per run, so a match can only come from this test's input.
 const REDIS_PASSWORD = `Rp${crypto.randomBytes(12).toString('hex')}`;
-const alnum = (n: number) => crypto.randomBytes(n * 2).toString('base64').replace(/[^A-Za-z0-9]/g, '').slice(0, n);
+const alnum = (n: number) =>
+  crypto
+    .randomBytes(n * 2)
+    .toString('base64')
+    .replace(/[^A-Za-z0-9]/g, '')
+    .slice(0, n);
 // A virtual key: condt_ + 44 base64 characters (AdminVirtualKeyService.cs:80-86). SignalR clients
 // put it URL-encoded into ?access_token=, which is how the request line carries it.
 const KEY_PARTS = [alnum(20), alnum(19)];
@@ -103,7 +108,17 @@ const REQUEST_LINE = dotnetJsonLine({
   category: 'Microsoft.AspNetCore.Hosting.Diagnostics',
   // HostingRequestStartingLog (ASP.NET Core): the URL with its query string, also as State.QueryString.
   template: 'Request starting {Protocol} {Method} {Scheme}://{Host}{PathBase}{Path}{QueryString} - {ContentType} {ContentLength}',
-  args: { Protocol: 'HTTP/1.1', Method: 'GET', Scheme: 'http', Host: 'conduit-api:8080', PathBase: '', Path: '/hubs/image-generation', QueryString: `?id=Xw3&access_token=${encodeURIComponent(VIRTUAL_KEY)}`, ContentType: null, ContentLength: null },
+  args: {
+    Protocol: 'HTTP/1.1',
+    Method: 'GET',
+    Scheme: 'http',
+    Host: 'conduit-api:8080',
+    PathBase: '',
+    Path: '/hubs/image-generation',
+    QueryString: `?id=Xw3&access_token=${encodeURIComponent(VIRTUAL_KEY)}`,
+    ContentType: null,
+    ContentLength: null,
+  },
   message: `Request starting HTTP/1.1 GET http://conduit-api:8080/hubs/image-generation?id=Xw3&access_token=${encodeURIComponent(VIRTUAL_KEY)} - - -`,
 });
 
@@ -141,7 +156,14 @@ function writeStartupLogs(root: string): void {
       ),
       cri(
         '2025-08-28T10:15:31.000000000Z',
-        dotnetJsonLine({ timestamp: '2025-08-28T10:15:30.950+00:00', eventId: 14, level: 'Information', category: 'Microsoft.Hosting.Lifetime', template: 'Now listening on: {address}', args: { address: 'http://[::]:8080' } }),
+        dotnetJsonLine({
+          timestamp: '2025-08-28T10:15:30.950+00:00',
+          eventId: 14,
+          level: 'Information',
+          category: 'Microsoft.Hosting.Lifetime',
+          template: 'Now listening on: {address}',
+          args: { address: 'http://[::]:8080' },
+        }),
       ),
       // RedisConnectionFactory.cs:120-121, with the exception (multi-line in .NET, one JSON string here).
       cri(
@@ -188,7 +210,10 @@ function writeStartupLogs(root: string): void {
 // ---------------------------------------------------------------------------------------------
 // An OTLP/HTTP logs receiver on loopback (JSON encoding; the exporter gzips by default).
 
-interface OtlpAttr { key: string; value: Record<string, unknown> }
+interface OtlpAttr {
+  key: string;
+  value: Record<string, unknown>;
+}
 interface ReceivedRecord {
   resource: Record<string, unknown>;
   timeUnixNano?: string;
@@ -232,7 +257,14 @@ async function startReceiver(): Promise<Receiver> {
         for (const rl of doc.resourceLogs ?? []) {
           for (const sl of rl.scopeLogs ?? []) {
             for (const r of sl.logRecords ?? []) {
-              records.push({ resource: attrMap(rl.resource?.attributes), timeUnixNano: r.timeUnixNano, severityText: r.severityText, severityNumber: r.severityNumber, body: r.body ? attrValue(r.body) : undefined, attributes: attrMap(r.attributes) });
+              records.push({
+                resource: attrMap(rl.resource?.attributes),
+                timeUnixNano: r.timeUnixNano,
+                severityText: r.severityText,
+                severityNumber: r.severityNumber,
+                body: r.body ? attrValue(r.body) : undefined,
+                attributes: attrMap(r.attributes),
+              });
             }
           }
         }
@@ -266,7 +298,10 @@ async function startCollector(settings: Parameters<typeof collectorEnv>[0]): Pro
   const health = `http://${settings.healthEndpoint}/`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const ok = await fetch(health).then((r) => r.ok, () => false);
+    const ok = await fetch(health).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (child.exitCode !== null || Date.now() > deadline) {
       kill();
@@ -357,7 +392,29 @@ pipeline('start-up lines and lines appended later arrive parsed, with the pod th
   fs.appendFileSync(podLog(podsDir, API_POD), cri('2025-08-28T10:15:32.300000000Z', REQUEST_LINE.slice(0, cut), 'stdout', 'P') + cri('2025-08-28T10:15:32.300000001Z', REQUEST_LINE.slice(cut)));
   fs.appendFileSync(
     podLog(podsDir, API_POD),
-    cri('2025-08-28T10:15:32.500000000Z', dotnetJsonLine({ timestamp: '2025-08-28T10:15:32.499+00:00', eventId: 2, level: 'Information', category: 'Microsoft.AspNetCore.Hosting.Diagnostics', template: 'Request finished {Protocol} {Method} {Scheme}://{Host}{PathBase}{Path}{QueryString} - {StatusCode} {ContentLength} {ContentType} {ElapsedMilliseconds}ms', args: { Protocol: 'HTTP/1.1', Method: 'POST', Scheme: 'http', Host: 'conduit-api:8080', PathBase: '', Path: '/hubs/notifications/negotiate', QueryString: `?access_token=${HUB_TOKEN}&negotiateVersion=1`, StatusCode: '200', ContentLength: '316', ContentType: 'application/json', ElapsedMilliseconds: '4.1207' } })),
+    cri(
+      '2025-08-28T10:15:32.500000000Z',
+      dotnetJsonLine({
+        timestamp: '2025-08-28T10:15:32.499+00:00',
+        eventId: 2,
+        level: 'Information',
+        category: 'Microsoft.AspNetCore.Hosting.Diagnostics',
+        template: 'Request finished {Protocol} {Method} {Scheme}://{Host}{PathBase}{Path}{QueryString} - {StatusCode} {ContentLength} {ContentType} {ElapsedMilliseconds}ms',
+        args: {
+          Protocol: 'HTTP/1.1',
+          Method: 'POST',
+          Scheme: 'http',
+          Host: 'conduit-api:8080',
+          PathBase: '',
+          Path: '/hubs/notifications/negotiate',
+          QueryString: `?access_token=${HUB_TOKEN}&negotiateVersion=1`,
+          StatusCode: '200',
+          ContentLength: '316',
+          ContentType: 'application/json',
+          ElapsedMilliseconds: '4.1207',
+        },
+      }),
+    ),
   );
   await until('13 records at the receiver', () => receiver.records.length >= 13 || undefined);
   await sleep(2500); // one more batch period: anything else that would arrive has arrived
@@ -365,7 +422,10 @@ pipeline('start-up lines and lines appended later arrive parsed, with the pod th
   // Exactly the namespaces of LOGS_NAMESPACES, without the collector's own pods.
   assert.is(receiver.records.length, 13, receiver.records.map((r) => r.body).join('\n'));
   assert.equal([...new Set(receiver.records.map((r) => r.resource['k8s.namespace.name']))].sort(), [NS, 'conduit-staging']);
-  assert.not.ok(receiver.records.some((r) => r.resource['k8s.container.name'] === 'otelcol'), 'the collector does not read itself');
+  assert.not.ok(
+    receiver.records.some((r) => r.resource['k8s.container.name'] === 'otelcol'),
+    'the collector does not read itself',
+  );
 
   const [dp] = byBody('Data Protection configured');
   assert.equal(dp.resource, { 'k8s.namespace.name': NS, 'k8s.pod.name': API_POD.name, 'k8s.pod.uid': API_POD.dir.split('_')[2], 'k8s.container.name': 'api', 'k8s.container.restart_count': '0' });
@@ -394,11 +454,14 @@ pipeline('start-up lines and lines appended later arrive parsed, with the pod th
   assert.equal([plain.timeUnixNano, plain.severityNumber ?? 0, plain.attributes['log.iostream']], [nanos('2025-08-28T10:15:29.300Z'), 0, 'stdout']);
 
   const webui = receiver.records.filter((r) => r.resource['k8s.container.name'] === 'webui');
-  assert.equal(webui.map((r) => [r.body, r.attributes['log.iostream']]), [
-    ['   ▲ Next.js 15.5.2', 'stdout'],
-    ['Error generating ephemeral key: Error: fetch failed', 'stderr'],
-    ['Error: key condt_*** rejected by postgres://conduit:***@db:5432/conduit', 'stderr'],
-  ]);
+  assert.equal(
+    webui.map((r) => [r.body, r.attributes['log.iostream']]),
+    [
+      ['   ▲ Next.js 15.5.2', 'stdout'],
+      ['Error generating ephemeral key: Error: fetch failed', 'stderr'],
+      ['Error: key condt_*** rejected by postgres://conduit:***@db:5432/conduit', 'stderr'],
+    ],
+  );
 
   // The split line arrived once, whole, and decoded (\u0026 is & again).
   const requests = byBody('Request starting');
@@ -463,7 +526,9 @@ k8s('an overlay of logs/ deploys the collector on every node with the shipped co
         kind: 'Kustomization',
         namespace: ns,
         resources: [path.relative(overlay, LOGS_DIR)],
-        configMapGenerator: [{ name: 'conduit-log-collector-env', behavior: 'merge', literals: ['LOGS_OTLP_ENDPOINT=http://otel-gateway.observability:4318', 'LOGS_NAMESPACES={conduit,conduit-staging}'] }],
+        configMapGenerator: [
+          { name: 'conduit-log-collector-env', behavior: 'merge', literals: ['LOGS_OTLP_ENDPOINT=http://otel-gateway.observability:4318', 'LOGS_NAMESPACES={conduit,conduit-staging}'] },
+        ],
       }),
     );
     const manifest = await kube.call(['kustomize', overlay]);
@@ -499,7 +564,10 @@ k8s('the collector pod is refused by a namespace that enforces the baseline Pod 
     await kube.apply(YAML.parse(fs.readFileSync(path.join(LOGS_DIR, 'kubernetes', 'serviceaccount.yaml'), 'utf8')), { namespace: ns });
     const ds = YAML.parse(fs.readFileSync(path.join(LOGS_DIR, 'kubernetes', 'daemonset.yaml'), 'utf8'));
     const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'collector', namespace: ns }, spec: ds.spec.template.spec };
-    const err = await kube.apply(pod, { namespace: ns, dryRun: 'server' }).then(() => undefined, (e: Error) => e);
+    const err = await kube.apply(pod, { namespace: ns, dryRun: 'server' }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     assert.ok(err, 'admitted');
     assert.match(err!.message, /hostPath/, err!.message);
   } finally {

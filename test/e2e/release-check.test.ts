@@ -109,7 +109,7 @@ test('an app image tag that differs from appVersion fails the images check (helm
   fs.writeFileSync(file, doc.toString({ lineWidth: 0 }));
   const r = await check('--helm', '3');
   assert.is(r.byName['images'].status, 'failed');
-  assert.match(r.byName['images'].message, new RegExp(`admin\\.image\\.tag is "0\\.0\\.1" but appVersion is "${current.appVersion.replace(/\./g, "\\.")}"`));
+  assert.match(r.byName['images'].message, new RegExp(`admin\\.image\\.tag is "0\\.0\\.1" but appVersion is "${current.appVersion.replace(/\./g, '\\.')}"`));
   assert.match(r.byName['helm lint'].message, /helm 3 lint/);
 });
 

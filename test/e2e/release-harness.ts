@@ -25,7 +25,8 @@ export function releaseCli(args: string[], env: Record<string, string | undefine
 }
 
 /** Parse the --json document of a CLI run, failing with its stderr when it is not JSON. */
-export function jsonOf(r: RunResult): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function jsonOf(r: RunResult): any {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   try {
     return JSON.parse(r.stdout);
   } catch {
@@ -52,20 +53,34 @@ export async function makeSigningKey(name: string, passphrase?: string): Promise
   const email = `${name}@example.test`;
   const params = [
     ...(passphrase ? [] : ['%no-protection']),
-    'Key-Type: RSA', 'Key-Length: 2048', 'Key-Usage: sign',
+    'Key-Type: RSA',
+    'Key-Length: 2048',
+    'Key-Usage: sign',
     ...(passphrase ? [`Passphrase: ${passphrase}`] : []),
-    `Name-Real: Conduit ${name}`, `Name-Email: ${email}`, 'Expire-Date: 0', '%commit', '',
+    `Name-Real: Conduit ${name}`,
+    `Name-Email: ${email}`,
+    'Expire-Date: 0',
+    '%commit',
+    '',
   ].join('\n');
   const env = { GNUPGHOME: home };
   const gen = await run('gpg', ['--batch', '--pinentry-mode', 'loopback', '--gen-key'], { env, input: params });
   if (gen.exitCode !== 0) throw new Error(`gpg --gen-key failed: ${gen.stderr}`);
   const list = await run('gpg', ['--batch', '--with-colons', '--fingerprint', email], { env });
-  const fingerprint = list.stdout.split('\n').find((l) => l.startsWith('fpr:'))?.split(':')[9] ?? '';
+  const fingerprint =
+    list.stdout
+      .split('\n')
+      .find((l) => l.startsWith('fpr:'))
+      ?.split(':')[9] ?? '';
   const publicKeyring = path.join(home, 'exported-pubring.gpg');
   const exp = await run('gpg', ['--batch', '--yes', '--output', publicKeyring, '--export', email], { env });
   if (exp.exitCode !== 0 || !fingerprint) throw new Error(`gpg key setup failed: ${exp.stderr}${list.stderr}`);
   return {
-    home, email, fingerprint, passphrase, publicKeyring,
+    home,
+    email,
+    fingerprint,
+    passphrase,
+    publicKeyring,
     cleanup: async () => {
       // gpg started an agent for this home: stop it, then remove the home.
       await run('gpgconf', ['--kill', 'gpg-agent'], { env });
@@ -101,8 +116,14 @@ export async function serveDirectory(root: string): Promise<Served> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`, port, requests,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -124,14 +145,23 @@ export async function startRegistry(options: { htpasswd?: string } = {}): Promis
   const dir = tempDir('registry');
   const port = await freePort();
   const config = path.join(dir, 'config.yml');
-  fs.writeFileSync(config, [
-    'version: 0.1',
-    'log:', '  level: warn',
-    'storage:', '  filesystem:', `    rootdirectory: ${path.join(dir, 'data')}`, '  delete:', '    enabled: true',
-    'http:', `  addr: 127.0.0.1:${port}`,
-    ...(options.htpasswd ? ['auth:', '  htpasswd:', '    realm: conduit-e2e', `    path: ${path.join(dir, 'htpasswd')}`] : []),
-    '',
-  ].join('\n'));
+  fs.writeFileSync(
+    config,
+    [
+      'version: 0.1',
+      'log:',
+      '  level: warn',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${path.join(dir, 'data')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: 127.0.0.1:${port}`,
+      ...(options.htpasswd ? ['auth:', '  htpasswd:', '    realm: conduit-e2e', `    path: ${path.join(dir, 'htpasswd')}`] : []),
+      '',
+    ].join('\n'),
+  );
   if (options.htpasswd) fs.writeFileSync(path.join(dir, 'htpasswd'), options.htpasswd.trimEnd() + '\n');
   const { spawn } = await import('node:child_process');
   const child = spawn(bin, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -181,7 +211,14 @@ export async function pushTestImage(host: string, repository: string, tag: strin
   location.searchParams.set('digest', sha(config));
   const put = await fetch(location, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: config });
   if (put.status !== 201) throw new Error(`config blob not stored: HTTP ${put.status} ${await put.text()}`);
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: [] }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [],
+    }),
+  );
   const m = await fetch(`http://${host}/v2/${repository}/manifests/${tag}`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: manifest });
   if (m.status !== 201) throw new Error(`manifest ${repository}:${tag} not stored: HTTP ${m.status} ${await m.text()}`);
   return sha(manifest);
@@ -218,7 +255,9 @@ export async function helmUser(major: HelmMajor, extraEnv: Record<string, string
     ...extraEnv,
   };
   return {
-    major, binary, env,
+    major,
+    binary,
+    env,
     helm: (args, more = {}) => run(binary, args, { env: { ...env, ...more }, timeoutMs: 5 * 60_000 }),
     cleanup: () => fs.rmSync(home, { recursive: true, force: true }),
   };

@@ -59,7 +59,10 @@ export async function installChart(user: HelmUser, req: InstallRequest): Promise
     const deployments = JSON.parse(await kube.call(['get', 'deployments', '-n', ns.name, '-l', 'app.kubernetes.io/instance=conduit', '-o', 'json'])) as {
       items: { metadata: { name: string }; status: { availableReplicas?: number } }[];
     };
-    const available = deployments.items.filter((d) => (d.status.availableReplicas ?? 0) > 0).map((d) => d.metadata.name).sort();
+    const available = deployments.items
+      .filter((d) => (d.status.availableReplicas ?? 0) > 0)
+      .map((d) => d.metadata.name)
+      .sort();
     return {
       ok: release?.status === 'deployed',
       namespace: ns.name,

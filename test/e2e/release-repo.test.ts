@@ -12,10 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { readChartMeta } from '../../scripts/lib/engines/release.ts';
 import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 import type { HelmMajor } from '../../scripts/lib/adapters/helm.ts';
-import {
-  chartAtVersion, helmUser, jsonOf, makeSigningKey, releaseCli, serveDirectory, tamperPackage, tempDir,
-  type Served, type SigningKey,
-} from './release-harness.ts';
+import { chartAtVersion, helmUser, jsonOf, makeSigningKey, releaseCli, serveDirectory, tamperPackage, tempDir, type Served, type SigningKey } from './release-harness.ts';
 import { installChart } from './release-install.ts';
 
 const test = suite('release: HTTP repository');
@@ -80,7 +77,10 @@ test('package --sign, index and publish the previous release (helm 3), then the 
   assert.equal(entry.urls, [`${repoUrl}/conduit-${current.version}.tgz`]);
   assert.match(entry.annotations['artifacthub.io/signKey'], new RegExp(`fingerprint: ${key.fingerprint}`));
   assert.ok(fs.existsSync(path.join(publishDir, 'artifacthub-repo.yml')));
-  assert.equal(fs.readdirSync(publishDir).filter((n) => n.endsWith('.tmp')), []);
+  assert.equal(
+    fs.readdirSync(publishDir).filter((n) => n.endsWith('.tmp')),
+    [],
+  );
 });
 
 test('repeating the release of the same commit (helm 4 packages reproducibly) changes no package', async () => {
@@ -114,7 +114,10 @@ for (const major of [3, 4] as HelmMajor[]) {
       const search = await user.helm(['search', 'repo', 'conduit/conduit', '--versions', '-o', 'json']);
       assert.is(search.exitCode, 0, search.stderr);
       const found = JSON.parse(search.stdout) as { name: string; version: string; app_version: string }[];
-      assert.equal(found.map((f) => f.version), [current.version, PREVIOUS]);
+      assert.equal(
+        found.map((f) => f.version),
+        [current.version, PREVIOUS],
+      );
       assert.is(found[0].app_version, current.appVersion);
 
       const dest = fs.mkdtempSync(path.join(work, 'pull-'));
@@ -129,7 +132,17 @@ for (const major of [3, 4] as HelmMajor[]) {
       assert.is(installed.chartVersion, current.version);
       assert.equal(installed.availableDeployments, ['conduit-admin', 'conduit-api'], installed.detail);
 
-      const foreign = await user.helm(['pull', 'conduit/conduit', '--version', current.version, '--verify', '--keyring', stranger.publicKeyring, '--destination', fs.mkdtempSync(path.join(work, 'pull-'))]);
+      const foreign = await user.helm([
+        'pull',
+        'conduit/conduit',
+        '--version',
+        current.version,
+        '--verify',
+        '--keyring',
+        stranger.publicKeyring,
+        '--destination',
+        fs.mkdtempSync(path.join(work, 'pull-')),
+      ]);
       assert.is.not(foreign.exitCode, 0, 'a package signed by another key must not verify');
       assert.match(foreign.stderr, /unknown entity|no signature|not signed|openpgp/i);
     } finally {

@@ -23,7 +23,10 @@ test.before(async () => {
   work = tempDir('release-s3');
   out = path.join(work, 'out');
   s3 = await startS3('charts');
-  for (const args of [['package', '--out', out], ['index', '--out', out, '--url', 'https://charts.example.com/conduit']]) {
+  for (const args of [
+    ['package', '--out', out],
+    ['index', '--out', out, '--url', 'https://charts.example.com/conduit'],
+  ]) {
     const r = await releaseCli(args);
     if (r.exitCode !== 0) throw new Error(`${args[0]} failed: ${r.stderr}`);
   }
@@ -50,7 +53,10 @@ test('publish copies package and index into the bucket prefix; a repeat run leav
   const r = await releaseCli(['publish', '--out', out, '--to', 's3://charts/conduit', '--json'], s3.env);
   assert.is(r.exitCode, 0, r.stderr);
   const doc = jsonOf(r);
-  assert.equal(doc.files.map((f: { file: string }) => f.file), ['artifacthub-repo.yml', pkgName, 'index.yaml']);
+  assert.equal(
+    doc.files.map((f: { file: string }) => f.file),
+    ['artifacthub-repo.yml', pkgName, 'index.yaml'],
+  );
   assert.not.match(r.stdout + r.stderr, s3.secretAccessKey);
 
   const storage = bucket();

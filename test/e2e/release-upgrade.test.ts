@@ -79,14 +79,30 @@ test(`helm install ${PREVIOUS} from the repository, then deploy.ts upgrades to $
   assert.is(out.revision, 2);
 
   const revisions = await history();
-  assert.equal(revisions.map((h) => h.chart), [`conduit-${PREVIOUS}`, `conduit-${current.version}`]);
-  assert.equal(revisions.map((h) => h.status), ['superseded', 'deployed']);
+  assert.equal(
+    revisions.map((h) => h.chart),
+    [`conduit-${PREVIOUS}`, `conduit-${current.version}`],
+  );
+  assert.equal(
+    revisions.map((h) => h.status),
+    ['superseded', 'deployed'],
+  );
   assert.is(await masterKey(), keyBefore, 'the generated master key survives the upgrade');
   const deployments = JSON.parse(await kube.call(['get', 'deployments', '-n', NS, '-l', 'app.kubernetes.io/instance=conduit', '-o', 'json'])) as {
     items: { metadata: { name: string; labels: Record<string, string> }; status: { availableReplicas?: number } }[];
   };
-  assert.equal(deployments.items.filter((d) => (d.status.availableReplicas ?? 0) > 0).map((d) => d.metadata.name).sort(), ['conduit-admin', 'conduit-api'], 'the WebUI is off by default (it cannot start without Clerk keys)');
-  assert.ok(deployments.items.every((d) => d.metadata.labels['helm.sh/chart'] === `conduit-${current.version}`), 'every Deployment carries the new chart label');
+  assert.equal(
+    deployments.items
+      .filter((d) => (d.status.availableReplicas ?? 0) > 0)
+      .map((d) => d.metadata.name)
+      .sort(),
+    ['conduit-admin', 'conduit-api'],
+    'the WebUI is off by default (it cannot start without Clerk keys)',
+  );
+  assert.ok(
+    deployments.items.every((d) => d.metadata.labels['helm.sh/chart'] === `conduit-${current.version}`),
+    'every Deployment carries the new chart label',
+  );
 });
 
 test.run();

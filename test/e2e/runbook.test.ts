@@ -88,7 +88,11 @@ async function releaseSecretValues(): Promise<string[]> {
   const secrets = await kube.list<Secret>('secrets', { namespace, selector: 'app.kubernetes.io/instance=conduit' });
   return secrets
     .filter((s) => (s as { type?: string }).type !== 'helm.sh/release.v1')
-    .flatMap((s) => Object.entries(s.data ?? {}).filter(([k]) => k !== 'username').map(([, v]) => Buffer.from(v, 'base64').toString()))
+    .flatMap((s) =>
+      Object.entries(s.data ?? {})
+        .filter(([k]) => k !== 'username')
+        .map(([, v]) => Buffer.from(v, 'base64').toString()),
+    )
     .filter((v) => v.length >= 8);
 }
 async function masterKey(): Promise<string> {
@@ -152,7 +156,10 @@ test('--dry-run of every change prints the plan and changes nothing', async () =
     const out = await json([...args, '--dry-run']);
     assert.is(out.dryRun, true);
     assert.is(out.plan.mutates, true);
-    assert.ok(out.plan.steps.some((s: { mutates: boolean }) => s.mutates), args.join(' '));
+    assert.ok(
+      out.plan.steps.some((s: { mutates: boolean }) => s.mutates),
+      args.join(' '),
+    );
   }
   // Protected cluster, no terminal, no --yes: refused before anything happens.
   const refused = await runbook(['restart', '--component', 'api'], 'e2e-protected');
@@ -226,7 +233,10 @@ test('logs, history and diagnose read without changing anything', async () => {
   assert.ok(logs.pods.length >= 1);
   assert.ok(logs.pods.every((p: { component: string }) => p.component === 'api'));
   const h = await json(['history', '--max', '5']);
-  assert.equal(h.revisions.map((r: { revision: number }) => r.revision), [1, 2, 3]);
+  assert.equal(
+    h.revisions.map((r: { revision: number }) => r.revision),
+    [1, 2, 3],
+  );
   const actions = h.audit.map((e: { action: string }) => e.action);
   for (const a of ['deploy', 'restart', 'scale', 'rollback', 'rotate-master-key']) assert.ok(actions.includes(a), `${a} in ${actions}`);
   assert.equal(await versions(), before);

@@ -87,7 +87,19 @@ export async function startPostgres(): Promise<PostgresServer> {
   }
   const port = await freePort();
   {
-    const [c, a] = wrap(path.join(bin, 'initdb'), ['-D', data, '-U', user, `--pwfile=${path.join(dir, 'pw')}`, '--auth-host=scram-sha-256', '--auth-local=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+    const [c, a] = wrap(path.join(bin, 'initdb'), [
+      '-D',
+      data,
+      '-U',
+      user,
+      `--pwfile=${path.join(dir, 'pw')}`,
+      '--auth-host=scram-sha-256',
+      '--auth-local=trust',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      '--no-sync',
+    ]);
     await runChecked(c, a);
   }
   fs.rmSync(path.join(dir, 'pw'));

@@ -30,7 +30,10 @@ T.before(async () => {
   for (const name of [...DOWNLOADED, 'helm-docs']) await tool(name);
   fs.mkdirSync(noGo);
   fs.mkdirSync(withGo);
-  const go = (process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'go')).find((p) => fs.existsSync(p));
+  const go = (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .map((d) => path.join(d, 'go'))
+    .find((p) => fs.existsSync(p));
   if (!go) throw new Error('these tests build from source as the fallback: Go must be on the PATH');
   fs.symlinkSync(go, path.join(withGo, 'go'));
   mirror = await buildReleaseMirror(path.join(work, 'mirror'), DOWNLOADED);
@@ -48,10 +51,22 @@ function freshCache(): string {
 
 /** `tools.ts ARGS` as a user runs it: only the given PATH (no tool on it unless put there), a cache of its own. */
 function toolsCli(args: string[], env: { cache: string; bin: string; mirror?: string; source?: string }): Promise<RunResult> {
-  const overrides = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('CONDUIT_TOOL_')).map((k) => [k, undefined]));
+  const overrides = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((k) => k.startsWith('CONDUIT_TOOL_'))
+      .map((k) => [k, undefined]),
+  );
   return run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'tools.ts'), ...args], {
     cwd: REPO_ROOT,
-    env: { ...overrides, PATH: env.bin, CONDUIT_GO: undefined, CONDUIT_NO_TOOL_INSTALL: undefined, CONDUIT_CACHE_DIR: env.cache, CONDUIT_TOOLS_MIRROR: env.mirror ?? server.url, CONDUIT_TOOLS_SOURCE: env.source },
+    env: {
+      ...overrides,
+      PATH: env.bin,
+      CONDUIT_GO: undefined,
+      CONDUIT_NO_TOOL_INSTALL: undefined,
+      CONDUIT_CACHE_DIR: env.cache,
+      CONDUIT_TOOLS_MIRROR: env.mirror ?? server.url,
+      CONDUIT_TOOLS_SOURCE: env.source,
+    },
     timeoutMs: 5 * 60_000,
   });
 }
@@ -162,7 +177,11 @@ for (const f of faults) {
       assert.match(r.stdout, /0 downloaded, 1 built from source/);
       assert.is(record(cache, 'kubeconform').via, 'build');
       assertClean(cache, 'kubeconform');
-      assert.equal([...downloadTemps()].filter((t) => !temps.has(t)), [], 'the download directory is gone');
+      assert.equal(
+        [...downloadTemps()].filter((t) => !temps.has(t)),
+        [],
+        'the download directory is gone',
+      );
     } finally {
       await restore();
     }
@@ -213,7 +232,10 @@ T('a binary on the PATH at exactly the pinned version is used as is; one at anot
   assert.match(r.stdout, /1 tool\(s\) ready, 0 downloaded, 0 built from source/);
   assert.is(server.requests.length, before);
   const list = JSON.parse((await toolsCli(['list', '--json'], { cache, bin: pinned })).stdout).tools as { name: string; state: string; from: string; path: string }[];
-  assert.equal(list.find((t) => t.name === 'kubeconform'), { ...list.find((t) => t.name === 'kubeconform')!, state: 'path', from: 'PATH', path: path.join(pinned, 'kubeconform') });
+  assert.equal(
+    list.find((t) => t.name === 'kubeconform'),
+    { ...list.find((t) => t.name === 'kubeconform')!, state: 'path', from: 'PATH', path: path.join(pinned, 'kubeconform') },
+  );
   assert.not.ok(fs.existsSync(versionDir(cache, 'kubeconform')), 'nothing cached');
 
   const old = path.join(work, 'bin-old');

@@ -29,7 +29,8 @@ async function buildNodeStandin(): Promise<void> {
   const busybox = (await runChecked('sh', ['-c', 'command -v busybox'])).stdout.trim();
   fs.copyFileSync(busybox, path.join(root, 'bin', 'busybox'));
   fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-  for (const t of ['sh', 'rm', 'cp', 'mkdir', 'chown', 'chmod', 'find', 'echo', 'cat', 'ls', 'test', '[', 'env', 'dirname', 'basename', 'uname', 'ln']) fs.symlinkSync('busybox', path.join(root, 'bin', t));
+  for (const t of ['sh', 'rm', 'cp', 'mkdir', 'chown', 'chmod', 'find', 'echo', 'cat', 'ls', 'test', '[', 'env', 'dirname', 'basename', 'uname', 'ln'])
+    fs.symlinkSync('busybox', path.join(root, 'bin', t));
   fs.mkdirSync(path.join(root, 'usr', 'bin'), { recursive: true });
   fs.symlinkSync('../../bin/busybox', path.join(root, 'usr', 'bin', 'env')); // npm's #!/usr/bin/env node
   for (const t of ['groupadd', 'useradd']) {
@@ -41,7 +42,10 @@ async function buildNodeStandin(): Promise<void> {
   // node and the libraries it links, at the same paths.
   const nodeBin = fs.realpathSync((await runChecked('sh', ['-c', 'command -v node'])).stdout.trim());
   fs.copyFileSync(nodeBin, path.join(root, 'usr', 'local', 'bin', 'node'));
-  const libs = (await runChecked('ldd', [nodeBin])).stdout.split('\n').map((l) => /(\/\S+)\s+\(/.exec(l)?.[1]).filter((l): l is string => Boolean(l));
+  const libs = (await runChecked('ldd', [nodeBin])).stdout
+    .split('\n')
+    .map((l) => /(\/\S+)\s+\(/.exec(l)?.[1])
+    .filter((l): l is string => Boolean(l));
   for (const lib of libs) {
     fs.mkdirSync(path.join(root, path.dirname(lib)), { recursive: true });
     fs.copyFileSync(fs.realpathSync(lib), path.join(root, lib));
@@ -57,7 +61,11 @@ async function fakeCheckout(): Promise<string> {
   const src = path.join(ctx.work, 'Conduit');
   const sdk = path.join(src, 'SDKs', 'Node');
   write(path.join(sdk, 'package.json'), { name: 'sdk-workspace', private: true, workspaces: ['Common', 'Admin', 'Core'], scripts: { build: 'npm run build --workspaces' } });
-  for (const [dir, name] of [['Common', 'conduit-common'], ['Admin', 'conduit-admin-client'], ['Core', 'conduit-core-client']]) {
+  for (const [dir, name] of [
+    ['Common', 'conduit-common'],
+    ['Admin', 'conduit-admin-client'],
+    ['Core', 'conduit-core-client'],
+  ]) {
     write(path.join(sdk, dir, 'package.json'), { name: `@knn_labs/${name}`, version: '1.0.0', main: 'dist/index.js', scripts: { build: 'node build.js' } });
     write(path.join(sdk, dir, 'build.js'), `require('fs').mkdirSync('dist', { recursive: true }); require('fs').writeFileSync('dist/index.js', 'module.exports = ${JSON.stringify(name)};\\n');\n`);
     write(path.join(sdk, dir, 'src', 'index.ts'), 'export {};\n');
@@ -70,7 +78,10 @@ async function fakeCheckout(): Promise<string> {
     scripts: { build: 'node build.js' },
     dependencies: { '@knn_labs/conduit-admin-client': 'file:../SDKs/Node/Admin', '@knn_labs/conduit-common': 'file:../SDKs/Node/Common', '@knn_labs/conduit-core-client': 'file:../SDKs/Node/Core' },
   });
-  write(path.join(web, 'build.js'), "const fs = require('fs'); fs.mkdirSync('.next/cache/images', { recursive: true }); fs.writeFileSync('.next/BUILD_ID', require('@knn_labs/conduit-admin-client')); fs.writeFileSync('.next/cache/images/x', 'cache');\n");
+  write(
+    path.join(web, 'build.js'),
+    "const fs = require('fs'); fs.mkdirSync('.next/cache/images', { recursive: true }); fs.writeFileSync('.next/BUILD_ID', require('@knn_labs/conduit-admin-client')); fs.writeFileSync('.next/cache/images/x', 'cache');\n",
+  );
   write(path.join(web, 'next.config.js'), 'module.exports = {};\n');
   write(path.join(web, 'public', 'favicon.ico'), '');
   write(path.join(web, '.env.local'), 'CLERK_SECRET_KEY=sk_live_never_in_an_image\n');

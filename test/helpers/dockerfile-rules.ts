@@ -81,7 +81,10 @@ export function dockerfileProblems(content: string, expect: DockerfileExpectatio
     if (!cmd) problems.push('HEALTHCHECK is not in exec form (CMD ["..."]): it would need a shell');
     else if (!cmd[1].includes(expect.healthPath)) problems.push(`HEALTHCHECK does not probe ${expect.healthPath}`);
   }
-  const labels = finalStage.filter((i) => i.getKeyword() === 'LABEL').map((i) => i.getArgumentsContent() ?? '').join(' ');
+  const labels = finalStage
+    .filter((i) => i.getKeyword() === 'LABEL')
+    .map((i) => i.getArgumentsContent() ?? '')
+    .join(' ');
   for (const l of OCI_LABELS) if (!labels.includes(`${l}=`)) problems.push(`missing label ${l}`);
   for (const run of finalStage.filter((i) => i.getKeyword() === 'RUN')) {
     const text = run.getArgumentsContent() ?? '';

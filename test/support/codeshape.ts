@@ -82,7 +82,13 @@ export function functionLengths(file: string): FunctionLength[] {
   const out: FunctionLength[] = [];
   const visit = (node: ts.Node): number => {
     // Returns the lines this subtree's outermost functions span (so the parent can subtract them).
-    const isFn = ts.isFunctionLike(node) && !ts.isFunctionTypeNode(node) && !ts.isMethodSignature(node) && !ts.isCallSignatureDeclaration(node) && !ts.isConstructSignatureDeclaration(node) && (node as ts.FunctionLikeDeclaration).body !== undefined;
+    const isFn =
+      ts.isFunctionLike(node) &&
+      !ts.isFunctionTypeNode(node) &&
+      !ts.isMethodSignature(node) &&
+      !ts.isCallSignatureDeclaration(node) &&
+      !ts.isConstructSignatureDeclaration(node) &&
+      (node as ts.FunctionLikeDeclaration).body !== undefined;
     let nested = 0;
     node.forEachChild((c) => {
       nested += visit(c);
@@ -99,7 +105,18 @@ export function functionLengths(file: string): FunctionLength[] {
 /** Longest import chain (in modules, `import type` included) starting at each file; cycles are reported, not followed. */
 export function importLevels(files: string[]): { levels: Map<string, number>; chains: Map<string, string[]>; cycles: string[][] } {
   const known = new Set(files);
-  const graph = new Map(files.map((f) => [f, [...new Set(importsOf(f).map((e) => e.to).filter((t) => known.has(t)))]]));
+  const graph = new Map(
+    files.map((f) => [
+      f,
+      [
+        ...new Set(
+          importsOf(f)
+            .map((e) => e.to)
+            .filter((t) => known.has(t)),
+        ),
+      ],
+    ]),
+  );
   const levels = new Map<string, number>();
   const chains = new Map<string, string[]>();
   const cycles: string[][] = [];
@@ -130,11 +147,20 @@ export function importLevels(files: string[]): { levels: Map<string, number>; ch
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const files = sourceFiles();
   const limit = Number(process.argv[2] ?? 80);
-  const long = files.flatMap(functionLengths).filter((f) => f.lines > limit).sort((a, b) => b.lines - a.lines);
+  const long = files
+    .flatMap(functionLengths)
+    .filter((f) => f.lines > limit)
+    .sort((a, b) => b.lines - a.lines);
   console.log(`functions over ${limit} lines: ${long.length}`);
   for (const f of long) console.log(`  ${f.lines}\t${f.file}:${f.line} ${f.name}`);
   const { levels, chains, cycles } = importLevels(files);
   const deepest = [...levels.entries()].sort((a, b) => b[1] - a[1]).slice(0, 5);
   console.log(`import levels: ${deepest[0]?.[1] ?? 0} at most; cycles: ${cycles.length}`);
-  for (const [f] of deepest) console.log(`  ${chains.get(f)!.map((c) => path.relative(REPO, c)).join(' -> ')}`);
+  for (const [f] of deepest)
+    console.log(
+      `  ${chains
+        .get(f)!
+        .map((c) => path.relative(REPO, c))
+        .join(' -> ')}`,
+    );
 }

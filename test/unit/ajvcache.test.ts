@@ -73,7 +73,10 @@ test('ajvcache: a new process evaluates the cached code without loading the comp
 });
 
 test('ajvcache: a schema that is not JSON is a SyntaxError', () => {
-  assert.throws(() => cachedValidator('{ "type": '), (e: unknown) => e instanceof SyntaxError);
+  assert.throws(
+    () => cachedValidator('{ "type": '),
+    (e: unknown) => e instanceof SyntaxError,
+  );
 });
 
 test.run();

@@ -28,7 +28,7 @@ test('promtool check rules accepts every rule file', async () => {
   assert.is((r.output.match(/SUCCESS/g) ?? []).length, ruleFiles().length, r.output);
 });
 
-test('every dashboard query passes Prometheus\' own parser and type checks (promtool)', async () => {
+test("every dashboard query passes Prometheus' own parser and type checks (promtool)", async () => {
   const queries = allQueries().filter((q) => q.file.startsWith('dashboards/'));
   assert.ok(queries.length > 50);
   const r = await checkExpressions(queries.map((q) => q.promql));
@@ -60,7 +60,11 @@ test('every alert has a firing and a not-firing unit test; every test group sets
 
 test('alert names are unique CamelCase with the Conduit prefix', () => {
   const names = alerts.map((a) => a.name);
-  assert.equal(names.filter((n, i) => names.indexOf(n) !== i), [], 'duplicate alert names');
+  assert.equal(
+    names.filter((n, i) => names.indexOf(n) !== i),
+    [],
+    'duplicate alert names',
+  );
   for (const n of names) assert.match(n, /^Conduit(?:[A-Z][a-z0-9]*|[A-Z]+(?=[A-Z][a-z]|$))+$/, n);
 });
 
@@ -104,7 +108,10 @@ test('docs/monitoring.md lists every alert with its severity, for and runbook', 
 test('coverage counting tells firing from not-firing cases and finds a missing interval', () => {
   const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'alert-cov-'));
   const f = path.join(dir, 'x.test.yaml');
-  fs.writeFileSync(f, 'tests:\n  - name: a\n    alert_rule_test:\n      - {alertname: A, eval_time: 1m, exp_alerts: []}\n      - {alertname: A, eval_time: 9m, exp_alerts: [{exp_labels: {severity: warning}}]}\n      - {alertname: B, eval_time: 1m}\n');
+  fs.writeFileSync(
+    f,
+    'tests:\n  - name: a\n    alert_rule_test:\n      - {alertname: A, eval_time: 1m, exp_alerts: []}\n      - {alertname: A, eval_time: 9m, exp_alerts: [{exp_labels: {severity: warning}}]}\n      - {alertname: B, eval_time: 1m}\n',
+  );
   const { coverage, missingInterval } = alertTestCoverage([f]);
   assert.equal(coverage.get('A'), { firing: 1, notFiring: 1 });
   assert.equal(coverage.get('B'), { firing: 0, notFiring: 1 });

@@ -101,7 +101,8 @@ test('every fact cites at least one upstream source as <path>:<line> or <path>:<
   for (const f of facts.env) assert.ok(f.source.length > 0, f.name);
   assert.equal(parseSourceRef('ConduitLLM.Admin/Program.cs:335-338'), { path: 'ConduitLLM.Admin/Program.cs', first: 335, last: 338 });
   assert.equal(parseSourceRef('.github/workflows/ci.yml:100'), { path: '.github/workflows/ci.yml', first: 100, last: 100 });
-  for (const wrong of ['Program.cs', 'Program.cs:0', 'Program.cs:12-3', '/abs/Program.cs:1', '../up/Program.cs:1', 'Program.cs:1:2', 'https://github.com/x/y/blob/main/a.cs:1']) assert.is(parseSourceRef(wrong), undefined, wrong);
+  for (const wrong of ['Program.cs', 'Program.cs:0', 'Program.cs:12-3', '/abs/Program.cs:1', '../up/Program.cs:1', 'Program.cs:1:2', 'https://github.com/x/y/blob/main/a.cs:1'])
+    assert.is(parseSourceRef(wrong), undefined, wrong);
 });
 
 test('the file says how its facts were gathered and how to re-check them at the pinned commit', () => {
@@ -112,7 +113,11 @@ test('the file says how its facts were gathered and how to re-check them at the 
 });
 
 test('each variable the chart or Compose may set is described once; unread ones name where upstream mentions them', () => {
-  for (const name of ['DATABASE_URL', 'REDIS_URL', 'CONDUIT_API_TO_API_BACKEND_AUTH_KEY', 'CONDUITLLM__RABBITMQ__VHOST', 'CONDUIT_S3_BUCKET_NAME', 'NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY']) assert.ok(facts.env.some((f) => f.name === name), name);
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'CONDUIT_API_TO_API_BACKEND_AUTH_KEY', 'CONDUITLLM__RABBITMQ__VHOST', 'CONDUIT_S3_BUCKET_NAME', 'NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY'])
+    assert.ok(
+      facts.env.some((f) => f.name === name),
+      name,
+    );
   const unread = facts.env.filter((f) => f.reader === 'unread').map((f) => f.name);
   for (const name of ['CONDUIT_MASTER_KEY', 'OTEL_EXPORTER_OTLP_', 'OTEL_SERVICE_NAME', 'CONDUIT_REDIS_INSTANCE_NAME']) assert.ok(unread.includes(name), name);
   for (const f of facts.env.filter((x) => x.reader === 'unread')) assert.equal(f.readBy, [], f.name);
@@ -132,9 +137,11 @@ test('the loader rejects a malformed copy with the file, line and key, and a fix
 test('the loader rejects an inconsistent copy: a fact twice, a requirement on a component that does not read it, a dangling name, a bad pattern', () => {
   const twice = writeCopy((t) => t.replace('  - name: CONDUIT_REDIS_CONNECTION_STRING\n', '  - name: REDIS_URL\n'));
   assert.match(loadError(twice), /env\[2\]\.name: REDIS_URL is described twice \(also env\[1\]\)/);
-  const notReader = writeCopy((t) => t.replace("      - components: [api, admin]\n        why: start-up throws", "      - components: [api, webui]\n        why: start-up throws"));
+  const notReader = writeCopy((t) => t.replace('      - components: [api, admin]\n        why: start-up throws', '      - components: [api, webui]\n        why: start-up throws'));
   assert.match(loadError(notReader), /webui must have DATABASE_URL but does not read it/);
-  const dangling = writeCopy((t) => t.replace('satisfiedBy: [CONDUIT_REDIS_CONNECTION_STRING]\n        why: >-\n          BatchSpend', 'satisfiedBy: [CONDUIT_REDIS_URI]\n        why: >-\n          BatchSpend'));
+  const dangling = writeCopy((t) =>
+    t.replace('satisfiedBy: [CONDUIT_REDIS_CONNECTION_STRING]\n        why: >-\n          BatchSpend', 'satisfiedBy: [CONDUIT_REDIS_URI]\n        why: >-\n          BatchSpend'),
+  );
   assert.match(loadError(dangling), /CONDUIT_REDIS_URI is accepted instead of REDIS_URL, but no entry says api reads it/);
   const badRegex = writeCopy((t) => t.replace('pattern: ^/\n', 'pattern: ^(/\n'));
   assert.match(loadError(badRegex), /value\.pattern: not a valid regular expression/);
@@ -172,13 +179,26 @@ test('a correct deployment passes; variables only expanded into others with $(VA
 
 test('set but not read: unknown names, names read by nothing, names another component reads, names never to set', () => {
   const w = workload('api', { ...API_ENV, CONDUIT_MASTER_KEY: 'k', CONDUIT_ENABLE_HTTPS_REDIRECTION: 'false', CONDUIT_TYPO_VAR: '1', FORCE_RECREATE_DB_ON_FAILURE: 'true' });
-  assert.equal(kinds(checkEnv(facts, [w])), ['never-set api FORCE_RECREATE_DB_ON_FAILURE', 'not-read-here api CONDUIT_ENABLE_HTTPS_REDIRECTION', 'unknown api CONDUIT_TYPO_VAR', 'unread api CONDUIT_MASTER_KEY']);
+  assert.equal(kinds(checkEnv(facts, [w])), [
+    'never-set api FORCE_RECREATE_DB_ON_FAILURE',
+    'not-read-here api CONDUIT_ENABLE_HTTPS_REDIRECTION',
+    'unknown api CONDUIT_TYPO_VAR',
+    'unread api CONDUIT_MASTER_KEY',
+  ]);
   const msg = checkEnv(facts, [w]).find((f) => f.subject === 'CONDUIT_ENABLE_HTTPS_REDIRECTION')!.message;
   assert.match(msg, /only admin read\(s\) \(ConduitLLM\.Admin\/Program\.cs:302-307\)/);
 });
 
 test('required but not set, with alternatives and conditions (replicas, another variable set or equal to a value)', () => {
-  assert.equal(kinds(checkEnv(facts, [workload('api', { ...API_ENV, DATABASE_URL: undefined as never, REDIS_URL: undefined as never })].map((w) => ({ ...w, env: new Map([...w.env].filter(([, v]) => v)) })))), ['missing api DATABASE_URL', 'missing api REDIS_URL', 'unknown api PW']);
+  assert.equal(
+    kinds(
+      checkEnv(
+        facts,
+        [workload('api', { ...API_ENV, DATABASE_URL: undefined as never, REDIS_URL: undefined as never })].map((w) => ({ ...w, env: new Map([...w.env].filter(([, v]) => v)) })),
+      ),
+    ),
+    ['missing api DATABASE_URL', 'missing api REDIS_URL', 'unknown api PW'],
+  );
   // The legacy connection string satisfies the Redis requirement.
   const legacy = workload('api', { ...API_ENV, REDIS_URL: 'x' });
   legacy.env.delete('REDIS_URL');
@@ -192,15 +212,33 @@ test('required but not set, with alternatives and conditions (replicas, another 
   // Several API replicas need RabbitMQ and S3 media storage; S3 then needs its bucket and keys.
   assert.equal(kinds(checkEnv(facts, [workload('api', API_ENV, 3)])), ['missing api CONDUITLLM__RABBITMQ__HOST', 'missing api CONDUIT_MEDIA_STORAGE_TYPE']);
   const s3 = workload('api', { ...API_ENV, CONDUITLLM__RABBITMQ__HOST: 'mq', CONDUIT_MEDIA_STORAGE_TYPE: 's3' }, 3);
-  assert.equal(kinds(checkEnv(facts, [s3])), ['missing api CONDUITLLM__RABBITMQ__PASSWORD', 'missing api CONDUITLLM__RABBITMQ__USERNAME', 'missing api CONDUIT_S3_ACCESS_KEY_ID', 'missing api CONDUIT_S3_BUCKET_NAME', 'missing api CONDUIT_S3_SECRET_ACCESS_KEY']);
-  const inMemory = workload('api', { ...API_ENV, CONDUITLLM__RABBITMQ__HOST: 'mq', CONDUITLLM__RABBITMQ__USERNAME: 'u', CONDUITLLM__RABBITMQ__PASSWORD: SECRET, CONDUIT_MEDIA_STORAGE_TYPE: 'InMemory' }, 3);
+  assert.equal(kinds(checkEnv(facts, [s3])), [
+    'missing api CONDUITLLM__RABBITMQ__PASSWORD',
+    'missing api CONDUITLLM__RABBITMQ__USERNAME',
+    'missing api CONDUIT_S3_ACCESS_KEY_ID',
+    'missing api CONDUIT_S3_BUCKET_NAME',
+    'missing api CONDUIT_S3_SECRET_ACCESS_KEY',
+  ]);
+  const inMemory = workload(
+    'api',
+    { ...API_ENV, CONDUITLLM__RABBITMQ__HOST: 'mq', CONDUITLLM__RABBITMQ__USERNAME: 'u', CONDUITLLM__RABBITMQ__PASSWORD: SECRET, CONDUIT_MEDIA_STORAGE_TYPE: 'InMemory' },
+    3,
+  );
   assert.equal(kinds(checkEnv(facts, [inMemory])), ['bad-value api CONDUIT_MEDIA_STORAGE_TYPE']);
   const old = workload('api', { ...API_ENV, CONDUIT_MEDIA_STORAGE_TYPE: 'S3', CONDUIT_S3_ACCESS_KEY: SECRET, CONDUIT_S3_SECRET_KEY: SECRET, ConduitLLM__Storage__S3__BucketName: 'b' });
   assert.equal(checkEnv(facts, [old]), [], 'older names and the configuration section satisfy the S3 requirements');
 });
 
 test('values of the wrong shape: url-decoding, a Redis /db suffix, a vhost without /, localhost RabbitMQ, Clerk key', () => {
-  const w = workload('api', { ...API_ENV, DATABASE_URL: 'postgres://u:$(PW)@x@db/conduit', REDIS_URL: 'redis://redis:6379/2', CONDUITLLM__RABBITMQ__HOST: 'localhost', CONDUITLLM__RABBITMQ__VHOST: 'conduit', CONDUITLLM__RABBITMQ__USERNAME: 'u', CONDUITLLM__RABBITMQ__PASSWORD: SECRET });
+  const w = workload('api', {
+    ...API_ENV,
+    DATABASE_URL: 'postgres://u:$(PW)@x@db/conduit',
+    REDIS_URL: 'redis://redis:6379/2',
+    CONDUITLLM__RABBITMQ__HOST: 'localhost',
+    CONDUITLLM__RABBITMQ__VHOST: 'conduit',
+    CONDUITLLM__RABBITMQ__USERNAME: 'u',
+    CONDUITLLM__RABBITMQ__PASSWORD: SECRET,
+  });
   assert.equal(kinds(checkEnv(facts, [w])), ['bad-value api CONDUITLLM__RABBITMQ__HOST', 'bad-value api CONDUITLLM__RABBITMQ__VHOST', 'bad-value api DATABASE_URL', 'bad-value api REDIS_URL']);
   const ui = workload('webui', { ...WEBUI_ENV, NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY: 'clerk', CONDUIT_API_BASE_URL: 'api:8080' });
   assert.equal(kinds(checkEnv(facts, [ui])), ['bad-value webui CONDUIT_API_BASE_URL', 'bad-value webui NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY']);
@@ -211,22 +249,47 @@ test('values of the wrong shape: url-decoding, a Redis /db suffix, a vhost witho
 test('values that must agree between components: the master key reference, RabbitMQ host, media storage', () => {
   const api = workload('api', { ...API_ENV, CONDUIT_MEDIA_STORAGE_TYPE: 'S3', CONDUIT_S3_ACCESS_KEY_ID: SECRET, CONDUIT_S3_SECRET_ACCESS_KEY: SECRET, CONDUIT_S3_BUCKET_NAME: 'b' });
   const admin = workload('admin', { ...ADMIN_ENV, CONDUIT_API_TO_API_BACKEND_AUTH_KEY: { ref: 'secret other/k' } });
-  assert.equal(kinds(checkEnv(facts, [api, admin])), ['differs - CONDUIT_API_TO_API_BACKEND_AUTH_KEY', 'differs - CONDUIT_MEDIA_STORAGE_TYPE', 'differs - CONDUIT_S3_ACCESS_KEY_ID', 'differs - CONDUIT_S3_BUCKET_NAME', 'differs - CONDUIT_S3_SECRET_ACCESS_KEY']);
+  assert.equal(kinds(checkEnv(facts, [api, admin])), [
+    'differs - CONDUIT_API_TO_API_BACKEND_AUTH_KEY',
+    'differs - CONDUIT_MEDIA_STORAGE_TYPE',
+    'differs - CONDUIT_S3_ACCESS_KEY_ID',
+    'differs - CONDUIT_S3_BUCKET_NAME',
+    'differs - CONDUIT_S3_SECRET_ACCESS_KEY',
+  ]);
 });
 
 // ---- probes, scrapes, images ------------------------------------------------------------------------------
 
 test('probes: unknown path, wrong port, a dependency check as liveness, anything needing auth', () => {
   const p = (component: Component, kind: ProbeUse['kind'], pathName: string, port: number): ProbeUse => ({ origin: 't', component, kind, path: pathName, port });
-  assert.equal(checkProbes(facts, [p('api', 'liveness', '/health/live', 8080), p('admin', 'readiness', '/health', 8080), p('webui', 'startup', '/api/health', 3000), p('api', 'healthcheck', '/health/ready', 8080)]), []);
-  assert.equal(useKinds(checkProbes(facts, [p('api', 'liveness', '/health', 8080), p('admin', 'liveness', '/health', 8080), p('api', 'readiness', '/healthz', 8080), p('webui', 'readiness', '/api/health', 8080), p('admin', 'readiness', '/metrics', 8080)])), [
-    'needs-auth admin /metrics',
-    'no-endpoint api readiness /healthz',
-    'unsuitable admin liveness /health',
-    'unsuitable admin readiness /metrics',
-    'unsuitable api liveness /health',
-    'wrong-port webui readiness /api/health',
-  ]);
+  assert.equal(
+    checkProbes(facts, [
+      p('api', 'liveness', '/health/live', 8080),
+      p('admin', 'readiness', '/health', 8080),
+      p('webui', 'startup', '/api/health', 3000),
+      p('api', 'healthcheck', '/health/ready', 8080),
+    ]),
+    [],
+  );
+  assert.equal(
+    useKinds(
+      checkProbes(facts, [
+        p('api', 'liveness', '/health', 8080),
+        p('admin', 'liveness', '/health', 8080),
+        p('api', 'readiness', '/healthz', 8080),
+        p('webui', 'readiness', '/api/health', 8080),
+        p('admin', 'readiness', '/metrics', 8080),
+      ]),
+    ),
+    [
+      'needs-auth admin /metrics',
+      'no-endpoint api readiness /healthz',
+      'unsuitable admin liveness /health',
+      'unsuitable admin readiness /metrics',
+      'unsuitable api liveness /health',
+      'wrong-port webui readiness /api/health',
+    ],
+  );
 });
 
 test('scrapes: Admin needs the master key in X-API-Key or X-Master-Key and punishes Authorization; the API needs nothing', () => {
@@ -255,7 +318,13 @@ test('healthcheck commands and Dockerfile HEALTHCHECKs yield the URL they fetch'
   assert.equal(healthcheckUrl(['CMD', 'curl', '-f', 'http://localhost:8080/health/ready']), { port: 8080, path: '/health/ready' });
   assert.equal(healthcheckUrl('wget -q -O /dev/null http://127.0.0.1:3000/api/health || exit 1'), { port: 3000, path: '/api/health' });
   assert.is(healthcheckUrl(['CMD', 'pg_isready']), undefined);
-  assert.equal(dockerfileProbe('FROM x\nHEALTHCHECK --interval=30s \\\n  CMD curl -f http://localhost:8080/health/live || exit 1\n', 'api', 'd'), { origin: 'd', component: 'api', kind: 'healthcheck', port: 8080, path: '/health/live' });
+  assert.equal(dockerfileProbe('FROM x\nHEALTHCHECK --interval=30s \\\n  CMD curl -f http://localhost:8080/health/live || exit 1\n', 'api', 'd'), {
+    origin: 'd',
+    component: 'api',
+    kind: 'healthcheck',
+    port: 8080,
+    path: '/health/live',
+  });
   assert.is(dockerfileProbe('FROM x\nHEALTHCHECK NONE\n', 'api', 'd'), undefined);
 });
 
@@ -272,12 +341,19 @@ function composeStack() {
 test('compose: api, admin and webui set only what each reads, and everything each requires, in the right shape', () => {
   const { services } = composeStack();
   const { workloads, findings } = composeWorkloads(services, 'compose/compose.yaml');
-  assert.equal(workloads.map((w) => w.component), ['api', 'admin', 'webui']);
+  assert.equal(
+    workloads.map((w) => w.component),
+    ['api', 'admin', 'webui'],
+  );
   const problems = [...findings, ...checkEnv(facts, workloads)];
-  assert.equal(problems.map((f) => f.subject), [], `\n  ${problems.map((f) => f.message).join('\n  ')}`);
+  assert.equal(
+    problems.map((f) => f.subject),
+    [],
+    `\n  ${problems.map((f) => f.message).join('\n  ')}`,
+  );
 });
 
-test('compose: healthchecks (the stack\'s and those of the project\'s images) and Prometheus scrapes match the endpoints', () => {
+test("compose: healthchecks (the stack's and those of the project's images) and Prometheus scrapes match the endpoints", () => {
   const { services } = composeStack();
   const probes: ProbeUse[] = composeProbes(services, 'compose/compose.yaml');
   for (const c of ['api', 'admin', 'webui'] as const) {
@@ -288,16 +364,30 @@ test('compose: healthchecks (the stack\'s and those of the project\'s images) an
   assert.ok(probes.length >= 3, 'every app container has a healthcheck');
   const prom = YAML.parse(fs.readFileSync(repoPath('compose', 'prometheus', 'prometheus.yml'), 'utf8'));
   const scrapes = prometheusScrapes(prom, 'compose/prometheus/prometheus.yml');
-  assert.ok(scrapes.some((s) => s.component === 'api'), 'the API is scraped');
+  assert.ok(
+    scrapes.some((s) => s.component === 'api'),
+    'the API is scraped',
+  );
   const problems = [...checkProbes(facts, probes), ...checkScrapes(facts, scrapes)];
-  assert.equal(problems.map((f) => f.subject), [], `\n  ${problems.map((f) => f.message).join('\n  ')}`);
+  assert.equal(
+    problems.map((f) => f.subject),
+    [],
+    `\n  ${problems.map((f) => f.message).join('\n  ')}`,
+  );
 });
 
 test('compose: the example env pins the app images to the facts commit, and Redis never evicts by default', () => {
   const { doc, env } = composeStack();
-  const images: [Component, string][] = [['api', 'CONDUIT_API_IMAGE'], ['admin', 'CONDUIT_ADMIN_IMAGE'], ['webui', 'CONDUIT_WEBUI_IMAGE']];
+  const images: [Component, string][] = [
+    ['api', 'CONDUIT_API_IMAGE'],
+    ['admin', 'CONDUIT_ADMIN_IMAGE'],
+    ['webui', 'CONDUIT_WEBUI_IMAGE'],
+  ];
   const problems = images.flatMap(([c, v]) => checkImage(facts, `compose/.env.example ${v}`, c, env[v]));
-  assert.equal(problems.map((f) => f.message), []);
+  assert.equal(
+    problems.map((f) => f.message),
+    [],
+  );
   const redisEnv = (doc.services.redis.environment ?? {}) as Record<string, string>;
   const fallback = /\$\{REDIS_MAXMEMORY_POLICY:-([^}]+)\}/.exec(String(redisEnv.REDIS_MAXMEMORY_POLICY))?.[1];
   assert.is(fallback, facts.redis.evictionPolicy, `compose.yaml's default maxmemory-policy: ${facts.redis.why}`);
@@ -325,10 +415,19 @@ test('the metric catalog credits no component with an app metric family it does 
     .map((m) => ({ name: m.name, components: String(catalog.sources[m.source].component).split(/,\s*/) as Component[] }));
   assert.ok(app.length > 10);
   const wrong = compareCatalog(facts, app).filter((d) => d.kind !== 'partial');
-  assert.equal(wrong.map((d) => d.message), []);
+  assert.equal(
+    wrong.map((d) => d.message),
+    [],
+  );
   // The comparison itself can fail: a family the facts give to the API only, credited to Admin too.
-  assert.equal(compareCatalog(facts, [{ name: 'process_cpu_time_seconds_total', components: ['api', 'admin'] }]).map((d) => d.kind), ['wrong']);
-  assert.equal(compareCatalog(facts, [{ name: 'conduit_http_requests_total', components: ['api'] }]).map((d) => d.kind), ['unknown']);
+  assert.equal(
+    compareCatalog(facts, [{ name: 'process_cpu_time_seconds_total', components: ['api', 'admin'] }]).map((d) => d.kind),
+    ['wrong'],
+  );
+  assert.equal(
+    compareCatalog(facts, [{ name: 'conduit_http_requests_total', components: ['api'] }]).map((d) => d.kind),
+    ['unknown'],
+  );
 });
 
 test.run();

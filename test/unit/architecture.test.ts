@@ -43,10 +43,14 @@ test('every module of scripts/ and bench/ sits in a layer', () => {
 test('imports go down the layers: no engine imports another engine, no lib module imports a verb', () => {
   const inScope = new Set(files);
   // Benchmarks may use test fixtures (test/): outside the layers, not part of the product.
-  const bad = files.flatMap((f) => importsOf(f).filter((e) => inScope.has(e.to)).flatMap((e) => {
-    const why = importViolation(e.from, e.to);
-    return why ? [`${rel(e.from)} -> ${rel(e.to)}: ${why}`] : [];
-  }));
+  const bad = files.flatMap((f) =>
+    importsOf(f)
+      .filter((e) => inScope.has(e.to))
+      .flatMap((e) => {
+        const why = importViolation(e.from, e.to);
+        return why ? [`${rel(e.from)} -> ${rel(e.to)}: ${why}`] : [];
+      }),
+  );
   assert.equal(bad, []);
 });
 
@@ -61,14 +65,23 @@ test('the rules can fail: an engine importing another engine, or core importing 
 
 test('the import graph has no cycle and at most six levels (verb at the top, primitives at the bottom)', () => {
   const { levels, chains, cycles } = importLevels(files);
-  assert.equal(cycles.map((c) => c.map(rel).join(' -> ')), []);
+  assert.equal(
+    cycles.map((c) => c.map(rel).join(' -> ')),
+    [],
+  );
   const [deepest] = [...levels.entries()].sort((a, b) => b[1] - a[1]);
   assert.ok(deepest[1] <= 6, `${deepest[1]} levels: ${chains.get(deepest[0])!.map(rel).join(' -> ')}`);
 });
 
 test('no function under scripts/ is longer than 80 lines', () => {
-  const long = files.filter((f) => f.startsWith(path.join(REPO, 'scripts'))).flatMap(functionLengths).filter((f) => f.lines > 80);
-  assert.equal(long.map((f) => `${f.file}:${f.line} ${f.name} (${f.lines} lines)`), []);
+  const long = files
+    .filter((f) => f.startsWith(path.join(REPO, 'scripts')))
+    .flatMap(functionLengths)
+    .filter((f) => f.lines > 80);
+  assert.equal(
+    long.map((f) => `${f.file}:${f.line} ${f.name} (${f.lines} lines)`),
+    [],
+  );
 });
 
 test.run();

@@ -57,7 +57,14 @@ test('pruning keeps the newest entries within both bounds', () => {
 
 test('entries parse oldest first; a broken one is reported, not fatal', () => {
   const entries = parseAuditData({ b: JSON.stringify({ ...base, action: 'rollback' }), a: JSON.stringify(base), c: '{nope' });
-  assert.equal(entries.map((e) => [e.key, e.action]), [['a', 'deploy'], ['b', 'rollback'], ['c', 'unreadable']]);
+  assert.equal(
+    entries.map((e) => [e.key, e.action]),
+    [
+      ['a', 'deploy'],
+      ['b', 'rollback'],
+      ['c', 'unreadable'],
+    ],
+  );
 });
 
 test.run();

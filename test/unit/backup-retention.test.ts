@@ -1,15 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  backupTime,
-  compareTables,
-  isoWeek,
-  manifestProblems,
-  MANIFEST_FORMAT,
-  newBackupId,
-  planRetention,
-  type RetentionCandidate,
-} from '../../scripts/lib/engines/backup.ts';
+import { backupTime, compareTables, isoWeek, manifestProblems, MANIFEST_FORMAT, newBackupId, planRetention, type RetentionCandidate } from '../../scripts/lib/engines/backup.ts';
 import { parseDatabaseUrl, connectionEnv, describeConnection, restoreArgs } from '../../scripts/lib/adapters/pg.ts';
 import { redact } from '../../scripts/lib/core/redact.ts';
 
@@ -102,8 +93,16 @@ test('planRetention rejects negative or fractional counts', () => {
 
 test('manifestProblems names each broken field', () => {
   const good = {
-    format: MANIFEST_FORMAT, id: 'X', database: 'd', serverVersion: '15', pgDumpVersion: '15', startedAt: 's', finishedAt: 'f',
-    dump: { file: 'dump.pgc', format: 'custom', size: 3, sha256: 'a'.repeat(64) }, tables: [{ schema: 's', table: 't', rows: 1, checksum: 'c' }], source: { kind: 'script' },
+    format: MANIFEST_FORMAT,
+    id: 'X',
+    database: 'd',
+    serverVersion: '15',
+    pgDumpVersion: '15',
+    startedAt: 's',
+    finishedAt: 'f',
+    dump: { file: 'dump.pgc', format: 'custom', size: 3, sha256: 'a'.repeat(64) },
+    tables: [{ schema: 's', table: 't', rows: 1, checksum: 'c' }],
+    source: { kind: 'script' },
   };
   assert.equal(manifestProblems(good, 'X'), []);
   assert.equal(manifestProblems({ ...good, id: 'Y' }, 'X'), ['id is "Y", but the backup folder is "X"']);
@@ -113,10 +112,26 @@ test('manifestProblems names each broken field', () => {
 });
 
 test('compareTables fails missing, extra and changed tables', () => {
-  const e = [{ schema: 'a', table: 'x', rows: 1, checksum: 'c1' }, { schema: 'a', table: 'y', rows: 2, checksum: 'c2' }, { schema: 'a', table: 'z', rows: 0, checksum: 'c3' }];
-  const a = [{ schema: 'a', table: 'x', rows: 1, checksum: 'c1' }, { schema: 'a', table: 'y', rows: 2, checksum: 'other' }, { schema: 'b', table: 'w', rows: 0, checksum: 'c4' }];
+  const e = [
+    { schema: 'a', table: 'x', rows: 1, checksum: 'c1' },
+    { schema: 'a', table: 'y', rows: 2, checksum: 'c2' },
+    { schema: 'a', table: 'z', rows: 0, checksum: 'c3' },
+  ];
+  const a = [
+    { schema: 'a', table: 'x', rows: 1, checksum: 'c1' },
+    { schema: 'a', table: 'y', rows: 2, checksum: 'other' },
+    { schema: 'b', table: 'w', rows: 0, checksum: 'c4' },
+  ];
   const r = compareTables(e, a);
-  assert.equal(r.map((t) => [`${t.schema}.${t.table}`, t.passed]), [['a.x', true], ['a.y', false], ['a.z', false], ['b.w', false]]);
+  assert.equal(
+    r.map((t) => [`${t.schema}.${t.table}`, t.passed]),
+    [
+      ['a.x', true],
+      ['a.y', false],
+      ['a.z', false],
+      ['b.w', false],
+    ],
+  );
   assert.is(r[1].rowsMatch, true);
   assert.is(r[1].checksumMatch, false);
 });

@@ -11,7 +11,16 @@ import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 // Engines as data: planning never runs them.
 const docker: Engine = { name: 'docker', bin: 'docker', version: '28', compose: ['docker', 'compose'] };
 const podman: Engine = { name: 'podman', bin: 'podman', version: '4.3.1', compose: ['podman-compose'] };
-const source: SourceInfo = { dir: '/src/Conduit', version: '0.1.1', versionFrom: 'Directory.Build.props', revision: 'a'.repeat(40), shortSha: 'aaaaaaa', created: '2026-01-02T03:04:05Z', url: 'https://github.com/knnlabs/Conduit', dirty: false };
+const source: SourceInfo = {
+  dir: '/src/Conduit',
+  version: '0.1.1',
+  versionFrom: 'Directory.Build.props',
+  revision: 'a'.repeat(40),
+  shortSha: 'aaaaaaa',
+  created: '2026-01-02T03:04:05Z',
+  url: 'https://github.com/knnlabs/Conduit',
+  dirty: false,
+};
 const base = { source, push: false, allowLatest: false, insecure: false, dockerfileDir: path.join(REPO_ROOT, 'docker') };
 
 test('tags are <version> and <version>-<shortsha>; labels carry source, revision, version, created', () => {
@@ -43,11 +52,17 @@ test('podman and docker get their own exact build commands', () => {
 test('push: needs a registry, pushes both tags, refuses latest unless allowed', () => {
   assert.throws(() => planBuild(podman, { ...base, components: componentsFor('api'), push: true }), /--push needs --registry/);
   const plans = planBuild(podman, { ...base, components: componentsFor('all'), push: true, registry: '127.0.0.1:5000/conduit', insecure: true });
-  assert.equal(plans.map((p) => p.component), ['api', 'admin', 'webui']);
-  assert.equal(plans[1].push.map((c) => c.args), [
-    ['push', '--tls-verify=false', '127.0.0.1:5000/conduit/conduit-admin:0.1.1'],
-    ['push', '--tls-verify=false', '127.0.0.1:5000/conduit/conduit-admin:0.1.1-aaaaaaa'],
-  ]);
+  assert.equal(
+    plans.map((p) => p.component),
+    ['api', 'admin', 'webui'],
+  );
+  assert.equal(
+    plans[1].push.map((c) => c.args),
+    [
+      ['push', '--tls-verify=false', '127.0.0.1:5000/conduit/conduit-admin:0.1.1'],
+      ['push', '--tls-verify=false', '127.0.0.1:5000/conduit/conduit-admin:0.1.1-aaaaaaa'],
+    ],
+  );
   assert.throws(() => planBuild(podman, { ...base, components: componentsFor('api'), push: true, registry: 'r.io/x', tag: 'latest' }), /refusing to push the moving tag "latest"/);
   assert.equal(planBuild(podman, { ...base, components: componentsFor('api'), push: true, registry: 'r.io/x', tag: 'latest', allowLatest: true })[0].tags, ['latest', 'latest-aaaaaaa']);
   assert.throws(() => planBuild(podman, { ...base, components: componentsFor('api'), tag: 'bad tag' }), /not a valid image tag/);
@@ -57,7 +72,7 @@ test('push: needs a registry, pushes both tags, refuses latest unless allowed', 
   assert.match(planText(plans), /^# api: 127\.0\.0\.1:5000\/conduit\/conduit-http:0\.1\.1, /);
 });
 
-test('--build-arg: extra arguments pass through; the label arguments stay build.ts\'s', () => {
+test("--build-arg: extra arguments pass through; the label arguments stay build.ts's", () => {
   const extra = parseBuildArgs(['ASPNET_IMAGE=mirror.example/aspnet@sha256:' + 'c'.repeat(64), 'EMPTY=']);
   const [p] = planBuild(podman, { ...base, components: componentsFor('api'), buildArgs: extra });
   assert.ok(p.build.args.includes('ASPNET_IMAGE=mirror.example/aspnet@sha256:' + 'c'.repeat(64)));

@@ -34,7 +34,10 @@ const byId = (checks: CheckResult[]) => Object.fromEntries(checks.map((c) => [c.
 test('a complete production setup passes every item', () => {
   const checks = evaluateChecklist({ environment: 'production', values: goodValues(), manifest: manifest(...goodObjects()) });
   assert.is(checks.length, 11);
-  assert.equal(checks.filter((c) => c.status !== 'pass').map((c) => `${c.id}: ${c.detail}`), []);
+  assert.equal(
+    checks.filter((c) => c.status !== 'pass').map((c) => `${c.id}: ${c.detail}`),
+    [],
+  );
   assert.not.ok(checklistFailed(checks));
   assert.match(byId(checks)['connection-budget'].detail, /api 6x20 \+ admin 2x10 = 140 <= 175/);
 });
@@ -88,7 +91,11 @@ test('production needs autoscaling, monitoring and network policies; backups off
 test('probes and resources are checked on every rendered container, init containers and CronJobs included', () => {
   const noProbe = container('conduit-http', { readinessProbe: undefined });
   const sidecar = container('exporter', { livenessProbe: undefined });
-  const cron = { kind: 'CronJob', metadata: { name: 'conduit-backup' }, spec: { jobTemplate: { spec: { template: { spec: { containers: [container('backup', { resources: { requests: { cpu: '10m' } } })] } } } } } };
+  const cron = {
+    kind: 'CronJob',
+    metadata: { name: 'conduit-backup' },
+    spec: { jobTemplate: { spec: { template: { spec: { containers: [container('backup', { resources: { requests: { cpu: '10m' } } })] } } } } },
+  };
   const checks = byId(evaluateChecklist({ environment: 'staging', values: goodValues(), manifest: manifest(deployment('conduit-api', [noProbe, sidecar]), cron) }));
   assert.is(checks.probes.status, 'fail');
   assert.match(checks.probes.detail, /Deployment\/conduit-api conduit-http \(readiness\)/);

@@ -10,7 +10,10 @@ const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'values', 'clusters.yam
 
 test('the fixture registry loads into typed clusters with absolute layer paths', () => {
   const r = loadRegistry(FIXTURE);
-  assert.equal(r.clusters.map((c) => c.name), ['local', 'prod-eu']);
+  assert.equal(
+    r.clusters.map((c) => c.name),
+    ['local', 'prod-eu'],
+  );
   const prod = r.clusters[1];
   assert.is(prod.protected, true);
   assert.is(prod.kubeVersion, '1.36');
@@ -32,20 +35,33 @@ function withRegistry(text: string, fn: (file: string) => void) {
   }
 }
 
-const ENTRY = (extra: string) => `clusters:\n  dev:\n    description: a test cluster\n    protected: false\n    context: dev\n    namespace: conduit\n    release: conduit\n    environment: local\n    layers: [environments/local.yaml, clusters/local.yaml]\n${extra}`;
+const ENTRY = (extra: string) =>
+  `clusters:\n  dev:\n    description: a test cluster\n    protected: false\n    context: dev\n    namespace: conduit\n    release: conduit\n    environment: local\n    layers: [environments/local.yaml, clusters/local.yaml]\n${extra}`;
 
 test('registry errors name the file, line and key', () => {
   withRegistry(ENTRY('    protectd: true\n'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:10:5: clusters\.dev\.protectd: unknown key/.test(e.message));
+    assert.throws(
+      () => loadRegistry(file),
+      (e: Error) => /clusters\.yaml:10:5: clusters\.dev\.protectd: unknown key/.test(e.message),
+    );
   });
   withRegistry(ENTRY('').replace('protected: false', 'protected: "yes please"'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:4:5: clusters\.dev\.protected: must be boolean/.test(e.message));
+    assert.throws(
+      () => loadRegistry(file),
+      (e: Error) => /clusters\.yaml:4:5: clusters\.dev\.protected: must be boolean/.test(e.message),
+    );
   });
   withRegistry(ENTRY('').replace('clusters/local.yaml', 'clusters/missing.yaml'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.yaml:9:\d+: clusters\.dev\.layers\[1\]: layer file .*missing\.yaml does not exist/.test(e.message));
+    assert.throws(
+      () => loadRegistry(file),
+      (e: Error) => /clusters\.yaml:9:\d+: clusters\.dev\.layers\[1\]: layer file .*missing\.yaml does not exist/.test(e.message),
+    );
   });
   withRegistry(ENTRY('').replace('environment: local', 'environment: production'), (file) => {
-    assert.throws(() => loadRegistry(file), (e: Error) => /clusters\.dev\.environment: environment "production" but the layers do not include environments\/production\.yaml/.test(e.message));
+    assert.throws(
+      () => loadRegistry(file),
+      (e: Error) => /clusters\.dev\.environment: environment "production" but the layers do not include environments\/production\.yaml/.test(e.message),
+    );
   });
 });
 

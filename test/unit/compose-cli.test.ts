@@ -31,8 +31,13 @@ test('up --dry-run (docker) validates and prints the exact commands, secrets nev
 test('up --dry-run (podman) starts one dependency layer at a time', async () => {
   const r = await compose('up', '--dry-run', '--engine', 'podman', '--file', FIXTURE, '--env-file', envFile, '--json');
   assert.is(r.exitCode, 0, r.stderr);
-  const ups = JSON.parse(r.stdout).commands.slice(1).map((c: string[]) => c.slice(c.indexOf('up')));
-  assert.equal(ups, [['up', '-d', 'store'], ['up', '-d', 'store', 'web']]);
+  const ups = JSON.parse(r.stdout)
+    .commands.slice(1)
+    .map((c: string[]) => c.slice(c.indexOf('up')));
+  assert.equal(ups, [
+    ['up', '-d', 'store'],
+    ['up', '-d', 'store', 'web'],
+  ]);
 });
 
 test('down --volumes --dry-run lists the command and deletes nothing; without --yes and a terminal it refuses', async () => {

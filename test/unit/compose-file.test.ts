@@ -33,7 +33,11 @@ test('every variable the stack uses is documented in .env.example, and the examp
   const missing = [...used.keys()].filter((v) => !(v in example));
   assert.equal(missing, []);
   const docs = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'compose.md'), 'utf8');
-  assert.equal([...used.keys(), ...Object.keys(example)].filter((v) => !docs.includes(`| \`${v}\` |`)), [], 'every variable has a row in docs/compose.md');
+  assert.equal(
+    [...used.keys(), ...Object.keys(example)].filter((v) => !docs.includes(`| \`${v}\` |`)),
+    [],
+    'every variable has a row in docs/compose.md',
+  );
   assert.ok(used.get('POSTGRES_PASSWORD')?.required);
   assert.ok(used.get('CONDUIT_API_TO_API_BACKEND_AUTH_KEY')?.required);
   assert.ok(used.get('CLERK_SECRET_KEY')?.required, 'the webui profile requires Clerk keys');
@@ -43,7 +47,7 @@ test('no secret is written into the file: secret-like settings all come from var
   const text = fs.readFileSync(FILE, 'utf8');
   for (const [name, svc] of Object.entries(doc.services)) {
     for (const [k, v] of Object.entries((svc.environment ?? {}) as Record<string, unknown>)) {
-      if (isSecretName(k) || /_URL$/.test(k) && /:\/\/[^/]*@/.test(String(v))) {
+      if (isSecretName(k) || (/_URL$/.test(k) && /:\/\/[^/]*@/.test(String(v)))) {
         assert.match(String(v), /\$\{[A-Z_]+/, `${name}.${k} must come from the env file`);
       }
     }
@@ -87,7 +91,10 @@ test('operations: health checks, health-gated start, restarts, limits, log rotat
   assert.not.ok('jaeger' in doc.services, 'no tracing backend: the app exports no traces at this version');
   for (const svc of ['api', 'admin']) {
     const env = doc.services[svc].environment as Record<string, string>;
-    assert.not.ok(Object.keys(env).some((k) => k.startsWith('OTEL_')), `${svc}: no OTEL_* setting (read by nothing)`);
+    assert.not.ok(
+      Object.keys(env).some((k) => k.startsWith('OTEL_')),
+      `${svc}: no OTEL_* setting (read by nothing)`,
+    );
   }
   assert.not.ok('CONDUIT_ENABLE_HTTPS_REDIRECTION' in (doc.services.api.environment as Record<string, string>), 'read by Admin only');
   assert.is((doc.services.admin.environment as Record<string, string>).CONDUIT_ENABLE_HTTPS_REDIRECTION, '${CONDUIT_ENABLE_HTTPS_REDIRECTION:-false}');
@@ -100,7 +107,10 @@ test('monitoring: Prometheus loads alerts/*.rules.yaml, Grafana gets ../dashboar
   assert.equal(cfg.rule_files, ['/etc/prometheus/rules/*.rules.yaml']);
   const jobs = cfg.scrape_configs.map((j: { job_name: string }) => j.job_name);
   assert.ok(jobs.includes('conduit-api'));
-  assert.not.ok(cfg.scrape_configs.some((j: { static_configs: { targets: string[] }[] }) => j.static_configs.some((s) => s.targets.some((t) => t.startsWith('admin')))), 'never scrape Admin without its key');
+  assert.not.ok(
+    cfg.scrape_configs.some((j: { static_configs: { targets: string[] }[] }) => j.static_configs.some((s) => s.targets.some((t) => t.startsWith('admin')))),
+    'never scrape Admin without its key',
+  );
   assert.ok((doc.services.grafana.volumes as string[]).includes('../dashboards:/var/lib/grafana/dashboards/conduit:ro'));
   const ds = YAML.parse(fs.readFileSync(path.join(REPO_ROOT, 'compose', 'grafana', 'provisioning', 'datasources', 'prometheus.yaml'), 'utf8'));
   assert.is(ds.datasources[0].url, 'http://prometheus:9090');

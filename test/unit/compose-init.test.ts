@@ -64,15 +64,26 @@ test('generateSecret: a value the stack would take for a placeholder is drawn ag
 test('the shipped .env.example: five credentials generated, Clerk keys and external URLs left for the webui profile', () => {
   const classes = classifyTemplate(parseEnvText(fs.readFileSync(EXAMPLE, 'utf8')), loadComposeFile(COMPOSE_FILE));
   assert.equal(classes.generated, GENERATED);
-  assert.equal(classes.toFill, ['CONDUIT_API_EXTERNAL_URL', 'CONDUIT_ADMIN_API_EXTERNAL_URL', 'NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY', 'CLERK_SECRET_KEY'].map((variable) => ({ variable, profiles: ['webui'] })));
+  assert.equal(
+    classes.toFill,
+    ['CONDUIT_API_EXTERNAL_URL', 'CONDUIT_ADMIN_API_EXTERNAL_URL', 'NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY', 'CLERK_SECRET_KEY'].map((variable) => ({ variable, profiles: ['webui'] })),
+  );
 });
 
-test('classifyTemplate: a fixed credential is generated too (up refuses the example\'s value); vendor-shaped placeholders are not', () => {
-  const doc = { services: { app: { image: 'x:1', environment: { A: '${APP_TOKEN}', B: '${VENDOR_SECRET}', C: '${HOME_URL}', D: '${APP_USER}' } }, extra: { profiles: ['extra'], environment: { E: '${EXTRA_PASSWORD}' } } } };
+test("classifyTemplate: a fixed credential is generated too (up refuses the example's value); vendor-shaped placeholders are not", () => {
+  const doc = {
+    services: {
+      app: { image: 'x:1', environment: { A: '${APP_TOKEN}', B: '${VENDOR_SECRET}', C: '${HOME_URL}', D: '${APP_USER}' } },
+      extra: { profiles: ['extra'], environment: { E: '${EXTRA_PASSWORD}' } },
+    },
+  };
   const entries = parseEnvText('APP_TOKEN=fixedvalue\nVENDOR_SECRET=sk_test_CHANGE_ME\nHOME_URL=https://example.com\nAPP_USER=admin\nEXTRA_PASSWORD=change-me\n');
   const c = classifyTemplate(entries, doc);
   assert.equal(c.generated, ['APP_TOKEN', 'EXTRA_PASSWORD']);
-  assert.equal(c.toFill, [{ variable: 'VENDOR_SECRET', profiles: ['default'] }, { variable: 'HOME_URL', profiles: ['default'] }]);
+  assert.equal(c.toFill, [
+    { variable: 'VENDOR_SECRET', profiles: ['default'] },
+    { variable: 'HOME_URL', profiles: ['default'] },
+  ]);
 });
 
 test('renderEnvText replaces only the named values and keeps comments, order and other lines', () => {
@@ -97,7 +108,10 @@ test('compose.ts init writes a private env file that passes the checks of compos
     assert.match(s, /^[A-Za-z0-9]{40}$/);
     assert.not.ok(r.stdout.includes(s) || r.stderr.includes(s), 'a secret was printed');
   }
-  assert.match(r.stdout, /Still to fill in by hand before using the profile webui:\n {2}CONDUIT_API_EXTERNAL_URL\n {2}CONDUIT_ADMIN_API_EXTERNAL_URL\n {2}NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY\n {2}CLERK_SECRET_KEY/);
+  assert.match(
+    r.stdout,
+    /Still to fill in by hand before using the profile webui:\n {2}CONDUIT_API_EXTERNAL_URL\n {2}CONDUIT_ADMIN_API_EXTERNAL_URL\n {2}NEXT_PUBLIC_CLERK_PUBLISHABLE_KEY\n {2}CLERK_SECRET_KEY/,
+  );
   // Everything else is the example, line for line.
   const example = parseEnvText(fs.readFileSync(EXAMPLE, 'utf8'));
   const written = readEnvFile(target).env;
@@ -111,7 +125,10 @@ test('compose.ts init writes a private env file that passes the checks of compos
   for (const s of secrets) assert.not.ok(up.stdout.includes(s) || up.stderr.includes(s));
   // What the summary leaves to a human is what stops `up --profile webui`.
   const webui = validateProject({ file: COMPOSE_FILE, envFile: target, profiles: ['webui'] });
-  assert.equal(webui.problems.map((p) => p.variable), ['CLERK_SECRET_KEY']);
+  assert.equal(
+    webui.problems.map((p) => p.variable),
+    ['CLERK_SECRET_KEY'],
+  );
 });
 
 test('compose.ts init refuses to overwrite without --force (exit 1, file unchanged); --force writes new secrets', async () => {
@@ -134,11 +151,18 @@ test('compose.ts init refuses to overwrite without --force (exit 1, file unchang
   fresh.forEach((v, i) => assert.is.not(v, old[i]));
   for (const s of [...old, ...fresh]) assert.not.ok(forced.stdout.includes(s) || forced.stderr.includes(s));
   assert.is(fs.statSync(target).mode & 0o777, 0o600);
-  assert.equal(fs.readdirSync(dir).filter((f) => f.includes('again')), ['again.env']);
+  assert.equal(
+    fs.readdirSync(dir).filter((f) => f.includes('again')),
+    ['again.env'],
+  );
 });
 
 test('compose.ts init: usage errors exit 2; a missing directory or a template `up` would refuse exit 1 and write nothing', async () => {
-  for (const args of [['init', 'a.env', 'b.env'], ['init', 'a.env', '--env-file', EXAMPLE], ['up', '--force']]) {
+  for (const args of [
+    ['init', 'a.env', 'b.env'],
+    ['init', 'a.env', '--env-file', EXAMPLE],
+    ['up', '--force'],
+  ]) {
     const r = await compose(...args);
     assert.is(r.exitCode, 2, `${args.join(' ')}: ${r.stderr}`);
   }
@@ -170,7 +194,10 @@ test('writeEnvFile: a file that appears after planning is never overwritten with
     assert.match((e as Error).message, /appeared while init ran/);
   }
   assert.is(fs.readFileSync(target, 'utf8'), 'MINE=1\n');
-  assert.equal(fs.readdirSync(dir).filter((f) => f.includes('race')), ['race.env']);
+  assert.equal(
+    fs.readdirSync(dir).filter((f) => f.includes('race')),
+    ['race.env'],
+  );
 });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -31,7 +31,16 @@ test('interpolate follows the Compose Specification forms', () => {
 
 test('parseEnvText: comments, export, quotes, inline comments; bad lines name the line', () => {
   const e = parseEnvText('# c\nexport A=1\nB="two words" \nC=\'$x\'\nD=plain # note\nE=\n');
-  assert.equal(e.map((x) => [x.key, x.value]), [['A', '1'], ['B', 'two words'], ['C', '$x'], ['D', 'plain'], ['E', '']]);
+  assert.equal(
+    e.map((x) => [x.key, x.value]),
+    [
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', '$x'],
+      ['D', 'plain'],
+      ['E', ''],
+    ],
+  );
   try {
     parseEnvText('A=1\nnot a line\n', 'x.env');
     assert.unreachable();
@@ -77,14 +86,32 @@ test('checkEnv refuses missing, placeholder, default, short and URL-unsafe secre
   assert.equal(problems({ API_IMAGE: 'a:1', DB_PASSWORD: 'postgres', CLERK_SECRET_KEY: 'sk_live_x' }), ['DB_PASSWORD is a placeholder or a well-known default']);
   assert.equal(problems({ API_IMAGE: 'a:1', DB_PASSWORD: 'CHANGE_ME_db_password', CLERK_SECRET_KEY: 'sk_live_x' }), ['DB_PASSWORD is a placeholder or a well-known default']);
   assert.equal(problems({ API_IMAGE: 'a:1', DB_PASSWORD: 'short1', CLERK_SECRET_KEY: 'sk_live_x' }), ['DB_PASSWORD is shorter than 16 characters']);
-  assert.equal(problems({ API_IMAGE: 'a:1', DB_PASSWORD: 'Qz8d7s6f5g4h3j2k1l', CLERK_SECRET_KEY: 'sk_live_x' }, { DB_PASSWORD: 'Qz8d7s6f5g4h3j2k1l' }), ['DB_PASSWORD still has the value from .env.example']);
+  assert.equal(problems({ API_IMAGE: 'a:1', DB_PASSWORD: 'Qz8d7s6f5g4h3j2k1l', CLERK_SECRET_KEY: 'sk_live_x' }, { DB_PASSWORD: 'Qz8d7s6f5g4h3j2k1l' }), [
+    'DB_PASSWORD still has the value from .env.example',
+  ]);
   const pg = variablesUsed({ services: { p: { environment: { X: '${POSTGRES_PASSWORD}' } } } }, ['p']);
-  assert.equal(checkEnv({ POSTGRES_PASSWORD: 'abc/def+ghi@jklmnop' }, pg).map((p) => p.problem), ['contains characters other than letters and digits']);
+  assert.equal(
+    checkEnv({ POSTGRES_PASSWORD: 'abc/def+ghi@jklmnop' }, pg).map((p) => p.problem),
+    ['contains characters other than letters and digits'],
+  );
 });
 
 test('checkImages refuses latest, master and untagged references but accepts versions, master-<sha> and digests', () => {
-  const d: ComposeDocument = { services: { a: { image: 'x/y:latest' }, b: { image: 'reg:5000/y' }, c: { image: 'y:1.2.3' }, d: { image: 'y@sha256:' + 'a'.repeat(64) }, e: { image: 'local', build: '.' }, f: { image: 'ghcr.io/knnlabs/conduit-http:master' }, g: { image: 'ghcr.io/knnlabs/conduit-http:master-7c3fd76' } } };
-  assert.equal(checkImages(d).map((p) => p.variable), ['services.a.image', 'services.b.image', 'services.f.image']);
+  const d: ComposeDocument = {
+    services: {
+      a: { image: 'x/y:latest' },
+      b: { image: 'reg:5000/y' },
+      c: { image: 'y:1.2.3' },
+      d: { image: 'y@sha256:' + 'a'.repeat(64) },
+      e: { image: 'local', build: '.' },
+      f: { image: 'ghcr.io/knnlabs/conduit-http:master' },
+      g: { image: 'ghcr.io/knnlabs/conduit-http:master-7c3fd76' },
+    },
+  };
+  assert.equal(
+    checkImages(d).map((p) => p.variable),
+    ['services.a.image', 'services.b.image', 'services.f.image'],
+  );
   assert.match(checkImages(d)[2].problem, /uses the moving tag master/);
 });
 

@@ -6,7 +6,14 @@ import { applyConfig, lintDashboard, RULES, type Dashboard } from '../../scripts
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
 const variable = (name: string, label: string) => ({
-  name, label, type: 'query', datasource: DS, multi: true, allValue: '.+', refresh: 2, query: { query: `label_values(up{job=~"$job"}, ${name})` },
+  name,
+  label,
+  type: 'query',
+  datasource: DS,
+  multi: true,
+  allValue: '.+',
+  refresh: 2,
+  query: { query: `label_values(up{job=~"$job"}, ${name})` },
 });
 function good(): Dashboard & Record<string, any> {
   return {
@@ -16,19 +23,31 @@ function good(): Dashboard & Record<string, any> {
     panels: [
       { type: 'row', title: 'Row', panels: [] },
       {
-        id: 2, type: 'timeseries', title: 'Requests', description: 'Request rate.', datasource: DS, fieldConfig: { defaults: { unit: 'reqps' }, overrides: [] },
+        id: 2,
+        type: 'timeseries',
+        title: 'Requests',
+        description: 'Request rate.',
+        datasource: DS,
+        fieldConfig: { defaults: { unit: 'reqps' }, overrides: [] },
         targets: [{ refId: 'A', expr: 'sum(rate(http_server_request_duration_seconds_count{job=~"$job", instance=~"$instance"}[$__rate_interval]))' }],
       },
     ],
   };
 }
-const rulesHit = (d: Dashboard) => [...new Set(lintDashboard(d).filter((r) => r.severity === 'error').map((r) => r.rule))].sort();
+const rulesHit = (d: Dashboard) =>
+  [
+    ...new Set(
+      lintDashboard(d)
+        .filter((r) => r.severity === 'error')
+        .map((r) => r.rule),
+    ),
+  ].sort();
 
 test('a well-formed dashboard passes every rule', () => {
   assert.equal(lintDashboard(good()), []);
 });
 
-test('the rule set is the linter\'s', () => {
+test("the rule set is the linter's", () => {
   assert.ok(RULES.length >= 15);
   for (const r of RULES) assert.match(r.name, /^(template|panel|target|uneditable)-[a-z-]+-rule$|^template-on-time-change-reload-rule$/);
 });
@@ -58,7 +77,10 @@ const cases: [string, (d: any) => void, string[]?][] = [
   ['uneditable-dashboard-rule', (d) => (d.editable = true)],
 ];
 for (const [rule, breakIt, also = []] of cases) {
-  test(`${rule} catches: ${breakIt.toString().replace(/^\(d\) => /, '').slice(0, 70)}`, () => {
+  test(`${rule} catches: ${breakIt
+    .toString()
+    .replace(/^\(d\) => /, '')
+    .slice(0, 70)}`, () => {
     const d = good();
     breakIt(d);
     assert.equal(rulesHit(d), [rule, ...also].sort());
@@ -75,14 +97,20 @@ test('the template label warning is only a warning', () => {
   const d = good();
   (d.templating!.list![1] as any).label = 'job';
   const r = lintDashboard(d);
-  assert.equal(r.map((x) => [x.rule, x.severity]), [['template-job-rule', 'warning']]);
+  assert.equal(
+    r.map((x) => [x.rule, x.severity]),
+    [['template-job-rule', 'warning']],
+  );
 });
 
 test('.lint exclusions drop matching results only; warnings downgrade', () => {
   const d = good();
   (d.panels![1] as any).targets[0].expr = 'up{job=~"$job"}';
   const results = lintDashboard(d);
-  assert.equal(results.map((r) => r.rule), ['target-instance-rule']);
+  assert.equal(
+    results.map((r) => r.rule),
+    ['target-instance-rule'],
+  );
   assert.equal(applyConfig(results, { exclusions: { 'target-instance-rule': { reason: 'r', entries: [{ dashboard: 'Good', panel: 'Requests' }] } } }), []);
   assert.is(applyConfig(results, { exclusions: { 'target-instance-rule': { reason: 'r', entries: [{ panel: 'Other' }] } } }).length, 1);
   assert.equal(applyConfig(results, { exclusions: { 'target-instance-rule': null } }), []);

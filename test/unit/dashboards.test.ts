@@ -6,9 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { jsonFiles } from '../../scripts/lib/domain/catalog.ts';
 import { allPanels, applyConfig, formatResult, lintDashboard, loadLintConfig } from '../../scripts/lib/domain/dashboardlint.ts';
-import {
-  CHANGELOG_FILE, DASHBOARDS, DASHBOARDS_DIR, changelogVersions, contentDigest, loadVersions, renderDashboards, type VersionRegistry,
-} from '../../scripts/lib/domain/dashboards.ts';
+import { CHANGELOG_FILE, DASHBOARDS, DASHBOARDS_DIR, changelogVersions, contentDigest, loadVersions, renderDashboards, type VersionRegistry } from '../../scripts/lib/domain/dashboards.ts';
 
 const files = jsonFiles(DASHBOARDS_DIR);
 const dashboards = files.map((f) => ({ file: f, d: JSON.parse(fs.readFileSync(f, 'utf8')) }));
@@ -29,7 +27,10 @@ test('committed JSON equals the generator output (no drift)', () => {
 test('dashboards pass the dashboard-linter rules (with the reasoned .lint exclusions)', () => {
   const cfg = loadLintConfig(path.join(DASHBOARDS_DIR, '.lint'));
   for (const rule of Object.values({ ...cfg.exclusions, ...cfg.warnings })) assert.ok(rule?.reason, 'every exclusion has a reason');
-  const errors = dashboards.flatMap(({ d }) => applyConfig(lintDashboard(d), cfg)).filter((r) => r.severity === 'error').map(formatResult);
+  const errors = dashboards
+    .flatMap(({ d }) => applyConfig(lintDashboard(d), cfg))
+    .filter((r) => r.severity === 'error')
+    .map(formatResult);
   assert.equal(errors, []);
 });
 
@@ -57,7 +58,8 @@ test('every rate uses $__rate_interval; job/instance/namespace variables exist',
 
 test('overview has the required panels', () => {
   const titles = allPanels<any>(dashboards.find((x) => x.d.uid === 'conduit-overview')!.d).map((p: any) => p.title);
-  for (const t of ['Requests by status class', 'Error ratio (5xx)', 'Latency percentiles', 'Availability burn rate', 'Availability error budget left', 'Active requests']) assert.ok(titles.includes(t), t);
+  for (const t of ['Requests by status class', 'Error ratio (5xx)', 'Latency percentiles', 'Availability burn rate', 'Availability error budget left', 'Active requests'])
+    assert.ok(titles.includes(t), t);
 });
 
 test('every dashboard version matches its recorded digest and has a changelog entry', () => {

@@ -52,7 +52,10 @@ test('.dockerignore files keep secrets and build output out of the context', () 
   for (const f of ['api', 'admin', 'webui']) {
     const lines = fs.readFileSync(path.join(DIR, `${f}.Dockerfile.dockerignore`), 'utf8').split('\n');
     assert.ok(lines.includes('**/.env'), `${f}: .env`);
-    assert.ok(lines.some((l) => /node_modules/.test(l)), `${f}: node_modules`);
+    assert.ok(
+      lines.some((l) => /node_modules/.test(l)),
+      `${f}: node_modules`,
+    );
   }
 });
 
@@ -75,9 +78,13 @@ test('the rules catch a bad Dockerfile (the checks can fail)', () => {
   const bad = 'FROM node:latest\nRUN apt-get update && apt-get install -y curl\nUSER root\nHEALTHCHECK CMD curl -f http://localhost:3000/api/health\nCMD ["node"]\n';
   const problems = dockerfileProblems(bad, { uid: 1001, healthPath: '/api/health' });
   for (const p of [/multi-stage/, /uses the tag latest/, /not pinned by a sha256 digest/, /is root/, /not in exec form/, /installs packages/, /missing label org.opencontainers.image.source/]) {
-    assert.ok(problems.some((x) => p.test(x)), `expected ${p} in ${JSON.stringify(problems)}`);
+    assert.ok(
+      problems.some((x) => p.test(x)),
+      `expected ${p} in ${JSON.stringify(problems)}`,
+    );
   }
-  const unpinned = 'ARG B=node:22-bookworm-slim\nFROM ${B} AS a\nFROM a\nUSER 1001\nHEALTHCHECK CMD ["node","-e","/api/health"]\nLABEL org.opencontainers.image.source=x org.opencontainers.image.revision=x org.opencontainers.image.version=x org.opencontainers.image.created=x\n';
+  const unpinned =
+    'ARG B=node:22-bookworm-slim\nFROM ${B} AS a\nFROM a\nUSER 1001\nHEALTHCHECK CMD ["node","-e","/api/health"]\nLABEL org.opencontainers.image.source=x org.opencontainers.image.revision=x org.opencontainers.image.version=x org.opencontainers.image.created=x\n';
   assert.equal(dockerfileProblems(unpinned, { uid: 1001, healthPath: '/api/health' }), ['base node:22-bookworm-slim is not pinned by a sha256 digest']);
 });
 

@@ -44,8 +44,14 @@ const noGo = (f: DoctorFacts) => (f.go = { error: 'go is not on the PATH', requi
 test('a complete machine: every check passes, exit 0', () => {
   const f = healthy();
   const checks = evaluate(f);
-  assert.equal(checks.map((c) => c.id), ['node', 'tools', 'go', 'goproxy', 'release-hosts', 'disk', 'engine', 'cluster']);
-  assert.equal(checks.filter((c) => c.status !== 'ok').map((c) => c.id), []);
+  assert.equal(
+    checks.map((c) => c.id),
+    ['node', 'tools', 'go', 'goproxy', 'release-hosts', 'disk', 'engine', 'cluster'],
+  );
+  assert.equal(
+    checks.filter((c) => c.status !== 'ok').map((c) => c.id),
+    [],
+  );
   assert.equal(verdict(checks), { ok: true, exitCode: 0, failed: [], warnings: [] });
   assert.match(renderChecks(checks), /Everything required is there\.$/);
   assert.not.match(renderChecks(checks), /fix:/);
@@ -234,7 +240,14 @@ test('container engine: optional, with the package or setting that makes it work
   assert.match(noDaemon.checks.engine.summary, /docker cannot reach an engine/);
   assert.match(noDaemon.checks.engine.fix!, /^Start the Docker engine/);
   const podman = (p: Partial<DoctorFacts['engines']['podman']>, conf?: string) =>
-    judge((f) => (f.engines = { docker: { bin: 'docker', client: false, buildx: false, compose: false }, podman: { bin: 'podman', version: '4.3.1', compose: true, runc: true, runtime: 'runc', ...p }, ...(conf ? { containersConf: conf } : {}) })).checks.engine;
+    judge(
+      (f) =>
+        (f.engines = {
+          docker: { bin: 'docker', client: false, buildx: false, compose: false },
+          podman: { bin: 'podman', version: '4.3.1', compose: true, runc: true, runtime: 'runc', ...p },
+          ...(conf ? { containersConf: conf } : {}),
+        }),
+    ).checks.engine;
   assert.is(podman({ compose: false }).fix, 'apt-get install podman-compose');
   assert.is(podman({ runc: false }).fix, 'apt-get install runc');
   assert.match(podman({ runtime: 'crun' }).summary, /CONTAINERS_CONF=test\/fixtures\/containers\.conf/);
@@ -323,7 +336,11 @@ test('probeUrl: any HTTP answer counts as reachable; refused, silent and missing
 test('Go helpers: the newest go directive of the wrapper modules, version comparison, the first GOPROXY entry', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-gomods-'));
   try {
-    for (const [name, v] of [['a', '1.24'], ['b', '1.26.0'], ['c', '1.25.3']]) {
+    for (const [name, v] of [
+      ['a', '1.24'],
+      ['b', '1.26.0'],
+      ['c', '1.25.3'],
+    ]) {
       fs.mkdirSync(path.join(dir, name));
       fs.writeFileSync(path.join(dir, name, 'go.mod'), `module example.com/${name}\n\ngo ${v}\n`);
     }

@@ -25,9 +25,28 @@ test('the scope goes after the positional arguments; none without a scope; a kub
 test('upgrade: helm 4 rolls back on failure with its watcher and applies server-side; helm 3 is --atomic', () => {
   const a4 = h4.upgradeArgs({ ...install, timeout: '10m', historyMax: 10 });
   assert.equal(a4, [
-    'upgrade', '--install', 'conduit', '/repo/chart', '--kube-context', 'prod-eu', '--namespace', 'conduit',
-    '--values', 'env.yaml', '--values', 'cluster.yaml', '--values', '-',
-    '--timeout', '10m', '--history-max', '10', '--rollback-on-failure', '--wait=watcher', '--server-side=true', '--force-conflicts',
+    'upgrade',
+    '--install',
+    'conduit',
+    '/repo/chart',
+    '--kube-context',
+    'prod-eu',
+    '--namespace',
+    'conduit',
+    '--values',
+    'env.yaml',
+    '--values',
+    'cluster.yaml',
+    '--values',
+    '-',
+    '--timeout',
+    '10m',
+    '--history-max',
+    '10',
+    '--rollback-on-failure',
+    '--wait=watcher',
+    '--server-side=true',
+    '--force-conflicts',
   ]);
   const a3 = h3.upgradeArgs({ ...install, stdinValues: false, timeout: '5m', skipOpenApiValidation: true });
   assert.equal(a3.slice(-5), ['--timeout', '5m', '--atomic', '--wait', '--disable-openapi-validation']);
@@ -38,22 +57,73 @@ test('upgrade: helm 4 rolls back on failure with its watcher and applies server-
 
 test('rollback waits (and takes back hand-edited fields on helm 4) unless told not to; uninstall', () => {
   const unscoped4 = new Helm('helm', 4);
-  assert.equal(unscoped4.rollbackArgs({ release: 'conduit', revision: 7, timeout: '10m', historyMax: 10 }), ['rollback', 'conduit', '7', '--timeout', '10m', '--wait=watcher', '--force-conflicts', '--history-max', '10']);
+  assert.equal(unscoped4.rollbackArgs({ release: 'conduit', revision: 7, timeout: '10m', historyMax: 10 }), [
+    'rollback',
+    'conduit',
+    '7',
+    '--timeout',
+    '10m',
+    '--wait=watcher',
+    '--force-conflicts',
+    '--history-max',
+    '10',
+  ]);
   assert.equal(new Helm('helm', 3).rollbackArgs({ release: 'conduit', timeout: '5m', historyMax: 10 }), ['rollback', 'conduit', '--timeout', '5m', '--wait', '--history-max', '10']);
-  assert.equal(h4.rollbackArgs({ release: 'conduit', revision: 2, timeout: '5m', wait: false }), ['rollback', 'conduit', '2', '--kube-context', 'prod-eu', '--namespace', 'conduit', '--timeout', '5m']);
+  assert.equal(h4.rollbackArgs({ release: 'conduit', revision: 2, timeout: '5m', wait: false }), [
+    'rollback',
+    'conduit',
+    '2',
+    '--kube-context',
+    'prod-eu',
+    '--namespace',
+    'conduit',
+    '--timeout',
+    '5m',
+  ]);
   assert.equal(h4.uninstallArgs({ release: 'conduit', timeout: '5m' }), ['uninstall', 'conduit', '--kube-context', 'prod-eu', '--namespace', 'conduit', '--timeout', '5m']);
 });
 
 test('template and lint: offline with a namespace, or live on the scope (lookups resolve)', () => {
-  const offline = new Helm('helm', 4).templateArgs({ release: 'r', chart: 'c', namespace: 'ns', valuesFiles: ['a.yaml'], valuesYaml: 'x: 1\n', set: ['k=v'], kubeVersion: '1.35', showOnly: ['templates/x.yaml'] });
+  const offline = new Helm('helm', 4).templateArgs({
+    release: 'r',
+    chart: 'c',
+    namespace: 'ns',
+    valuesFiles: ['a.yaml'],
+    valuesYaml: 'x: 1\n',
+    set: ['k=v'],
+    kubeVersion: '1.35',
+    showOnly: ['templates/x.yaml'],
+  });
   assert.equal(offline, ['template', 'r', 'c', '--namespace', 'ns', '--values', 'a.yaml', '--values', '-', '--set', 'k=v', '--kube-version', 'v1.35.0', '--show-only', 'templates/x.yaml']);
   assert.equal(h4.templateArgs({ ...install, live: true, skipOpenApiValidation: true }), [
-    'template', 'conduit', '/repo/chart', '--kube-context', 'prod-eu', '--namespace', 'conduit',
-    '--values', 'env.yaml', '--values', 'cluster.yaml', '--values', '-', '--dry-run=server', '--disable-openapi-validation',
+    'template',
+    'conduit',
+    '/repo/chart',
+    '--kube-context',
+    'prod-eu',
+    '--namespace',
+    'conduit',
+    '--values',
+    'env.yaml',
+    '--values',
+    'cluster.yaml',
+    '--values',
+    '-',
+    '--dry-run=server',
+    '--disable-openapi-validation',
   ]);
   assert.throws(() => new Helm('helm', 4).templateArgs({ release: 'r', chart: 'c', live: true }), /needs a cluster scope/);
   assert.equal(new Helm('helm', 3).lintArgs({ chart: 'c' }), ['lint', 'c', '--strict']);
-  assert.equal(new Helm('helm', 3).lintArgs({ chart: 'c', namespace: 'ns', strict: false, kubeVersion: 'v1.36.3', stdinValues: true }), ['lint', 'c', '--namespace', 'ns', '--values', '-', '--kube-version', 'v1.36.3']);
+  assert.equal(new Helm('helm', 3).lintArgs({ chart: 'c', namespace: 'ns', strict: false, kubeVersion: 'v1.36.3', stdinValues: true }), [
+    'lint',
+    'c',
+    '--namespace',
+    'ns',
+    '--values',
+    '-',
+    '--kube-version',
+    'v1.36.3',
+  ]);
   assert.throws(() => kubeVersionArg('latest'), /invalid Kubernetes version/);
 });
 
@@ -61,7 +131,17 @@ test('packaging and publishing arguments; the post-renderer is a plugin on helm 
   const h = new Helm('helm', 4);
   assert.equal(h.packageArgs({ chart: 'chart', destination: 'dist' }), ['package', 'chart', '--destination', 'dist']);
   assert.equal(h.packageArgs({ chart: 'chart', destination: 'dist', sign: { key: 'k', keyring: 'ring.gpg', passphraseFile: 'pass' } }), [
-    'package', 'chart', '--destination', 'dist', '--sign', '--key', 'k', '--keyring', 'ring.gpg', '--passphrase-file', 'pass',
+    'package',
+    'chart',
+    '--destination',
+    'dist',
+    '--sign',
+    '--key',
+    'k',
+    '--keyring',
+    'ring.gpg',
+    '--passphrase-file',
+    'pass',
   ]);
   assert.equal(h.verifyArgs('p.tgz', 'pub.gpg'), ['verify', 'p.tgz', '--keyring', 'pub.gpg']);
   assert.equal(h.repoIndexArgs({ dir: 'dist', url: 'https://c.example.com', merge: 'old.yaml' }), ['repo', 'index', 'dist', '--url', 'https://c.example.com', '--merge', 'old.yaml']);

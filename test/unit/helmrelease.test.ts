@@ -117,7 +117,10 @@ test('canonical JSON ignores key order only', () => {
 
 test('drift: live objects cover the manifest when every set field has that value; extra live fields do not count', () => {
   const want = { spec: { replicas: 2, template: { spec: { containers: [{ name: 'api', env: [{ name: 'A', value: '1' }] }] } }, selector: {} }, metadata: { labels: { a: 'b' } } };
-  const live = { spec: { replicas: 2, strategy: { type: 'RollingUpdate' }, template: { spec: { containers: [{ name: 'api', env: [{ name: 'A', value: '1' }], imagePullPolicy: 'IfNotPresent' }] } } }, metadata: { labels: { a: 'b', extra: 'x' }, uid: 'u' } };
+  const live = {
+    spec: { replicas: 2, strategy: { type: 'RollingUpdate' }, template: { spec: { containers: [{ name: 'api', env: [{ name: 'A', value: '1' }], imagePullPolicy: 'IfNotPresent' }] } } },
+    metadata: { labels: { a: 'b', extra: 'x' }, uid: 'u' },
+  };
   assert.ok(covers(want, live));
   assert.not.ok(covers(want, { ...live, spec: { ...live.spec, replicas: 5 } }), 'a runbook scale is drift');
   const twoEnv = structuredClone(live);

@@ -23,11 +23,21 @@ const values = {
   webui: { extraContainers: [{ name: 'proxy', image: 'registry.example.com/tools/proxy:2' }] },
 };
 const render = manifest(
-  { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'conduit-api', namespace: 'conduit' }, spec: { template: { spec: podSpec(['mirror.example.com/knnlabs/conduit-http:master-7c3fd76'], ['docker.io/library/redis:7.4.6-alpine'], ['regcred']) } } },
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'conduit-api', namespace: 'conduit' },
+    spec: { template: { spec: podSpec(['mirror.example.com/knnlabs/conduit-http:master-7c3fd76'], ['docker.io/library/redis:7.4.6-alpine'], ['regcred']) } },
+  },
   { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'conduit-admin' }, spec: { template: { spec: podSpec([`ghcr.io/knnlabs/conduit-admin@${DIGEST}`], [], ['regcred', 'other']) } } },
   { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'conduit-redis' }, spec: { template: { spec: podSpec(['docker.io/library/redis:7.4.6-alpine']) } } },
   { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'conduit-backup' }, spec: { jobTemplate: { spec: { template: { spec: podSpec(['docker.io/rclone/rclone:1.76.0']) } } } } },
-  { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'conduit-pre-upgrade', annotations: { 'helm.sh/hook': 'pre-upgrade' } }, spec: { template: { spec: podSpec(['docker.io/rclone/rclone:1.76.0']) } } },
+  {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: 'conduit-pre-upgrade', annotations: { 'helm.sh/hook': 'pre-upgrade' } },
+    spec: { template: { spec: podSpec(['docker.io/rclone/rclone:1.76.0']) } },
+  },
   { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'conduit-webui' }, spec: { template: { spec: podSpec(['registry.example.com/tools/proxy:2']) } } },
   { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'conduit-test', annotations: { 'helm.sh/hook': 'test' } }, spec: podSpec(['docker.io/library/busybox:1.37.0']) },
   { apiVersion: 'rabbitmq.com/v1beta1', kind: 'RabbitmqCluster', metadata: { name: 'conduit' }, spec: { image: 'registry.example.com/rabbitmq:4' } },
@@ -35,13 +45,16 @@ const render = manifest(
 
 test('each workload image once, init containers and hook Jobs included; test pods and custom resources left out', () => {
   const uses = workloadImageUses(render, { values, namespace: 'conduit' });
-  assert.equal(uses.map((u) => u.image), [
-    'docker.io/library/redis:7.4.6-alpine',
-    'mirror.example.com/knnlabs/conduit-http:master-7c3fd76',
-    `ghcr.io/knnlabs/conduit-admin@${DIGEST}`,
-    'docker.io/rclone/rclone:1.76.0',
-    'registry.example.com/tools/proxy:2',
-  ]);
+  assert.equal(
+    uses.map((u) => u.image),
+    [
+      'docker.io/library/redis:7.4.6-alpine',
+      'mirror.example.com/knnlabs/conduit-http:master-7c3fd76',
+      `ghcr.io/knnlabs/conduit-admin@${DIGEST}`,
+      'docker.io/rclone/rclone:1.76.0',
+      'registry.example.com/tools/proxy:2',
+    ],
+  );
   const redis = uses[0];
   assert.equal(redis.workloads, ['Deployment/conduit-api', 'StatefulSet/conduit-redis']);
   assert.equal(redis.pullSecrets, ['regcred']);
@@ -86,7 +99,10 @@ test('checks run in parallel, one per image, with the first pull Secret that has
     if (ref.repository === 'rclone/rclone') return { status: 'missing', detail: 'HTTP 404 MANIFEST_UNKNOWN: manifest unknown', authenticated: false };
     return { status: 'found', detail: 'HTTP 200', digest: DIGEST, authenticated: Boolean(o.credentials) };
   };
-  const kube = secretsKube({ regcred: { auths: { 'mirror.example.com': { username: 'mirror-user', password: 'mirror-pass-1' } } }, other: { auths: { 'ghcr.io': { username: 'gh-user', password: 'gh-pass-1' } } } });
+  const kube = secretsKube({
+    regcred: { auths: { 'mirror.example.com': { username: 'mirror-user', password: 'mirror-pass-1' } } },
+    other: { auths: { 'ghcr.io': { username: 'gh-user', password: 'gh-pass-1' } } },
+  });
   const report = await checkImages(workloadImageUses(render, { values }), { namespace: 'conduit', kube, check });
   assert.is(seen.length, 5, 'each image once');
   assert.is(most, 5, 'all at once');
@@ -103,7 +119,11 @@ test('checks run in parallel, one per image, with the first pull Secret that has
 test('a missing pull Secret is a warning and the registry is asked without credentials', async () => {
   const uses = [{ image: 'ghcr.io/a/b:1', workloads: ['Deployment/x'], pullSecrets: ['gone'] }];
   let withCreds = true;
-  const report = await checkImages(uses, { namespace: 'ns', kube: secretsKube({}), check: async (_r, o) => ((withCreds = Boolean(o.credentials)), { status: 'found', detail: 'HTTP 200', authenticated: false }) });
+  const report = await checkImages(uses, {
+    namespace: 'ns',
+    kube: secretsKube({}),
+    check: async (_r, o) => ((withCreds = Boolean(o.credentials)), { status: 'found', detail: 'HTTP 200', authenticated: false }),
+  });
   assert.is(withCreds, false);
   assert.match(report.warnings[0], /image pull Secret gone is not in namespace ns/);
 });
@@ -116,13 +136,20 @@ test('the refusal names every missing or invalid image, its workloads and the ke
     { image: 'ghcr.io/knnlabs/conduit-admin:x', workloads: ['Deployment/conduit-admin'], key: 'admin.image.tag', pullSecrets: [] },
   ];
   const check = async (ref: ImageReference): Promise<ManifestCheck> =>
-    ref.repository === 'library/redis' ? { status: 'found', detail: 'HTTP 200', authenticated: false } : ref.tag === 'x' ? { status: 'unreachable', detail: 'HTTP 503 (registry error)', authenticated: false } : { status: 'missing', detail: 'HTTP 404 MANIFEST_UNKNOWN: manifest unknown', authenticated: false };
+    ref.repository === 'library/redis'
+      ? { status: 'found', detail: 'HTTP 200', authenticated: false }
+      : ref.tag === 'x'
+        ? { status: 'unreachable', detail: 'HTTP 503 (registry error)', authenticated: false }
+        : { status: 'missing', detail: 'HTTP 404 MANIFEST_UNKNOWN: manifest unknown', authenticated: false };
   const report = await checkImages(uses, { namespace: 'ns', check });
   const e = imageCheckFailure(report, 'prod-eu')!;
   assert.ok(e);
   assert.is(e.exitCode, 1);
   assert.match(e.message, /^2 images of the release do not exist in their registries, so its pods could never start on prod-eu; nothing was deployed:/);
-  assert.match(e.message, /ghcr\.io\/knnlabs\/conduit-http:nope \(Deployment\/conduit-api\): not in registry ghcr\.io: HTTP 404 MANIFEST_UNKNOWN: manifest unknown; change api\.image\.tag \(or --image-tag, for api, admin and webui together\)/);
+  assert.match(
+    e.message,
+    /ghcr\.io\/knnlabs\/conduit-http:nope \(Deployment\/conduit-api\): not in registry ghcr\.io: HTTP 404 MANIFEST_UNKNOWN: manifest unknown; change api\.image\.tag \(or --image-tag, for api, admin and webui together\)/,
+  );
   assert.match(e.message, /ghcr\.io\/Bad\/ref:1 \(Deployment\/conduit-webui\): "ghcr\.io\/Bad\/ref:1" is not a valid image reference/);
   assert.not.match(e.message, /conduit-admin|redis/, 'unreachable and found images are not part of the refusal');
   assert.match(e.hint!, /skopeo list-tags/);

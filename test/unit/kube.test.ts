@@ -7,7 +7,10 @@ const test = suite('kube');
 test('server errors are classified by their reason', () => {
   const cases: [string, string][] = [
     ['Error from server (AlreadyExists): error when creating "STDIN": leases.coordination.k8s.io "conduit-deploy-lock" already exists', 'AlreadyExists'],
-    ['Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on leases.coordination.k8s.io "x": the object has been modified; please apply your changes to the latest version and try again', 'Conflict'],
+    [
+      'Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on leases.coordination.k8s.io "x": the object has been modified; please apply your changes to the latest version and try again',
+      'Conflict',
+    ],
     ['Error from server (NotFound): configmaps "conduit-audit" not found', 'NotFound'],
     ['Error from server (Forbidden): error when creating "STDIN": pods "priv" is forbidden: violates PodSecurity "restricted:latest"', 'Forbidden'],
     ['The Deployment "x" is invalid: spec.replicas: Invalid value: -1', 'Invalid'],

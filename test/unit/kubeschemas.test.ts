@@ -5,9 +5,7 @@ import * as assert from 'uvu/assert';
 import { Ajv } from 'ajv';
 import { stringify } from 'yaml';
 import { run } from '../../scripts/lib/core/exec.ts';
-import {
-  convertSchema, ensureSchemas, KUBE_VERSIONS, resolveKubeVersion, schemaFileName, schemaLocationTemplate, schemasRoot,
-} from '../../scripts/lib/adapters/kubeschemas.ts';
+import { convertSchema, ensureSchemas, KUBE_VERSIONS, resolveKubeVersion, schemaFileName, schemaLocationTemplate, schemasRoot } from '../../scripts/lib/adapters/kubeschemas.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
 
 const test = suite('kubeschemas');
@@ -60,7 +58,9 @@ const goodDeployment = {
     template: {
       metadata: { labels: { app: 'api' } },
       spec: {
-        containers: [{ name: 'api', image: 'x:1', ports: [{ containerPort: 8080, name: 'http' }], resources: { requests: { cpu: 0.5, memory: '1Gi' } }, readinessProbe: { httpGet: { path: '/', port: 'http' } } }],
+        containers: [
+          { name: 'api', image: 'x:1', ports: [{ containerPort: 8080, name: 'http' }], resources: { requests: { cpu: 0.5, memory: '1Gi' } }, readinessProbe: { httpGet: { path: '/', port: 'http' } } },
+        ],
       },
     },
   },
@@ -69,7 +69,14 @@ const goodDeployment = {
 test(`generated Kubernetes ${VERSION} schemas: a good Deployment passes, an unknown field is rejected (ajv)`, async () => {
   const g = await ensureSchemas(VERSION);
   assert.ok(g.kinds.length > 150, `only ${g.kinds.length} kinds`);
-  for (const f of ['deployment-apps-v1.json', 'service-v1.json', 'servicemonitor-monitoring-v1.json', 'cluster-postgresql-v1.json', 'rabbitmqcluster-rabbitmq-v1beta1.json', 'httproute-gateway-v1.json']) {
+  for (const f of [
+    'deployment-apps-v1.json',
+    'service-v1.json',
+    'servicemonitor-monitoring-v1.json',
+    'cluster-postgresql-v1.json',
+    'rabbitmqcluster-rabbitmq-v1beta1.json',
+    'httproute-gateway-v1.json',
+  ]) {
     assert.ok(fs.existsSync(path.join(g.dir, f)), f);
   }
   const ajv = new Ajv({ strict: false, allErrors: true });

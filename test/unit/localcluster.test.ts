@@ -1,6 +1,18 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createClusterArgs, crdNamesIn, FAIL_ANNOTATION, kwokctlConfiguration, kwokctlEnv, LOCAL_BINARIES, NEVER_READY_ANNOTATION, nodeObjects, simulationStages, smokeObjects, type LocalBinaries } from '../../scripts/lib/engines/cluster.ts';
+import {
+  createClusterArgs,
+  crdNamesIn,
+  FAIL_ANNOTATION,
+  kwokctlConfiguration,
+  kwokctlEnv,
+  LOCAL_BINARIES,
+  NEVER_READY_ANNOTATION,
+  nodeObjects,
+  simulationStages,
+  smokeObjects,
+  type LocalBinaries,
+} from '../../scripts/lib/engines/cluster.ts';
 import { kubeTargetFor, LOCAL_CONTEXT, localClusterPaths } from '../../scripts/lib/domain/target.ts';
 
 const test = suite('localcluster');
@@ -46,8 +58,7 @@ test('3 schedulable nodes across 2 zones with room for the chart', () => {
 
 type Expr = { key: string; operator: string; values?: string[] };
 const exprs = (name: string): Expr[] => simulationStages().find((s) => s.metadata.name === name)!.spec.selector.matchExpressions;
-const has = (list: Expr[], key: string, operator: string, value?: string) =>
-  list.some((e) => e.key === key && e.operator === operator && (value === undefined || e.values?.includes(value)));
+const has = (list: Expr[], key: string, operator: string, value?: string) => list.some((e) => e.key === key && e.operator === operator && (value === undefined || e.values?.includes(value)));
 
 test('never-ready pods run unready; fail and complete stages exclude each other', () => {
   const stages = simulationStages();

@@ -6,7 +6,21 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import YAML from 'yaml';
-import { allQueries, unusedMetrics, chartMetricNames, checkAllQueries, checkAutoscalingMetrics, checkContext, checkQuery, dashboardQueries, leValues, loadCatalog, seriesIndex, variableQueryExpr, type Query } from '../../scripts/lib/domain/catalog.ts';
+import {
+  allQueries,
+  unusedMetrics,
+  chartMetricNames,
+  checkAllQueries,
+  checkAutoscalingMetrics,
+  checkContext,
+  checkQuery,
+  dashboardQueries,
+  leValues,
+  loadCatalog,
+  seriesIndex,
+  variableQueryExpr,
+  type Query,
+} from '../../scripts/lib/domain/catalog.ts';
 import { loadRules } from '../../scripts/lib/domain/rules.ts';
 
 const catalog = loadCatalog();
@@ -23,11 +37,19 @@ test('the catalog validates and names its app version and every exporter', () =>
 test('the catalog is taken from the app version the chart deploys', () => {
   for (const src of Object.values(catalog.sources)) if (src.kind === 'app') assert.is(src.appVersion, catalog.app.version);
   const chart = 'chart/Chart.yaml';
-  if (fs.existsSync(chart)) assert.is(String(YAML.parse(fs.readFileSync(chart, 'utf8')).appVersion), catalog.app.version, 'catalog app.version must equal the chart appVersion (re-check the metrics when the app version changes)');
+  if (fs.existsSync(chart))
+    assert.is(
+      String(YAML.parse(fs.readFileSync(chart, 'utf8')).appVersion),
+      catalog.app.version,
+      'catalog app.version must equal the chart appVersion (re-check the metrics when the app version changes)',
+    );
 });
 
 test('no conduit_* metric is catalogued: the app does not serve them at this version', () => {
-  assert.equal(catalog.metrics.filter((m) => m.name.startsWith('conduit_')).map((m) => m.name), []);
+  assert.equal(
+    catalog.metrics.filter((m) => m.name.startsWith('conduit_')).map((m) => m.name),
+    [],
+  );
 });
 
 test('every query of dashboards/, alerts/ and chart/ passes the catalog check', () => {
@@ -86,12 +108,18 @@ test('grouping by a label the input lacks is rejected', () => {
 test('dashboard targets and variable queries are collected with variables substituted', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dash-q-'));
   const f = path.join(dir, 'd.json');
-  fs.writeFileSync(f, JSON.stringify({
-    panels: [{ title: 'Row', type: 'row', panels: [{ title: 'P', type: 'timeseries', targets: [{ refId: 'A', expr: 'sum(rate(up{job=~"$job"}[$__rate_interval]))' }] }] }],
-    templating: { list: [{ name: 'job', type: 'query', query: { query: 'label_values(up{namespace=~"$namespace"}, job)' } }] },
-  }));
+  fs.writeFileSync(
+    f,
+    JSON.stringify({
+      panels: [{ title: 'Row', type: 'row', panels: [{ title: 'P', type: 'timeseries', targets: [{ refId: 'A', expr: 'sum(rate(up{job=~"$job"}[$__rate_interval]))' }] }] }],
+      templating: { list: [{ name: 'job', type: 'query', query: { query: 'label_values(up{namespace=~"$namespace"}, job)' } }] },
+    }),
+  );
   const qs = dashboardQueries(f);
-  assert.equal(qs.map((x) => x.promql), ['sum(rate(up{job=~".+"}[5m]))', 'up{namespace=~".+"}']);
+  assert.equal(
+    qs.map((x) => x.promql),
+    ['sum(rate(up{job=~".+"}[5m]))', 'up{namespace=~".+"}'],
+  );
   assert.is(variableQueryExpr('label_values(job)'), undefined);
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -113,7 +141,10 @@ test('autoscaling metrics named in chart/values.yaml must be catalogued gauges',
     { path: 'webui.pods.metricName', metric: 'y' },
   ]);
   // The chart's own defaults: API and Admin scale on a metric they serve, the WebUI names none.
-  assert.equal(chartMetricNames().map((r) => r.path), ['api.autoscaling.pods.metricName', 'admin.autoscaling.pods.metricName']);
+  assert.equal(
+    chartMetricNames().map((r) => r.path),
+    ['api.autoscaling.pods.metricName', 'admin.autoscaling.pods.metricName'],
+  );
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -22,8 +22,14 @@ const container = pod.containers[0];
 test('collectorEnv and collectorArgs: every LOGS_* variable collector.yaml reads, and nothing else', () => {
   const read = new Set([...collector.matchAll(/\$\{env:(\w+)/g)].map((m) => m[1]));
   const all = collectorEnv({
-    otlpEndpoint: 'http://127.0.0.1:4318', otlpEncoding: 'json', namespaces: 'conduit', podsDir: '/p', storageDir: '/s',
-    healthEndpoint: '127.0.0.1:1', metricsHost: '127.0.0.1', metricsPort: 2,
+    otlpEndpoint: 'http://127.0.0.1:4318',
+    otlpEncoding: 'json',
+    namespaces: 'conduit',
+    podsDir: '/p',
+    storageDir: '/s',
+    healthEndpoint: '127.0.0.1:1',
+    metricsHost: '127.0.0.1',
+    metricsPort: 2,
   });
   assert.equal(Object.keys(all).sort(), [...read].sort());
   assert.equal(collectorEnv({ otlpEndpoint: 'http://x:4318' }), { LOGS_OTLP_ENDPOINT: 'http://x:4318' }, 'unset settings keep the defaults of the file');
@@ -39,15 +45,26 @@ test('conduit-processors.yaml holds only processors, and collector.yaml runs bot
 });
 
 test('the kustomization ships exactly the files of logs/ (one source of truth), with no endpoint of ours', () => {
-  const files = (dir: string) => fs.readdirSync(path.join(LOGS_DIR, dir)).filter((f) => f.endsWith('.yaml')).map((f) => `${dir}/${f}`).sort();
+  const files = (dir: string) =>
+    fs
+      .readdirSync(path.join(LOGS_DIR, dir))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => `${dir}/${f}`)
+      .sort();
   assert.equal([...kustomization.resources].sort(), files('kubernetes'));
   const config = kustomization.configMapGenerator.find((g: { name: string }) => g.name === 'conduit-log-collector-config');
-  assert.equal(config.files, COLLECTOR_CONFIGS.map((f) => path.relative(LOGS_DIR, f)));
+  assert.equal(
+    config.files,
+    COLLECTOR_CONFIGS.map((f) => path.relative(LOGS_DIR, f)),
+  );
   assert.equal(files('otelcol'), [...config.files].sort());
   const env = kustomization.configMapGenerator.find((g: { name: string }) => g.name === 'conduit-log-collector-env');
   assert.equal(env.literals, ['LOGS_OTLP_ENDPOINT=', 'LOGS_NAMESPACES=conduit'], 'the operator sets the endpoint in an overlay');
   // The DaemonSet passes the generated files in the same order as the tests and `logs.ts check`.
-  assert.equal(container.args, COLLECTOR_CONFIGS.map((f) => `--config=file:/etc/otelcol/${path.basename(f)}`));
+  assert.equal(
+    container.args,
+    COLLECTOR_CONFIGS.map((f) => `--config=file:/etc/otelcol/${path.basename(f)}`),
+  );
   const mount = container.volumeMounts.find((m: { name: string }) => m.name === 'config');
   assert.equal([mount.mountPath, pod.volumes.find((v: { name: string }) => v.name === 'config').configMap.name], ['/etc/otelcol', config.name]);
 });
@@ -58,7 +75,10 @@ test('the DaemonSet has least privilege: no API token, no capability, read-only 
   assert.equal(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
   assert.equal(container.securityContext, { allowPrivilegeEscalation: false, privileged: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
   const hostPaths = pod.volumes.filter((v: { hostPath?: unknown }) => v.hostPath).map((v: { name: string; hostPath: { path: string } }) => [v.name, v.hostPath.path]);
-  assert.equal(hostPaths, [['pod-logs', '/var/log/pods'], ['offsets', '/var/lib/conduit-log-collector']]);
+  assert.equal(hostPaths, [
+    ['pod-logs', '/var/log/pods'],
+    ['offsets', '/var/lib/conduit-log-collector'],
+  ]);
   const mounts = Object.fromEntries(container.volumeMounts.map((m: { name: string; readOnly?: boolean }) => [m.name, m.readOnly ?? false]));
   assert.equal(mounts, { config: true, 'pod-logs': true, offsets: false }, 'only the offset directory is writable');
   assert.ok(container.resources.limits.memory, 'a memory limit for memory_limiter to work with');
@@ -70,7 +90,11 @@ test('the DaemonSet has least privilege: no API token, no capability, read-only 
 
 test('one collector release: the wrapper module, the tool, the image', () => {
   const goMod = fs.readFileSync(path.join(REPO_ROOT, 'tools', 'go', 'otelcol', 'go.mod'), 'utf8');
-  const direct = /require \(([^)]*)\)/.exec(goMod)![1].split('\n').map((l) => l.trim().split(/\s+/)).filter((p) => p.length === 2);
+  const direct = /require \(([^)]*)\)/
+    .exec(goMod)![1]
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((p) => p.length === 2);
   for (const [mod, version] of direct) {
     if (/^go\.opentelemetry\.io\/collector\/(confmap|component)(\/|$)/.test(mod)) continue; // stable modules: v1.x of the same release
     assert.is(version, `v${OTELCOL}`, mod);

@@ -7,12 +7,26 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { redact } from '../../scripts/lib/core/redact.ts';
-import { checkManifest, dockerConfigCredentials, isLoopbackRegistry, manifestReference, parseAuthChallenges, parseImageReference, registryBaseUrl, MANIFEST_ACCEPT } from '../../scripts/lib/adapters/registry.ts';
+import {
+  checkManifest,
+  dockerConfigCredentials,
+  isLoopbackRegistry,
+  manifestReference,
+  parseAuthChallenges,
+  parseImageReference,
+  registryBaseUrl,
+  MANIFEST_ACCEPT,
+} from '../../scripts/lib/adapters/registry.ts';
 
 const DIGEST = 'sha256:' + 'ab'.repeat(32);
 
 test('references: registry, repository, tag and digest', () => {
-  assert.equal(parseImageReference('ghcr.io/knnlabs/conduit-http:master-7c3fd76'), { original: 'ghcr.io/knnlabs/conduit-http:master-7c3fd76', registry: 'ghcr.io', repository: 'knnlabs/conduit-http', tag: 'master-7c3fd76' });
+  assert.equal(parseImageReference('ghcr.io/knnlabs/conduit-http:master-7c3fd76'), {
+    original: 'ghcr.io/knnlabs/conduit-http:master-7c3fd76',
+    registry: 'ghcr.io',
+    repository: 'knnlabs/conduit-http',
+    tag: 'master-7c3fd76',
+  });
   const withPort = parseImageReference('127.0.0.1:5000/conduit/conduit-admin:1.2.3');
   assert.equal([withPort.registry, withPort.repository, withPort.tag], ['127.0.0.1:5000', 'conduit/conduit-admin', '1.2.3']);
   const pinned = parseImageReference(`ghcr.io/knnlabs/conduit-webui:master-7c3fd76@${DIGEST}`);
@@ -106,14 +120,19 @@ async function bearerRegistry(): Promise<{ host: string; requests: { method: str
     const auth = req.headers.authorization ?? '';
     if (!m) return void res.writeHead(404).end();
     if (!auth.startsWith('Bearer ')) {
-      res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="test-registry",scope="repository:${m[1]}:pull"`, 'content-type': 'application/json' }).end(req.method === 'GET' ? '{"errors":[{"code":"UNAUTHORIZED"}]}' : undefined);
+      res
+        .writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="test-registry",scope="repository:${m[1]}:pull"`, 'content-type': 'application/json' })
+        .end(req.method === 'GET' ? '{"errors":[{"code":"UNAUTHORIZED"}]}' : undefined);
       return;
     }
     const [repo, ref] = [m[1], m[2]];
     if (repo === 'private/app' && auth !== `Bearer tok-robot-repository:private/app:pull`) return void res.writeHead(401, { 'www-authenticate': 'Bearer realm="x"' }).end();
     if (repo === 'broken/app') return void res.writeHead(503).end();
-    if (ref === 'v1' || ref === DIGEST) return void res.writeHead(200, { 'docker-content-digest': DIGEST, 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(req.method === 'GET' ? '{}' : undefined);
-    const body = JSON.stringify({ errors: [{ code: repo === 'public/app' ? 'MANIFEST_UNKNOWN' : 'NAME_UNKNOWN', message: repo === 'public/app' ? 'manifest unknown' : 'repository name not known to registry' }] });
+    if (ref === 'v1' || ref === DIGEST)
+      return void res.writeHead(200, { 'docker-content-digest': DIGEST, 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(req.method === 'GET' ? '{}' : undefined);
+    const body = JSON.stringify({
+      errors: [{ code: repo === 'public/app' ? 'MANIFEST_UNKNOWN' : 'NAME_UNKNOWN', message: repo === 'public/app' ? 'manifest unknown' : 'repository name not known to registry' }],
+    });
     res.writeHead(404, { 'content-type': 'application/json' }).end(req.method === 'GET' ? body : undefined);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

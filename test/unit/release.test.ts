@@ -80,7 +80,10 @@ Prose is ignored.
 
 test('changelog: versions, kinds, continuation lines; missing or empty sections fail', () => {
   const versions = parseChangelog(CHANGELOG);
-  assert.equal(versions.map((v) => v.version), ['0.2.0', '0.1.0']);
+  assert.equal(
+    versions.map((v) => v.version),
+    ['0.2.0', '0.1.0'],
+  );
   assert.equal(versions[0].changes, [
     { kind: 'added', description: 'New `api.extraPorts` value, spanning two lines.' },
     { kind: 'fixed', description: 'WebUI probe timeout.' },
@@ -92,7 +95,10 @@ test('changelog: versions, kinds, continuation lines; missing or empty sections 
   assert.match(missing.message, /no section for 0\.3\.0/);
   assert.is(evaluateChangelog({ version: '0.1.0', changelog: CHANGELOG, changelogFile: 'c.md' }).result.status, 'failed', 'an older version is not the newest section');
   assert.is(evaluateChangelog({ version: '0.2.0', changelog: undefined, changelogFile: 'c.md' }).result.status, 'failed');
-  assert.throws(() => parseChangelog('## 0.1.0\n### Improved\n- x\n'), (e: unknown) => e instanceof UserError && /unknown change section "Improved"/.test(e.message));
+  assert.throws(
+    () => parseChangelog('## 0.1.0\n### Improved\n- x\n'),
+    (e: unknown) => e instanceof UserError && /unknown change section "Improved"/.test(e.message),
+  );
 });
 
 test('artifacthub.io/changes must equal the changelog entry (Markdown stripped), and the hint gives the text', () => {
@@ -134,43 +140,68 @@ test('images: app tags follow appVersion, third-party tags are pinned, the annot
     database: { cnpg: { imageName: 'ghcr.io/cloudnative-pg/postgresql:17.6' } },
   };
   const imgs = defaultImages(values, '1.0.0');
-  assert.equal(imgs.map((i) => i.image), [
-    'ghcr.io/knnlabs/conduit-http:1.0.0',
-    'ghcr.io/knnlabs/conduit-admin:1.0.0',
-    `ghcr.io/knnlabs/conduit-webui@sha256:${'a'.repeat(64)}`,
-    'docker.io/library/redis:latest',
-    'ghcr.io/cloudnative-pg/postgresql:17.6',
-  ]);
+  assert.equal(
+    imgs.map((i) => i.image),
+    [
+      'ghcr.io/knnlabs/conduit-http:1.0.0',
+      'ghcr.io/knnlabs/conduit-admin:1.0.0',
+      `ghcr.io/knnlabs/conduit-webui@sha256:${'a'.repeat(64)}`,
+      'docker.io/library/redis:latest',
+      'ghcr.io/cloudnative-pg/postgresql:17.6',
+    ],
+  );
   const annotation = imgs.map((i) => `- name: x\n  image: ${i.image}\n`).join('');
   const r = evaluateImages({ meta: meta({ annotations: { 'artifacthub.io/images': annotation } }), values });
   assert.is(r.status, 'failed');
   assert.match(r.message, /redis\.image is not pinned \(tag "latest"\)/);
   const fixed = { ...values, redis: { image: { registry: 'docker.io', repository: 'library/redis', tag: '7.4.6-alpine' } } };
-  const ann2 = defaultImages(fixed, '1.0.0').map((i) => `- name: x\n  image: ${i.image}\n`).join('');
+  const ann2 = defaultImages(fixed, '1.0.0')
+    .map((i) => `- name: x\n  image: ${i.image}\n`)
+    .join('');
   assert.is(evaluateImages({ meta: meta({ annotations: { 'artifacthub.io/images': ann2 } }), values: fixed }).status, 'ok');
   const wrongTag = evaluateImages({ meta: meta({ appVersion: '1.1.0', annotations: { 'artifacthub.io/images': ann2 } }), values: fixed });
   assert.match(wrongTag.message, /admin\.image\.tag is "1\.0\.0" but appVersion is "1\.1\.0"/);
   assert.match(wrongTag.message, /lacks ghcr\.io\/knnlabs\/conduit-http:1\.1\.0/);
   // An appVersion of the moving master tag would make every default app image move.
   const fixedMaster = { ...fixed, admin: { image: { ...fixed.admin.image, tag: '' } } };
-  const annMaster = defaultImages(fixedMaster, 'master').map((i) => `- name: x\n  image: ${i.image}\n`).join('');
+  const annMaster = defaultImages(fixedMaster, 'master')
+    .map((i) => `- name: x\n  image: ${i.image}\n`)
+    .join('');
   assert.match(evaluateImages({ meta: meta({ appVersion: 'master', annotations: { 'artifacthub.io/images': annMaster } }), values: fixedMaster }).message, /api\.image is not pinned \(tag "master"\)/);
   const rendered = evaluateImages({ meta: meta({ annotations: { 'artifacthub.io/images': ann2 } }), values: fixed, rendered: ['docker.io/library/busybox:1.37.0'] });
   assert.match(rendered.message, /default render runs docker\.io\/library\/busybox:1\.37\.0/);
 });
 
 test('package plan: signing exports a legacy keyring, passphrase only in a private file, secrets removed', () => {
-  const plan = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'rel@example.com', fingerprint: 'ABCD', keyUrl: 'https://c.example/pubkey.asc', hasPassphrase: true } });
+  const plan = planPackage({
+    meta: meta(),
+    helm: new Helm('helm', 4),
+    outDir: '/o',
+    workDir: '/w',
+    sign: { key: 'rel@example.com', fingerprint: 'ABCD', keyUrl: 'https://c.example/pubkey.asc', hasPassphrase: true },
+  });
   const runs = runSteps(plan.steps);
   assert.equal(plan.steps[1], { kind: 'write-passphrase', file: '/w/passphrase', why: plan.steps[1].why });
   assert.equal(runs[0].args, ['--batch', '--yes', '--pinentry-mode', 'loopback', '--passphrase-file', '/w/passphrase', '--output', '/w/secring.gpg', '--export-secret-keys', 'rel@example.com']);
   const pkg = runs.find((s) => s.tool === 'helm' && s.args[0] === 'package')!;
   assert.equal(pkg.args, ['package', '/w/conduit', '--destination', '/o', '--sign', '--key', 'rel@example.com', '--keyring', '/w/secring.gpg', '--passphrase-file', '/w/passphrase']);
-  assert.equal(plan.steps[0], { kind: 'stage-chart', from: '/src/chart', to: '/w/conduit', setAnnotations: { 'artifacthub.io/signKey': 'fingerprint: ABCD\nurl: https://c.example/pubkey.asc\n' }, why: plan.steps[0].why });
+  assert.equal(plan.steps[0], {
+    kind: 'stage-chart',
+    from: '/src/chart',
+    to: '/w/conduit',
+    setAnnotations: { 'artifacthub.io/signKey': 'fingerprint: ABCD\nurl: https://c.example/pubkey.asc\n' },
+    why: plan.steps[0].why,
+  });
   assert.equal(runs.at(-1)!.args, ['verify', '/o/conduit-0.2.0.tgz', '--keyring', '/o/pubkey.gpg']);
-  assert.equal(plan.steps.filter((s) => s.kind === 'remove').map((s) => (s as { path: string }).path), ['/w/passphrase', '/w/secring.gpg']);
+  assert.equal(
+    plan.steps.filter((s) => s.kind === 'remove').map((s) => (s as { path: string }).path),
+    ['/w/passphrase', '/w/secring.gpg'],
+  );
   const own = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'k', hasPassphrase: true, passphraseFile: '/secure/pass' } });
-  assert.not.ok(own.steps.some((s) => s.kind === 'write-passphrase'), "the operator's own passphrase file is used as is");
+  assert.not.ok(
+    own.steps.some((s) => s.kind === 'write-passphrase'),
+    "the operator's own passphrase file is used as is",
+  );
   assert.ok(runSteps(own.steps).every((s) => s.args.includes('/secure/pass') || s.args[0] !== 'package'));
   assert.equal(plan.outputs, ['/o/conduit-0.2.0.tgz', '/o/pubkey.gpg', '/o/pubkey.asc', '/o/conduit-0.2.0.tgz.prov']);
 });
@@ -181,24 +212,43 @@ test('package plan: unsigned is one helm call on the chart itself; a given keyri
   const dated = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sourceDateEpoch: 1_700_000_000 });
   assert.equal(runSteps(dated.steps)[0].env, { SOURCE_DATE_EPOCH: '1700000000' }, 'archive times come from the commit, so packages are reproducible');
   const keyring = planPackage({ meta: meta(), helm: new Helm('helm', 4), outDir: '/o', workDir: '/w', sign: { key: 'k', keyring: '/keys/secring.gpg', hasPassphrase: false } });
-  assert.equal(runSteps(keyring.steps).map((s) => s.tool), ['helm']);
+  assert.equal(
+    runSteps(keyring.steps).map((s) => s.tool),
+    ['helm'],
+  );
   assert.equal(runSteps(keyring.steps)[0].args, ['package', '/src/chart', '--destination', '/o', '--sign', '--key', 'k', '--keyring', '/keys/secring.gpg']);
 });
 
 test('index plan: URL rules, --merge passed on, artifacthub-repo.yml written', () => {
-  const plan = planIndex({ dir: '/o', url: 'https://charts.example.com/conduit', helm: new Helm('helm', 4), merge: '/tmp/published.yaml', artifactHub: { owners: [{ name: 'Ops', email: 'ops@example.com' }] } });
+  const plan = planIndex({
+    dir: '/o',
+    url: 'https://charts.example.com/conduit',
+    helm: new Helm('helm', 4),
+    merge: '/tmp/published.yaml',
+    artifactHub: { owners: [{ name: 'Ops', email: 'ops@example.com' }] },
+  });
   assert.equal(runSteps(plan.steps)[0].args, ['repo', 'index', '/o', '--url', 'https://charts.example.com/conduit', '--merge', '/tmp/published.yaml']);
   const write = plan.steps.find((s) => s.kind === 'write') as Extract<PlanStep, { kind: 'write' }>;
   assert.is(write.file, '/o/artifacthub-repo.yml');
   assert.equal(parseYaml(write.content), { owners: [{ name: 'Ops', email: 'ops@example.com' }] });
   for (const bad of ['charts.example.com', 'oci://r.example/c', 'https://user:pw@charts.example.com']) {
-    assert.throws(() => planIndex({ dir: '/o', url: bad, helm: new Helm('helm', 4) }), (e: unknown) => e instanceof UserError && e.exitCode === 2, bad);
+    assert.throws(
+      () => planIndex({ dir: '/o', url: bad, helm: new Helm('helm', 4) }),
+      (e: unknown) => e instanceof UserError && e.exitCode === 2,
+      bad,
+    );
   }
 });
 
 test('released versions are immutable: same version with another digest is a conflict', () => {
   const existing = [{ name: 'conduit', version: '0.1.0', digest: 'aaa', urls: [] }];
-  assert.equal(conflictingEntries(existing, [{ name: 'conduit', version: '0.1.0', digest: 'aaa' }, { name: 'conduit', version: '0.2.0', digest: 'ccc' }]), []);
+  assert.equal(
+    conflictingEntries(existing, [
+      { name: 'conduit', version: '0.1.0', digest: 'aaa' },
+      { name: 'conduit', version: '0.2.0', digest: 'ccc' },
+    ]),
+    [],
+  );
   assert.equal(conflictingEntries(existing, [{ name: 'conduit', version: '0.1.0', digest: 'bbb' }]), ['conduit 0.1.0: published digest aaa, local package bbb']);
 });
 
@@ -208,7 +258,10 @@ test('publish plan: index.yaml last, packages immutable (provenance may be re-si
   assert.throws(() => publishableFiles(['conduit-0.1.0.tgz']), /no index\.yaml/);
   const plan = planPublish({ dir: '/o', to: 's3://bucket/charts/', names, helm: new Helm('helm', 4) });
   assert.equal(plan.outputs.at(-1), 's3://bucket/charts/index.yaml');
-  assert.equal(plan.steps.map((s) => (s as { immutable: boolean }).immutable), [false, true, false, false, false]);
+  assert.equal(
+    plan.steps.map((s) => (s as { immutable: boolean }).immutable),
+    [false, true, false, false, false],
+  );
 });
 
 test('publish executes atomically: identical files skipped, a changed package refused, the index replaced', async () => {
@@ -224,7 +277,10 @@ test('publish executes atomically: identical files skipped, a changed package re
     assert.is(fs.readFileSync(path.join(dst, 'index.yaml'), 'utf8'), 'index-v1');
     fs.writeFileSync(path.join(src, 'index.yaml'), 'index-v2');
     const again = await executePlan(plan(), { gpgPath: '' });
-    assert.equal(again.map((o) => o.skipped ?? 'written'), ['identical file already published', 'written']);
+    assert.equal(
+      again.map((o) => o.skipped ?? 'written'),
+      ['identical file already published', 'written'],
+    );
     fs.writeFileSync(path.join(src, 'conduit-0.1.0.tgz'), 'package-v2');
     fs.writeFileSync(path.join(src, 'index.yaml'), 'index-v3');
     try {
@@ -236,7 +292,11 @@ test('publish executes atomically: identical files skipped, a changed package re
     }
     assert.is(fs.readFileSync(path.join(dst, 'conduit-0.1.0.tgz'), 'utf8'), 'package-v1');
     assert.is(fs.readFileSync(path.join(dst, 'index.yaml'), 'utf8'), 'index-v2', 'the index is not touched when a package is refused');
-    assert.equal(fs.readdirSync(dst).filter((n) => n.endsWith('.tmp')), [], 'no temporary files left');
+    assert.equal(
+      fs.readdirSync(dst).filter((n) => n.endsWith('.tmp')),
+      [],
+      'no temporary files left',
+    );
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -246,14 +306,22 @@ test('push-oci plan and digest parsing', () => {
   const plan = planPushOci({ pkg: '/o/conduit-0.1.0.tgz', registry: 'oci://127.0.0.1:5000/charts/', plainHttp: true, helm: new Helm('helm', 3), meta: { name: 'conduit', version: '0.1.0' } });
   assert.equal(runSteps(plan.steps)[0].args, ['push', '/o/conduit-0.1.0.tgz', 'oci://127.0.0.1:5000/charts', '--plain-http']);
   assert.equal(plan.outputs, ['oci://127.0.0.1:5000/charts/conduit:0.1.0']);
-  for (const bad of ['https://r.example/charts', 'oci://', 'oci://user:pw@r.example/c']) assert.throws(() => planPushOci({ pkg: 'p', registry: bad, plainHttp: false, helm: new Helm('helm', 4), meta: meta() }), /registry/);
+  for (const bad of ['https://r.example/charts', 'oci://', 'oci://user:pw@r.example/c'])
+    assert.throws(() => planPushOci({ pkg: 'p', registry: bad, plainHttp: false, helm: new Helm('helm', 4), meta: meta() }), /registry/);
   const d = 'sha256:' + 'b'.repeat(64);
   assert.is(parsePushDigest(`Pushed: 127.0.0.1:5000/charts/conduit:0.1.0\nDigest: ${d}\n`), d);
   assert.is(parsePushDigest('Pushed: x\n'), undefined);
 });
 
 test('validate.ts --json is summarised per cluster and Kubernetes version', () => {
-  const doc = { ok: false, kubeVersions: ['1.34.0', '1.36.3'], clusters: [{ cluster: 'local', ok: true }, { cluster: 'prod-eu', ok: false }] };
+  const doc = {
+    ok: false,
+    kubeVersions: ['1.34.0', '1.36.3'],
+    clusters: [
+      { cluster: 'local', ok: true },
+      { cluster: 'prod-eu', ok: false },
+    ],
+  };
   assert.is(summarizeValidation(JSON.stringify(doc)), '2 cluster(s) × Kubernetes 1.34.0, 1.36.3; invalid: prod-eu');
   assert.is(summarizeValidation(JSON.stringify({ ok: false, error: 'no such cluster' })), 'no such cluster');
   assert.is(summarizeValidation('not json'), '');

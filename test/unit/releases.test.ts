@@ -19,13 +19,15 @@ test.after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function withEnv<T>(vars: Record<string, string | undefined>, fn: () => T): T {
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
-  for (const [k, v] of Object.entries(vars)) if (v === undefined) delete process.env[k];
-  else process.env[k] = v;
+  for (const [k, v] of Object.entries(vars))
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
   try {
     return fn();
   } finally {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   }
 }
 
@@ -57,15 +59,29 @@ test('sha256sum listings: the line naming the file, with binary-mode and ./ pref
 
 test('a PGP clear-signed SHA256SUMS (rclone) reads like a plain one', () => {
   const signed = [
-    '-----BEGIN PGP SIGNED MESSAGE-----', 'Hash: SHA512', '',
-    `${B}  rclone-v1.76.0-linux-arm64.zip`, `${A}  rclone-v1.76.0-linux-amd64.zip`,
-    '-----BEGIN PGP SIGNATURE-----', '', 'iHUEARYKAB0WIQ', '=abcd', '-----END PGP SIGNATURE-----', '',
+    '-----BEGIN PGP SIGNED MESSAGE-----',
+    'Hash: SHA512',
+    '',
+    `${B}  rclone-v1.76.0-linux-arm64.zip`,
+    `${A}  rclone-v1.76.0-linux-amd64.zip`,
+    '-----BEGIN PGP SIGNATURE-----',
+    '',
+    'iHUEARYKAB0WIQ',
+    '=abcd',
+    '-----END PGP SIGNATURE-----',
+    '',
   ].join('\n');
   assert.is(digestFromSumsFile(signed, 'rclone-v1.76.0-linux-amd64.zip'), A);
 });
 
 test("GitHub's release document: the asset's sha256 digest; none when the asset has no digest or the document is not JSON", () => {
-  const doc = { tag_name: 'v0.8.0', assets: [{ name: 'kwok-linux-amd64', digest: `sha256:${A}` }, { name: 'kwokctl-linux-amd64', digest: null }] };
+  const doc = {
+    tag_name: 'v0.8.0',
+    assets: [
+      { name: 'kwok-linux-amd64', digest: `sha256:${A}` },
+      { name: 'kwokctl-linux-amd64', digest: null },
+    ],
+  };
   assert.is(digestFromGithubRelease(JSON.stringify(doc), 'kwok-linux-amd64'), A);
   assert.is(digestFromGithubRelease(JSON.stringify(doc), 'kwokctl-linux-amd64'), undefined);
   assert.is(digestFromGithubRelease(JSON.stringify(doc), 'kwok-linux-arm64'), undefined);
@@ -130,7 +146,7 @@ test('a bad CONDUIT_TOOLS_SOURCE or CONDUIT_TOOLS_MIRROR is a usage error (exit 
   withEnv({ CONDUIT_TOOLS_SOURCE: 'build' }, () => assert.is(toolsSource(), 'build'));
 });
 
-test('every tool but our own collector build has an official release for linux amd64 and arm64; the hosts are the publishers\'', () => {
+test("every tool but our own collector build has an official release for linux amd64 and arm64; the hosts are the publishers'", () => {
   for (const t of TOOLS) {
     for (const p of RELEASE_PLATFORMS) {
       const a = t.release?.(p);
@@ -157,7 +173,13 @@ test('a .tar.gz made by GNU tar: the member is taken out byte for byte (nested, 
   // entry or a pax extended header.
   const long = `${'d'.repeat(60)}/${'e'.repeat(60)}/tool`;
   const longName = `bin/${'f'.repeat(120)}`;
-  const cases = [['linux-amd64/helm', 'gnu'], ['kubeconform', 'gnu'], [long, 'pax'], [longName, 'gnu'], [longName, 'pax']] as const;
+  const cases = [
+    ['linux-amd64/helm', 'gnu'],
+    ['kubeconform', 'gnu'],
+    [long, 'pax'],
+    [longName, 'gnu'],
+    [longName, 'pax'],
+  ] as const;
   for (const [member, format] of cases) {
     const archive = path.join(work, `a-${member.length}-${format}.tar.gz`);
     await writeTarGz(archive, member, bin, format);

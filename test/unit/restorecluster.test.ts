@@ -6,7 +6,13 @@ import { describeClusterRestore, planClusterRestore, type WorkloadState } from '
 import type { RunbookTarget } from '../../scripts/lib/engines/runbook.ts';
 
 const target: RunbookTarget = { cluster: 'prod-eu', context: 'prod-eu', namespace: 'conduit', release: 'conduit', protected: true };
-const fixed: WorkloadState = { deployments: [{ component: 'api', name: 'conduit-api', replicas: 3 }, { component: 'admin', name: 'conduit-admin', replicas: 1 }], hpas: [] };
+const fixed: WorkloadState = {
+  deployments: [
+    { component: 'api', name: 'conduit-api', replicas: 3 },
+    { component: 'admin', name: 'conduit-admin', replicas: 1 },
+  ],
+  hpas: [],
+};
 const hpa = { component: 'api' as const, name: 'conduit-api', min: 2, max: 6, saved: { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler', metadata: { name: 'conduit-api' } } };
 
 test('the plan shows the counts it scales from and restores, the lock first', () => {

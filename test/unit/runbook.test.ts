@@ -4,7 +4,21 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../scripts/lib/core/errors.ts';
 import { Helm } from '../../scripts/lib/adapters/helm.ts';
-import { ACTIONS, confirmChange, describeRunbookPlan, formatEndpoints, formatStatus, generateMasterKey, MASTER_KEY_ANNOTATION, parseRequest, planAction, planJson, RESTART_ANNOTATION, type RunbookPlan, type RunbookTarget } from '../../scripts/lib/engines/runbook.ts';
+import {
+  ACTIONS,
+  confirmChange,
+  describeRunbookPlan,
+  formatEndpoints,
+  formatStatus,
+  generateMasterKey,
+  MASTER_KEY_ANNOTATION,
+  parseRequest,
+  planAction,
+  planJson,
+  RESTART_ANNOTATION,
+  type RunbookPlan,
+  type RunbookTarget,
+} from '../../scripts/lib/engines/runbook.ts';
 import { resourceName } from '../../scripts/lib/domain/target.ts';
 
 const target: RunbookTarget = { cluster: 'staging', context: 'staging', namespace: 'conduit', release: 'conduit', protected: false };
@@ -68,10 +82,16 @@ test('read-only actions plan no change and take no lock', () => {
     const plan = planAction(target, parseRequest(action, {}));
     assert.is(plan.mutates, false, action);
     assert.is(plan.lock, undefined);
-    assert.ok(plan.steps.every((s) => !s.mutates), action);
+    assert.ok(
+      plan.steps.every((s) => !s.mutates),
+      action,
+    );
   }
   const logs = planAction(target, parseRequest('logs', { component: 'api', tail: '50', since: '10m' }));
-  assert.equal(logs.steps.map((s) => s.argv), [['logs', 'POD', '--tail=50', '--all-containers=true', '--since=600s']]);
+  assert.equal(
+    logs.steps.map((s) => s.argv),
+    [['logs', 'POD', '--tail=50', '--all-containers=true', '--since=600s']],
+  );
   assert.match(logs.steps[0].title, /app\.kubernetes\.io\/instance=conduit,app\.kubernetes\.io\/component=api/);
 });
 
@@ -80,12 +100,19 @@ test('restart patches the pod-template annotation of each component and waits fo
   assert.ok(plan.mutates);
   assert.equal(plan.lock, { namespace: 'conduit', name: 'conduit-deploy-lock' });
   const patches = plan.steps.filter((s) => s.patch).map((s) => s.patch!);
-  assert.equal(patches.map((p) => `${p.kind}/${p.name}`), ['deployment/conduit-api', 'deployment/conduit-admin'], 'webui is not deployed');
+  assert.equal(
+    patches.map((p) => `${p.kind}/${p.name}`),
+    ['deployment/conduit-api', 'deployment/conduit-admin'],
+    'webui is not deployed',
+  );
   assert.ok(Object.keys((patches[0].body as any).spec.template.metadata.annotations).includes(RESTART_ANNOTATION));
-  assert.equal(plan.steps.filter((s) => s.argv?.[0] === 'rollout').map((s) => s.argv), [
-    ['rollout', 'status', 'deployment/conduit-api', '--timeout=300s'],
-    ['rollout', 'status', 'deployment/conduit-admin', '--timeout=300s'],
-  ]);
+  assert.equal(
+    plan.steps.filter((s) => s.argv?.[0] === 'rollout').map((s) => s.argv),
+    [
+      ['rollout', 'status', 'deployment/conduit-api', '--timeout=300s'],
+      ['rollout', 'status', 'deployment/conduit-admin', '--timeout=300s'],
+    ],
+  );
 });
 
 test('scale: replicas without an HPA, bounds with one, a replica count under an HPA refused', () => {
@@ -96,7 +123,10 @@ test('scale: replicas without an HPA, bounds with one, a replica count under an 
   const hpas = { api: { name: 'conduit-api', min: 2, max: 6 } };
   const bounds = planAction(target, parseRequest('scale', { component: 'api', 'hpa-min': '4', 'hpa-max': '10' }), { hpas });
   assert.equal(bounds.steps.find((s) => s.patch)!.patch, { kind: 'hpa', name: 'conduit-api', body: { spec: { minReplicas: 4, maxReplicas: 10 } } });
-  assert.not.ok(bounds.steps.some((s) => s.argv?.[0] === 'rollout'), 'the HPA moves replicas on its own schedule');
+  assert.not.ok(
+    bounds.steps.some((s) => s.argv?.[0] === 'rollout'),
+    'the HPA moves replicas on its own schedule',
+  );
 
   const e = refusal(() => planAction(target, parseRequest('scale', { component: 'api', replicas: '8' }), { hpas }));
   assert.is(e.exitCode, 1);
@@ -128,7 +158,10 @@ test('rotate-master-key: refuses a Secret the chart does not own; otherwise repl
   assert.equal(write.argv, ['replace', '-f', '-'], 'the key travels on stdin');
   assert.match(write.title, /Secret\/conduit-master-key/);
   const rolls = plan.steps.filter((s) => s.patch);
-  assert.equal(rolls.map((s) => s.patch!.name), ['conduit-api', 'conduit-admin', 'conduit-webui']);
+  assert.equal(
+    rolls.map((s) => s.patch!.name),
+    ['conduit-api', 'conduit-admin', 'conduit-webui'],
+  );
   assert.ok(Object.keys((rolls[0].patch!.body as any).spec.template.metadata.annotations).includes(MASTER_KEY_ANNOTATION));
 });
 
@@ -141,7 +174,10 @@ test('generated master keys are 48 letters and digits, different every time', ()
 test('protected clusters need --yes without a terminal; dry runs and reads never ask', async () => {
   const change = planAction(prod, parseRequest('restart', { component: 'api' }));
   const ask = async () => true;
-  const e = await confirmChange(change, { yes: false, dryRun: false, interactive: false, ask }).then(() => undefined, (x: UserError) => x);
+  const e = await confirmChange(change, { yes: false, dryRun: false, interactive: false, ask }).then(
+    () => undefined,
+    (x: UserError) => x,
+  );
   assert.instance(e, UserError);
   assert.match(e!.message, /protected cluster prod-eu needs confirmation/);
   assert.match(e!.hint!, /--yes/);
@@ -149,7 +185,10 @@ test('protected clusters need --yes without a terminal; dry runs and reads never
   await confirmChange(change, { yes: false, dryRun: true, interactive: false, ask });
   await confirmChange(planAction(prod, parseRequest('status', {})), { yes: false, dryRun: false, interactive: false, ask });
   await confirmChange(change, { yes: false, dryRun: false, interactive: true, ask });
-  const no = await confirmChange(change, { yes: false, dryRun: false, interactive: true, ask: async () => false }).then(() => undefined, (x: UserError) => x);
+  const no = await confirmChange(change, { yes: false, dryRun: false, interactive: true, ask: async () => false }).then(
+    () => undefined,
+    (x: UserError) => x,
+  );
   assert.match(no!.message, /not confirmed; nothing was changed/);
   await confirmChange(planAction(target, parseRequest('restart', { component: 'api' })), { yes: false, dryRun: false, interactive: false, ask });
 });
@@ -169,9 +208,18 @@ test('plans print as commands with the target flags and serialise to a stable JS
 test('status and endpoint reports read as an operator needs them', () => {
   const text = formatStatus({
     release: { name: 'conduit', revision: 7, status: 'deployed', chart: '0.3.1', appVersion: '1.4.0' },
-    components: [{ component: 'api', deployment: 'conduit-api', images: ['ghcr.io/knnlabs/conduit:1.4.0'], replicas: 3, ready: 2, updated: 3,
-      pods: [{ name: 'conduit-api-1', phase: 'Running', ready: false, restarts: 4, reason: 'CrashLoopBackOff' }],
-      hpa: { name: 'conduit-api', current: 3, desired: 6, min: 2, max: 6 } }],
+    components: [
+      {
+        component: 'api',
+        deployment: 'conduit-api',
+        images: ['ghcr.io/knnlabs/conduit:1.4.0'],
+        replicas: 3,
+        ready: 2,
+        updated: 3,
+        pods: [{ name: 'conduit-api-1', phase: 'Running', ready: false, restarts: 4, reason: 'CrashLoopBackOff' }],
+        hpa: { name: 'conduit-api', current: 3, desired: 6, min: 2, max: 6 },
+      },
+    ],
     warnings: [{ type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container', object: 'Pod/conduit-api-1', count: 12, lastSeen: '2026-11-29T10:00:00Z' }],
     lock: { held: true, holder: 'ci@runner pid 7', reason: 'deploy conduit to prod-eu', expiresAt: '2026-11-29T10:10:00Z' },
   });
@@ -180,7 +228,13 @@ test('status and endpoint reports read as an operator needs them', () => {
   assert.match(text, /conduit-api-1 {2}Running NOT ready {2}restarts 4 {2}CrashLoopBackOff/);
   assert.match(text, /BackOff: Back-off restarting failed container \(x12\)/);
   assert.match(text, /deploy lock held by ci@runner pid 7 \(deploy conduit to prod-eu\)/);
-  assert.match(formatEndpoints([{ service: 'conduit-redis', ready: 0, total: 1 }, { service: 'conduit-api', ready: 2, total: 2 }]), /conduit-redis +0\/1 +<- no ready endpoint\n.*conduit-api +2\/2\n/);
+  assert.match(
+    formatEndpoints([
+      { service: 'conduit-redis', ready: 0, total: 1 },
+      { service: 'conduit-api', ready: 2, total: 2 },
+    ]),
+    /conduit-redis +0\/1 +<- no ready endpoint\n.*conduit-api +2\/2\n/,
+  );
 });
 
 test.run();

@@ -33,10 +33,16 @@ test('every fixture cluster passes on all four Kubernetes versions (exit 0, JSON
   assert.is(r.exitCode, 0, r.out);
   const report = JSON.parse(r.stdout);
   assert.is(report.ok, true);
-  assert.equal(report.clusters.map((c: { cluster: string }) => c.cluster), ['local', 'prod-eu']);
+  assert.equal(
+    report.clusters.map((c: { cluster: string }) => c.cluster),
+    ['local', 'prod-eu'],
+  );
   for (const c of report.clusters) {
     const schemaSteps = c.steps.filter((s: { step: string }) => s.step === 'schema');
-    assert.equal(schemaSteps.map((s: { kubeVersion: string }) => s.kubeVersion), ['1.34.4', '1.35.4', '1.36.3', '1.37.2']);
+    assert.equal(
+      schemaSteps.map((s: { kubeVersion: string }) => s.kubeVersion),
+      ['1.34.4', '1.35.4', '1.36.3', '1.37.2'],
+    );
     assert.ok(c.steps.some((s: { step: string; status: string }) => s.step === 'kube-score' && s.status === 'ok'));
     assert.ok(c.steps.some((s: { step: string; status: string }) => s.step === 'lint' && s.status === 'ok'));
   }
@@ -72,10 +78,13 @@ test('a key the chart needs, removed by a layer, is reported at the file that sh
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--kube-version', '1.36', '--json']);
   assert.is(r.exitCode, 1, r.out);
   const findings = JSON.parse(r.stdout).clusters[0].steps[0].findings;
-  assert.equal(findings.map((x: { key: string; file: string }) => [x.key, x.file]), [['image.repository', f]]);
+  assert.equal(
+    findings.map((x: { key: string; file: string }) => [x.key, x.file]),
+    [['image.repository', f]],
+  );
 });
 
-test('the chart\'s own render-time failure is reported with the key it names, at the layer that set it', async () => {
+test("the chart's own render-time failure is reported with the key it names, at the layer that set it", async () => {
   const f = overlay('latest.yaml', '# pinned? no\nimage:\n  tag: latest\n');
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'prod-eu', '--values', f, '--kube-version', '1.36']);
   assert.is(r.exitCode, 1, r.out);
@@ -85,7 +94,9 @@ test('the chart\'s own render-time failure is reported with the key it names, at
 test('rendered objects are checked strictly for every version; a kind without a schema is an error', async () => {
   const f = overlay(
     'objects.yaml',
-    ['resources:', '  requests: {cpu: 100m, memory: 64Mi}', '  limitz: {memory: 64Mi}', 'extraObjects:', '  - apiVersion: example.com/v1', '    kind: Widget', '    metadata: {name: w}', ''].join('\n'),
+    ['resources:', '  requests: {cpu: 100m, memory: 64Mi}', '  limitz: {memory: 64Mi}', 'extraObjects:', '  - apiVersion: example.com/v1', '    kind: Widget', '    metadata: {name: w}', ''].join(
+      '\n',
+    ),
   );
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--json']);
   assert.is(r.exitCode, 1, r.out);
@@ -94,8 +105,14 @@ test('rendered objects are checked strictly for every version; a kind without a 
   for (const s of steps) {
     // Unchanged schemas are validated once but reported for every version.
     assert.is(s.status, 'failed', JSON.stringify(s));
-    assert.ok(s.findings.some((x: { object: string; message: string }) => x.object === 'Deployment/conduit' && /limitz/.test(x.message)), JSON.stringify(s.findings));
-    assert.ok(s.findings.some((x: { object: string; message: string }) => x.object === 'Widget/w' && /no schema for example.com\/v1 Widget/.test(x.message)), JSON.stringify(s.findings));
+    assert.ok(
+      s.findings.some((x: { object: string; message: string }) => x.object === 'Deployment/conduit' && /limitz/.test(x.message)),
+      JSON.stringify(s.findings),
+    );
+    assert.ok(
+      s.findings.some((x: { object: string; message: string }) => x.object === 'Widget/w' && /no schema for example.com\/v1 Widget/.test(x.message)),
+      JSON.stringify(s.findings),
+    );
   }
 });
 
@@ -123,11 +140,20 @@ test('a chart that reads .Capabilities is rendered once per Kubernetes version',
   const report = JSON.parse(r.stdout);
   assert.is(report.sharedRender, false);
   const renders = report.clusters[0].steps.filter((s: { step: string }) => s.step === 'render');
-  assert.equal(renders.map((s: { kubeVersion: string }) => s.kubeVersion), ['1.34.4', '1.35.4', '1.36.3', '1.37.2']);
+  assert.equal(
+    renders.map((s: { kubeVersion: string }) => s.kubeVersion),
+    ['1.34.4', '1.35.4', '1.36.3', '1.37.2'],
+  );
 });
 
 test('usage errors exit 2: unknown flag, unknown cluster, unsupported Kubernetes version, bad --set', async () => {
-  for (const args of [['--bogus'], [...FIXTURE_ARGS, '--cluster', 'nowhere'], [...FIXTURE_ARGS, '--kube-version', '1.20'], [...FIXTURE_ARGS, '--set', 'novalue'], [...FIXTURE_ARGS, '--all', '--cluster', 'local']]) {
+  for (const args of [
+    ['--bogus'],
+    [...FIXTURE_ARGS, '--cluster', 'nowhere'],
+    [...FIXTURE_ARGS, '--kube-version', '1.20'],
+    [...FIXTURE_ARGS, '--set', 'novalue'],
+    [...FIXTURE_ARGS, '--all', '--cluster', 'local'],
+  ]) {
     const r = await validate(args);
     assert.is(r.exitCode, 2, `${args.join(' ')}\n${r.out}`);
   }
@@ -140,7 +166,10 @@ test('values handed over merged (deploy.ts merges once) are what is checked and 
   const options = { clusters: [local], chartDir, kubeVersions: [resolveKubeVersion('1.36')], skip: ['lint' as const, 'kube-score' as const] };
   const bad = await validateClusters({ ...options, prepared: { local: prepareValues(defaults, local.layers, parseSetFlags(['replicas=many'])) } });
   assert.is(bad.ok, false);
-  assert.equal(bad.clusters[0].steps.map((s) => [s.step, s.status]), [['values', 'failed']]);
+  assert.equal(
+    bad.clusters[0].steps.map((s) => [s.step, s.status]),
+    [['values', 'failed']],
+  );
   const found = bad.clusters[0].steps[0].findings.map((f) => `${f.key} at ${f.location}`);
   assert.ok(found.includes('replicas at --set replicas=many'), found.join('\n'));
   const good = prepareValues(defaults, local.layers, parseSetFlags(['image.tag=9.9.9']));
@@ -150,7 +179,10 @@ test('values handed over merged (deploy.ts merges once) are what is checked and 
   assert.equal(staged.renders[0].values, good.merged.values);
   const report = await staged.report;
   assert.ok(report.ok, JSON.stringify(report.clusters[0].steps));
-  assert.equal(report.clusters[0].steps.map((s) => s.step), ['values', 'render', 'schema']);
+  assert.equal(
+    report.clusters[0].steps.map((s) => s.step),
+    ['values', 'render', 'schema'],
+  );
 });
 
 test('Chart.yaml kubeVersion constraints are evaluated like Helm does', () => {
@@ -166,12 +198,22 @@ test('rendered documents are split with kind and metadata.name (nested name keys
   const docs = splitRendered(
     '---\n# Source: x\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  annotations:\n    name: decoy\n  name: "real"\ndata: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {namespace: x, name: flow}\n---\n# only a comment\n',
   );
-  assert.equal(docs.map((d) => [d.key, d.name]), [['v1/ConfigMap', 'real'], ['v1/Service', 'flow']]);
+  assert.equal(
+    docs.map((d) => [d.key, d.name]),
+    [
+      ['v1/ConfigMap', 'real'],
+      ['v1/Service', 'flow'],
+    ],
+  );
 });
 
 test('kubeconform messages are split into one line per error', () => {
   const msgs = kubeconformMessages({
-    filename: 'f', kind: 'Deployment', name: 'a', version: 'apps/v1', status: 'statusInvalid',
+    filename: 'f',
+    kind: 'Deployment',
+    name: 'a',
+    version: 'apps/v1',
+    status: 'statusInvalid',
     msg: "problem validating schema. Check JSON formatting: jsonschema validation failed with 'file:///x.json#' - at '': validation failed   - at '/metadata/labels/x': got boolean, want string   - at '/spec/foo': additional properties 'foo' not allowed",
   });
   assert.equal(msgs, ['/metadata/labels/x: got boolean, want string', "/spec/foo: additional properties 'foo' not allowed"]);
@@ -187,11 +229,28 @@ if (realChart) {
   test('the repository chart: malformed overlays are pinned to file:line and key', async () => {
     const f = overlay(
       'real-bad.yaml',
-      ['api:', '  replicaCount: "2"', '  replicas: 2', 'mediaStorage:', '  s3:', '    endpoint: s3.example.com', 'redis:', '  mode: external', '  external:', '    host: cache.internal:6379/0', ''].join('\n'),
+      [
+        'api:',
+        '  replicaCount: "2"',
+        '  replicas: 2',
+        'mediaStorage:',
+        '  s3:',
+        '    endpoint: s3.example.com',
+        'redis:',
+        '  mode: external',
+        '  external:',
+        '    host: cache.internal:6379/0',
+        '',
+      ].join('\n'),
     );
     const r = await validate(['--cluster', 'staging', '--values', f, '--kube-version', '1.36']);
     assert.is(r.exitCode, 1, r.out);
-    for (const [line, col, key] of [[2, 3, 'api.replicaCount'], [3, 3, 'api.replicas'], [6, 5, 'mediaStorage.s3.endpoint'], [10, 5, 'redis.external.host']] as const) {
+    for (const [line, col, key] of [
+      [2, 3, 'api.replicaCount'],
+      [3, 3, 'api.replicas'],
+      [6, 5, 'mediaStorage.s3.endpoint'],
+      [10, 5, 'redis.external.host'],
+    ] as const) {
       assert.match(r.out, `${f}:${line}:${col}: ${key}:`, `${key}\n${r.out}`);
     }
     assert.match(r.out, 'Did you mean "replicaCount"?');

@@ -5,9 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/core/exec.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
-import {
-  formatPath, formatPos, locate, mergeValueLayers, parseSetFlags, parseValuesText, prepareValues, typedSetValue,
-} from '../../scripts/lib/domain/values.ts';
+import { formatPath, formatPos, locate, mergeValueLayers, parseSetFlags, parseValuesText, prepareValues, typedSetValue } from '../../scripts/lib/domain/values.ts';
 
 const test = suite('values');
 
@@ -70,7 +68,16 @@ test('--set types values like Helm: ints, booleans, null; 007 and 1.5 stay strin
   assert.is(typedSetValue('TRUE'), true);
   assert.is(typedSetValue('null'), null);
   const a = parseSetFlags(['a.b=1,c=x\\,y', 'l={1,two}', 'm[1].n=v', 'dots\\.in\\.key=1']);
-  assert.equal(a.map((x) => [formatPath(x.path), x.value]), [['a.b', 1], ['c', 'x,y'], ['l', [1, 'two']], ['m[1].n', 'v'], ['["dots.in.key"]', 1]]);
+  assert.equal(
+    a.map((x) => [formatPath(x.path), x.value]),
+    [
+      ['a.b', 1],
+      ['c', 'x,y'],
+      ['l', [1, 'two']],
+      ['m[1].n', 'v'],
+      ['["dots.in.key"]', 1],
+    ],
+  );
   assert.throws(() => parseSetFlags(['novalue']), /has no value/);
   assert.throws(() => parseSetFlags(['a[x]=1']), /not a number/);
   assert.throws(() => parseSetFlags(['a[1=1']), /unclosed \[/);
@@ -80,11 +87,14 @@ test('--set types values like Helm: ints, booleans, null; 007 and 1.5 stay strin
   assert.throws(() => parseSetFlags(['l={a,b']), /unclosed \{/);
   assert.throws(() => parseSetFlags(['l={a}x']), /unexpected "x" after a list value/);
   assert.throws(() => parseSetFlags(['a=1,b']), /key "b" has no value/);
-  assert.equal(parseSetFlags(['l={},m={a,}', 'a[2]b=1']).map((x) => [formatPath(x.path), x.value, x.text, x.flag]), [
-    ['l', [], 'l={}', 0],
-    ['m', ['a'], 'm={a,}', 0],
-    ['a[2].b', 1, 'a[2]b=1', 1],
-  ]);
+  assert.equal(
+    parseSetFlags(['l={},m={a,}', 'a[2]b=1']).map((x) => [formatPath(x.path), x.value, x.text, x.flag]),
+    [
+      ['l', [], 'l={}', 0],
+      ['m', ['a'], 'm={a,}', 0],
+      ['a[2].b', 1, 'a[2]b=1', 1],
+    ],
+  );
 });
 
 test('--set values reach helm on stdin, whole lists included', () => {
@@ -106,7 +116,12 @@ test('the merge equals what helm template sees (real helm)', async () => {
     fs.writeFileSync(path.join(dir, 'c', 'values.yaml'), DEFAULTS);
     fs.writeFileSync(path.join(dir, 'c', 'templates', 'v.txt'), '{{ toJson .Values }}\n');
     const f3 = 'n: {p: 1}\nflag: on\noct: 0755\nts: 2024-01-01\n';
-    for (const [n, t] of [['f1.yaml', F1], ['f2.yaml', F2], ['f3.yaml', f3]]) fs.writeFileSync(path.join(dir, n), t);
+    for (const [n, t] of [
+      ['f1.yaml', F1],
+      ['f2.yaml', F2],
+      ['f3.yaml', f3],
+    ])
+      fs.writeFileSync(path.join(dir, n), t);
     const setFlags = ['s=null,t=007,u=1.5,v=true,big=12345', 'list[1]=x', 'esc=a\\,b', 'm.z.q=0', 'a=null'];
     const helm = await tool('helm');
     const r = await run(helm, ['template', 'r', path.join(dir, 'c'), ...['f1.yaml', 'f2.yaml', 'f3.yaml'].flatMap((f) => ['-f', path.join(dir, f)]), ...setFlags.flatMap((s) => ['--set', s])]);

@@ -187,11 +187,7 @@ export function pushCommand(engine: Engine, ref: string, options: PushOptions = 
 const DIGEST = /sha256:[0-9a-f]{64}/;
 
 /** Push with retries (registries drop connections); returns the manifest digest the registry stored. */
-export async function pushImage(
-  engine: Engine,
-  ref: string,
-  options: PushOptions & { attempts?: number; delayMs?: number; onRetry?: (attempt: number, error: string) => void } = {},
-): Promise<string> {
+export async function pushImage(engine: Engine, ref: string, options: PushOptions & { attempts?: number; delayMs?: number; onRetry?: (attempt: number, error: string) => void } = {}): Promise<string> {
   const attempts = options.attempts ?? 3;
   let last: RunResult | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -212,7 +208,10 @@ export async function pushImage(
       await new Promise((r) => setTimeout(r, (options.delayMs ?? 2000) * attempt));
     }
   }
-  throw new UserError(`push of ${ref} failed after ${attempts} attempts`, { hint: 'Check the registry address and your login (docker/podman login).', details: { error: new CommandFailed(last as RunResult).message } });
+  throw new UserError(`push of ${ref} failed after ${attempts} attempts`, {
+    hint: 'Check the registry address and your login (docker/podman login).',
+    details: { error: new CommandFailed(last as RunResult).message },
+  });
 }
 
 export interface ImageInfo {
@@ -248,7 +247,10 @@ export interface ContainerState {
 /** The containers of a Compose project (both front ends set com.docker.compose.* labels). */
 export async function projectContainers(engine: Engine, project: string): Promise<ContainerState[]> {
   const list = await execChecked({ cmd: engine.bin, args: ['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.ID}}'] });
-  const ids = list.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  const ids = list.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!ids.length) return [];
   const r = await execChecked({ cmd: engine.bin, args: ['inspect', '--type', 'container', ...ids] });
   type Raw = {
@@ -293,5 +295,11 @@ export async function containerLogs(engine: Engine, container: string, tail: num
 
 export async function projectVolumes(engine: Engine, project: string): Promise<string[]> {
   const r = await exec({ cmd: engine.bin, args: ['volume', 'ls', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Name}}'] });
-  return r.exitCode === 0 ? r.stdout.split('\n').map((s) => s.trim()).filter(Boolean).sort() : [];
+  return r.exitCode === 0
+    ? r.stdout
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .sort()
+    : [];
 }

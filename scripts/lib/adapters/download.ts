@@ -98,10 +98,7 @@ function requestOnce(url: URL, o: FetchOptions): Promise<http.IncomingMessage> {
     if (!mod) return reject(new DownloadError('missing', `unsupported URL scheme ${url.protocol} (${url.href})`));
     let connected = false;
     const req = mod.get(url, { headers: { 'user-agent': 'conduit-deploy-tools', accept: '*/*' } });
-    const connectTimer = setTimeout(
-      () => req.destroy(new DownloadError('unreachable', `${url.host}: no connection within ${connectMs / 1000}s`, url.host)),
-      connectMs,
-    );
+    const connectTimer = setTimeout(() => req.destroy(new DownloadError('unreachable', `${url.host}: no connection within ${connectMs / 1000}s`, url.host)), connectMs);
     req.on('socket', (socket) => {
       const up = () => {
         connected = true;
@@ -321,7 +318,11 @@ class TarMember extends Writable {
       this.ended = true;
       return;
     }
-    const field = (off: number, len: number) => h.subarray(off, off + len).toString('utf8').replace(/\0.*$/s, '');
+    const field = (off: number, len: number) =>
+      h
+        .subarray(off, off + len)
+        .toString('utf8')
+        .replace(/\0.*$/s, '');
     const stored = parseInt(field(148, 8).trim() || 'x', 8);
     let sum = 0;
     for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
@@ -415,7 +416,7 @@ async function locateZipEntry(archive: string, member: string): Promise<ZipEntry
     if (cdOffset + cdSize > fileSize) throw corrupt(archive, 'the central directory lies outside the file');
     const cd = Buffer.alloc(cdSize);
     await fh.read(cd, 0, cdSize, cdOffset);
-    for (let p = 0; p + 46 <= cd.length; ) {
+    for (let p = 0; p + 46 <= cd.length;) {
       if (cd.readUInt32LE(p) !== 0x02014b50) throw corrupt(archive, 'a damaged central directory entry');
       const nameLen = cd.readUInt16LE(p + 28);
       const next = p + 46 + nameLen + cd.readUInt16LE(p + 30) + cd.readUInt16LE(p + 32);

@@ -11,7 +11,11 @@ export const DEFAULT_GOPROXY = 'https://proxy.golang.org,direct';
 
 export function goBinary(): string | undefined {
   if (process.env.CONDUIT_GO) return process.env.CONDUIT_GO;
-  return (process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((d) => path.join(d, 'go')).find(isExecutable);
+  return (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .filter(Boolean)
+    .map((d) => path.join(d, 'go'))
+    .find(isExecutable);
 }
 
 export interface GoInfo {
@@ -54,7 +58,10 @@ export function goVersionAtLeast(version: string, min: string): boolean | undefi
 
 /** The first proxy of a GOPROXY list (`,` and `|` separate entries), or why there is none. */
 export function firstProxy(goproxy: string): { url?: string; why?: string } {
-  for (const entry of goproxy.split(/[,|]/).map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of goproxy
+    .split(/[,|]/)
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     if (entry === 'off') return { why: 'GOPROXY=off: no module can be downloaded' };
     if (entry === 'direct') return { why: 'GOPROXY goes direct to version control, which this check does not probe' };
     return { url: entry.replace(/\/+$/, '') };

@@ -145,7 +145,8 @@ export class Helm {
   upgradeArgs(o: UpgradeOptions): string[] {
     return [
       ...this.installArgs(o),
-      '--timeout', o.timeout,
+      '--timeout',
+      o.timeout,
       ...(o.historyMax !== undefined ? ['--history-max', String(o.historyMax)] : []),
       // Helm 4 names the rollback --rollback-on-failure and waits with its watcher; helm 3's --atomic
       // implies --wait. Helm 4 applies server-side: fields a runbook action patched with kubectl
@@ -168,8 +169,13 @@ export class Helm {
     // field manager; a rollback restores the revision as it was, so it takes those fields back.
     const wait = o.wait === false ? [] : this.major === 4 ? ['--wait=watcher', '--force-conflicts'] : ['--wait'];
     return [
-      'rollback', o.release, ...(o.revision ? [String(o.revision)] : []), ...this.scopeArgs(),
-      '--timeout', o.timeout, ...wait,
+      'rollback',
+      o.release,
+      ...(o.revision ? [String(o.revision)] : []),
+      ...this.scopeArgs(),
+      '--timeout',
+      o.timeout,
+      ...wait,
       ...(o.historyMax !== undefined ? ['--history-max', String(o.historyMax)] : []),
     ];
   }

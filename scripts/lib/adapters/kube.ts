@@ -42,17 +42,7 @@ export interface KubeList<T = KubeObject> {
 }
 
 /** The reason the API server (or the connection) gave for a failure. */
-export type KubeErrorReason =
-  | 'NotFound'
-  | 'AlreadyExists'
-  | 'Conflict'
-  | 'Forbidden'
-  | 'Unauthorized'
-  | 'Invalid'
-  | 'BadRequest'
-  | 'Timeout'
-  | 'Unreachable'
-  | 'Other';
+export type KubeErrorReason = 'NotFound' | 'AlreadyExists' | 'Conflict' | 'Forbidden' | 'Unauthorized' | 'Invalid' | 'BadRequest' | 'Timeout' | 'Unreachable' | 'Other';
 
 export class KubeError extends Error {
   readonly reason: KubeErrorReason;
@@ -316,12 +306,7 @@ export class Kube {
     return out.items ?? [];
   }
 
-  async patch<T extends KubeObject = KubeObject>(
-    kind: string,
-    name: string,
-    patch: object,
-    options: CallOptions & { type?: 'merge' | 'strategic' | 'json' } = {},
-  ): Promise<T> {
+  async patch<T extends KubeObject = KubeObject>(kind: string, name: string, patch: object, options: CallOptions & { type?: 'merge' | 'strategic' | 'json' } = {}): Promise<T> {
     // A patch travels in argv (kubectl reads patches only inline or from a file): never put a secret
     // value in one; write secrets with apply/replace, whose objects go through stdin.
     return this.callJson<T>(['patch', kind, name, '--type', options.type ?? 'merge', '--patch', JSON.stringify(patch)], options);
@@ -361,7 +346,12 @@ export class Kube {
   /** Events of a namespace, oldest first; with `involving`, only those about objects of that name. */
   async events(namespace: string, options: { involving?: string; limit?: number } = {}): Promise<KubeEvent[]> {
     type Ev = KubeObject & {
-      type?: string; reason?: string; message?: string; count?: number; lastTimestamp?: string; eventTime?: string;
+      type?: string;
+      reason?: string;
+      message?: string;
+      count?: number;
+      lastTimestamp?: string;
+      eventTime?: string;
       involvedObject?: { kind?: string; name?: string };
       metadata: KubeObject['metadata'];
     };

@@ -172,9 +172,7 @@ export class KubeRest {
   constructor(config: RestConfig) {
     this.config = config;
     const tls = config.server.protocol === 'https:';
-    this.agent = tls
-      ? new https.Agent({ keepAlive: true, ca: config.ca, cert: config.cert, key: config.key, rejectUnauthorized: !config.insecure })
-      : new http.Agent({ keepAlive: true });
+    this.agent = tls ? new https.Agent({ keepAlive: true, ca: config.ca, cert: config.cert, key: config.key, rejectUnauthorized: !config.insecure }) : new http.Agent({ keepAlive: true });
   }
 
   request(method: string, urlPath: string, options: { body?: unknown; contentType?: string; timeoutMs?: number } = {}): Promise<RestResponse> {

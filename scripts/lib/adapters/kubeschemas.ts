@@ -73,9 +73,30 @@ export function schemaLocationTemplate(root = schemasRoot()): string {
 
 const REF_PREFIX = '#/definitions/';
 const KEEP_KEYS = new Set([
-  'type', 'properties', 'additionalProperties', 'items', 'required', 'enum', 'allOf', 'anyOf', 'oneOf', 'not',
-  'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'pattern',
-  'minItems', 'maxItems', 'uniqueItems', 'minProperties', 'maxProperties', 'multipleOf', '$ref',
+  'type',
+  'properties',
+  'additionalProperties',
+  'items',
+  'required',
+  'enum',
+  'allOf',
+  'anyOf',
+  'oneOf',
+  'not',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'minItems',
+  'maxItems',
+  'uniqueItems',
+  'minProperties',
+  'maxProperties',
+  'multipleOf',
+  '$ref',
 ]);
 
 interface ConvertContext {
@@ -201,7 +222,10 @@ export function generateSchemas(swagger: SwaggerDoc, crdTexts: { file: string; t
     const file = schemaFileName(kind, apiVersion);
     const prev = files.get(file);
     if (prev && prev.kind.apiVersion !== apiVersion) {
-      throw toolError(`two kinds map to the same schema file ${file}: ${prev.kind.apiVersion} ${prev.kind.kind} (${prev.kind.source}) and ${apiVersion} ${kind} (${source})`, 'kubeconform names files by the first label of the API group; one of the two cannot be validated.');
+      throw toolError(
+        `two kinds map to the same schema file ${file}: ${prev.kind.apiVersion} ${prev.kind.kind} (${prev.kind.source}) and ${apiVersion} ${kind} (${source})`,
+        'kubeconform names files by the first label of the API group; one of the two cannot be validated.',
+      );
     }
     files.set(file, { schema, kind: { file, kind, apiVersion, source, sha256: '' } });
   };

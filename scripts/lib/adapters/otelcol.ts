@@ -63,6 +63,16 @@ export async function validateCollectorConfig(files: readonly string[] = COLLECT
   }
   const env = collectorEnv({ otlpEndpoint: 'http://127.0.0.1:4318', ...settings });
   const r = await run(await tool('otelcol'), ['validate', ...collectorArgs(files)], { env, timeoutMs: 60_000 });
-  const problems = r.exitCode === 0 ? [] : [...new Set((r.stderr + r.stdout).split('\n').map((l) => l.replace(/^(Error: |\d{4}\/\d\d\/\d\d [\d:]+ )/, '').trim()).filter(Boolean))];
+  const problems =
+    r.exitCode === 0
+      ? []
+      : [
+          ...new Set(
+            (r.stderr + r.stdout)
+              .split('\n')
+              .map((l) => l.replace(/^(Error: |\d{4}\/\d\d\/\d\d [\d:]+ )/, '').trim())
+              .filter(Boolean),
+          ),
+        ];
   return { ok: r.exitCode === 0, files: files.map((f) => displayPath(f)), problems };
 }

@@ -99,7 +99,10 @@ export function pgProgram(name: PgProgram): string {
   if (process.env.CONDUIT_PG_BINDIR) dirs.push(process.env.CONDUIT_PG_BINDIR);
   const debian = '/usr/lib/postgresql';
   if (fs.existsSync(debian)) {
-    const majors = fs.readdirSync(debian).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a));
+    const majors = fs
+      .readdirSync(debian)
+      .filter((d) => /^\d+$/.test(d))
+      .sort((a, b) => Number(b) - Number(a));
     dirs.push(...majors.map((m) => path.join(debian, m, 'bin')));
   }
   dirs.push(...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean));
@@ -293,12 +296,7 @@ export interface DumpProcess {
 }
 
 export function dumpArgs(options: { snapshot?: string; compressLevel?: number }): string[] {
-  return [
-    '--format=custom',
-    ...(options.compressLevel !== undefined ? [`--compress=${options.compressLevel}`] : []),
-    '--no-password',
-    ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : []),
-  ];
+  return ['--format=custom', ...(options.compressLevel !== undefined ? [`--compress=${options.compressLevel}`] : []), '--no-password', ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : [])];
 }
 
 /** Start pg_dump (custom format) writing to a pipe. */

@@ -86,7 +86,10 @@ export function registryApiHost(registry: string): string {
 
 /** A registry on this machine (127.0.0.0/8, ::1, localhost), spoken to over plain HTTP. */
 export function isLoopbackRegistry(host: string): boolean {
-  const h = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  const h = host
+    .replace(/:\d+$/, '')
+    .replace(/^\[(.*)\]$/, '$1')
+    .toLowerCase();
   return h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h);
 }
 
@@ -176,7 +179,10 @@ type DockerAuthEntry = { auth?: string; username?: string; password?: string };
 
 /** The host a docker config key names (`https://index.docker.io/v1/` -> docker.io, `ghcr.io` -> ghcr.io). */
 function configKeyRegistry(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, '').split('/')[0].toLowerCase();
+  const host = key
+    .replace(/^[a-z]+:\/\//i, '')
+    .split('/')[0]
+    .toLowerCase();
   return DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
 }
 
@@ -285,7 +291,15 @@ function httpRequest(url: URL, method: 'HEAD' | 'GET', headers: Record<string, s
 function networkFailure(e: unknown): string {
   const err = e as { name?: string; code?: string; message?: string };
   if (err?.name === 'AbortError' || err?.name === 'TimeoutError' || err?.code === 'ABORT_ERR') return 'no answer in time';
-  const known: Record<string, string> = { ENOTFOUND: 'DNS name not found', EAI_AGAIN: 'DNS lookup failed', ECONNREFUSED: 'connection refused', ECONNRESET: 'connection reset', ETIMEDOUT: 'connection timed out', EHOSTUNREACH: 'host unreachable', ENETUNREACH: 'network unreachable' };
+  const known: Record<string, string> = {
+    ENOTFOUND: 'DNS name not found',
+    EAI_AGAIN: 'DNS lookup failed',
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+  };
   if (err?.code && known[err.code]) return known[err.code];
   return err?.code ? `${err.code}${err.message ? ` (${err.message})` : ''}` : (err?.message ?? String(e));
 }
@@ -345,7 +359,11 @@ export async function checkManifest(ref: ImageReference, options: ManifestCheckO
       return { status: 'missing', detail: `HTTP 404${why ? ` ${why}` : ''}`, authenticated };
     }
     if (res.status === 401 || res.status === 403) {
-      return { status: 'denied', detail: `HTTP ${res.status}: ${authenticated ? 'the credentials of the image pull Secret were refused, or the repository does not exist' : 'anonymous access refused (a private repository, or one that does not exist)'}`, authenticated };
+      return {
+        status: 'denied',
+        detail: `HTTP ${res.status}: ${authenticated ? 'the credentials of the image pull Secret were refused, or the repository does not exist' : 'anonymous access refused (a private repository, or one that does not exist)'}`,
+        authenticated,
+      };
     }
     return { status: 'unreachable', detail: `HTTP ${res.status}${res.status === 429 ? ' (rate limited)' : res.status >= 500 ? ' (registry error)' : ''}`, authenticated };
   } catch (e) {
@@ -370,7 +388,11 @@ async function fetchToken(challenge: AuthChallenge, ref: ImageReference, creds: 
   const sendCreds = Boolean(creds) && (realm.protocol === 'https:' || isLoopbackRegistry(realm.host));
   const res = await httpRequest(realm, 'GET', sendCreds ? { authorization: basicAuth(creds!) } : {}, signal);
   if (res.status === 401 || res.status === 403) {
-    return { status: 'denied', detail: `HTTP ${res.status} from the token service ${realm.host}: ${sendCreds ? 'the credentials of the image pull Secret were refused' : 'anonymous access refused'}`, authenticated: sendCreds };
+    return {
+      status: 'denied',
+      detail: `HTTP ${res.status} from the token service ${realm.host}: ${sendCreds ? 'the credentials of the image pull Secret were refused' : 'anonymous access refused'}`,
+      authenticated: sendCreds,
+    };
   }
   if (!ok(res.status)) return { status: 'unreachable', detail: `HTTP ${res.status} from the token service ${realm.host}`, authenticated: sendCreds };
   let token: string | undefined;

@@ -122,7 +122,9 @@ export async function unreachableReason(url: string, timeoutMs = CONNECT_TIMEOUT
     };
     const timer = setTimeout(() => done(`no connection within ${timeoutMs / 1000}s`), timeoutMs);
     socket.once('connect', () => done(undefined));
-    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? `name not resolved (${e.code})` : e.code === 'ECONNREFUSED' ? 'connection refused' : (e.code ?? e.message)));
+    socket.once('error', (e: NodeJS.ErrnoException) =>
+      done(e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? `name not resolved (${e.code})` : e.code === 'ECONNREFUSED' ? 'connection refused' : (e.code ?? e.message)),
+    );
   });
 }
 
@@ -158,8 +160,12 @@ export function fallbackLine(tool: string, version: string, e: DownloadError): s
     if (offline.announced) return undefined;
     offline.announced = true;
     const mirror = toolsMirror();
-    return `No release ${mirror ? 'mirror' : 'host'} is reachable (${offline.reason}): the tools this run needs are built from source. ` +
-      (mirror ? 'Check CONDUIT_TOOLS_MIRROR, or set CONDUIT_TOOLS_SOURCE=build to skip downloads.' : 'Set CONDUIT_TOOLS_SOURCE=build to skip this check, or CONDUIT_TOOLS_MIRROR for an internal mirror.');
+    return (
+      `No release ${mirror ? 'mirror' : 'host'} is reachable (${offline.reason}): the tools this run needs are built from source. ` +
+      (mirror
+        ? 'Check CONDUIT_TOOLS_MIRROR, or set CONDUIT_TOOLS_SOURCE=build to skip downloads.'
+        : 'Set CONDUIT_TOOLS_SOURCE=build to skip this check, or CONDUIT_TOOLS_MIRROR for an internal mirror.')
+    );
   }
   return `${tool} ${version}: download failed (${e.message}); building it from source instead.`;
 }
@@ -183,8 +189,7 @@ async function expectedDigest(asset: ReleaseAsset): Promise<string> {
   const url = mirroredUrl(asset.checksum.url);
   const text = await fetchText(url);
   const name = fileName(asset.url);
-  const digest =
-    asset.checksum.kind === 'single' ? digestFromSingleFile(text) : asset.checksum.kind === 'sums' ? digestFromSumsFile(text, name) : digestFromGithubRelease(text, name);
+  const digest = asset.checksum.kind === 'single' ? digestFromSingleFile(text) : asset.checksum.kind === 'sums' ? digestFromSumsFile(text, name) : digestFromGithubRelease(text, name);
   if (!digest) throw new DownloadError('checksum', `${url} gives no sha256 for ${name}`, hostOf(url));
   return digest;
 }
@@ -236,7 +241,11 @@ export async function fetchRelease(req: ReleaseRequest, progress?: (note: string
     progress?.(`downloading ${fileName(req.asset.url)} from ${hostOf(assetUrl)}`);
     const got = await downloadToFile(assetUrl, file, { onProgress: progressReporter(progress, fileName(req.asset.url), hostOf(assetUrl)) });
     if (got.sha256 !== expected) {
-      throw new DownloadError('checksum', `checksum mismatch for ${fileName(req.asset.url)}: the publisher's checksum is ${expected.slice(0, 16)}…, the download's ${got.sha256.slice(0, 16)}…`, hostOf(assetUrl));
+      throw new DownloadError(
+        'checksum',
+        `checksum mismatch for ${fileName(req.asset.url)}: the publisher's checksum is ${expected.slice(0, 16)}…, the download's ${got.sha256.slice(0, 16)}…`,
+        hostOf(assetUrl),
+      );
     }
     fs.mkdirSync(path.dirname(req.dest), { recursive: true });
     await unpack(req.asset, file, partial);

@@ -64,69 +64,110 @@ const githubRelease = (repo: string, tag: string, file: string) => `https://gith
 const tarGz = (url: string, member: string, checksumUrl: string): ReleaseAsset => ({ url, archive: { kind: 'tar.gz', member }, checksum: { kind: 'sums', url: checksumUrl } });
 
 /** get.helm.sh: helm-vX-linux-amd64.tar.gz (binary at linux-amd64/helm) and a `sha256sum` line beside it. */
-const helmRelease = (version: string) => ({ os, arch }: Platform) => {
-  const url = `https://get.helm.sh/helm-v${version}-${os}-${arch}.tar.gz`;
-  return tarGz(url, `${os}-${arch}/helm`, `${url}.sha256sum`);
-};
+const helmRelease =
+  (version: string) =>
+  ({ os, arch }: Platform) => {
+    const url = `https://get.helm.sh/helm-v${version}-${os}-${arch}.tar.gz`;
+    return tarGz(url, `${os}-${arch}/helm`, `${url}.sha256sum`);
+  };
 /** dl.k8s.io: the bare binary and `<binary>.sha256` holding its digest. */
-const kubernetesRelease = (bin: string) => ({ os, arch }: Platform): ReleaseAsset => {
-  const url = `https://dl.k8s.io/release/${K8S}/bin/${os}/${arch}/${bin}`;
-  return { url, archive: { kind: 'binary' }, checksum: { kind: 'single', url: `${url}.sha256` } };
-};
+const kubernetesRelease =
+  (bin: string) =>
+  ({ os, arch }: Platform): ReleaseAsset => {
+    const url = `https://dl.k8s.io/release/${K8S}/bin/${os}/${arch}/${bin}`;
+    return { url, archive: { kind: 'binary' }, checksum: { kind: 'single', url: `${url}.sha256` } };
+  };
 /**
  * kwok uploads bare binaries (kwok-linux-amd64) and no checksum file: the digest GitHub records for
  * every release asset is the check. Its release build assumes another default Kubernetes version than
  * ours; the local cluster passes its version explicitly, so the official binary serves the same.
  */
-const kwokRelease = (bin: string) => ({ os, arch }: Platform): ReleaseAsset => ({
-  url: githubRelease('kubernetes-sigs/kwok', `v${KWOK}`, `${bin}-${os}-${arch}`),
-  archive: { kind: 'binary' },
-  checksum: { kind: 'github-release', url: `https://api.github.com/repos/kubernetes-sigs/kwok/releases/tags/v${KWOK}` },
-});
+const kwokRelease =
+  (bin: string) =>
+  ({ os, arch }: Platform): ReleaseAsset => ({
+    url: githubRelease('kubernetes-sigs/kwok', `v${KWOK}`, `${bin}-${os}-${arch}`),
+    archive: { kind: 'binary' },
+    checksum: { kind: 'github-release', url: `https://api.github.com/repos/kubernetes-sigs/kwok/releases/tags/v${KWOK}` },
+  });
 
 export const TOOLS: readonly ToolSpec[] = [
   {
-    name: 'helm', version: HELM4, binary: 'helm', description: 'Helm 4 (default major)', versionArgs: ['version', '--short'],
+    name: 'helm',
+    version: HELM4,
+    binary: 'helm',
+    description: 'Helm 4 (default major)',
+    versionArgs: ['version', '--short'],
     source: { kind: 'go-install', module: 'helm.sh/helm/v4', pkg: 'cmd/helm', ldflags: [`-X helm.sh/helm/v4/internal/version.version=v${HELM4}`] },
     release: helmRelease(HELM4),
   },
   {
-    name: 'helm3', version: HELM3, binary: 'helm', description: 'Helm 3 (--helm 3)', versionArgs: ['version', '--short'],
+    name: 'helm3',
+    version: HELM3,
+    binary: 'helm',
+    description: 'Helm 3 (--helm 3)',
+    versionArgs: ['version', '--short'],
     source: {
-      kind: 'go-install', module: 'helm.sh/helm/v3', pkg: 'cmd/helm',
+      kind: 'go-install',
+      module: 'helm.sh/helm/v3',
+      pkg: 'cmd/helm',
       ldflags: [
         `-X helm.sh/helm/v3/internal/version.version=v${HELM3}`,
-        '-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1', '-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37',
-        '-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1', '-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37',
+        '-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1',
+        '-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37',
+        '-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1',
+        '-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37',
       ],
     },
     release: helmRelease(HELM3),
   },
   {
-    name: 'helm-docs', version: '1.14.2', binary: 'helm-docs', description: 'chart README generator', versionArgs: ['--version'],
+    name: 'helm-docs',
+    version: '1.14.2',
+    binary: 'helm-docs',
+    description: 'chart README generator',
+    versionArgs: ['--version'],
     source: { kind: 'go-install', module: 'github.com/norwoodj/helm-docs', pkg: 'cmd/helm-docs', ldflags: ['-X main.version=1.14.2'] },
     release: ({ os, arch }) => {
       const tag = 'v1.14.2';
-      return tarGz(githubRelease('norwoodj/helm-docs', tag, `helm-docs_1.14.2_${os === 'linux' ? 'Linux' : os}_${arch === 'amd64' ? 'x86_64' : arch}.tar.gz`), 'helm-docs', githubRelease('norwoodj/helm-docs', tag, 'checksums.txt'));
+      return tarGz(
+        githubRelease('norwoodj/helm-docs', tag, `helm-docs_1.14.2_${os === 'linux' ? 'Linux' : os}_${arch === 'amd64' ? 'x86_64' : arch}.tar.gz`),
+        'helm-docs',
+        githubRelease('norwoodj/helm-docs', tag, 'checksums.txt'),
+      );
     },
   },
   {
-    name: 'kubeconform', version: '0.7.0', binary: 'kubeconform', description: 'offline Kubernetes schema validation', versionArgs: ['-v'],
+    name: 'kubeconform',
+    version: '0.7.0',
+    binary: 'kubeconform',
+    description: 'offline Kubernetes schema validation',
+    versionArgs: ['-v'],
     source: { kind: 'go-install', module: 'github.com/yannh/kubeconform', pkg: 'cmd/kubeconform', ldflags: ['-X main.version=v0.7.0'] },
     release: ({ os, arch }) => tarGz(githubRelease('yannh/kubeconform', 'v0.7.0', `kubeconform-${os}-${arch}.tar.gz`), 'kubeconform', githubRelease('yannh/kubeconform', 'v0.7.0', 'CHECKSUMS')),
   },
   {
     // kube-linter's module host (golang.stackrox.io) is not served by the Go module proxy here;
     // kube-score covers the same ground (security contexts, probes, PDBs, network policies).
-    name: 'kube-score', version: '1.20.0', binary: 'kube-score', description: 'manifest best-practice linter', versionArgs: ['version'],
+    name: 'kube-score',
+    version: '1.20.0',
+    binary: 'kube-score',
+    description: 'manifest best-practice linter',
+    versionArgs: ['version'],
     source: { kind: 'go-install', module: 'github.com/zegl/kube-score', pkg: 'cmd/kube-score', ldflags: ['-X main.version=1.20.0'] },
     release: ({ os, arch }) => tarGz(githubRelease('zegl/kube-score', 'v1.20.0', `kube-score_1.20.0_${os}_${arch}.tar.gz`), 'kube-score', githubRelease('zegl/kube-score', 'v1.20.0', 'checksums.txt')),
   },
   {
-    name: 'promtool', version: '3.16.0', binary: 'promtool', description: 'Prometheus rule checks and unit tests', versionArgs: ['--version'],
+    name: 'promtool',
+    version: '3.16.0',
+    binary: 'promtool',
+    description: 'Prometheus rule checks and unit tests',
+    versionArgs: ['--version'],
     source: {
       // Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y; that go.mod has no replace/exclude.
-      kind: 'go-install', module: 'github.com/prometheus/prometheus', pkg: 'cmd/promtool', moduleVersion: 'v0.316.0',
+      kind: 'go-install',
+      module: 'github.com/prometheus/prometheus',
+      pkg: 'cmd/promtool',
+      moduleVersion: 'v0.316.0',
       ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
     },
     release: ({ os, arch }) => {
@@ -137,18 +178,30 @@ export const TOOLS: readonly ToolSpec[] = [
   {
     // kwok simulates nodes and pod lifecycles for the local cluster; KubeVersion is what kwokctl
     // assumes for the control plane it runs (the binaries below), so it names the same release.
-    name: 'kwok', version: KWOK, binary: 'kwok', description: 'kwok node/pod simulator (local cluster)', versionArgs: ['--version'],
+    name: 'kwok',
+    version: KWOK,
+    binary: 'kwok',
+    description: 'kwok node/pod simulator (local cluster)',
+    versionArgs: ['--version'],
     source: { kind: 'go-install', module: 'sigs.k8s.io/kwok', pkg: 'cmd/kwok', ldflags: kwokVersionFlags },
     release: kwokRelease('kwok'),
   },
   {
-    name: 'kwokctl', version: KWOK, binary: 'kwokctl', description: 'kwok cluster manager (local cluster)', versionArgs: ['--version'],
+    name: 'kwokctl',
+    version: KWOK,
+    binary: 'kwokctl',
+    description: 'kwok cluster manager (local cluster)',
+    versionArgs: ['--version'],
     source: { kind: 'go-install', module: 'sigs.k8s.io/kwok', pkg: 'cmd/kwokctl', ldflags: kwokVersionFlags },
     release: kwokRelease('kwokctl'),
   },
   {
     // etcd's server module replaces its sibling modules with local paths: built from a wrapper module.
-    name: 'etcd', version: ETCD, binary: 'etcd', description: 'etcd (local cluster storage)', versionArgs: ['--version'],
+    name: 'etcd',
+    version: ETCD,
+    binary: 'etcd',
+    description: 'etcd (local cluster storage)',
+    versionArgs: ['--version'],
     source: { kind: 'go-wrapper', dir: 'etcd', pkg: 'go.etcd.io/etcd/server/v3', ldflags: [`-X go.etcd.io/etcd/api/v3/version.GitSHA=v${ETCD}`] },
     release: ({ os, arch }) => {
       const dir = `etcd-v${ETCD}-${os}-${arch}`;
@@ -158,23 +211,39 @@ export const TOOLS: readonly ToolSpec[] = [
   {
     // S3-compatible server for the backup tests (`rclone serve s3`) and the uploader of the in-cluster
     // backup job (the public rclone/rclone image runs the same CLI). Debian's rclone is too old for serve s3.
-    name: 'rclone', version: '1.76.0', binary: 'rclone', description: 'S3 client and S3-compatible test server', versionArgs: ['version'],
+    name: 'rclone',
+    version: '1.76.0',
+    binary: 'rclone',
+    description: 'S3 client and S3-compatible test server',
+    versionArgs: ['version'],
     source: { kind: 'go-install', module: 'github.com/rclone/rclone', pkg: '', ldflags: ['-X github.com/rclone/rclone/fs.Version=v1.76.0'] },
     release: ({ os, arch }) => {
       // A PGP clear-signed SHA256SUMS: its digest lines read like a plain one (the signature is not checked).
       const dir = `rclone-v1.76.0-${os}-${arch}`;
-      return { url: `https://downloads.rclone.org/v1.76.0/${dir}.zip`, archive: { kind: 'zip', member: `${dir}/rclone` }, checksum: { kind: 'sums', url: 'https://downloads.rclone.org/v1.76.0/SHA256SUMS' } };
+      return {
+        url: `https://downloads.rclone.org/v1.76.0/${dir}.zip`,
+        archive: { kind: 'zip', member: `${dir}/rclone` },
+        checksum: { kind: 'sums', url: 'https://downloads.rclone.org/v1.76.0/SHA256SUMS' },
+      };
     },
   },
   {
     // The log pipeline's collector (logs/otelcol/): `validate` checks the shipped configuration and
     // the e2e test runs it. No upstream distribution installs with `go install`, so a wrapper module
     // of ours assembles only the components the pipeline uses (core v0.165.0, contrib v0.165.0).
-    name: 'otelcol', version: OTELCOL, binary: 'otelcol', description: 'OpenTelemetry Collector (log pipeline)', versionArgs: ['--version'],
+    name: 'otelcol',
+    version: OTELCOL,
+    binary: 'otelcol',
+    description: 'OpenTelemetry Collector (log pipeline)',
+    versionArgs: ['--version'],
     source: { kind: 'go-wrapper', dir: 'otelcol', pkg: '.', ldflags: [`-X main.version=${OTELCOL}`] },
   },
   ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map((bin): ToolSpec => ({
-    name: bin, version: KUBERNETES_VERSION, binary: bin, description: `Kubernetes ${bin} (local cluster)`, versionArgs: bin === 'kubectl' ? ['version', '--client'] : ['--version'],
+    name: bin,
+    version: KUBERNETES_VERSION,
+    binary: bin,
+    description: `Kubernetes ${bin} (local cluster)`,
+    versionArgs: bin === 'kubectl' ? ['version', '--client'] : ['--version'],
     source: { kind: 'go-wrapper', dir: 'kubernetes', pkg: `k8s.io/kubernetes/cmd/${bin}`, ldflags: k8sVersionFlags },
     release: kubernetesRelease(bin),
   })),
@@ -242,9 +311,11 @@ export interface ToolStatus {
   origin?: InstallRecord;
 }
 
-
 function onPath(command: string): string | undefined {
-  return (process.env.PATH ?? '').split(path.delimiter).map((dir) => path.join(dir, command)).find(isExecutable);
+  return (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .map((dir) => path.join(dir, command))
+    .find(isExecutable);
 }
 
 function recordPath(spec: ToolSpec): string {
@@ -479,7 +550,10 @@ async function obtain(spec: ToolSpec, dest: string, progress?: (note: string) =>
     } catch (e) {
       if (!isDownloadError(e)) throw e;
       if (source === 'download') {
-        throw toolError(`downloading ${spec.name} ${spec.version} failed: ${e.message}`, 'CONDUIT_TOOLS_SOURCE=download never builds from source: fix the download (network, CONDUIT_TOOLS_MIRROR), or unset CONDUIT_TOOLS_SOURCE.');
+        throw toolError(
+          `downloading ${spec.name} ${spec.version} failed: ${e.message}`,
+          'CONDUIT_TOOLS_SOURCE=download never builds from source: fix the download (network, CONDUIT_TOOLS_MIRROR), or unset CONDUIT_TOOLS_SOURCE.',
+        );
       }
       const line = fallbackLine(spec.name, spec.version, e);
       if (line) notice(line);

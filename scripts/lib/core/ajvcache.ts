@@ -26,7 +26,10 @@ export interface ValidatorOptions {
  */
 export function cachedValidator(schemaText: string, options: ValidatorOptions = {}): ValidateFunction {
   const ajvVersion = (requireHere('ajv/package.json') as { version: string }).version;
-  const key = createHash('sha256').update(`${ajvVersion}\u0000${CODE_VERSION}\u0000${options.formats ? 'formats' : ''}\u0000${schemaText}`).digest('hex').slice(0, 32);
+  const key = createHash('sha256')
+    .update(`${ajvVersion}\u0000${CODE_VERSION}\u0000${options.formats ? 'formats' : ''}\u0000${schemaText}`)
+    .digest('hex')
+    .slice(0, 32);
   const known = memo.get(key);
   if (known) return known;
   const codeFile = path.join(cacheRoot(), 'ajv', `${key}.cjs`);

@@ -27,11 +27,7 @@ export interface CommandSpec<F extends Record<string, FlagSpec>> {
   notes?: string[];
 }
 
-type FlagValue<S extends FlagSpec> = S['type'] extends 'boolean'
-  ? boolean
-  : S['multiple'] extends true
-    ? string[]
-    : string | undefined;
+type FlagValue<S extends FlagSpec> = S['type'] extends 'boolean' ? boolean : S['multiple'] extends true ? string[] : string | undefined;
 
 export type ParsedFlags<F extends Record<string, FlagSpec>> = { [K in keyof F]: FlagValue<F[K]> } & { json: boolean; help: boolean };
 
@@ -58,9 +54,7 @@ export function helpText<F extends Record<string, FlagSpec>>(spec: CommandSpec<F
   const label = (n: string, f: FlagSpec) => `--${n}${f.type === 'string' ? ' ' + (f.arg ?? 'VALUE') : ''}${f.short ? `, -${f.short}` : ''}`;
   const w = Math.max(...Object.entries(all).map(([n, f]) => label(n, f).length));
   for (const [n, f] of Object.entries(all)) {
-    const extra = [f.multiple ? 'repeatable' : '', f.default !== undefined && f.default !== false ? `default: ${f.default}` : '']
-      .filter(Boolean)
-      .join('; ');
+    const extra = [f.multiple ? 'repeatable' : '', f.default !== undefined && f.default !== false ? `default: ${f.default}` : ''].filter(Boolean).join('; ');
     lines.push(`  ${label(n, f).padEnd(w)}  ${f.description}${extra ? ` (${extra})` : ''}`);
   }
   lines.push('', 'Examples:', ...spec.examples.map((e) => `  ${e}`));
@@ -101,11 +95,7 @@ export function scriptArgs(): string[] {
  * Run a command: parse flags, print help, call `run`, and turn errors into a message and exit code.
  * `run` returns the exit code (0 by default).
  */
-export async function runCommand<F extends Record<string, FlagSpec>>(
-  spec: CommandSpec<F>,
-  run: (inv: Invocation<F>) => Promise<number | void>,
-  argv: string[] = scriptArgs(),
-): Promise<number> {
+export async function runCommand<F extends Record<string, FlagSpec>>(spec: CommandSpec<F>, run: (inv: Invocation<F>) => Promise<number | void>, argv: string[] = scriptArgs()): Promise<number> {
   let json = argv.includes('--json');
   let code: number;
   try {

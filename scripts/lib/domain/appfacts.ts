@@ -126,7 +126,10 @@ export function allSourceRefs(facts: unknown): { at: string; path: PathSegment[]
 }
 
 function ajvPath(e: ErrorObject): PathSegment[] {
-  const segs: PathSegment[] = e.instancePath.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
+  const segs: PathSegment[] = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s.replace(/~1/g, '/').replace(/~0/g, '~')));
   if (e.keyword === 'additionalProperties') segs.push((e.params as { additionalProperty: string }).additionalProperty);
   return segs;
 }
@@ -154,7 +157,8 @@ export function factsProblems(facts: AppFacts): { at: PathSegment[]; message: st
     if (f.value?.pattern && !compiles(f.value.pattern)) problems.push({ at: ['env', i, 'value', 'pattern'], message: `not a valid regular expression: ${f.value.pattern}` });
     for (const c of f.sameAcross ?? []) if (!f.readBy.includes(c)) problems.push({ at: ['env', i, 'sameAcross'], message: `${c} is in sameAcross but not in readBy` });
     (f.required ?? []).forEach((r, j) => {
-      for (const c of r.components) if (!f.readBy.includes(c)) problems.push({ at: ['env', i, 'required', j, 'components'], message: `${c} must have ${f.name} but does not read it (readBy: ${f.readBy.join(', ')})` });
+      for (const c of r.components)
+        if (!f.readBy.includes(c)) problems.push({ at: ['env', i, 'required', j, 'components'], message: `${c} must have ${f.name} but does not read it (readBy: ${f.readBy.join(', ')})` });
       if (r.value && !compiles(r.value)) problems.push({ at: ['env', i, 'required', j, 'value'], message: `not a valid regular expression: ${r.value}` });
       for (const c of r.components) {
         for (const alt of r.satisfiedBy ?? []) {
@@ -172,7 +176,8 @@ export function factsProblems(facts: AppFacts): { at: PathSegment[]; message: st
     const key = `${e.component} ${e.path}`;
     if (endpoints.has(key)) problems.push({ at: ['endpoints', i], message: `${key} is described twice (also endpoints[${endpoints.get(key)}])` });
     endpoints.set(key, i);
-    if (e.port !== facts.components[e.component].port) problems.push({ at: ['endpoints', i, 'port'], message: `${e.port}, but components.${e.component}.port is ${facts.components[e.component].port}` });
+    if (e.port !== facts.components[e.component].port)
+      problems.push({ at: ['endpoints', i, 'port'], message: `${e.port}, but components.${e.component}.port is ${facts.components[e.component].port}` });
   });
   if (!compiles(facts.app.images.tagRegex)) problems.push({ at: ['app', 'images', 'tagRegex'], message: 'not a valid regular expression' });
   for (const { path, ref } of allSourceRefs(facts)) {
@@ -200,13 +205,15 @@ export function loadAppFacts(file = APP_FACTS_FILE, schemaFile = APP_FACTS_SCHEM
   const validate = cachedValidator(fs.readFileSync(schemaFile, 'utf8'));
   if (!validate(layer.values)) {
     const errs = (validate.errors ?? []).filter((e) => !['if', 'oneOf'].includes(e.keyword) || (validate.errors ?? []).length === 1);
-    const what = (e: ErrorObject) => (e.keyword === 'additionalProperties' ? `unknown key (allowed: ${Object.keys((e.parentSchema as { properties?: object })?.properties ?? {}).join(', ')})` : e.message);
+    const what = (e: ErrorObject) =>
+      e.keyword === 'additionalProperties' ? `unknown key (allowed: ${Object.keys((e.parentSchema as { properties?: object })?.properties ?? {}).join(', ')})` : e.message;
     const lines = [...new Set(errs.map((e) => `${where(ajvPath(e))}: ${what(e)}`))];
     throw new UserError(`${name} is invalid:\n  ${lines.join('\n  ')}`, { hint: `Fix the entries above; ${displayPath(schemaFile)} describes every key.`, details: lines });
   }
   const facts = layer.values as unknown as AppFacts;
   const problems = factsProblems(facts).map((p) => `${where(p.at)}: ${p.message}`);
-  if (problems.length) throw new UserError(`${name} is inconsistent:\n  ${problems.join('\n  ')}`, { hint: 'Fix the entries above (each fact once, names that exist, patterns that compile).', details: problems });
+  if (problems.length)
+    throw new UserError(`${name} is inconsistent:\n  ${problems.join('\n  ')}`, { hint: 'Fix the entries above (each fact once, names that exist, patterns that compile).', details: problems });
   return facts;
 }
 
@@ -230,9 +237,7 @@ export function lookupEnvFact(facts: AppFacts, component: Component, name: strin
   const loose = (f: EnvFact) => DOTNET.includes(component) && f.reader !== 'app';
   const exact = facts.env.find((f) => f.match !== 'prefix' && namesOf(f).some((n) => (loose(f) ? configKey(n) === configKey(name) : n === name)));
   if (exact) return exact;
-  return facts.env
-    .filter((f) => f.match === 'prefix' && (loose(f) ? configKey(name).startsWith(configKey(f.name)) : name.startsWith(f.name)))
-    .sort((a, b) => b.name.length - a.name.length)[0];
+  return facts.env.filter((f) => f.match === 'prefix' && (loose(f) ? configKey(name).startsWith(configKey(f.name)) : name.startsWith(f.name))).sort((a, b) => b.name.length - a.name.length)[0];
 }
 
 // ---- what a deployment sets --------------------------------------------------------------------------
@@ -253,7 +258,8 @@ export interface Workload {
   maxReplicas: number;
 }
 
-export type FindingKind = 'unknown' | 'unread' | 'not-read-here' | 'never-set' | 'missing' | 'bad-value' | 'differs' | 'unresolved' | 'no-endpoint' | 'wrong-port' | 'unsuitable' | 'needs-auth' | 'rejected-auth' | 'image';
+export type FindingKind =
+  'unknown' | 'unread' | 'not-read-here' | 'never-set' | 'missing' | 'bad-value' | 'differs' | 'unresolved' | 'no-endpoint' | 'wrong-port' | 'unsuitable' | 'needs-auth' | 'rejected-auth' | 'image';
 
 export interface Finding {
   origin: string;
@@ -335,10 +341,16 @@ export function checkEnv(facts: AppFacts, workloads: readonly Workload[]): Findi
         const alt = (r.satisfiedBy ?? []).some((n) => isSet(facts, w, n));
         const conds = (r.when ?? []).map((c) => ('replicasAbove' in c ? `more than ${c.replicasAbove} replica(s)` : 'set' in c ? `${c.var} is set` : `${c.var}=${c.equals}`));
         if (!own && !alt) {
-          add(w, fact.name, 'missing', `${w.component} requires ${fact.name}${conds.length ? ` (when ${conds.join(' and ')})` : ''} but it is not set${r.satisfiedBy ? ` (nor ${r.satisfiedBy.join(', ')})` : ''}: ${r.why}`);
+          add(
+            w,
+            fact.name,
+            'missing',
+            `${w.component} requires ${fact.name}${conds.length ? ` (when ${conds.join(' and ')})` : ''} but it is not set${r.satisfiedBy ? ` (nor ${r.satisfiedBy.join(', ')})` : ''}: ${r.why}`,
+          );
         } else if (own && r.value) {
           const v = literal(own[1]);
-          if (v !== undefined && !new RegExp(r.value).test(v)) add(w, fact.name, 'bad-value', `${w.component}: ${fact.name}=${JSON.stringify(describe(own[1]))} must match ${r.value} (when ${conds.join(' and ')}): ${r.why}`);
+          if (v !== undefined && !new RegExp(r.value).test(v))
+            add(w, fact.name, 'bad-value', `${w.component}: ${fact.name}=${JSON.stringify(describe(own[1]))} must match ${r.value} (when ${conds.join(' and ')}): ${r.why}`);
         }
       }
     }
@@ -351,7 +363,13 @@ export function checkEnv(facts: AppFacts, workloads: readonly Workload[]): Findi
     const key = (s: EnvSetting | undefined) => (s ? (s.value !== undefined ? `=${s.value}` : `<${s.ref}>`) : '(unset)');
     if (new Set(seen.map((x) => key(x.s))).size > 1) {
       const w = seen[0].w;
-      out.push({ origin: w.origin, component: '-', subject: fact.name, kind: 'differs', message: `${w.origin}: ${fact.name} must be the same on ${fact.sameAcross!.join(', ')} but is ${seen.map((x) => `${x.w.component} ${key(x.s)}`).join(', ')}` });
+      out.push({
+        origin: w.origin,
+        component: '-',
+        subject: fact.name,
+        kind: 'differs',
+        message: `${w.origin}: ${fact.name} must be the same on ${fact.sameAcross!.join(', ')} but is ${seen.map((x) => `${x.w.component} ${key(x.s)}`).join(', ')}`,
+      });
     }
   }
   return out;
@@ -390,10 +408,23 @@ function authProblems(use: { origin: string; component: Component; path: string;
   const sent = (use.headers ?? []).map((h) => h.toLowerCase());
   const subject = `${use.component} ${use.path}`;
   if (e.auth.required && !(e.auth.headers ?? []).some((h) => sent.includes(h.toLowerCase()))) {
-    out.push({ origin: use.origin, component: use.component, subject, kind: 'needs-auth', message: `${use.origin}: ${subject} needs ${e.auth.credential} in ${e.auth.headers!.join(' or ')}, but the request sends ${sent.length ? sent.join(', ') : 'no credential'}${e.auth.penalty ? `. ${e.auth.penalty}` : ''}` });
+    out.push({
+      origin: use.origin,
+      component: use.component,
+      subject,
+      kind: 'needs-auth',
+      message: `${use.origin}: ${subject} needs ${e.auth.credential} in ${e.auth.headers!.join(' or ')}, but the request sends ${sent.length ? sent.join(', ') : 'no credential'}${e.auth.penalty ? `. ${e.auth.penalty}` : ''}`,
+    });
   }
   const bad = (e.auth.rejected ?? []).filter((h) => sent.includes(h.toLowerCase()));
-  if (bad.length) out.push({ origin: use.origin, component: use.component, subject, kind: 'rejected-auth', message: `${use.origin}: ${subject} is sent ${bad.join(', ')}, which ${use.component} does not accept and counts as a failed attempt${e.auth.penalty ? `: ${e.auth.penalty}` : ''}` });
+  if (bad.length)
+    out.push({
+      origin: use.origin,
+      component: use.component,
+      subject,
+      kind: 'rejected-auth',
+      message: `${use.origin}: ${subject} is sent ${bad.join(', ')}, which ${use.component} does not accept and counts as a failed attempt${e.auth.penalty ? `: ${e.auth.penalty}` : ''}`,
+    });
   return out;
 }
 
@@ -405,12 +436,32 @@ export function checkProbes(facts: AppFacts, uses: readonly ProbeUse[]): Finding
     const e = endpointOf(facts, u.component, u.path);
     if (!e) {
       const known = facts.endpoints.filter((x) => x.component === u.component && x.suitableFor.some((s) => s !== 'scrape')).map((x) => x.path);
-      out.push({ origin: u.origin, component: u.component, subject, kind: 'no-endpoint', message: `${u.origin}: the ${u.kind} probe of ${u.component} asks ${u.path}, which ${u.component} does not serve (health endpoints: ${known.join(', ')})` });
+      out.push({
+        origin: u.origin,
+        component: u.component,
+        subject,
+        kind: 'no-endpoint',
+        message: `${u.origin}: the ${u.kind} probe of ${u.component} asks ${u.path}, which ${u.component} does not serve (health endpoints: ${known.join(', ')})`,
+      });
       continue;
     }
-    if (u.port !== e.port) out.push({ origin: u.origin, component: u.component, subject, kind: 'wrong-port', message: `${u.origin}: the ${u.kind} probe of ${u.component} reaches port ${u.port}, but ${u.path} is served on ${e.port}` });
+    if (u.port !== e.port)
+      out.push({
+        origin: u.origin,
+        component: u.component,
+        subject,
+        kind: 'wrong-port',
+        message: `${u.origin}: the ${u.kind} probe of ${u.component} reaches port ${u.port}, but ${u.path} is served on ${e.port}`,
+      });
     const kind: ProbeKind = u.kind === 'healthcheck' || u.kind === 'test' ? 'readiness' : u.kind;
-    if (!e.suitableFor.includes(kind)) out.push({ origin: u.origin, component: u.component, subject, kind: 'unsuitable', message: `${u.origin}: ${u.component} ${u.path} is not fit for a ${u.kind} probe (fit for ${e.suitableFor.join(', ')}): it checks ${e.checks}` });
+    if (!e.suitableFor.includes(kind))
+      out.push({
+        origin: u.origin,
+        component: u.component,
+        subject,
+        kind: 'unsuitable',
+        message: `${u.origin}: ${u.component} ${u.path} is not fit for a ${u.kind} probe (fit for ${e.suitableFor.join(', ')}): it checks ${e.checks}`,
+      });
     if (e.auth.required) out.push(...authProblems(u, e));
   }
   return out;
@@ -424,10 +475,23 @@ export function checkScrapes(facts: AppFacts, uses: readonly ScrapeUse[]): Findi
     const e = endpointOf(facts, u.component, u.path);
     if (!e || !e.suitableFor.includes('scrape')) {
       const known = facts.endpoints.filter((x) => x.component === u.component && x.suitableFor.includes('scrape')).map((x) => x.path);
-      out.push({ origin: u.origin, component: u.component, subject, kind: 'no-endpoint', message: `${u.origin}: a scrape of ${u.component} asks ${u.path}, which is not a metrics endpoint of ${u.component} (${known.join(', ') || 'none'})` });
+      out.push({
+        origin: u.origin,
+        component: u.component,
+        subject,
+        kind: 'no-endpoint',
+        message: `${u.origin}: a scrape of ${u.component} asks ${u.path}, which is not a metrics endpoint of ${u.component} (${known.join(', ') || 'none'})`,
+      });
       continue;
     }
-    if (u.port !== e.port) out.push({ origin: u.origin, component: u.component, subject, kind: 'wrong-port', message: `${u.origin}: a scrape of ${u.component} ${u.path} reaches port ${u.port}, but it is served on ${e.port}` });
+    if (u.port !== e.port)
+      out.push({
+        origin: u.origin,
+        component: u.component,
+        subject,
+        kind: 'wrong-port',
+        message: `${u.origin}: a scrape of ${u.component} ${u.path} reaches port ${u.port}, but it is served on ${e.port}`,
+      });
     out.push(...authProblems(u, e));
   }
   return out;
@@ -457,7 +521,8 @@ function componentOf(labels: Record<string, string> | undefined): Component | un
   return COMPONENTS.includes(c as Component) ? (c as Component) : undefined;
 }
 
-function mainContainer(d: Obj, component: Component): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+function mainContainer(d: Obj, component: Component): any {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   const cs = d.spec?.template?.spec?.containers ?? [];
   return cs.find((c: { name: string }) => c.name === component) ?? cs[0];
 }
@@ -486,7 +551,13 @@ export function chartWorkloads(objects: readonly Obj[], origin: string): { workl
       const kind = src.configMapRef ? 'ConfigMap' : 'Secret';
       const data = dataKeys(find(kind, ref.name));
       if (!data) {
-        findings.push({ origin: where, component, subject: ref.name, kind: 'unresolved', message: `${where}: envFrom ${kind} ${ref.name} is not part of the render, so its variables cannot be checked` });
+        findings.push({
+          origin: where,
+          component,
+          subject: ref.name,
+          kind: 'unresolved',
+          message: `${where}: envFrom ${kind} ${ref.name} is not part of the render, so its variables cannot be checked`,
+        });
         continue;
       }
       for (const [k, v] of Object.entries(data)) env.set(`${src.prefix ?? ''}${k}`, kind === 'Secret' ? { ref: `secret ${ref.name}/${k}` } : { value: v });
@@ -534,7 +605,14 @@ export function chartProbes(objects: readonly Obj[], origin: string): ProbeUse[]
     for (const kind of ['startup', 'liveness', 'readiness'] as const) {
       const g = c[`${kind}Probe`]?.httpGet;
       if (!g) continue;
-      out.push({ origin: `${origin}: Deployment ${d.metadata.name}`, component, kind, path: g.path, port: containerPortNamed(c, g.port) ?? -1, headers: (g.httpHeaders ?? []).map((h: { name: string }) => h.name) });
+      out.push({
+        origin: `${origin}: Deployment ${d.metadata.name}`,
+        component,
+        kind,
+        path: g.path,
+        port: containerPortNamed(c, g.port) ?? -1,
+        headers: (g.httpHeaders ?? []).map((h: { name: string }) => h.name),
+      });
     }
   }
   for (const pod of objects.filter((o) => o.kind === 'Pod' && o.metadata.annotations?.['helm.sh/hook'] === 'test')) {
@@ -581,7 +659,13 @@ export function chartScrapes(objects: readonly Obj[], origin: string): { scrapes
     for (const d of objects.filter((o) => o.kind === 'Deployment' && componentOf(o.metadata.labels) && matchesLabels(o.spec?.template?.metadata?.labels, pm.spec?.selector?.matchLabels))) {
       const component = componentOf(d.metadata.labels)!;
       for (const ep of pm.spec?.podMetricsEndpoints ?? []) {
-        scrapes.push({ origin: `${origin}: PodMonitor ${pm.metadata.name}`, component, path: ep.path ?? '/metrics', port: containerPortNamed(mainContainer(d, component), ep.port ?? ep.targetPort) ?? -1, headers: authHeaders(ep) });
+        scrapes.push({
+          origin: `${origin}: PodMonitor ${pm.metadata.name}`,
+          component,
+          path: ep.path ?? '/metrics',
+          port: containerPortNamed(mainContainer(d, component), ep.port ?? ep.targetPort) ?? -1,
+          headers: authHeaders(ep),
+        });
       }
     }
   }
@@ -596,7 +680,8 @@ export function chartScrapes(objects: readonly Obj[], origin: string): { scrapes
       }
       const list = Array.isArray(doc) ? doc : (doc as { scrape_configs?: unknown[] } | null)?.scrape_configs;
       if (!Array.isArray(list)) continue;
-      for (const sc of list as Record<string, any>[]) { // eslint-disable-line @typescript-eslint/no-explicit-any
+      for (const sc of list as Record<string, any>[]) {
+        // eslint-disable-line @typescript-eslint/no-explicit-any
         if (!sc || typeof sc !== 'object' || !sc.job_name) continue;
         const where = `${origin}: ${o.kind} ${o.metadata.name} (${key}) job ${sc.job_name}`;
         const keeps = (label: string) => (sc.relabel_configs ?? []).filter((r: any) => r.action === 'keep' && (r.source_labels ?? []).includes(label)).map((r: any) => new RegExp(`^(?:${r.regex})$`)); // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -607,7 +692,14 @@ export function chartScrapes(objects: readonly Obj[], origin: string): { scrapes
           for (const p of (svc.spec?.ports ?? []).filter((x: { name?: string }) => portKeep.every((re: RegExp) => re.test(x.name ?? '')))) {
             const t = serviceTarget(objects, svc, p.name ?? p.port);
             if (t) scrapes.push({ origin: where, component: t.component, path: sc.metrics_path ?? '/metrics', port: t.port, headers: authHeaders(sc) });
-            else findings.push({ origin: where, component: '-', subject: svc.metadata.name, kind: 'unresolved', message: `${where}: cannot follow Service ${svc.metadata.name} port ${p.name ?? p.port} to a container` });
+            else
+              findings.push({
+                origin: where,
+                component: '-',
+                subject: svc.metadata.name,
+                kind: 'unresolved',
+                message: `${where}: cannot follow Service ${svc.metadata.name} port ${p.name ?? p.port} to a container`,
+              });
           }
         }
       }
@@ -630,7 +722,13 @@ export function chartRedisPolicy(objects: readonly Obj[]): string | undefined {
 // ---- the Compose stack as data ------------------------------------------------------------------------
 
 // Compose services are plain objects after interpolation.
-type ComposeService = { environment?: Record<string, unknown> | string[]; env_file?: unknown; deploy?: { replicas?: number }; healthcheck?: { test?: unknown; disable?: boolean }; [k: string]: unknown };
+type ComposeService = {
+  environment?: Record<string, unknown> | string[];
+  env_file?: unknown;
+  deploy?: { replicas?: number };
+  healthcheck?: { test?: unknown; disable?: boolean };
+  [k: string]: unknown;
+};
 
 function composeEnv(s: ComposeService): Map<string, EnvSetting> {
   const env = new Map<string, EnvSetting>();
@@ -691,7 +789,8 @@ export function dockerfileProbe(text: string, component: Component, origin: stri
 }
 
 /** Scrapes of api/admin/webui in a Prometheus configuration whose static targets name Compose services. */
-export function prometheusScrapes(config: { scrape_configs?: Record<string, any>[] }, origin: string): ScrapeUse[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+export function prometheusScrapes(config: { scrape_configs?: Record<string, any>[] }, origin: string): ScrapeUse[] {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   const out: ScrapeUse[] = [];
   for (const sc of config.scrape_configs ?? []) {
     for (const sg of sc.static_configs ?? []) {

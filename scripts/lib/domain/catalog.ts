@@ -54,7 +54,8 @@ export function loadCatalog(file = CATALOG_FILE): Catalog {
   const validate = ajv.compile(JSON.parse(fs.readFileSync(CATALOG_SCHEMA_FILE, 'utf8')));
   const problems: string[] = [];
   if (!validate(doc)) {
-    for (const e of validate.errors ?? []) problems.push(`${e.instancePath || '/'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : ''}`);
+    for (const e of validate.errors ?? [])
+      problems.push(`${e.instancePath || '/'} ${e.message}${e.params && 'allowedValues' in e.params ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : ''}`);
   } else {
     const cat = doc as Catalog;
     const seen = new Set<string>();
@@ -127,7 +128,6 @@ interface DashPanel {
   panels?: DashPanel[];
 }
 
-
 /** The PromQL inside a Grafana Prometheus variable query (label_values(q, l), query_result(q), ...). */
 export function variableQueryExpr(query: string): string | undefined {
   const q = query.trim();
@@ -158,7 +158,11 @@ export function dashboardQueries(file: string): Query[] {
 
 export function jsonFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 /** Every query of dashboards/, alerts/ and the chart's copies of both. */
@@ -306,7 +310,9 @@ export function checkAutoscalingMetrics(catalog: Catalog, refs: MetricRef[] = ch
     const source = catalog.sources[info.metric.source];
     const servedBy = source?.kind === 'app' ? String(source.component).split(/,\s*/) : [];
     if (['api', 'admin', 'webui'].includes(component) && /\.pods(\.|$)/.test(at) && !servedBy.includes(component)) {
-      problems.push(`${origin} ${at}: the ${component} pods do not serve ${metric} (${servedBy.length ? `served by: ${servedBy.join(', ')}` : `exported by ${info.metric.source}, not by the pods being scaled`})`);
+      problems.push(
+        `${origin} ${at}: the ${component} pods do not serve ${metric} (${servedBy.length ? `served by: ${servedBy.join(', ')}` : `exported by ${info.metric.source}, not by the pods being scaled`})`,
+      );
     }
     return problems;
   });

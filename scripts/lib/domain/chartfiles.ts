@@ -37,7 +37,11 @@ export interface SyncResult {
 
 function list(dir: string, match: (n: string) => boolean): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() && match(e.name)).map((e) => e.name).sort();
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile() && match(e.name))
+    .map((e) => e.name)
+    .sort();
 }
 
 export function syncChartFiles({ check, root = REPO_ROOT }: SyncOptions): SyncResult {

@@ -69,9 +69,22 @@ export function memoryBytes(q: string): number | undefined {
   if (!m) return undefined;
   const n = Number(m[1]);
   const units: Record<string, number> = {
-    '': 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40,
+    '': 1,
+    k: 1e3,
+    K: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
     // Redis: kb/mb/gb are powers of 1024, k/m/g powers of 1000 (case-insensitive).
-    kb: 2 ** 10, mb: 2 ** 20, gb: 2 ** 30, m: 1e6, g: 1e9,
+    kb: 2 ** 10,
+    mb: 2 ** 20,
+    gb: 2 ** 30,
+    m: 1e6,
+    g: 1e9,
   };
   const u = m[2] in units ? m[2] : m[2].toLowerCase();
   return u in units ? n * units[u] : undefined;
@@ -116,8 +129,20 @@ function tlsOnIngress(ctx: ChecklistContext): CheckResult {
     for (const h of hosts) if (!tlsHosts.has(h)) uncovered.push(`${h} (Ingress/${ing.metadata.name})`);
   }
   if (!ingresses.length && !routes.length) return { id: 'tls', title: 'TLS on ingress hosts', status: 'pass', detail: 'no Ingress rendered (not exposed by this chart)' };
-  if (uncovered.length) return { id: 'tls', title: 'TLS on ingress hosts', status: prodFail, detail: `hosts without TLS: ${uncovered.join(', ')}`, fix: 'Set ingress.tls.enabled: true (and ingress.tls.clusterIssuer for cert-manager, or provide the TLS Secrets).' };
-  return { id: 'tls', title: 'TLS on ingress hosts', status: 'pass', detail: ingresses.length ? `${ingresses.length} Ingress(es), every host has TLS` : `${routes.length} HTTPRoute(s): TLS terminates at the Gateway` };
+  if (uncovered.length)
+    return {
+      id: 'tls',
+      title: 'TLS on ingress hosts',
+      status: prodFail,
+      detail: `hosts without TLS: ${uncovered.join(', ')}`,
+      fix: 'Set ingress.tls.enabled: true (and ingress.tls.clusterIssuer for cert-manager, or provide the TLS Secrets).',
+    };
+  return {
+    id: 'tls',
+    title: 'TLS on ingress hosts',
+    status: 'pass',
+    detail: ingresses.length ? `${ingresses.length} Ingress(es), every host has TLS` : `${routes.length} HTTPRoute(s): TLS terminates at the Gateway`,
+  };
 }
 
 /** 2. Connection pool budget: the worst case of pods x pool size fits the server. */
@@ -137,7 +162,13 @@ function connectionBudget(ctx: ChecklistContext): CheckResult {
   const budget = maxConn - reserved;
   return used <= budget
     ? { id: 'connection-budget', title: 'Connection pool budget fits', status: 'pass', detail: `${parts.join(' + ')} = ${used} <= ${budget} (maxConnections ${maxConn} - reserved ${reserved})` }
-    : { id: 'connection-budget', title: 'Connection pool budget fits', status: 'fail', detail: `${parts.join(' + ')} = ${used} > ${budget} (maxConnections ${maxConn} - reserved ${reserved})`, fix: 'Lower database.pool.*.maxPoolSize or the replica/maxReplicas counts, or raise database.maxConnections.' };
+    : {
+        id: 'connection-budget',
+        title: 'Connection pool budget fits',
+        status: 'fail',
+        detail: `${parts.join(' + ')} = ${used} > ${budget} (maxConnections ${maxConn} - reserved ${reserved})`,
+        fix: 'Lower database.pool.*.maxPoolSize or the replica/maxReplicas counts, or raise database.maxConnections.',
+      };
 }
 
 /** 3. Redis maxmemory below its memory limit. */
@@ -149,8 +180,22 @@ function redisMemory(ctx: ChecklistContext): CheckResult {
   const limit = String(at(values, 'redis', 'standalone', 'resources', 'limits', 'memory') ?? '');
   const mm = maxmemory ? memoryBytes(maxmemory) : undefined;
   const lim = limit ? memoryBytes(limit) : undefined;
-  if (!mm || !lim) return { id: 'redis-memory', title: 'Redis maxmemory and memory limit', status: 'fail', detail: `maxmemory ${maxmemory || '(unset)'}, memory limit ${limit || '(unset)'}`, fix: 'Set redis.standalone.maxmemory and redis.standalone.resources.limits.memory (maxmemory about 80% of the limit).' };
-  if (mm >= lim) return { id: 'redis-memory', title: 'Redis maxmemory and memory limit', status: 'fail', detail: `maxmemory ${maxmemory} is not below the memory limit ${limit}: Redis would be OOM-killed before it evicts`, fix: 'Lower redis.standalone.maxmemory to about 80% of redis.standalone.resources.limits.memory.' };
+  if (!mm || !lim)
+    return {
+      id: 'redis-memory',
+      title: 'Redis maxmemory and memory limit',
+      status: 'fail',
+      detail: `maxmemory ${maxmemory || '(unset)'}, memory limit ${limit || '(unset)'}`,
+      fix: 'Set redis.standalone.maxmemory and redis.standalone.resources.limits.memory (maxmemory about 80% of the limit).',
+    };
+  if (mm >= lim)
+    return {
+      id: 'redis-memory',
+      title: 'Redis maxmemory and memory limit',
+      status: 'fail',
+      detail: `maxmemory ${maxmemory} is not below the memory limit ${limit}: Redis would be OOM-killed before it evicts`,
+      fix: 'Lower redis.standalone.maxmemory to about 80% of redis.standalone.resources.limits.memory.',
+    };
   return { id: 'redis-memory', title: 'Redis maxmemory and memory limit', status: 'pass', detail: `maxmemory ${maxmemory} < limit ${limit}` };
 }
 
@@ -158,9 +203,21 @@ function redisMemory(ctx: ChecklistContext): CheckResult {
 function autoscaling(ctx: ChecklistContext): CheckResult {
   const { values, production } = ctx;
   const on = at(values, 'api', 'autoscaling', 'enabled') === true;
-  if (on) return { id: 'autoscaling', title: 'Autoscaling (Core API)', status: 'pass', detail: `HPA ${String(at(values, 'api', 'autoscaling', 'minReplicas'))}..${String(at(values, 'api', 'autoscaling', 'maxReplicas'))} replicas` };
+  if (on)
+    return {
+      id: 'autoscaling',
+      title: 'Autoscaling (Core API)',
+      status: 'pass',
+      detail: `HPA ${String(at(values, 'api', 'autoscaling', 'minReplicas'))}..${String(at(values, 'api', 'autoscaling', 'maxReplicas'))} replicas`,
+    };
   return production
-    ? { id: 'autoscaling', title: 'Autoscaling (Core API)', status: 'fail', detail: 'api.autoscaling.enabled is false in production', fix: 'Set api.autoscaling.enabled: true with minReplicas >= 2 (the environment file production.yaml does).' }
+    ? {
+        id: 'autoscaling',
+        title: 'Autoscaling (Core API)',
+        status: 'fail',
+        detail: 'api.autoscaling.enabled is false in production',
+        fix: 'Set api.autoscaling.enabled: true with minReplicas >= 2 (the environment file production.yaml does).',
+      }
     : { id: 'autoscaling', title: 'Autoscaling (Core API)', status: 'pass', detail: `off (${ctx.environment}: a fixed ${String(at(values, 'api', 'replicaCount') ?? 1)} replica(s) is fine)` };
 }
 
@@ -173,14 +230,22 @@ function probes(ctx: ChecklistContext): CheckResult {
   const missingMain: string[] = [];
   const missingSidecar: string[] = [];
   let count = 0;
-  for (const p of pods.filter((x) => x.long)) (p.spec.containers ?? []).forEach((c, i) => {
-    count++;
-    const lacks = [!c.readinessProbe && 'readiness', !c.livenessProbe && 'liveness'].filter(Boolean);
-    if (lacks.length) (i === 0 ? missingMain : missingSidecar).push(`${p.owner} ${c.name} (${lacks.join(', ')})`);
-  });
+  for (const p of pods.filter((x) => x.long))
+    (p.spec.containers ?? []).forEach((c, i) => {
+      count++;
+      const lacks = [!c.readinessProbe && 'readiness', !c.livenessProbe && 'liveness'].filter(Boolean);
+      if (lacks.length) (i === 0 ? missingMain : missingSidecar).push(`${p.owner} ${c.name} (${lacks.join(', ')})`);
+    });
   const fix = 'Keep the chart probes enabled (<component>.probes.*.enabled) for every component.';
   if (missingMain.length) return { id: 'probes', title: 'Probes present', status: 'fail', detail: `without probes: ${[...missingMain, ...missingSidecar].join('; ')}`, fix };
-  if (missingSidecar.length) return { id: 'probes', title: 'Probes present', status: 'warn', detail: `main containers have both; sidecars without: ${missingSidecar.join('; ')}`, fix: 'Give the sidecars a readiness/liveness probe in the chart.' };
+  if (missingSidecar.length)
+    return {
+      id: 'probes',
+      title: 'Probes present',
+      status: 'warn',
+      detail: `main containers have both; sidecars without: ${missingSidecar.join('; ')}`,
+      fix: 'Give the sidecars a readiness/liveness probe in the chart.',
+    };
   return { id: 'probes', title: 'Probes present', status: 'pass', detail: `readiness and liveness on ${count} container(s)` };
 }
 
@@ -190,8 +255,19 @@ function monitoring(ctx: ChecklistContext): CheckResult {
   const sm = at(values, 'monitoring', 'serviceMonitor', 'enabled') === true;
   const rules = at(values, 'monitoring', 'prometheusRule', 'enabled') === true;
   return sm && rules
-    ? { id: 'monitoring', title: 'Monitoring enabled', status: 'pass', detail: `ServiceMonitor and PrometheusRule on${at(values, 'monitoring', 'dashboards', 'enabled') === true ? ', dashboards shipped' : ''}` }
-    : { id: 'monitoring', title: 'Monitoring enabled', status: prodFail, detail: `${sm ? '' : 'monitoring.serviceMonitor.enabled false; '}${rules ? '' : 'monitoring.prometheusRule.enabled false'}`.replace(/; $/, ''), fix: 'Set monitoring.serviceMonitor.enabled and monitoring.prometheusRule.enabled to true (needs the Prometheus Operator CRDs).' };
+    ? {
+        id: 'monitoring',
+        title: 'Monitoring enabled',
+        status: 'pass',
+        detail: `ServiceMonitor and PrometheusRule on${at(values, 'monitoring', 'dashboards', 'enabled') === true ? ', dashboards shipped' : ''}`,
+      }
+    : {
+        id: 'monitoring',
+        title: 'Monitoring enabled',
+        status: prodFail,
+        detail: `${sm ? '' : 'monitoring.serviceMonitor.enabled false; '}${rules ? '' : 'monitoring.prometheusRule.enabled false'}`.replace(/; $/, ''),
+        fix: 'Set monitoring.serviceMonitor.enabled and monitoring.prometheusRule.enabled to true (needs the Prometheus Operator CRDs).',
+      };
 }
 
 /** 7. Backups scheduled (production). */
@@ -203,7 +279,13 @@ function backups(ctx: ChecklistContext): CheckResult {
     ? { id: 'backups', title: 'Backups scheduled', status: 'pass', detail: `schedule "${String(at(values, 'backup', 'schedule'))}", retention ${String(at(values, 'backup', 'retention'))}` }
     : production
       ? // A warning, not a stop: a cluster may be backed up outside the chart (a managed database's own backups).
-        { id: 'backups', title: 'Backups scheduled', status: 'warn', detail: at(values, 'backup', 'enabled') === true ? 'backup.suspend is true (or nothing scheduled)' : 'backup.enabled is false in production (no backups by the chart)', fix: 'Set backup.enabled: true with backup.destination (see docs/backups.md) and backup.suspend: false, unless the database is backed up elsewhere.' }
+        {
+          id: 'backups',
+          title: 'Backups scheduled',
+          status: 'warn',
+          detail: at(values, 'backup', 'enabled') === true ? 'backup.suspend is true (or nothing scheduled)' : 'backup.enabled is false in production (no backups by the chart)',
+          fix: 'Set backup.enabled: true with backup.destination (see docs/backups.md) and backup.suspend: false, unless the database is backed up elsewhere.',
+        }
       : { id: 'backups', title: 'Backups scheduled', status: 'pass', detail: `off (${ctx.environment}: not required)` };
 }
 
@@ -213,7 +295,13 @@ function networkPolicies(ctx: ChecklistContext): CheckResult {
   const n = objects.filter((o) => o.kind === 'NetworkPolicy').length;
   return at(values, 'networkPolicy', 'enabled') === true && n > 0
     ? { id: 'network-policies', title: 'Network policies on', status: 'pass', detail: `${n} NetworkPolicy object(s)` }
-    : { id: 'network-policies', title: 'Network policies on', status: prodFail, detail: 'networkPolicy.enabled is false: every pod accepts traffic from anywhere', fix: 'Set networkPolicy.enabled: true.' };
+    : {
+        id: 'network-policies',
+        title: 'Network policies on',
+        status: prodFail,
+        detail: 'networkPolicy.enabled is false: every pod accepts traffic from anywhere',
+        fix: 'Set networkPolicy.enabled: true.',
+      };
 }
 
 /** 9. Requests and limits on every container (init containers too). */
@@ -221,13 +309,24 @@ function resources(ctx: ChecklistContext): CheckResult {
   const { pods } = ctx;
   const missing: string[] = [];
   let count = 0;
-  for (const p of pods) for (const c of [...(p.spec.containers ?? []), ...(p.spec.initContainers ?? [])]) {
-    count++;
-    const lacks = [!at(c, 'resources', 'requests', 'cpu') && 'cpu request', !at(c, 'resources', 'requests', 'memory') && 'memory request', !at(c, 'resources', 'limits', 'memory') && 'memory limit'].filter(Boolean);
-    if (lacks.length) missing.push(`${p.owner} ${c.name} (${lacks.join(', ')})`);
-  }
+  for (const p of pods)
+    for (const c of [...(p.spec.containers ?? []), ...(p.spec.initContainers ?? [])]) {
+      count++;
+      const lacks = [
+        !at(c, 'resources', 'requests', 'cpu') && 'cpu request',
+        !at(c, 'resources', 'requests', 'memory') && 'memory request',
+        !at(c, 'resources', 'limits', 'memory') && 'memory limit',
+      ].filter(Boolean);
+      if (lacks.length) missing.push(`${p.owner} ${c.name} (${lacks.join(', ')})`);
+    }
   return missing.length
-    ? { id: 'resources', title: 'Requests and limits on every container', status: 'fail', detail: missing.join('; '), fix: 'Set <component>.resources.requests (cpu, memory) and resources.limits.memory for the containers named.' }
+    ? {
+        id: 'resources',
+        title: 'Requests and limits on every container',
+        status: 'fail',
+        detail: missing.join('; '),
+        fix: 'Set <component>.resources.requests (cpu, memory) and resources.limits.memory for the containers named.',
+      }
     : { id: 'resources', title: 'Requests and limits on every container', status: 'pass', detail: `${count} container(s) with cpu/memory requests and a memory limit` };
 }
 
@@ -236,7 +335,13 @@ function inlineSecretsInValues(ctx: ChecklistContext): CheckResult {
   const { values, prodFail } = ctx;
   const found = inlineSecrets(values);
   return found.length
-    ? { id: 'inline-secrets', title: 'Secrets not inline in values', status: prodFail, detail: `inline: ${found.join(', ')}`, fix: 'Move each value into a Secret and reference it with the matching existingSecret key (e.g. database.auth.existingSecret) instead of the inline password.' }
+    ? {
+        id: 'inline-secrets',
+        title: 'Secrets not inline in values',
+        status: prodFail,
+        detail: `inline: ${found.join(', ')}`,
+        fix: 'Move each value into a Secret and reference it with the matching existingSecret key (e.g. database.auth.existingSecret) instead of the inline password.',
+      }
     : { id: 'inline-secrets', title: 'Secrets not inline in values', status: 'pass', detail: 'none: generated or from existingSecret' };
 }
 
@@ -250,12 +355,28 @@ function imageTags(ctx: ChecklistContext): CheckResult {
     return !tag || MOVING_TAGS.includes(tag);
   });
   return loose.length
-    ? { id: 'image-tags', title: 'Image tags pinned', status: prodFail, detail: `unpinned: ${loose.join(', ')}`, fix: 'Deploy an immutable tag (--image-tag master-<7-char commit sha>) or a digest; never latest or master.' }
+    ? {
+        id: 'image-tags',
+        title: 'Image tags pinned',
+        status: prodFail,
+        detail: `unpinned: ${loose.join(', ')}`,
+        fix: 'Deploy an immutable tag (--image-tag master-<7-char commit sha>) or a digest; never latest or master.',
+      }
     : { id: 'image-tags', title: 'Image tags pinned', status: 'pass', detail: `${images.size} image(s), all with a version tag or digest` };
 }
 
 const CHECKS: readonly ((c: ChecklistContext) => CheckResult)[] = [
-  tlsOnIngress, connectionBudget, redisMemory, autoscaling, probes, monitoring, backups, networkPolicies, resources, inlineSecretsInValues, imageTags,
+  tlsOnIngress,
+  connectionBudget,
+  redisMemory,
+  autoscaling,
+  probes,
+  monitoring,
+  backups,
+  networkPolicies,
+  resources,
+  inlineSecretsInValues,
+  imageTags,
 ];
 
 export function evaluateChecklist(input: ChecklistInput): CheckResult[] {

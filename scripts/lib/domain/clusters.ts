@@ -39,7 +39,10 @@ function registryError(file: string, at: SourcePos | undefined, keyPath: readonl
 }
 
 function ajvPath(e: ErrorObject): PathSegment[] {
-  const segs = e.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const segs = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (e.keyword === 'additionalProperties') segs.push((e.params as { additionalProperty: string }).additionalProperty);
   if (e.keyword === 'propertyNames' && (e.params as { propertyName?: string }).propertyName) segs.push((e.params as { propertyName: string }).propertyName);
   return segs;
@@ -51,7 +54,8 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
   if (!fs.existsSync(file)) throw usageError(`cluster registry ${name} does not exist`, 'Create values/clusters.yaml (see docs) or pass --registry FILE.');
   const layer = parseValuesText(fs.readFileSync(file, 'utf8'), name);
   const schemaFile = options.schemaFile ?? REGISTRY_SCHEMA;
-  if (!fs.existsSync(schemaFile)) throw new UserError(`the cluster registry schema ${displayPath(schemaFile)} is missing`, { hint: 'It is part of the repository (schemas/clusters.schema.json): restore it with git.' });
+  if (!fs.existsSync(schemaFile))
+    throw new UserError(`the cluster registry schema ${displayPath(schemaFile)} is missing`, { hint: 'It is part of the repository (schemas/clusters.schema.json): restore it with git.' });
   const validate = cachedValidator(fs.readFileSync(schemaFile, 'utf8'));
   const at = (p: readonly PathSegment[]): SourcePos | undefined => {
     for (let n = p.length; n > 0; n--) {
@@ -80,14 +84,26 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
     const layers = ((c.layers as string[]) ?? []).map((l, i) => {
       const abs = path.resolve(valuesDir, l);
       if (!fs.existsSync(abs)) {
-        throw registryError(name, at(['clusters', cname, 'layers', i]), ['clusters', cname, 'layers', i], `layer file ${displayPath(abs)} does not exist`, `Create it, or fix the path (layers are relative to ${displayPath(valuesDir)}/).`);
+        throw registryError(
+          name,
+          at(['clusters', cname, 'layers', i]),
+          ['clusters', cname, 'layers', i],
+          `layer file ${displayPath(abs)} does not exist`,
+          `Create it, or fix the path (layers are relative to ${displayPath(valuesDir)}/).`,
+        );
       }
       return abs;
     });
     const env = String(c.environment);
     const envLayer = path.resolve(valuesDir, 'environments', `${env}.yaml`);
     if (!layers.includes(envLayer) && fs.existsSync(path.join(valuesDir, 'environments'))) {
-      throw registryError(name, at(['clusters', cname, 'environment']), ['clusters', cname, 'environment'], `environment "${env}" but the layers do not include environments/${env}.yaml`, `Add environments/${env}.yaml to the layers of ${cname} (before the cluster's own file).`);
+      throw registryError(
+        name,
+        at(['clusters', cname, 'environment']),
+        ['clusters', cname, 'environment'],
+        `environment "${env}" but the layers do not include environments/${env}.yaml`,
+        `Add environments/${env}.yaml to the layers of ${cname} (before the cluster's own file).`,
+      );
     }
     clusters.push({
       name: cname,

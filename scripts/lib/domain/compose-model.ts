@@ -42,7 +42,9 @@ export function parseEnvText(text: string, file = 'env file'): EnvEntry[] {
 
 export function readEnvFile(file: string): { env: Env; entries: EnvEntry[] } {
   if (!fs.existsSync(file)) {
-    throw new UserError(`env file ${displayPath(file)} does not exist`, { hint: 'Create it with `npx zx scripts/compose.ts init` (every secret generated), or copy compose/.env.example and fill in every value.' });
+    throw new UserError(`env file ${displayPath(file)} does not exist`, {
+      hint: 'Create it with `npx zx scripts/compose.ts init` (every secret generated), or copy compose/.env.example and fill in every value.',
+    });
   }
   const entries = parseEnvText(fs.readFileSync(file, 'utf8'), displayPath(file));
   const env: Env = {};
@@ -177,7 +179,10 @@ export function startLayers(doc: ComposeDocument, services: readonly string[]): 
   const layers: string[][] = [];
   const done = new Set<string>();
   while (pending.size) {
-    const ready = [...pending].filter(([, deps]) => deps.every((d) => done.has(d))).map(([s]) => s).sort();
+    const ready = [...pending]
+      .filter(([, deps]) => deps.every((d) => done.has(d)))
+      .map(([s]) => s)
+      .sort();
     if (!ready.length) throw new UserError(`depends_on has a cycle among: ${[...pending.keys()].join(', ')}`);
     for (const s of ready) {
       pending.delete(s);
@@ -229,7 +234,28 @@ export function isSecretName(name: string): boolean {
 }
 
 /** Values that must never guard a real deployment. */
-const KNOWN_DEFAULTS = new Set(['password', 'passw0rd', 'secret', 'changeme', 'change-me', 'admin', 'guest', 'root', 'postgres', 'conduit', 'redis', 'rabbitmq', 'grafana', 'test', 'example', '123456', '12345678', 'default', 'letmein', 'alongrandomstring']);
+const KNOWN_DEFAULTS = new Set([
+  'password',
+  'passw0rd',
+  'secret',
+  'changeme',
+  'change-me',
+  'admin',
+  'guest',
+  'root',
+  'postgres',
+  'conduit',
+  'redis',
+  'rabbitmq',
+  'grafana',
+  'test',
+  'example',
+  '123456',
+  '12345678',
+  'default',
+  'letmein',
+  'alongrandomstring',
+]);
 /** Text that marks a stand-in for a real value, in any variable (not only credentials). */
 export const PLACEHOLDER = /(change[_-]?me|replace[_-]?me|your[_-]|<[^>]*>|^x{4,}$|example|placeholder|todo|fixme)/i;
 
@@ -259,7 +285,11 @@ export function checkEnv(env: Env, uses: Map<string, VariableUse>, options: { pl
       problems.push({ variable: name, problem: `is shorter than ${min} characters`, hint: 'Use a long random value, e.g. `openssl rand -hex 24`.' });
     }
     if (URL_EMBEDDED_SECRETS.includes(name) && !/^[A-Za-z0-9]+$/.test(v)) {
-      problems.push({ variable: name, problem: 'contains characters other than letters and digits', hint: 'ConduitLLM puts it into a URL without decoding it: use letters and digits only (`openssl rand -hex 24`).' });
+      problems.push({
+        variable: name,
+        problem: 'contains characters other than letters and digits',
+        hint: 'ConduitLLM puts it into a URL without decoding it: use letters and digits only (`openssl rand -hex 24`).',
+      });
     }
   }
   return problems;
@@ -275,7 +305,11 @@ export function checkImages(doc: ComposeDocument): EnvProblem[] {
     const lastPart = ref.split('/').pop() as string;
     const tag = lastPart.includes(':') ? lastPart.split(':').pop() : undefined;
     if (!tag || MOVING_TAGS.includes(tag)) {
-      problems.push({ variable: `services.${name}.image`, problem: `${ref} ${tag ? `uses the moving tag ${tag}` : 'has no tag'}`, hint: 'Pin an immutable tag (e.g. master-<7-char commit sha>, as upstream publishes them) or a digest (@sha256:...).' });
+      problems.push({
+        variable: `services.${name}.image`,
+        problem: `${ref} ${tag ? `uses the moving tag ${tag}` : 'has no tag'}`,
+        hint: 'Pin an immutable tag (e.g. master-<7-char commit sha>, as upstream publishes them) or a digest (@sha256:...).',
+      });
     }
   }
   return problems;
@@ -309,11 +343,15 @@ export interface PodmanRendering {
 
 function envLines(env: ComposeService['environment']): string[] {
   if (!env) return [];
-  const pairs = Array.isArray(env) ? env.map((e) => [e.split('=')[0], e.includes('=') ? e.slice(e.indexOf('=') + 1) : undefined] as const) : Object.entries(env).map(([k, v]) => [k, v === null || v === undefined ? undefined : String(v)] as const);
-  return pairs.filter(([, v]) => v !== undefined).map(([k, v]) => {
-    if (/[\r\n]/.test(v as string)) throw new UserError(`environment ${k} contains a line break, which an env file cannot carry`);
-    return `${k}=${v}`;
-  });
+  const pairs = Array.isArray(env)
+    ? env.map((e) => [e.split('=')[0], e.includes('=') ? e.slice(e.indexOf('=') + 1) : undefined] as const)
+    : Object.entries(env).map(([k, v]) => [k, v === null || v === undefined ? undefined : String(v)] as const);
+  return pairs
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => {
+      if (/[\r\n]/.test(v as string)) throw new UserError(`environment ${k} contains a line break, which an env file cannot carry`);
+      return `${k}=${v}`;
+    });
 }
 
 /**

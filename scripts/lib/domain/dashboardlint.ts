@@ -154,7 +154,8 @@ export function lintDashboard(d: Dashboard): LintResult[] {
   }
   // template-on-time-change-reload-rule
   for (const v of vars.filter((x) => x.type === 'query')) {
-    if (v.refresh !== 2) add('template-on-time-change-reload-rule', `templated datasource variable named '${v.name}', should be set to be refreshed 'On Time Range Change (value 2)', is currently '${v.refresh}'`);
+    if (v.refresh !== 2)
+      add('template-on-time-change-reload-rule', `templated datasource variable named '${v.name}', should be set to be refreshed 'On Time Range Change (value 2)', is currently '${v.refresh}'`);
   }
   // uneditable-dashboard-rule
   if (d.editable !== false) add('uneditable-dashboard-rule', `is editable, it should be set to 'editable: false'`);
@@ -175,7 +176,8 @@ function lintDatasourceVariables(title: string, dsVars: Variable[], add: Report)
     const uids = new Set([`${q.toLowerCase()}_datasource`, ...(dsVars.length === 1 ? ['datasource'] : [])]);
     const names = new Set([`${q.charAt(0).toUpperCase()}${q.slice(1)} data source`, ...(dsVars.length === 1 ? ['Data source'] : [])]);
     if (!uids.has(v.name ?? '')) add('template-datasource-rule', `templated data source variable named '${v.name}', should be named ${[...uids].map((u) => `'${u}'`).join(' or ')}`);
-    else if (!names.has(v.label ?? '')) add('template-datasource-rule', `templated data source variable labeled '${v.label}', should be labeled ${[...names].map((u) => `'${u}'`).join(' or ')}`, 'warning');
+    else if (!names.has(v.label ?? ''))
+      add('template-datasource-rule', `templated data source variable labeled '${v.label}', should be labeled ${[...names].map((u) => `'${u}'`).join(' or ')}`, 'warning');
   }
 }
 
@@ -225,7 +227,8 @@ function lintPanel(p: Panel, dsRefs: Set<string>, add: Report): void {
   // panel-datasource-rule
   if (DATASOURCE_PANELS.has(type) && !dsRefs.has(dsUid(p.datasource))) add('panel-datasource-rule', `does not use a templated datasource, uses '${dsUid(p.datasource)}'`, 'error', p);
   // panel-title-description-rule
-  if (TITLED_PANELS.has(type) && (!p.title || !p.description)) add('panel-title-description-rule', `panel with id '${p.id}' has missing title or description, currently has title '${p.title ?? ''}' and description: '${p.description ?? ''}'`, 'error', p);
+  if (TITLED_PANELS.has(type) && (!p.title || !p.description))
+    add('panel-title-description-rule', `panel with id '${p.id}' has missing title or description, currently has title '${p.title ?? ''}' and description: '${p.description ?? ''}'`, 'error', p);
   // panel-units-rule
   if (TITLED_PANELS.has(type)) {
     let unit = '';
@@ -298,7 +301,9 @@ export function loadLintConfig(file: string): LintConfig {
 function matches(cfg: LintRuleConfig | null | undefined, r: LintResult): boolean {
   if (cfg === undefined) return false;
   if (!cfg?.entries?.length) return true;
-  return cfg.entries.some((e) => (e.dashboard === undefined || e.dashboard === r.dashboard) && (e.panel === undefined || e.panel === r.panel) && (e.targetIdx === undefined || e.targetIdx === r.targetIdx));
+  return cfg.entries.some(
+    (e) => (e.dashboard === undefined || e.dashboard === r.dashboard) && (e.panel === undefined || e.panel === r.panel) && (e.targetIdx === undefined || e.targetIdx === r.targetIdx),
+  );
 }
 
 /** Drop excluded results and downgrade configured warnings. */

@@ -57,7 +57,17 @@ export class RenderGate {
     fs.writeFileSync(script, SCRIPT, { mode: 0o700 });
     fs.writeFileSync(
       path.join(pluginDir, 'plugin.yaml'),
-      ['apiVersion: v1', 'type: postrenderer/v1', `name: ${PLUGIN}`, 'version: 1.0.0', 'runtime: subprocess', 'runtimeConfig:', '  platformCommand:', '    - command: "${HELM_PLUGIN_DIR}/gate.sh"', ''].join('\n'),
+      [
+        'apiVersion: v1',
+        'type: postrenderer/v1',
+        `name: ${PLUGIN}`,
+        'version: 1.0.0',
+        'runtime: subprocess',
+        'runtimeConfig:',
+        '  platformCommand:',
+        '    - command: "${HELM_PLUGIN_DIR}/gate.sh"',
+        '',
+      ].join('\n'),
     );
     await promisify(execFile)('mkfifo', ['-m', '600', path.join(dir, 'request'), path.join(dir, 'response')]);
     const route = helm.postRendererArgs({ executable: script, plugin: PLUGIN, pluginsDir: path.join(dir, 'plugins') });

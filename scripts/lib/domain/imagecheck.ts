@@ -10,7 +10,17 @@
 import { manifestObjects } from './manifests.ts';
 import { UserError } from '../core/errors.ts';
 import { isKubeError, type Kube, type KubeObject } from '../adapters/kube.ts';
-import { checkManifest, dockerConfigCredentials, ImageReferenceError, parseImageReference, type ImageReference, type ManifestCheck, type ManifestCheckOptions, type ManifestStatus, type RegistryCredentials } from '../adapters/registry.ts';
+import {
+  checkManifest,
+  dockerConfigCredentials,
+  ImageReferenceError,
+  parseImageReference,
+  type ImageReference,
+  type ManifestCheck,
+  type ManifestCheckOptions,
+  type ManifestStatus,
+  type RegistryCredentials,
+} from '../adapters/registry.ts';
 import { table } from '../core/ui.ts';
 
 /** One image of the render, with everything that uses it. */
@@ -211,7 +221,10 @@ export function summarizeImageCheck(report: ImageCheckReport): string {
 
 /** The images as a table (image, status, workloads, values key). */
 export function formatImageCheck(report: ImageCheckReport): string {
-  return table(['image', 'status', 'workloads', 'values key'], report.results.map((r) => [r.image, r.status, r.workloads.join(', '), r.key ?? '-']));
+  return table(
+    ['image', 'status', 'workloads', 'values key'],
+    report.results.map((r) => [r.image, r.status, r.workloads.join(', '), r.key ?? '-']),
+  );
 }
 
 const APP_COMPONENTS = new Set(['api', 'admin', 'webui']);
@@ -222,11 +235,16 @@ export function imageCheckFailure(report: ImageCheckReport, cluster: string): Us
   if (!bad.length) return undefined;
   const lines = bad.map((r) => {
     const component = r.key?.split('.')[0];
-    const fix = r.key ? `change ${r.key}${component && APP_COMPONENTS.has(component) && r.key === `${component}.image.tag` ? ' (or --image-tag, for api, admin and webui together)' : ''}` : 'change the values that set this image';
+    const fix = r.key
+      ? `change ${r.key}${component && APP_COMPONENTS.has(component) && r.key === `${component}.image.tag` ? ' (or --image-tag, for api, admin and webui together)' : ''}`
+      : 'change the values that set this image';
     return `  ${r.image} (${r.workloads.join(', ')}): ${r.status === 'missing' ? `not in registry ${r.registry}: ${r.detail}` : r.detail}; ${fix}`;
   });
-  return new UserError(`${bad.length === 1 ? 'an image' : `${bad.length} images`} of the release ${bad.length === 1 ? 'does' : 'do'} not exist in ${bad.length === 1 ? 'its registry' : 'their registries'}, so its pods could never start on ${cluster}; nothing was deployed:\n${lines.join('\n')}`, {
-    hint: 'Set the key named above to a tag or digest the registry has (list the tags: skopeo list-tags docker://REGISTRY/REPOSITORY), then deploy again.',
-    details: { imageCheck: report },
-  });
+  return new UserError(
+    `${bad.length === 1 ? 'an image' : `${bad.length} images`} of the release ${bad.length === 1 ? 'does' : 'do'} not exist in ${bad.length === 1 ? 'its registry' : 'their registries'}, so its pods could never start on ${cluster}; nothing was deployed:\n${lines.join('\n')}`,
+    {
+      hint: 'Set the key named above to a tag or digest the registry has (list the tags: skopeo list-tags docker://REGISTRY/REPOSITORY), then deploy again.',
+      details: { imageCheck: report },
+    },
+  );
 }

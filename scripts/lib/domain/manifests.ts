@@ -106,7 +106,12 @@ export function workloadImages(manifest: string, defaultNamespace?: string): Rec
 
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
   return v;
 }
 
@@ -123,9 +128,7 @@ function maskSecret(o: Record<string, unknown>, other: Record<string, unknown> |
     const values = o[field] as Record<string, unknown> | undefined;
     if (!values || typeof values !== 'object') continue;
     const theirs = (other?.[field] ?? {}) as Record<string, unknown>;
-    copy[field] = Object.fromEntries(
-      Object.entries(values).map(([k, v]) => [k, k in theirs && theirs[k] !== v ? `(hidden, ${side} value)` : '(hidden)']),
-    );
+    copy[field] = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, k in theirs && theirs[k] !== v ? `(hidden, ${side} value)` : '(hidden)']));
   }
   return copy;
 }
@@ -204,6 +207,9 @@ async function diffObjects(oldObjects: ManifestObject[], next: ManifestObject[],
     const { structuredPatch } = await import('diff');
     for (const [id, a, b] of pending) render(structuredPatch, id, a, b);
   }
-  const ids = next.map((o) => o.id).filter((id) => added.includes(id) || changed.includes(id)).concat(removed);
+  const ids = next
+    .map((o) => o.id)
+    .filter((id) => added.includes(id) || changed.includes(id))
+    .concat(removed);
   return { objects: ids, added, removed, changed, text: chunks.length ? chunks.join('\n') + '\n' : '' };
 }

@@ -296,7 +296,8 @@ class LabelInference {
   /** Record every label of a clause that its input cannot carry. */
   private check(clause: string, labels: string[], input: Set<string> | undefined, where: Node): void {
     if (!input) return;
-    for (const l of labels) if (!input.has(l)) this.problems.push(`${clause}(${l}) in "${this.text(where).slice(0, 80)}": the input has no label "${l}" (it has: ${[...input].sort().join(', ') || 'none'})`);
+    for (const l of labels)
+      if (!input.has(l)) this.problems.push(`${clause}(${l}) in "${this.text(where).slice(0, 80)}": the input has no label "${l}" (it has: ${[...input].sort().join(', ') || 'none'})`);
   }
 
   private selector(n: Node): Set<string> | undefined {
@@ -313,7 +314,13 @@ class LabelInference {
     if (SCALAR_FUNCTIONS.has(f)) return new Set();
     if (f === 'absent' || f === 'absent_over_time') {
       const sel = args[0] ? findSelector(args[0]) : undefined;
-      return new Set(sel ? selectorOf(this.expr, sel).matchers.filter((m) => m.op === '=' && m.label !== '__name__').map((m) => m.label) : []);
+      return new Set(
+        sel
+          ? selectorOf(this.expr, sel)
+              .matchers.filter((m) => m.op === '=' && m.label !== '__name__')
+              .map((m) => m.label)
+          : [],
+      );
     }
     if (f === 'label_replace' || f === 'label_join') {
       const base = argLabels[0];
@@ -398,8 +405,20 @@ function findSelector(n: Node): Node | undefined {
 }
 
 const EXPR_NODES = new Set([
-  'AggregateExpr', 'BinaryExpr', 'FunctionCall', 'MatrixSelector', 'NumberDurationLiteral', 'OffsetExpr', 'AnchoredExpr',
-  'SmoothedExpr', 'ParenExpr', 'StringLiteral', 'SubqueryExpr', 'UnaryExpr', 'VectorSelector', 'StepInvariantExpr',
+  'AggregateExpr',
+  'BinaryExpr',
+  'FunctionCall',
+  'MatrixSelector',
+  'NumberDurationLiteral',
+  'OffsetExpr',
+  'AnchoredExpr',
+  'SmoothedExpr',
+  'ParenExpr',
+  'StringLiteral',
+  'SubqueryExpr',
+  'UnaryExpr',
+  'VectorSelector',
+  'StepInvariantExpr',
 ]);
 
 function isExpr(n: Node): boolean {

@@ -38,13 +38,21 @@ export interface RuleGroup {
 /** alerts/*.rules.yaml, sorted (the files the chart ships). */
 export function ruleFiles(dir = ALERTS_DIR): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.rules.yaml')).sort().map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.rules.yaml'))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 /** alerts/tests/*.test.yaml, sorted. */
 export function ruleTestFiles(dir = ALERT_TESTS_DIR): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.test.yaml')).sort().map((f) => path.join(dir, f));
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.test.yaml'))
+    .sort()
+    .map((f) => path.join(dir, f));
 }
 
 function stringMap(v: unknown, where: string): Record<string, string> {

@@ -20,7 +20,10 @@ const STRING_MAPS = /(\.|^)(commonLabels|commonAnnotations|podAnnotations|podLab
 const OBJECT_LISTS = /(\.|^)(extraEnv|extraVolumes|extraVolumeMounts|tolerations|extraEgress|parentRefs)$/;
 
 const intOrPercent = (min: number): JsonSchema => ({
-  oneOf: [{ type: 'integer', minimum: min }, { type: 'string', pattern: min > 0 ? '^([1-9][0-9]?|100)%$' : '^([0-9]|[1-9][0-9]|100)%$' }],
+  oneOf: [
+    { type: 'integer', minimum: min },
+    { type: 'string', pattern: min > 0 ? '^([1-9][0-9]?|100)%$' : '^([0-9]|[1-9][0-9]|100)%$' },
+  ],
 });
 const DNS_NAME = '^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
 const HTTP_URL = '^$|^https?://[^\\s]+$';
@@ -181,7 +184,12 @@ export function generateValuesSchema(valuesYaml: string, file: string = VALUES_F
     const raw = key.commentBefore || (index === 0 ? parent.commentBefore : '') || '';
     const lines = raw.split('\n').map((l) => l.trim());
     const i = lines.findIndex((l) => l.startsWith('--'));
-    if (i >= 0) return lines.slice(i).map((l) => l.replace(/^--\s*/, '')).join(' ').trim();
+    if (i >= 0)
+      return lines
+        .slice(i)
+        .map((l) => l.replace(/^--\s*/, ''))
+        .join(' ')
+        .trim();
     const last = lines.filter(Boolean).pop();
     if (last && isMap(pair.value) && pair.value.items.length) return last;
     const line = key.range ? lineCounter.linePos(key.range[0]).line : 0;
@@ -235,7 +243,8 @@ export function generateValuesSchema(valuesYaml: string, file: string = VALUES_F
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: 'https://conduit.example/schemas/values.schema.json',
     title: 'Values of the conduit Helm chart',
-    description: 'Values of the conduit chart. Strict: unknown keys are rejected. Generated from the comments and defaults of chart/values.yaml by scripts/lib/domain/values-schema.ts (npx zx scripts/docs.ts); do not edit by hand.',
+    description:
+      'Values of the conduit chart. Strict: unknown keys are rejected. Generated from the comments and defaults of chart/values.yaml by scripts/lib/domain/values-schema.ts (npx zx scripts/docs.ts); do not edit by hand.',
     ...root,
     definitions: { resources: resourcesDefinition() },
   };

@@ -198,7 +198,9 @@ export function loadValuesFile(file: string): ValuesLayer {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${name}: cannot read values file (${code ?? (e as Error).message})`, { hint: code === 'ENOENT' ? 'Check the path (layers in values/clusters.yaml are relative to values/).' : undefined });
+    throw new UserError(`${name}: cannot read values file (${code ?? (e as Error).message})`, {
+      hint: code === 'ENOENT' ? 'Check the path (layers in values/clusters.yaml are relative to values/).' : undefined,
+    });
   }
   if (text.length < CACHE_MIN_BYTES) return parseValuesText(text, name);
   // Parsing a large file with positions (the chart's values.yaml) takes long enough to be worth a

@@ -231,8 +231,16 @@ export async function runClusterRestore(o: {
   });
   const audit = (result: AuditResult, summary: string) =>
     appendAudit(o.kube, {
-      time: new Date().toISOString(), actor, action: 'restore', result, cluster: t.cluster, namespace: t.namespace, release: t.release,
-      summary, durationMs: Math.round(performance.now() - started), details: details(),
+      time: new Date().toISOString(),
+      actor,
+      action: 'restore',
+      result,
+      cluster: t.cluster,
+      namespace: t.namespace,
+      release: t.release,
+      summary,
+      durationMs: Math.round(performance.now() - started),
+      details: details(),
     });
   try {
     const result = await holdLock(

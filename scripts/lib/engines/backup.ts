@@ -65,7 +65,10 @@ export interface Manifest {
 const ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-([a-z0-9]{4,16})$/;
 
 export function newBackupId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stamp}-${crypto.randomBytes(3).toString('hex')}`;
 }
 
@@ -371,7 +374,12 @@ export async function findBackup(storage: BackupStorage, id: string | undefined)
   const b = all.find((x) => x.id === id);
   if (!b) {
     throw new UserError(`backup "${id}" not found in ${storage.display}`, {
-      hint: all.length ? `Known backups: ${all.slice(-5).map((x) => x.id).join(', ')}${all.length > 5 ? ', ...' : ''}.` : 'The destination holds no backups.',
+      hint: all.length
+        ? `Known backups: ${all
+            .slice(-5)
+            .map((x) => x.id)
+            .join(', ')}${all.length > 5 ? ', ...' : ''}.`
+        : 'The destination holds no backups.',
     });
   }
   if (b.state !== 'valid') throw new UserError(`backup ${id} is ${b.state}: ${b.problems.join('; ')}`, { hint: 'Pick a valid backup (see `backup.ts list`).' });
@@ -465,13 +473,7 @@ export interface VerifyResult {
   seconds: { checksum: number; restore: number; compare: number; total: number };
 }
 
-export async function verifyBackup(o: {
-  storage: BackupStorage;
-  backup: BackupInfo;
-  scratch: PgConnection;
-  progress?: Progress;
-  record?: boolean;
-}): Promise<VerifyResult> {
+export async function verifyBackup(o: { storage: BackupStorage; backup: BackupInfo; scratch: PgConnection; progress?: Progress; record?: boolean }): Promise<VerifyResult> {
   const started = performance.now();
   const m = o.backup.manifest!;
   const fetched = await fetchVerifiedDump(o.storage, o.backup, o.progress);
@@ -557,14 +559,7 @@ export interface RestoreResult {
   seconds: { checksum: number; restore: number; total: number };
 }
 
-export async function restoreBackup(o: {
-  storage: BackupStorage;
-  backup: BackupInfo;
-  target: PgConnection;
-  clean: boolean;
-  hooks?: RestoreHooks;
-  progress?: Progress;
-}): Promise<RestoreResult> {
+export async function restoreBackup(o: { storage: BackupStorage; backup: BackupInfo; target: PgConnection; clean: boolean; hooks?: RestoreHooks; progress?: Progress }): Promise<RestoreResult> {
   const started = performance.now();
   const hooks = o.hooks ?? noRestoreHooks;
   // 1. Checksum first: a corrupt backup never touches the target.
@@ -574,10 +569,9 @@ export async function restoreBackup(o: {
     if (!o.clean) {
       const n = await countUserObjects(o.target);
       if (n.relations > 0 || n.largeObjects > 0) {
-        throw new UserError(
-          `target database ${describeConnection(o.target)} is not empty (${n.relations} relations, ${n.largeObjects} large objects); nothing was restored`,
-          { hint: 'Restore into an empty database, or pass --clean to drop and recreate the objects the backup contains.' },
-        );
+        throw new UserError(`target database ${describeConnection(o.target)} is not empty (${n.relations} relations, ${n.largeObjects} large objects); nothing was restored`, {
+          hint: 'Restore into an empty database, or pass --clean to drop and recreate the objects the backup contains.',
+        });
       }
     }
     let restoreSeconds = 0;

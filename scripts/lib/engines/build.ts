@@ -26,14 +26,28 @@ export const COMPONENTS: readonly ComponentSpec[] = [
   { name: 'api', image: 'conduit-http', dockerfile: 'api.Dockerfile', namedContexts: ['healthprobe'], title: 'Core API (ConduitLLM.Http)' },
   { name: 'admin', image: 'conduit-admin', dockerfile: 'admin.Dockerfile', namedContexts: ['healthprobe'], title: 'Admin API (ConduitLLM.Admin)' },
   { name: 'webui', image: 'conduit-webui', dockerfile: 'webui.Dockerfile', namedContexts: [], title: 'WebUI (Next.js)' },
-  { name: 'rabbitmq', image: 'conduit-rabbitmq', dockerfile: 'rabbitmq.Dockerfile', namedContexts: [], selfContained: true, defaultVersion: '4.2-delayed', title: 'RabbitMQ + delayed message exchange' },
+  {
+    name: 'rabbitmq',
+    image: 'conduit-rabbitmq',
+    dockerfile: 'rabbitmq.Dockerfile',
+    namedContexts: [],
+    selfContained: true,
+    defaultVersion: '4.2-delayed',
+    title: 'RabbitMQ + delayed message exchange',
+  },
 ];
 
 /** `all` means the three ConduitLLM images; the RabbitMQ image is built on request. */
 export const ALL = ['api', 'admin', 'webui'];
 
 export function componentsFor(choice: string): ComponentSpec[] {
-  const names = choice === 'all' ? ALL : choice.split(',').map((s) => s.trim()).filter(Boolean);
+  const names =
+    choice === 'all'
+      ? ALL
+      : choice
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
   return names.map((n) => {
     const c = COMPONENTS.find((x) => x.name === n);
     if (!c) throw usageError(`unknown component "${n}"`, `Use one of: ${COMPONENTS.map((x) => x.name).join(', ')}, all.`);

@@ -246,18 +246,29 @@ export function kwokctlEnv(bins: LocalBinaries, paths: LocalClusterPaths): Recor
 
 export function createClusterArgs(bins: LocalBinaries): string[] {
   return [
-    '--name', LOCAL_CLUSTER_NAME,
-    '--config', '-',
-    'create', 'cluster',
-    '--runtime', 'binary',
-    '--kube-apiserver-binary', bins['kube-apiserver'],
-    '--kube-controller-manager-binary', bins['kube-controller-manager'],
-    '--kube-scheduler-binary', bins['kube-scheduler'],
-    '--kwok-controller-binary', bins.kwok,
-    '--etcd-binary', bins.etcd,
+    '--name',
+    LOCAL_CLUSTER_NAME,
+    '--config',
+    '-',
+    'create',
+    'cluster',
+    '--runtime',
+    'binary',
+    '--kube-apiserver-binary',
+    bins['kube-apiserver'],
+    '--kube-controller-manager-binary',
+    bins['kube-controller-manager'],
+    '--kube-scheduler-binary',
+    bins['kube-scheduler'],
+    '--kwok-controller-binary',
+    bins.kwok,
+    '--etcd-binary',
+    bins.etcd,
     // Do not add a context to ~/.kube/config: the cluster's own kubeconfig is used explicitly.
-    '--kubeconfig', '',
-    '--wait', '2m',
+    '--kubeconfig',
+    '',
+    '--wait',
+    '2m',
   ];
 }
 
@@ -525,7 +536,8 @@ export async function upLocalCluster(reporter: StepReporter, paths = localCluste
 async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promise<UpResult> {
   const built: string[] = [];
   const missing = missingBinaries();
-  if (missing.length) reporter.info(`Installing ${missing.length} missing binar${missing.length === 1 ? 'y' : 'ies'} (official release downloads, else built from source; cached afterwards): ${missing.join(', ')}`);
+  if (missing.length)
+    reporter.info(`Installing ${missing.length} missing binar${missing.length === 1 ? 'y' : 'ies'} (official release downloads, else built from source; cached afterwards): ${missing.join(', ')}`);
   return withClusterLock(
     paths,
     async () => {
@@ -555,7 +567,10 @@ async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promis
         const crds = await crdStatus(kube);
         const nodes = await kube.list('nodes');
         if (crds.every((c) => c.installed === c.total) && nodes.length >= LOCAL_NODES.length) {
-          return result('none', crds.reduce((n, c) => n + c.total, 0));
+          return result(
+            'none',
+            crds.reduce((n, c) => n + c.total, 0),
+          );
         }
         action = 'repaired';
       } else if (clusterCreated(paths)) {
@@ -570,7 +585,14 @@ async function bringUp(reporter: StepReporter, paths: LocalClusterPaths): Promis
             if (r.exitCode !== 0 && round >= 2) throw kwokctlFailure('kwokctl start cluster', r, paths);
             const states = await componentStates(binaries, paths);
             if (r.exitCode === 0 && states.length && states.every((c) => c.status === 'Ready')) break;
-            if (round >= 3) throw new UserError(`components did not start: ${states.filter((c) => c.status !== 'Ready').map((c) => `${c.name} ${c.status}`).join(', ')}`, { hint: `See the logs in ${path.join(paths.clusterDir, 'logs')}.` });
+            if (round >= 3)
+              throw new UserError(
+                `components did not start: ${states
+                  .filter((c) => c.status !== 'Ready')
+                  .map((c) => `${c.name} ${c.status}`)
+                  .join(', ')}`,
+                { hint: `See the logs in ${path.join(paths.clusterDir, 'logs')}.` },
+              );
           }
         });
         await reporter.step('hand the nodes to the restarted simulator', async () => {

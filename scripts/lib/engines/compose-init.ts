@@ -127,7 +127,9 @@ export function planEnvInit(o: EnvInitOptions): EnvInitPlan {
   const target = path.resolve(o.target);
   const template = path.join(path.dirname(composeFile), '.env.example');
   if (!fs.existsSync(template)) {
-    throw new UserError(`${displayPath(template)} does not exist: init makes the env file from the .env.example beside the compose file`, { hint: 'Pass the stack file with --file (default: compose/compose.yaml).' });
+    throw new UserError(`${displayPath(template)} does not exist: init makes the env file from the .env.example beside the compose file`, {
+      hint: 'Pass the stack file with --file (default: compose/compose.yaml).',
+    });
   }
   const doc = loadComposeFile(composeFile);
   const stat = fs.lstatSync(target, { throwIfNoEntry: false });
@@ -138,7 +140,8 @@ export function planEnvInit(o: EnvInitOptions): EnvInitPlan {
     });
   }
   const dir = path.dirname(target);
-  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UserError(`directory ${displayPath(dir)} does not exist`, { hint: `Create it first, or name an env file in an existing directory.` });
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+    throw new UserError(`directory ${displayPath(dir)} does not exist`, { hint: `Create it first, or name an env file in an existing directory.` });
   const { generated, toFill } = classifyTemplate(parseEnvText(fs.readFileSync(template, 'utf8'), displayPath(template)), doc);
   return { composeFile, template, target, replaces: Boolean(stat), generated, secretLength: SECRET_LENGTH, toFill };
 }
@@ -188,10 +191,13 @@ export function writeEnvFile(plan: EnvInitPlan, randomBytes?: RandomBytes): void
   const placeholders = Object.fromEntries(parseEnvText(templateText).map((e) => [e.key, e.value]));
   const problems = checkForUp(loadComposeFile(plan.composeFile), env, placeholders);
   if (problems.length) {
-    throw new UserError(`the env file made from ${displayPath(plan.template)} would not pass the checks of compose.ts up; nothing was written:\n${problems.map((p) => `  ${p.variable} ${p.problem}`).join('\n')}`, {
-      hint: `Fix these variables in ${displayPath(plan.template)} (a credential needs a CHANGE_ME placeholder to be generated).`,
-      details: problems,
-    });
+    throw new UserError(
+      `the env file made from ${displayPath(plan.template)} would not pass the checks of compose.ts up; nothing was written:\n${problems.map((p) => `  ${p.variable} ${p.problem}`).join('\n')}`,
+      {
+        hint: `Fix these variables in ${displayPath(plan.template)} (a credential needs a CHANGE_ME placeholder to be generated).`,
+        details: problems,
+      },
+    );
   }
   const tmp = path.join(path.dirname(plan.target), `.${path.basename(plan.target)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
   const fd = fs.openSync(tmp, 'wx', 0o600);
@@ -208,7 +214,8 @@ export function writeEnvFile(plan: EnvInitPlan, randomBytes?: RandomBytes): void
       try {
         fs.linkSync(tmp, plan.target);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new UserError(`${displayPath(plan.target)} appeared while init ran; nothing was changed`, { hint: 'Run init again, with --force to replace it.' });
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new UserError(`${displayPath(plan.target)} appeared while init ran; nothing was changed`, { hint: 'Run init again, with --force to replace it.' });
         throw e;
       }
     }

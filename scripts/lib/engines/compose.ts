@@ -177,10 +177,16 @@ export async function frontEndCheck(engine: Engine, p: Project, rendered?: Rende
 export async function removeProjectResources(engine: Engine, project: string): Promise<void> {
   const label = `label=io.podman.compose.project=${project}`;
   const vols = await exec({ cmd: engine.bin, args: ['volume', 'ls', '--quiet', '--filter', label] });
-  const names = vols.stdout.split('\n').map((v) => v.trim()).filter(Boolean);
+  const names = vols.stdout
+    .split('\n')
+    .map((v) => v.trim())
+    .filter(Boolean);
   if (names.length) await exec({ cmd: engine.bin, args: ['volume', 'rm', ...names] });
   const nets = await exec({ cmd: engine.bin, args: ['network', 'ls', '--quiet', '--filter', label] });
-  const ids = nets.stdout.split('\n').map((v) => v.trim()).filter(Boolean);
+  const ids = nets.stdout
+    .split('\n')
+    .map((v) => v.trim())
+    .filter(Boolean);
   if (ids.length) await exec({ cmd: engine.bin, args: ['network', 'rm', ...ids] });
 }
 
@@ -234,7 +240,9 @@ export async function waitHealthy(engine: Engine, project: string, services: rea
     }
     const statuses = statusOf(services, containers);
     const waiting = statuses.filter((s) => !s.ready);
-    o.progress?.(`${statuses.length - waiting.length}/${statuses.length} ready${waiting.length ? `; waiting for ${waiting.map((w) => `${w.service} (${w.state}${w.health !== '-' && w.health !== 'none' ? `, ${w.health}` : ''})`).join(', ')}` : ''}`);
+    o.progress?.(
+      `${statuses.length - waiting.length}/${statuses.length} ready${waiting.length ? `; waiting for ${waiting.map((w) => `${w.service} (${w.state}${w.health !== '-' && w.health !== 'none' ? `, ${w.health}` : ''})`).join(', ')}` : ''}`,
+    );
     if (!waiting.length) return { ok: true, statuses };
     if (Date.now() >= deadline) return { ok: false, statuses };
     await new Promise((r) => setTimeout(r, Math.min(interval, Math.max(0, deadline - Date.now()))));

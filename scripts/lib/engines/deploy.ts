@@ -158,7 +158,10 @@ export async function diffRelease(plan: DeployPlan, kube: Kube, manifest?: strin
     return { firstInstall: false, changed: d.objects.length > 0, objects: d.objects, text: d.text, against: `revision ${current.version} (${current.info.status})`, revision: current.version };
   }
   const [current, r] = await Promise.all([releaseStatus(plan, kube), plan.helm.run(plan.dryRunArgs, { input: plan.overridesYaml, timeoutMs: 300_000 })]);
-  if (r.exitCode !== 0) throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, { hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.' });
+  if (r.exitCode !== 0)
+    throw new UserError(`the chart does not render for ${plan.target.cluster}: ${redact(r.stderr.trim().split('\n').slice(-8).join('\n'))}`, {
+      hint: 'Run npx zx scripts/validate.ts --cluster ' + plan.target.cluster + ' for details.',
+    });
   const rendered = (JSON.parse(r.stdout) as HelmRelease).manifest ?? '';
   if (!current) return { firstInstall: true, changed: true, objects: listObjects(rendered), text: '' };
   const d = await kube.diff(rendered, { namespace: plan.target.namespace });
@@ -202,7 +205,10 @@ export function diffFileObject(file: string): string {
 
 /** The deployment checklist as a table (status, item, what was found, the fix when not passing). */
 export function formatChecklist(checks: CheckResult[]): string {
-  return table(['check', 'status', 'detail'], checks.map((c) => [c.title, c.status.toUpperCase(), c.status === 'pass' ? c.detail : `${c.detail}; fix: ${c.fix ?? ''}`]));
+  return table(
+    ['check', 'status', 'detail'],
+    checks.map((c) => [c.title, c.status.toUpperCase(), c.status === 'pass' ? c.detail : `${c.detail}; fix: ${c.fix ?? ''}`]),
+  );
 }
 
 /**
@@ -215,7 +221,7 @@ export function preflightChecklist(cluster: string, environment: string, render:
     const failed = checks.filter((c) => c.status === 'fail');
     throw new UserError(
       `the deployment checklist failed for ${cluster} (${environment}); nothing was deployed:\n${formatChecklist(checks)}\n\n${failed.map((c) => `fix ${c.id}: ${c.fix}`).join('\n')}`,
-      { hint: 'Apply the fixes above in the cluster\'s values file, then deploy again.', details: { checklist: checks } },
+      { hint: "Apply the fixes above in the cluster's values file, then deploy again.", details: { checklist: checks } },
     );
   }
   return checks;
@@ -235,8 +241,12 @@ type Workload = KubeObject & {
 function rolledOut(w: Workload): boolean {
   const want = w.spec?.replicas ?? 1;
   const st = w.status ?? {};
-  return (st.observedGeneration ?? 0) >= (w.metadata.generation ?? 0) && (st.updatedReplicas ?? 0) >= want && (st.readyReplicas ?? 0) >= want &&
-    (w.kind !== 'StatefulSet' || !st.updateRevision || st.currentRevision === st.updateRevision || (st.updatedReplicas ?? 0) >= want);
+  return (
+    (st.observedGeneration ?? 0) >= (w.metadata.generation ?? 0) &&
+    (st.updatedReplicas ?? 0) >= want &&
+    (st.readyReplicas ?? 0) >= want &&
+    (w.kind !== 'StatefulSet' || !st.updateRevision || st.currentRevision === st.updateRevision || (st.updatedReplicas ?? 0) >= want)
+  );
 }
 
 /**
@@ -261,7 +271,11 @@ export async function verifyRelease(plan: DeployPlan, kube: Kube): Promise<Verif
 }
 
 type PodState = KubeObject & {
-  status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[] };
+  status?: {
+    phase?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    containerStatuses?: { name: string; ready: boolean; state?: Record<string, { reason?: string; message?: string }> }[];
+  };
 };
 
 /** One line saying why a pod is not Ready (its failing conditions, waiting containers); none when it is. */
@@ -269,7 +283,11 @@ export function unreadyPodLine(p: PodState): string | undefined {
   const ready = p.status?.conditions?.find((c) => c.type === 'Ready');
   if (ready?.status === 'True' || p.status?.phase === 'Succeeded') return undefined;
   const failing = (p.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}${c.message ? `: ${c.message}` : ''})` : ''}`);
-  const waiting = (p.status?.containerStatuses ?? []).flatMap((c) => Object.entries(c.state ?? {}).filter(([k]) => k !== 'running').map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`));
+  const waiting = (p.status?.containerStatuses ?? []).flatMap((c) =>
+    Object.entries(c.state ?? {})
+      .filter(([k]) => k !== 'running')
+      .map(([k, v]) => `container ${c.name} ${k}${v.reason ? `: ${v.reason}` : ''}`),
+  );
   return `pod/${p.metadata.name} (${p.status?.phase ?? 'Unknown'}): ${[...failing, ...waiting].join('; ') || 'not ready'}`;
 }
 
@@ -359,7 +377,10 @@ async function ensureNamespace(kube: Kube, ns: string, onWait: (msg: string) => 
   if (current?.status?.phase === 'Terminating') {
     onWait(`namespace ${ns} is being deleted; waiting up to ${waitSeconds}s for it to be gone before creating it again`);
     while (current?.status?.phase === 'Terminating') {
-      if (Date.now() > deadline) throw new UserError(`namespace ${ns} is still being deleted after ${waitSeconds}s; nothing was deployed`, { hint: `See what holds it: kubectl get namespace ${ns} -o yaml (status.conditions); deploy again once it is gone.` });
+      if (Date.now() > deadline)
+        throw new UserError(`namespace ${ns} is still being deleted after ${waitSeconds}s; nothing was deployed`, {
+          hint: `See what holds it: kubectl get namespace ${ns} -o yaml (status.conditions); deploy again once it is gone.`,
+        });
       await new Promise((r) => setTimeout(r, 1000));
       current = await kube.get('namespace', ns);
     }
@@ -463,7 +484,9 @@ class DeploySession {
     const t = plan.target;
     this.guard = new InterruptGuard({
       onFirst: (sig) =>
-        ui.info(`${sig} received while ${this.stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`),
+        ui.info(
+          `${sig} received while ${this.stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`,
+        ),
       describeLeftovers: () =>
         `Now ${this.stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
     });
@@ -494,7 +517,11 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
 /** API reachable, the namespace there (created when missing), the permissions a deploy needs. */
 async function preflight(s: DeploySession): Promise<void> {
   const { kube, target: t } = s;
-  const needed = [['create', 'leases.coordination.k8s.io'], ['update', 'configmaps'], ['create', 'deployments.apps']] as const;
+  const needed = [
+    ['create', 'leases.coordination.k8s.io'],
+    ['update', 'configmaps'],
+    ['create', 'deployments.apps'],
+  ] as const;
   const [reachable, ...allowed] = await Promise.all([kube.reachable(10_000), ...needed.map(([verb, res]) => kube.can(verb, res, t.namespace))]);
   if (!reachable) {
     throw new UserError(`cannot reach the API server of context "${t.context}"`, {
@@ -854,11 +881,14 @@ async function settleInterrupt(s: DeploySession): Promise<never> {
   s.stage = 'recording the interrupt and releasing the lock';
   await recordAudit(s, 'interrupted', { signal: guard.signalName, action, revision: final?.version, status: final?.info.status });
   const state = final ? `release ${t.release} is ${final.info.status} at revision ${final.version}` : `release ${t.release} is not installed`;
-  throw new UserError(`deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName}: ${action === 'none' ? 'nothing to undo' : action}; ${state}; the deploy lock is released.${left ? `\nLeft to do: ${left}` : ''}`, {
-    exitCode: EXIT_INTERRUPTED,
-    hint: left ? 'Run the command above, then deploy again.' : 'Deploy again when ready.',
-    details: { interrupted: true, signal: guard.signalName, action, revision: final?.version, status: final?.info.status },
-  });
+  throw new UserError(
+    `deploy of ${t.release} to ${t.cluster} interrupted by ${guard.signalName}: ${action === 'none' ? 'nothing to undo' : action}; ${state}; the deploy lock is released.${left ? `\nLeft to do: ${left}` : ''}`,
+    {
+      exitCode: EXIT_INTERRUPTED,
+      hint: left ? 'Run the command above, then deploy again.' : 'Deploy again when ready.',
+      details: { interrupted: true, signal: guard.signalName, action, revision: final?.version, status: final?.info.status },
+    },
+  );
 }
 
 /** Brings a release the interrupt left half-applied back: what was done, and what is left to do by hand. */

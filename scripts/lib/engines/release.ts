@@ -106,15 +106,23 @@ export function evaluateVersionBump(input: { version: string; tags: readonly str
   const cmp = compareSemver(input.version, last.version);
   const details = { first: false, version: input.version, lastTag: last.tag, changed: input.changed };
   if (cmp < 0) {
-    return { name, status: 'failed', message: `Chart.yaml version ${input.version} is lower than the last release ${last.version} (${last.tag})`, hint: `Set a version above ${last.version} in chart/Chart.yaml.`, details };
+    return {
+      name,
+      status: 'failed',
+      message: `Chart.yaml version ${input.version} is lower than the last release ${last.version} (${last.tag})`,
+      hint: `Set a version above ${last.version} in chart/Chart.yaml.`,
+      details,
+    };
   }
   if (cmp === 0) {
     if (input.changed.length === 0) return { name, status: 'ok', message: `${input.version} is released as ${last.tag} and nothing shipped changed since`, details };
     const list = input.changed.slice(0, 8).join(', ') + (input.changed.length > 8 ? `, and ${input.changed.length - 8} more` : '');
     return {
-      name, status: 'failed',
+      name,
+      status: 'failed',
       message: `${input.changed.length} shipped file(s) changed since ${last.tag} but Chart.yaml still says version ${input.version}: ${list}`,
-      hint: `Bump version in chart/Chart.yaml (patch for fixes, minor for features, major for breaking changes) and add a CHANGELOG entry.`, details,
+      hint: `Bump version in chart/Chart.yaml (patch for fixes, minor for features, major for breaking changes) and add a CHANGELOG entry.`,
+      details,
     };
   }
   return { name, status: 'ok', message: `${input.version} follows ${last.tag} (${input.changed.length} shipped file(s) changed since)`, details };
@@ -203,19 +211,24 @@ export function parseArtifactHubChanges(annotation: string | undefined): ChangeE
   if (!annotation) return [];
   const list = parseAnnotationYaml('artifacthub.io/changes', annotation);
   if (!Array.isArray(list)) throw new UserError('Chart.yaml: annotation artifacthub.io/changes is not a YAML list', { hint: 'Write it as a list of {kind, description} entries.' });
-  return list.map((e) =>
-    typeof e === 'string' ? { kind: 'changed' as ChangeKind, description: e } : { kind: String(e.kind) as ChangeKind, description: String(e.description ?? '') },
-  );
+  return list.map((e) => (typeof e === 'string' ? { kind: 'changed' as ChangeKind, description: e } : { kind: String(e.kind) as ChangeKind, description: String(e.description ?? '') }));
 }
 
 /** The artifacthub.io/changes annotation text for a changelog entry. */
 export function renderArtifactHubChanges(changes: readonly ChangeEntry[]): string {
-  return stringify(changes.map((c) => ({ kind: c.kind, description: c.description })), { lineWidth: 0 });
+  return stringify(
+    changes.map((c) => ({ kind: c.kind, description: c.description })),
+    { lineWidth: 0 },
+  );
 }
 
 /** Markdown inline syntax does not belong in Artifact Hub's plain-text change list. */
 export function plainText(markdown: string): string {
-  return markdown.replace(/`([^`]*)`/g, '$1').replace(/\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/\*\*([^*]*)\*\*/g, '$1').trim();
+  return markdown
+    .replace(/`([^`]*)`/g, '$1')
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/\*\*([^*]*)\*\*/g, '$1')
+    .trim();
 }
 
 export function evaluateChangelog(input: { version: string; changelog?: string; changelogFile: string }): { result: CheckResult; entry?: ChangelogVersion } {
@@ -232,10 +245,25 @@ export function evaluateChangelog(input: { version: string; changelog?: string; 
   }
   const entry = versions.find((v) => v.version === input.version);
   if (!entry) {
-    return { result: { name, status: 'failed', message: `${input.changelogFile} has no section for ${input.version}`, hint: `Add "## ${input.version} - ${new Date().toISOString().slice(0, 10)}" with ### Added/Changed/Fixed/... bullets above the older versions.` } };
+    return {
+      result: {
+        name,
+        status: 'failed',
+        message: `${input.changelogFile} has no section for ${input.version}`,
+        hint: `Add "## ${input.version} - ${new Date().toISOString().slice(0, 10)}" with ### Added/Changed/Fixed/... bullets above the older versions.`,
+      },
+    };
   }
   if (!entry.changes.length) {
-    return { entry, result: { name, status: 'failed', message: `${input.changelogFile}:${entry.line}: the ${input.version} section lists no changes`, hint: 'Add at least one bullet under ### Added, Changed, Deprecated, Removed, Fixed or Security.' } };
+    return {
+      entry,
+      result: {
+        name,
+        status: 'failed',
+        message: `${input.changelogFile}:${entry.line}: the ${input.version} section lists no changes`,
+        hint: 'Add at least one bullet under ### Added, Changed, Deprecated, Removed, Fixed or Security.',
+      },
+    };
   }
   if (versions[0].version !== input.version) {
     return { entry, result: { name, status: 'failed', message: `${input.changelogFile}: the newest section is ${versions[0].version}, not ${input.version}`, hint: 'Keep the newest version first.' } };
@@ -247,7 +275,11 @@ export function evaluateArtifactHubChanges(input: { entry?: ChangelogVersion; an
   const name = 'artifacthub.io/changes';
   if (!input.entry) return { name, status: 'skipped', message: 'no changelog entry to compare with' };
   const wanted = input.entry.changes.map((c) => ({ kind: c.kind, description: plainText(c.description) }));
-  const hint = `Set in chart/Chart.yaml:\n  artifacthub.io/changes: |\n${renderArtifactHubChanges(wanted).trimEnd().split('\n').map((l) => '    ' + l).join('\n')}`;
+  const hint = `Set in chart/Chart.yaml:\n  artifacthub.io/changes: |\n${renderArtifactHubChanges(wanted)
+    .trimEnd()
+    .split('\n')
+    .map((l) => '    ' + l)
+    .join('\n')}`;
   let actual: ChangeEntry[];
   try {
     actual = parseArtifactHubChanges(input.annotation);
@@ -260,7 +292,11 @@ export function evaluateArtifactHubChanges(input: { entry?: ChangelogVersion; an
   const missing = wanted.map(key).filter((k) => !actual.map(key).includes(k));
   const extra = actual.map(key).filter((k) => !wanted.map(key).includes(k));
   if (missing.length || extra.length || wanted.map(key).join('\n') !== actual.map(key).join('\n')) {
-    const parts = [missing.length ? `missing: ${missing.join(' | ')}` : '', extra.length ? `not in the changelog: ${extra.join(' | ')}` : '', !missing.length && !extra.length ? 'same entries in another order' : ''].filter(Boolean);
+    const parts = [
+      missing.length ? `missing: ${missing.join(' | ')}` : '',
+      extra.length ? `not in the changelog: ${extra.join(' | ')}` : '',
+      !missing.length && !extra.length ? 'same entries in another order' : '',
+    ].filter(Boolean);
     return { name, status: 'failed', message: `artifacthub.io/changes differs from the CHANGELOG ${input.entry.version} entry (${parts.join('; ')})`, hint, details: { missing, extra } };
   }
   return { name, status: 'ok', message: `matches the CHANGELOG (${actual.length} entries)` };
@@ -337,7 +373,8 @@ export function evaluateImages(input: { meta: ChartMeta; values: unknown; render
   const images = defaultImages(input.values, meta.appVersion);
   for (const app of APP_IMAGE_PATHS) if (!images.some((i) => i.path === app)) problems.push(`values.yaml has no ${app} (repository/tag/digest)`);
   for (const img of images) {
-    if (img.app && !img.digest && img.tag && img.tag !== meta.appVersion) problems.push(`${img.path}.tag is "${img.tag}" but appVersion is "${meta.appVersion}" (leave it empty, set it to appVersion, or pin a digest)`);
+    if (img.app && !img.digest && img.tag && img.tag !== meta.appVersion)
+      problems.push(`${img.path}.tag is "${img.tag}" but appVersion is "${meta.appVersion}" (leave it empty, set it to appVersion, or pin a digest)`);
     // The tag a default install pulls: the app images fall back to appVersion. `latest` and `master` move.
     const pulled = img.tag || (img.app ? meta.appVersion : '');
     if (!img.digest && (!pulled || MOVING_TAGS.includes(pulled))) problems.push(`${img.path} is not pinned (tag "${pulled}"): use a fixed tag (e.g. master-<7-char sha>) or a digest`);
@@ -357,10 +394,18 @@ export function evaluateImages(input: { meta: ChartMeta; values: unknown; render
   for (const r of input.rendered ?? []) if (!have.has(r)) problems.push(`the default render runs ${r}, which artifacthub.io/images does not list`);
   const details = { appVersion: meta.appVersion, images: images.map((i) => ({ path: i.path, image: i.image })), annotated, rendered: input.rendered };
   if (problems.length) {
-    const annotation = stringify(images.map((i) => ({ name: i.path.replace(/\.(image|imageName)$/, '').replace(/\./g, '-'), image: i.image })), { lineWidth: 0 });
+    const annotation = stringify(
+      images.map((i) => ({ name: i.path.replace(/\.(image|imageName)$/, '').replace(/\./g, '-'), image: i.image })),
+      { lineWidth: 0 },
+    );
     return { name, status: 'failed', message: problems.join('; '), hint: `artifacthub.io/images should list exactly the default images:\n${annotation.trimEnd()}`, details };
   }
-  return { name, status: 'ok', message: `${images.length} default images pinned, app images at appVersion ${meta.appVersion}, artifacthub.io/images matches${input.rendered ? ` (and the ${input.rendered.length} rendered ones)` : ''}`, details };
+  return {
+    name,
+    status: 'ok',
+    message: `${images.length} default images pinned, app images at appVersion ${meta.appVersion}, artifacthub.io/images matches${input.rendered ? ` (and the ${input.rendered.length} rendered ones)` : ''}`,
+    details,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +521,13 @@ export function planPackage(input: PackageInput): Plan {
   if (sign && !sign.keyring) {
     const armored = path.join(outDir, PUBLIC_KEY_ARMORED);
     steps.push({ kind: 'run', tool: 'gpg', args: ['--batch', '--yes', '--output', pubring, '--export', sign.key], produces: pubring, why: 'public keyring for helm verify --keyring' });
-    steps.push({ kind: 'run', tool: 'gpg', args: ['--batch', '--yes', '--armor', '--output', armored, '--export', sign.key], produces: armored, why: 'armored public key (artifacthub.io/signKey url)' });
+    steps.push({
+      kind: 'run',
+      tool: 'gpg',
+      args: ['--batch', '--yes', '--armor', '--output', armored, '--export', sign.key],
+      produces: armored,
+      why: 'armored public key (artifacthub.io/signKey url)',
+    });
     outputs.push(pubring, path.join(outDir, PUBLIC_KEY_ARMORED));
   }
   const args = input.helm.packageArgs({ chart: chartDir, destination: outDir, sign: sign ? { key: sign.key, keyring: keyring!, passphraseFile: passFile } : undefined });
@@ -511,10 +562,7 @@ export function validateRepoUrl(url: string): void {
 }
 
 export function artifactHubRepoFile(input: IndexInput['artifactHub'] = {}): string {
-  const lines = [
-    '# Artifact Hub repository metadata: served next to index.yaml.',
-    '# Fill in repositoryID (shown when the repository is added on Artifact Hub) to get the verified-publisher badge.',
-  ];
+  const lines = ['# Artifact Hub repository metadata: served next to index.yaml.', '# Fill in repositoryID (shown when the repository is added on Artifact Hub) to get the verified-publisher badge.'];
   const doc: Record<string, unknown> = {};
   if (input.repositoryId) doc.repositoryID = input.repositoryId;
   if (input.owners?.length) doc.owners = input.owners;
@@ -527,7 +575,13 @@ export function planIndex(input: IndexInput): Plan {
   const args = input.helm.repoIndexArgs({ dir: input.dir, url: input.url, merge: input.merge });
   steps.push({ kind: 'run', tool: 'helm', args, why: 'index the packages, keeping the entries of the existing index' });
   const ah = path.join(input.dir, ARTIFACTHUB_REPO_FILE);
-  steps.push({ kind: 'write', file: ah, content: artifactHubRepoFile(input.artifactHub), onlyIfMissing: !input.artifactHub?.repositoryId && !input.artifactHub?.owners?.length, why: 'Artifact Hub repository metadata' });
+  steps.push({
+    kind: 'write',
+    file: ah,
+    content: artifactHubRepoFile(input.artifactHub),
+    onlyIfMissing: !input.artifactHub?.repositoryId && !input.artifactHub?.owners?.length,
+    why: 'Artifact Hub repository metadata',
+  });
   return { verb: 'index', helm: input.helm.major, steps, outputs: [path.join(input.dir, 'index.yaml'), ah] };
 }
 
@@ -626,7 +680,8 @@ export function planPushOci(input: { pkg: string; registry: string; plainHttp: b
   const args = input.helm.pushArgs({ pkg: input.pkg, registry, plainHttp: input.plainHttp });
   const prov = fs.existsSync(input.pkg + '.prov');
   return {
-    verb: 'push-oci', helm: input.helm.major,
+    verb: 'push-oci',
+    helm: input.helm.major,
     steps: [{ kind: 'run', tool: 'helm', args, why: prov ? 'push the chart and its provenance (.prov) as one OCI artifact' : 'push the chart as an OCI artifact' }],
     outputs: [`${registry}/${input.meta.name}:${input.meta.version}`],
   };
@@ -688,7 +743,7 @@ async function executeStep(step: PlanStep, ctx: ExecContext): Promise<StepOutcom
         throw new UserError(`${r.command} exited ${r.exitCode}:\n${tail}`, { hint: step.tool === 'gpg' ? 'Check the key name (gpg --list-secret-keys) and GNUPGHOME.' : undefined });
       }
       // gpg exits 0 with "nothing exported" when the key is unknown.
-      if (step.produces && !(fs.statSync(step.produces, { throwIfNoEntry: false })?.size)) {
+      if (step.produces && !fs.statSync(step.produces, { throwIfNoEntry: false })?.size) {
         throw new UserError(`${r.command} wrote nothing to ${displayPath(step.produces)}`, { hint: 'Is the key in this GNUPGHOME? List keys with gpg --list-secret-keys.' });
       }
       return { step, result: r };
@@ -783,7 +838,10 @@ export async function changedSince(tag: string, chartDir: string): Promise<strin
 }
 
 export async function releaseTags(chartDir: string): Promise<string[]> {
-  return (await git(['tag', '--list', `${TAG_PREFIX}*`], chartDir)).split('\n').map((t) => t.trim()).filter(Boolean);
+  return (await git(['tag', '--list', `${TAG_PREFIX}*`], chartDir))
+    .split('\n')
+    .map((t) => t.trim())
+    .filter(Boolean);
 }
 
 export interface CheckOptions {
@@ -847,7 +905,12 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
     if (path.resolve(meta.dir) !== path.resolve(CHART_DIR)) return { name: 'chart files', status: 'skipped', message: 'only checked for the repository chart' };
     const { stale, current } = syncChartFiles({ check: true });
     return stale.length
-      ? { name: 'chart files', status: 'failed', message: `chart/files/ differs from its sources: ${stale.join(', ')}`, hint: 'Run npx zx scripts/monitoring.ts sync (copies dashboards/ and alerts/ into chart/files/) and commit.' }
+      ? {
+          name: 'chart files',
+          status: 'failed',
+          message: `chart/files/ differs from its sources: ${stale.join(', ')}`,
+          hint: 'Run npx zx scripts/monitoring.ts sync (copies dashboards/ and alerts/ into chart/files/) and commit.',
+        }
       : { name: 'chart files', status: 'ok', message: `chart/files/ is identical to dashboards/ and alerts/ (${current.length} files)` };
   });
 
@@ -862,7 +925,16 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
     const r = await o.helm.run(o.helm.lintArgs({ chart: meta.dir }));
     return r.exitCode === 0
       ? { name: 'helm lint', status: 'ok', message: `helm ${o.helm.major} lint --strict passes` }
-      : { name: 'helm lint', status: 'failed', message: (r.stdout + r.stderr).trim().split('\n').filter((l) => /\[(ERROR|WARNING)\]|Error/.test(l)).join('; ') || 'helm lint failed' };
+      : {
+          name: 'helm lint',
+          status: 'failed',
+          message:
+            (r.stdout + r.stderr)
+              .trim()
+              .split('\n')
+              .filter((l) => /\[(ERROR|WARNING)\]|Error/.test(l))
+              .join('; ') || 'helm lint failed',
+        };
   });
 
   await guard('validate --all', async () => {
@@ -874,7 +946,12 @@ export async function runReleaseChecks(o: CheckOptions): Promise<CheckResult[]> 
     const summary = summarizeValidation(r.stdout);
     return r.exitCode === 0
       ? { name: 'validate --all', status: 'ok', message: `validate.ts --all passes${summary ? `: ${summary}` : ''}` }
-      : { name: 'validate --all', status: 'failed', message: `validate.ts --all exited ${r.exitCode}${summary ? `: ${summary}` : `: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`}`, hint: 'Run npx zx scripts/validate.ts --all to see the findings.' };
+      : {
+          name: 'validate --all',
+          status: 'failed',
+          message: `validate.ts --all exited ${r.exitCode}${summary ? `: ${summary}` : `: ${(r.stderr || r.stdout).trim().split('\n').slice(-5).join(' | ')}`}`,
+          hint: 'Run npx zx scripts/validate.ts --all to see the findings.',
+        };
   });
   return results;
 }
@@ -903,7 +980,7 @@ export function summarizeValidation(stdout: string): string {
 /** gpg on PATH, or a tool error that says how to get it. */
 export async function requireGpg(): Promise<string> {
   const r = await run('gpg', ['--version']);
-  if (r.exitCode !== 0) throw toolError('gpg is not installed (needed to sign the chart)', 'Install GnuPG: apt-get install gnupg (or your platform\'s package).');
+  if (r.exitCode !== 0) throw toolError('gpg is not installed (needed to sign the chart)', "Install GnuPG: apt-get install gnupg (or your platform's package).");
   return 'gpg';
 }
 

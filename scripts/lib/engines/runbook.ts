@@ -112,7 +112,8 @@ export function parseRequest(action: string | undefined, flags: RunbookFlags): R
       if ((hpaMin === undefined) !== (hpaMax === undefined)) throw usageError('--hpa-min and --hpa-max go together', 'Give both bounds, e.g. --hpa-min 3 --hpa-max 10.');
       if (hpaMin !== undefined && hpaMax !== undefined && hpaMin > hpaMax) throw usageError(`--hpa-min ${hpaMin} is above --hpa-max ${hpaMax}`);
       if (replicas === undefined && hpaMin === undefined) throw usageError('scale needs --replicas N (or --hpa-min N --hpa-max M for an autoscaled component)');
-      if (replicas !== undefined && hpaMin !== undefined) throw usageError('use either --replicas or --hpa-min/--hpa-max, not both', 'A component with an HPA takes bounds; one without takes --replicas.');
+      if (replicas !== undefined && hpaMin !== undefined)
+        throw usageError('use either --replicas or --hpa-min/--hpa-max, not both', 'A component with an HPA takes bounds; one without takes --replicas.');
       return { action: a, component: c, replicas, hpaMin, hpaMax, timeout };
     }
     case 'logs':
@@ -182,7 +183,12 @@ function restartPatch(value: string): object {
 }
 
 function rolloutStep(t: RunbookTarget, c: Component, timeout: string): PlanStep {
-  return { title: `wait for the rollout of deployment/${resourceName(t.release, c)}`, mutates: false, tool: 'kubectl', argv: ['rollout', 'status', `deployment/${resourceName(t.release, c)}`, `--timeout=${durationSeconds(timeout)}s`] };
+  return {
+    title: `wait for the rollout of deployment/${resourceName(t.release, c)}`,
+    mutates: false,
+    tool: 'kubectl',
+    argv: ['rollout', 'status', `deployment/${resourceName(t.release, c)}`, `--timeout=${durationSeconds(timeout)}s`],
+  };
 }
 
 const REVERT_NOTE = 'This is a manual change: a later deploy (npx zx scripts/deploy.ts) or rollback applies the values again and reverts it. Make it permanent in values/ if it should stay.';
@@ -243,7 +249,12 @@ function planStatus({ t, helm }: PlanInput<'status'>): Planned {
   return {
     steps: [
       { title: 'read the release', mutates: false, tool: 'helm', argv: helm.statusArgs(t.release) },
-      { title: 'read deployments, pods and HPAs of the release', mutates: false, tool: 'kubectl', argv: ['get', 'deployments,pods,hpa', '--selector', componentSelector(t.release), '--output', 'json'] },
+      {
+        title: 'read deployments, pods and HPAs of the release',
+        mutates: false,
+        tool: 'kubectl',
+        argv: ['get', 'deployments,pods,hpa', '--selector', componentSelector(t.release), '--output', 'json'],
+      },
       { title: 'read recent warning events', mutates: false, tool: 'kubectl', argv: ['get', 'events', '--output', 'json'] },
       { title: `read the deploy lock ${DEFAULT_LOCK_NAME}`, mutates: false, tool: 'kubectl', argv: ['get', 'leases.coordination.k8s.io', DEFAULT_LOCK_NAME, '--output', 'json'] },
     ],
@@ -282,7 +293,12 @@ function planRestart({ t, req, facts }: PlanInput<'restart'>): Planned {
   return {
     steps: [
       lockStep(),
-      ...cs.map((c): PlanStep => ({ title: `set the pod-template annotation ${RESTART_ANNOTATION} of deployment/${resourceName(t.release, c)}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: restartPatch(NOW_PLACEHOLDER) } })),
+      ...cs.map((c): PlanStep => ({
+        title: `set the pod-template annotation ${RESTART_ANNOTATION} of deployment/${resourceName(t.release, c)}`,
+        mutates: true,
+        tool: 'kubectl',
+        patch: { kind: 'deployment', name: resourceName(t.release, c), body: restartPatch(NOW_PLACEHOLDER) },
+      })),
       ...cs.map((c) => rolloutStep(t, c, req.timeout)),
       { title: 'record the restart in the audit trail', mutates: true },
     ],
@@ -300,10 +316,17 @@ function planScale({ t, req, facts }: PlanInput<'scale'>): Planned {
     });
   }
   if (!hpa && req.hpaMin !== undefined) {
-    throw new UserError(`${req.component} has no HorizontalPodAutoscaler, so there are no bounds to change`, { hint: `Use --replicas N, or enable ${req.component}.autoscaling in values/ and deploy.` });
+    throw new UserError(`${req.component} has no HorizontalPodAutoscaler, so there are no bounds to change`, {
+      hint: `Use --replicas N, or enable ${req.component}.autoscaling in values/ and deploy.`,
+    });
   }
   const step: PlanStep = hpa
-    ? { title: `set HorizontalPodAutoscaler/${hpa.name} bounds ${hpa.min}..${hpa.max} -> ${req.hpaMin}..${req.hpaMax}`, mutates: true, tool: 'kubectl', patch: { kind: 'hpa', name: hpa.name, body: { spec: { minReplicas: req.hpaMin, maxReplicas: req.hpaMax } } } }
+    ? {
+        title: `set HorizontalPodAutoscaler/${hpa.name} bounds ${hpa.min}..${hpa.max} -> ${req.hpaMin}..${req.hpaMax}`,
+        mutates: true,
+        tool: 'kubectl',
+        patch: { kind: 'hpa', name: hpa.name, body: { spec: { minReplicas: req.hpaMin, maxReplicas: req.hpaMax } } },
+      }
     : { title: `set deployment/${name} replicas to ${req.replicas}`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name, body: { spec: { replicas: req.replicas } } } };
   return {
     steps: [lockStep(), step, ...(hpa ? [] : [rolloutStep(t, req.component, req.timeout)]), { title: 'record the change in the audit trail', mutates: true }],
@@ -336,8 +359,18 @@ function planRotateMasterKey({ t, req, facts }: PlanInput<'rotate-master-key'>):
   return {
     steps: [
       lockStep(),
-      { title: `write a new random ${MASTER_KEY_LENGTH}-character key into Secret/${secret} (key "${facts.masterKeySecretKey ?? 'master-key'}"; on stdin, never shown)`, mutates: true, tool: 'kubectl', argv: ['replace', '-f', '-'] },
-      ...cs.map((c): PlanStep => ({ title: `roll deployment/${resourceName(t.release, c)} onto the new key (pod-template annotation ${MASTER_KEY_ANNOTATION})`, mutates: true, tool: 'kubectl', patch: { kind: 'deployment', name: resourceName(t.release, c), body: { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: '<new resourceVersion>' } } } } } } })),
+      {
+        title: `write a new random ${MASTER_KEY_LENGTH}-character key into Secret/${secret} (key "${facts.masterKeySecretKey ?? 'master-key'}"; on stdin, never shown)`,
+        mutates: true,
+        tool: 'kubectl',
+        argv: ['replace', '-f', '-'],
+      },
+      ...cs.map((c): PlanStep => ({
+        title: `roll deployment/${resourceName(t.release, c)} onto the new key (pod-template annotation ${MASTER_KEY_ANNOTATION})`,
+        mutates: true,
+        tool: 'kubectl',
+        patch: { kind: 'deployment', name: resourceName(t.release, c), body: { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: '<new resourceVersion>' } } } } } },
+      })),
       ...cs.map((c) => rolloutStep(t, c, req.timeout)),
       { title: `verify every pod of ${cs.join(', ')} carries the new Secret resourceVersion and is ready`, mutates: false },
       { title: 'record the rotation in the audit trail (no key)', mutates: true },
@@ -364,7 +397,10 @@ function planDiagnose({ t, req, helm }: PlanInput<'diagnose'>): Planned {
 }
 
 export function defaultBundleName(t: RunbookTarget, now: Date): string {
-  return `conduit-diagnose-${t.cluster}-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}.tar.gz`;
+  return `conduit-diagnose-${t.cluster}-${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}.tar.gz`;
 }
 
 /** The plan as text (for --dry-run and before a change). */
@@ -403,7 +439,10 @@ export async function confirmChange(plan: RunbookPlan, options: { yes: boolean; 
   if (!plan.mutates || !plan.target.protected || options.dryRun || options.yes) return;
   const what = `${plan.action} on the protected cluster ${plan.target.cluster}`;
   if (!options.interactive) {
-    throw new UserError(`${what} needs confirmation, and stdin is not a terminal`, { hint: 'Re-run with --yes to confirm (check the plan first with --dry-run). Nothing was changed.', details: { refused: true } });
+    throw new UserError(`${what} needs confirmation, and stdin is not a terminal`, {
+      hint: 'Re-run with --yes to confirm (check the plan first with --dry-run). Nothing was changed.',
+      details: { refused: true },
+    });
   }
   if (!(await options.ask(`Run ${what}?`))) throw new UserError(`${what} was not confirmed; nothing was changed`, { details: { refused: true } });
 }
@@ -556,7 +595,13 @@ export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> 
       pods: own.map((p) => {
         const cs = p.status?.containerStatuses ?? [];
         const waiting = cs.map((s) => Object.values(s.state ?? {})[0]?.reason).find(Boolean);
-        return { name: p.metadata.name, phase: p.status?.phase ?? 'Unknown', ready: cs.length > 0 && cs.every((s) => s.ready), restarts: cs.reduce((n, s) => n + s.restartCount, 0), ...(waiting ? { reason: waiting } : {}) };
+        return {
+          name: p.metadata.name,
+          phase: p.status?.phase ?? 'Unknown',
+          ready: cs.length > 0 && cs.every((s) => s.ready),
+          restarts: cs.reduce((n, s) => n + s.restartCount, 0),
+          ...(waiting ? { reason: waiting } : {}),
+        };
       }),
       ...(h ? { hpa: { name: h.metadata.name, current: h.status?.currentReplicas ?? 0, desired: h.status?.desiredReplicas ?? 0, min: h.spec?.minReplicas ?? 1, max: h.spec?.maxReplicas ?? 0 } } : {}),
     };
@@ -577,9 +622,14 @@ export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> 
 }
 
 export function formatStatus(s: StatusReport): string {
-  const lines = [`release ${s.release.name}: revision ${s.release.revision} (${s.release.status}), chart ${s.release.chart ?? '?'}, app ${s.release.appVersion ?? '?'}${s.release.lastDeployed ? `, deployed ${s.release.lastDeployed}` : ''}`, ''];
+  const lines = [
+    `release ${s.release.name}: revision ${s.release.revision} (${s.release.status}), chart ${s.release.chart ?? '?'}, app ${s.release.appVersion ?? '?'}${s.release.lastDeployed ? `, deployed ${s.release.lastDeployed}` : ''}`,
+    '',
+  ];
   for (const c of s.components) {
-    lines.push(`${c.component}: ${c.ready}/${c.replicas} ready, ${c.updated} updated; image ${c.images.join(', ')}${c.hpa ? `; HPA ${c.hpa.name} current ${c.hpa.current} desired ${c.hpa.desired} (min ${c.hpa.min}, max ${c.hpa.max})` : ''}`);
+    lines.push(
+      `${c.component}: ${c.ready}/${c.replicas} ready, ${c.updated} updated; image ${c.images.join(', ')}${c.hpa ? `; HPA ${c.hpa.name} current ${c.hpa.current} desired ${c.hpa.desired} (min ${c.hpa.min}, max ${c.hpa.max})` : ''}`,
+    );
     for (const p of c.pods) lines.push(`  ${p.name}  ${p.phase}${p.ready ? ' ready' : ' NOT ready'}  restarts ${p.restarts}${p.reason ? `  ${p.reason}` : ''}`);
   }
   lines.push('', s.warnings.length ? `recent warning events (${s.warnings.length}):` : 'no recent warning events');
@@ -602,7 +652,8 @@ export async function collectHistory(ctx: RunbookContext, max: number): Promise<
 
 export function formatHistory(h: HistoryReport): string {
   const lines = ['revision  status       chart            app       updated                    description'];
-  for (const r of h.revisions) lines.push(`${String(r.revision).padEnd(8)}  ${r.status.padEnd(11)}  ${r.chart.padEnd(15)}  ${String(r.app_version).padEnd(8)}  ${r.updated.slice(0, 25).padEnd(25)}  ${r.description}`);
+  for (const r of h.revisions)
+    lines.push(`${String(r.revision).padEnd(8)}  ${r.status.padEnd(11)}  ${r.chart.padEnd(15)}  ${String(r.app_version).padEnd(8)}  ${r.updated.slice(0, 25).padEnd(25)}  ${r.description}`);
   lines.push('', h.audit.length ? 'audit trail (oldest first):' : 'audit trail: empty');
   for (const e of h.audit) lines.push(`  ${e.time}  ${e.action.padEnd(17)}  ${e.result.padEnd(11)}  ${e.actor}${e.summary ? `  ${e.summary}` : ''}`);
   return lines.join('\n');
@@ -641,7 +692,9 @@ export async function executeChange(ctx: RunbookContext, plan: RunbookPlan): Pro
   const holder = ctx.actor ?? defaultHolderIdentity();
   const timeout = 'timeout' in plan.request ? durationSeconds(plan.request.timeout) : 300;
   try {
-    const done = await holdLock(ctx.kube, { namespace: plan.target.namespace, holder, durationSeconds: timeout + 120, reason: `runbook ${plan.action} of ${plan.target.release}` }, () => changeSteps(ctx, plan));
+    const done = await holdLock(ctx.kube, { namespace: plan.target.namespace, holder, durationSeconds: timeout + 120, reason: `runbook ${plan.action} of ${plan.target.release}` }, () =>
+      changeSteps(ctx, plan),
+    );
     await audit(ctx, plan, 'succeeded', done.summary, started, done.details);
     return { action: plan.action, result: 'succeeded', summary: done.summary, details: done.details, notes: plan.notes };
   } catch (e) {
@@ -666,7 +719,10 @@ async function rollout(ctx: RunbookContext, c: Component, timeoutSeconds: number
 }
 
 function componentsIn(plan: RunbookPlan): Component[] {
-  return plan.steps.filter((s) => s.patch?.kind === 'deployment').map((s) => COMPONENTS.find((c) => resourceName(plan.target.release, c) === s.patch!.name)!).filter(Boolean);
+  return plan.steps
+    .filter((s) => s.patch?.kind === 'deployment')
+    .map((s) => COMPONENTS.find((c) => resourceName(plan.target.release, c) === s.patch!.name)!)
+    .filter(Boolean);
 }
 
 async function changeSteps(ctx: RunbookContext, plan: RunbookPlan): Promise<{ summary: string; details: Record<string, unknown> }> {
@@ -678,11 +734,17 @@ async function changeSteps(ctx: RunbookContext, plan: RunbookPlan): Promise<{ su
       const before = await requireRelease(ctx);
       const helmStep = plan.steps.find((s) => s.tool === 'helm')!;
       const r = await step(ctx, helmStep.title, () => ctx.helm.run([...helmStep.argv!, ...ctx.helm.scopeArgs()], { timeoutMs: (durationSeconds(req.timeout) + 60) * 1000 }));
-      if (r.exitCode !== 0) throw new UserError(`helm rollback failed: ${redact(r.stderr.trim().split('\n').slice(-6).join('\n'))}`, { hint: 'Check the revision with runbook.ts history, and the pods with runbook.ts status.' });
+      if (r.exitCode !== 0)
+        throw new UserError(`helm rollback failed: ${redact(r.stderr.trim().split('\n').slice(-6).join('\n'))}`, {
+          hint: 'Check the revision with runbook.ts history, and the pods with runbook.ts status.',
+        });
       const cs = plan.steps.filter((s) => s.argv?.[0] === 'rollout').map((s) => COMPONENTS.find((c) => s.argv![2] === `deployment/${resourceName(t.release, c)}`)!);
       for (const c of cs) await step(ctx, `rollout of ${c}`, () => rollout(ctx, c, durationSeconds(req.timeout)));
       const after = await requireRelease(ctx);
-      return { summary: `rolled back ${t.release} from revision ${before.version} to ${req.toRevision ?? before.version - 1} (new revision ${after.version})`, details: { from: before.version, to: req.toRevision ?? null, revision: after.version } };
+      return {
+        summary: `rolled back ${t.release} from revision ${before.version} to ${req.toRevision ?? before.version - 1} (new revision ${after.version})`,
+        details: { from: before.version, to: req.toRevision ?? null, revision: after.version },
+      };
     }
     case 'restart': {
       const at = new Date().toISOString();
@@ -729,7 +791,8 @@ async function rotateMasterKey(ctx: RunbookContext, plan: RunbookPlan): Promise<
   const current = await ctx.kube.get<SecretObject>('secret', name, { namespace: ns });
   if (!current) throw new UserError(`Secret ${name} does not exist in ${ns}`, { hint: `Deploy the release first (npx zx scripts/deploy.ts --cluster ${t.cluster}); the chart creates it.` });
   const keys = Object.keys(current.data ?? {});
-  if (keys.length !== 1) throw new UserError(`Secret ${name} holds ${keys.length} keys (${keys.join(', ')}); expected exactly one master key`, { hint: 'Check masterKey.existingSecretKey of the release.' });
+  if (keys.length !== 1)
+    throw new UserError(`Secret ${name} holds ${keys.length} keys (${keys.join(', ')}); expected exactly one master key`, { hint: 'Check masterKey.existingSecretKey of the release.' });
   const key = generateMasterKey();
   registerSecret(key);
   for (const v of Object.values(current.data ?? {})) registerSecret(Buffer.from(v, 'base64').toString('utf8'));
@@ -738,7 +801,9 @@ async function rotateMasterKey(ctx: RunbookContext, plan: RunbookPlan): Promise<
   const version = written.metadata.resourceVersion ?? '';
   const cs = componentsIn(plan);
   for (const c of cs) {
-    await step(ctx, `roll ${c} onto the new key`, () => ctx.kube.patch('deployment', resourceName(t.release, c), { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: version } } } } }, { namespace: ns }));
+    await step(ctx, `roll ${c} onto the new key`, () =>
+      ctx.kube.patch('deployment', resourceName(t.release, c), { spec: { template: { metadata: { annotations: { [MASTER_KEY_ANNOTATION]: version } } } } }, { namespace: ns }),
+    );
   }
   const timeout = durationSeconds((plan.request as { timeout: string }).timeout);
   for (const c of cs) await step(ctx, `rollout of ${c}`, () => rollout(ctx, c, timeout));
@@ -754,11 +819,18 @@ async function rotateMasterKey(ctx: RunbookContext, plan: RunbookPlan): Promise<
     }
     return relevant.length;
   });
-  return { summary: `rotated the master key in Secret/${name} (resourceVersion ${version}); ${pods} pod(s) of ${cs.join(', ')} run with it`, details: { secret: name, secretResourceVersion: version, components: cs, pods } };
+  return {
+    summary: `rotated the master key in Secret/${name} (resourceVersion ${version}); ${pods} pod(s) of ${cs.join(', ')} run with it`,
+    details: { secret: name, secretResourceVersion: version, components: cs, pods },
+  };
 }
 
 /** Logs of every pod of the components, redacted, one block per pod. */
-export async function collectLogs(ctx: RunbookContext, components: Component[], options: { tail: number; sinceSeconds?: number }): Promise<{ pod: string; component: Component; logs: string; error?: string }[]> {
+export async function collectLogs(
+  ctx: RunbookContext,
+  components: Component[],
+  options: { tail: number; sinceSeconds?: number },
+): Promise<{ pod: string; component: Component; logs: string; error?: string }[]> {
   const t = ctx.target;
   await registerReleaseSecrets(ctx.kube, t);
   const out: { pod: string; component: Component; logs: string; error?: string }[] = [];
@@ -811,7 +883,10 @@ export async function writeDiagnoseBundle(ctx: RunbookContext, out: string | und
     const history = await ctx.helm.history<unknown>(t.release, 20);
     write('history.json', JSON.stringify(history ?? [], null, 2));
     write('audit.json', JSON.stringify(await readAudit(ctx.kube, t.namespace), null, 2));
-    write('README.txt', `Support bundle of release ${t.release} in namespace ${t.namespace} (cluster ${t.cluster}, context ${t.context}), taken ${now.toISOString()}.\nSecret values are masked (***).\n`);
+    write(
+      'README.txt',
+      `Support bundle of release ${t.release} in namespace ${t.namespace} (cluster ${t.cluster}, context ${t.context}), taken ${now.toISOString()}.\nSecret values are masked (***).\n`,
+    );
     const file = path.resolve(out ?? defaultBundleName(t, now));
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const tar = await run('tar', ['-czf', file, '-C', dir, path.basename(root)]);
@@ -838,7 +913,12 @@ export async function serviceEndpoints(ctx: RunbookContext): Promise<{ service: 
 }
 
 export function formatEndpoints(rows: { service: string; ready: number; total: number }[]): string {
-  return ['Ready endpoints per Service (0 ready: nothing answers behind that name):', ...rows.map((r) => `  ${r.service.padEnd(40)} ${r.ready}/${r.total}${r.ready === 0 ? '  <- no ready endpoint' : ''}`)].join('\n') + '\n';
+  return (
+    [
+      'Ready endpoints per Service (0 ready: nothing answers behind that name):',
+      ...rows.map((r) => `  ${r.service.padEnd(40)} ${r.ready}/${r.total}${r.ready === 0 ? '  <- no ready endpoint' : ''}`),
+    ].join('\n') + '\n'
+  );
 }
 
 function listFiles(d: string): string[] {

@@ -175,7 +175,10 @@ async function clusterFacts(localClusterStatus: LocalClusterStatusProbe): Promis
 export function realProbes(localClusterStatus: LocalClusterStatusProbe): DoctorProbes {
   return {
     settings,
-    node: () => ({ version: process.versions.node, required: (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines?.node ?? '>=20.11' }),
+    node: () => ({
+      version: process.versions.node,
+      required: (JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines?: { node?: string } }).engines?.node ?? '>=20.11',
+    }),
     go: async () => ({ ...(await goInfo()), required: requiredGoVersion() }),
     goProxy: async (go) => {
       const setting = go.proxy ?? process.env.GOPROXY ?? DEFAULT_GOPROXY;
@@ -259,7 +262,9 @@ const installCommand = (names: string[]) => `npx zx scripts/tools.ts install ${n
 function checkNode(f: DoctorFacts): Check {
   const ok = semver.satisfies(f.node.version, f.node.required);
   return {
-    id: 'node', title: 'Node.js', required: true,
+    id: 'node',
+    title: 'Node.js',
+    required: true,
     status: ok ? 'ok' : 'fail',
     summary: `${f.node.version} (${f.node.required} required)`,
     ...(ok ? {} : { fix: 'Install Node.js 20.11 or newer: https://nodejs.org/en/download (with nvm: nvm install 20)' }),
@@ -293,19 +298,33 @@ function checkTools(f: DoctorFacts, s: Supply): Check {
   const base = { id: 'tools', title: 'pinned tools', required: true };
   const broken = s.missing.filter((t) => t.state !== 'missing');
   if (broken.length) {
-    return { ...base, status: 'fail', summary: `${broken.map((t) => `${t.name}: ${t.path} does not exist`).join('; ')}`, fix: broken.map((t) => `unset ${overrideEnvVar(t.name)}`).join(' && ') + ' (or point it at an existing binary)' };
+    return {
+      ...base,
+      status: 'fail',
+      summary: `${broken.map((t) => `${t.name}: ${t.path} does not exist`).join('; ')}`,
+      fix: broken.map((t) => `unset ${overrideEnvVar(t.name)}`).join(' && ') + ' (or point it at an existing binary)',
+    };
   }
   if (!s.missing.length) return { ...base, status: 'ok', summary: `all ${f.tools.length} in place (${inPlace(f)}; cache ${f.settings.cacheDir})` };
   const names = s.missing.map((t) => t.name);
   const list = `${f.tools.length - names.length} of ${f.tools.length} in place; missing: ${names.join(', ')}`;
-  if (f.settings.noToolInstall) return { ...base, status: 'fail', summary: `${list} (CONDUIT_NO_TOOL_INSTALL=1 forbids installing them)`, fix: `unset CONDUIT_NO_TOOL_INSTALL && ${installCommand(names)}` };
-  const how = [s.downloaded.length ? `${s.downloaded.length === names.length ? 'they are' : s.downloaded.map((t) => t.name).join(', ') + ':'} downloaded` : '', s.built.length ? `${s.built.length === names.length ? 'they are' : s.built.map((t) => t.name).join(', ') + ':'} built from source` : ''].filter(Boolean).join('; ');
+  if (f.settings.noToolInstall)
+    return { ...base, status: 'fail', summary: `${list} (CONDUIT_NO_TOOL_INSTALL=1 forbids installing them)`, fix: `unset CONDUIT_NO_TOOL_INSTALL && ${installCommand(names)}` };
+  const how = [
+    s.downloaded.length ? `${s.downloaded.length === names.length ? 'they are' : s.downloaded.map((t) => t.name).join(', ') + ':'} downloaded` : '',
+    s.built.length ? `${s.built.length === names.length ? 'they are' : s.built.map((t) => t.name).join(', ') + ':'} built from source` : '',
+  ]
+    .filter(Boolean)
+    .join('; ');
   if (!s.stuck.length) return { ...base, status: 'warn', summary: `${list}; ${how} on first use`, fix: installCommand(names) };
   const stuck = s.stuck.map((t) => t.name);
   return {
-    ...base, status: 'fail',
+    ...base,
+    status: 'fail',
     summary: `${list}; no way to get ${stuck.length === names.length ? 'them' : stuck.join(', ')}: no download${f.settings.toolsSource === 'download' ? '' : ' and no source build'} is possible`,
-    fix: `${unblockSteps(f, s).join(' and ').replace(/^(?!export )./, (c) => c.toUpperCase())}, then: ${installCommand(names)}`,
+    fix: `${unblockSteps(f, s)
+      .join(' and ')
+      .replace(/^(?!export )./, (c) => c.toUpperCase())}, then: ${installCommand(names)}`,
   };
 }
 
@@ -313,7 +332,11 @@ function checkGo(f: DoctorFacts, s: Supply): Check {
   const base = { id: 'go', title: 'Go', required: s.needBuild };
   if (s.goUsable) return { ...base, status: 'ok', summary: `${f.go.version} at ${f.go.path} (>= ${f.go.required} builds every tool)` };
   const what = f.go.version ? `${f.go.version} at ${f.go.path} is older than ${f.go.required}` : (f.go.error ?? 'not found');
-  const why = s.needBuild ? `${[...s.built, ...s.stuck].map((t) => t.name).join(', ')} can only be built from source` : s.missing.length ? 'only needed if a download fails' : 'only needed to build tools from source; none is missing';
+  const why = s.needBuild
+    ? `${[...s.built, ...s.stuck].map((t) => t.name).join(', ')} can only be built from source`
+    : s.missing.length
+      ? 'only needed if a download fails'
+      : 'only needed to build tools from source; none is missing';
   return { ...base, status: s.needBuild ? 'fail' : 'warn', summary: `${what} (${why})`, fix: `Install Go >= ${f.go.required} from https://go.dev/dl/ (or set CONDUIT_GO to a go binary)` };
 }
 
@@ -335,11 +358,17 @@ function checkReleaseHosts(f: DoctorFacts): Check {
     const [m] = f.releaseHosts;
     return m.reachable
       ? { ...base, status: 'ok', summary: `CONDUIT_TOOLS_MIRROR ${m.host} answers (${m.ms} ms)` }
-      : { ...base, status: 'warn', summary: `CONDUIT_TOOLS_MIRROR ${m.host} is unreachable (${m.error ?? 'no answer'}); tools are built from source instead`, fix: 'Check the mirror URL in CONDUIT_TOOLS_MIRROR (or unset it to use the official hosts)' };
+      : {
+          ...base,
+          status: 'warn',
+          summary: `CONDUIT_TOOLS_MIRROR ${m.host} is unreachable (${m.error ?? 'no answer'}); tools are built from source instead`,
+          fix: 'Check the mirror URL in CONDUIT_TOOLS_MIRROR (or unset it to use the official hosts)',
+        };
   }
   if (!down.length) return { ...base, status: 'ok', summary: `all ${f.releaseHosts.length} reachable (${f.releaseHosts.map((h) => h.host).join(', ')})` };
   return {
-    ...base, status: 'warn',
+    ...base,
+    status: 'warn',
     summary: `${f.releaseHosts.length - down.length} of ${f.releaseHosts.length} reachable; unreachable: ${down.map((h) => `${h.host} (${h.error ?? 'no answer'})`).join(', ')}; tools are built from source instead`,
     fix: `Allow HTTPS to ${down.map((h) => h.host).join(', ')} for downloads, or set CONDUIT_TOOLS_MIRROR to an internal mirror (or CONDUIT_TOOLS_SOURCE=build to skip trying)`,
   };
@@ -353,14 +382,24 @@ function checkEngine(f: DoctorFacts): Check {
   if (docker.server && docker.buildx && docker.compose) return { ...base, status: 'ok', summary: `Docker ${docker.server} with buildx and compose` };
   if (podman.version) {
     const conf = containersConf ? `; CONTAINERS_CONF=${containersConf}` : '';
-    if (!podman.compose) return { ...base, status: 'warn', summary: `podman ${podman.version} without podman-compose (compose.ts needs it; build.ts does not)${conf}`, fix: 'apt-get install podman-compose' };
-    if (podman.runtime === 'runc' && !podman.runc) return { ...base, status: 'warn', summary: `podman ${podman.version} is set to the runc runtime, which is not installed${conf}`, fix: 'apt-get install runc' };
-    const hint = podman.runtime !== 'runc' && !containersConf ? `; if containers fail to start under ${podman.runtime ?? 'its runtime'} or with ulimit errors: CONTAINERS_CONF=test/fixtures/containers.conf (runc, no default ulimits)` : '';
+    if (!podman.compose)
+      return { ...base, status: 'warn', summary: `podman ${podman.version} without podman-compose (compose.ts needs it; build.ts does not)${conf}`, fix: 'apt-get install podman-compose' };
+    if (podman.runtime === 'runc' && !podman.runc)
+      return { ...base, status: 'warn', summary: `podman ${podman.version} is set to the runc runtime, which is not installed${conf}`, fix: 'apt-get install runc' };
+    const hint =
+      podman.runtime !== 'runc' && !containersConf
+        ? `; if containers fail to start under ${podman.runtime ?? 'its runtime'} or with ulimit errors: CONTAINERS_CONF=test/fixtures/containers.conf (runc, no default ulimits)`
+        : '';
     return { ...base, status: 'ok', summary: `podman ${podman.version} (runtime ${podman.runtime ?? 'unknown'}) with podman-compose${conf}${hint}` };
   }
-  const dockerWhy = !docker.client ? 'no docker' : !docker.server ? 'docker cannot reach an engine' : `docker lacks ${[docker.buildx ? '' : 'buildx', docker.compose ? '' : 'the compose plugin'].filter(Boolean).join(' and ')}`;
+  const dockerWhy = !docker.client
+    ? 'no docker'
+    : !docker.server
+      ? 'docker cannot reach an engine'
+      : `docker lacks ${[docker.buildx ? '' : 'buildx', docker.compose ? '' : 'the compose plugin'].filter(Boolean).join(' and ')}`;
   return {
-    ...base, status: 'warn',
+    ...base,
+    status: 'warn',
     summary: `none usable (${dockerWhy}; no podman); only compose.ts and build.ts need one`,
     fix: docker.client && !docker.server ? `Start the Docker engine, or: ${ENGINE_PACKAGES}` : `${ENGINE_PACKAGES} (or Docker with buildx and the compose plugin)`,
   };
@@ -375,7 +414,12 @@ function checkDisk(f: DoctorFacts, s: Supply): Check {
     return { ...base, status: 'fail', summary: `${where}; needs ${gib(need)}`, fix: `Free space on that filesystem, or point the cache at a larger disk: export CONDUIT_CACHE_DIR=/path/with/space` };
   }
   if (s.built.length && goCache && goCache.freeBytes < GO_BUILD_SPACE) {
-    return { ...base, status: 'warn', summary: `${where}; Go's caches (${goCache.path}) have ${gib(goCache.freeBytes)}, and a cold source build of every tool fills about 15 GB`, fix: 'Free space there, or move them: go env -w GOCACHE=/path/with/space/go-build GOMODCACHE=/path/with/space/go-mod' };
+    return {
+      ...base,
+      status: 'warn',
+      summary: `${where}; Go's caches (${goCache.path}) have ${gib(goCache.freeBytes)}, and a cold source build of every tool fills about 15 GB`,
+      fix: 'Free space there, or move them: go env -w GOCACHE=/path/with/space/go-build GOMODCACHE=/path/with/space/go-mod',
+    };
   }
   return { ...base, status: 'ok', summary: where };
 }

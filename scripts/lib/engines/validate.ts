@@ -29,8 +29,23 @@ import { displayPath, REPO_ROOT } from '../core/paths.ts';
 import { tool } from '../adapters/tools.ts';
 import type { ClusterConfig } from '../domain/clusters.ts';
 import {
-  formatPath, formatPos, getPath, isPlainObject, loadChartDefaults, loadValuesFile, locate, looksSecret, parseSetFlags, pathKey, prepareValues,
-  type MergedValues, type PathSegment, type PreparedValues, type SetAssignment, type SourcePos, type ValuesLayer,
+  formatPath,
+  formatPos,
+  getPath,
+  isPlainObject,
+  loadChartDefaults,
+  loadValuesFile,
+  locate,
+  looksSecret,
+  parseSetFlags,
+  pathKey,
+  prepareValues,
+  type MergedValues,
+  type PathSegment,
+  type PreparedValues,
+  type SetAssignment,
+  type SourcePos,
+  type ValuesLayer,
 } from '../domain/values.ts';
 
 export type StepName = 'values' | 'lint' | 'render' | 'schema' | 'kube-score';
@@ -139,8 +154,7 @@ export function compileChartSchema(chartDir: string): ChartSchema | undefined {
 function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  for (let i = 1; i <= a.length; i++) for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length][b.length];
 }
 
@@ -363,7 +377,14 @@ export interface KubeScoreIgnore {
 }
 
 function globToRegExp(glob: string): RegExp {
-  return new RegExp('^' + glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+  return new RegExp(
+    '^' +
+      glob
+        .split('*')
+        .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*') +
+      '$',
+  );
 }
 
 export interface KubeScoreConfig {
@@ -572,9 +593,7 @@ async function openValidation(options: ValidateOptions): Promise<ValidationRun> 
   if (!fs.existsSync(path.join(chartDir, 'Chart.yaml'))) throw toolError(`no chart at ${displayPath(chartDir)} (Chart.yaml missing)`, 'Run from a checkout of the repository, or pass --chart DIR.');
   // Bad --set or --values are errors of the run, not findings of a cluster.
   const merging = options.clusters.some((c) => !options.prepared?.[c.name]);
-  const shared = merging
-    ? { sets: parseSetFlags(options.sets ?? []), extraLayers: (options.valuesFiles ?? []).map((f) => loadValuesFile(f)), defaults: loadChartDefaults(chartDir) }
-    : undefined;
+  const shared = merging ? { sets: parseSetFlags(options.sets ?? []), extraLayers: (options.valuesFiles ?? []).map((f) => loadValuesFile(f)), defaults: loadChartDefaults(chartDir) } : undefined;
   const chartSchema = compileChartSchema(chartDir);
   const kubeScoreConfig = skip.has('kube-score') ? undefined : loadKubeScoreConfig(options.kubeScoreConfig ?? kubeScoreConfigFor(chartDir));
   const [helmBin, kubeconformBin, kubeScoreBin] = await Promise.all([
@@ -586,8 +605,18 @@ async function openValidation(options: ValidateOptions): Promise<ValidationRun> 
   const schemaRoot = options.schemaRoot ?? schemasRoot();
   const kubeconform = skip.has('schema') ? undefined : { bin: kubeconformBin, schemaRoot, shas: await schemaHashes(versions, schemaRoot, progress) };
   return {
-    options, started, chartDir, helm: new Helm(helmBin, major), versions, newest: versions[versions.length - 1], skip,
-    limit: options.concurrency ?? Math.max(2, os.cpus().length), progress, chartSchema, shared, kubeconform,
+    options,
+    started,
+    chartDir,
+    helm: new Helm(helmBin, major),
+    versions,
+    newest: versions[versions.length - 1],
+    skip,
+    limit: options.concurrency ?? Math.max(2, os.cpus().length),
+    progress,
+    chartSchema,
+    shared,
+    kubeconform,
     kubeScore: kubeScoreConfig ? { bin: kubeScoreBin, config: kubeScoreConfig } : undefined,
     work: fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-validate-')),
   };
@@ -612,8 +641,13 @@ function clusterValues(v: ValidationRun, cluster: ClusterConfig): PreparedValues
 /** Step 1, values: merged like Helm, checked against the chart's schema (fast, in-process). */
 function checkValues(v: ValidationRun, cluster: ClusterConfig): ClusterState {
   const report: ClusterReport = {
-    cluster: cluster.name, ok: true, namespace: cluster.namespace, release: cluster.release,
-    layers: cluster.layers.map((l) => displayPath(l)), steps: [], warnings: [],
+    cluster: cluster.name,
+    ok: true,
+    namespace: cluster.namespace,
+    release: cluster.release,
+    layers: cluster.layers.map((l) => displayPath(l)),
+    steps: [],
+    warnings: [],
   };
   const state: ClusterState = { cluster, report, valuesOk: false, renders: new Map() };
   const t0 = performance.now();
@@ -627,14 +661,19 @@ function checkValues(v: ValidationRun, cluster: ClusterConfig): ClusterState {
     const findings = schema && !schema.validate(merged.values) ? schemaFindings(schema.validate.errors ?? [], merged, clusterFile) : [];
     state.valuesOk = findings.length === 0;
     step(report, {
-      step: 'values', status: findings.length ? 'failed' : 'ok', ms: performance.now() - t0, findings,
+      step: 'values',
+      status: findings.length ? 'failed' : 'ok',
+      ms: performance.now() - t0,
+      findings,
       note: schema ? `${values.layers.length + 1} layer(s)${values.sets.length ? ` + ${values.sets.length} --set` : ''}, schema ${displayPath(schema.file)}` : 'no values.schema.json in the chart',
     });
   } catch (e) {
     if (!isUserError(e) || e.exitCode !== 1) throw e;
     const d = (e.details ?? {}) as { file?: string; line?: number; col?: number };
     step(report, {
-      step: 'values', status: 'failed', ms: performance.now() - t0,
+      step: 'values',
+      status: 'failed',
+      ms: performance.now() - t0,
       findings: [{ message: e.message, ...(d.file ? { file: d.file, line: d.line, column: d.col, location: d.line ? `${d.file}:${d.line}:${d.col}` : d.file } : {}), hint: e.hint }],
     });
   }
@@ -683,19 +722,38 @@ function recordRender(v: ValidationRun, t: HelmTask, r: RunResult, index: number
   fs.writeFileSync(file, r.stdout, { mode: 0o600 });
   const count = (r.stdout.match(/^kind:/gm) ?? []).length;
   for (const x of shared ? v.versions : [t.version]) s.renders.set(x, file);
-  step(s.report, { step: 'render', kubeVersion: shared ? v.versions.map(minorOf).join(',') : t.version, status: 'ok', ms: r.ms, findings: [], note: `${count} object(s)${shared ? '; the chart reads no Kubernetes version, one render serves all' : ''}` });
+  step(s.report, {
+    step: 'render',
+    kubeVersion: shared ? v.versions.map(minorOf).join(',') : t.version,
+    status: 'ok',
+    ms: r.ms,
+    findings: [],
+    note: `${count} object(s)${shared ? '; the chart reads no Kubernetes version, one render serves all' : ''}`,
+  });
   return { cluster: s.cluster.name, kubeVersion: t.version, manifest: r.stdout, values: (s.values?.merged.values ?? {}) as Record<string, unknown> };
 }
 
 /** Step 2: helm lint and helm template, all clusters and versions in one pool. */
 async function lintAndRender(v: ValidationRun, states: ClusterState[]): Promise<{ shared: boolean; renders: ClusterRender[] }> {
-  const shared = renderDependsOnKubeVersion(v.chartDir, v.versions, states.map((s) => JSON.stringify(s.values?.merged.values ?? {}))) === false;
+  const shared =
+    renderDependsOnKubeVersion(
+      v.chartDir,
+      v.versions,
+      states.map((s) => JSON.stringify(s.values?.merged.values ?? {})),
+    ) === false;
   const tasks = helmTasks(v, states, shared ? [v.newest] : v.versions);
   const results = await mapLimit(tasks, v.limit, async (t) => ({ t, r: await runHelmTask(v, t) }));
   const renders: ClusterRender[] = [];
   for (const { t, r } of results) {
     if (t.kind === 'lint') {
-      step(t.state.report, { step: 'lint', kubeVersion: t.version, status: r.exitCode === 0 ? 'ok' : 'failed', ms: r.ms, findings: r.exitCode === 0 ? [] : helmProblems(r), note: `helm ${v.helm.major} lint --strict` });
+      step(t.state.report, {
+        step: 'lint',
+        kubeVersion: t.version,
+        status: r.exitCode === 0 ? 'ok' : 'failed',
+        ms: r.ms,
+        findings: r.exitCode === 0 ? [] : helmProblems(r),
+        note: `helm ${v.helm.major} lint --strict`,
+      });
       continue;
     }
     const rendered = recordRender(v, t, r, states.indexOf(t.state), shared);
@@ -747,10 +805,30 @@ function planSchemaParts(v: ValidationRun, states: ClusterState[], shas: Map<str
 }
 
 /** One kubeconform process for one version, reading every cluster's part at once; its verdicts keyed (render, version, apiVersion/kind/name). */
-async function runKubeconform(v: ValidationRun, bin: string, schemaRoot: string, version: string, files: string[], parts: SchemaParts): Promise<{ ms: number; verdicts: [string, KubeconformResource][] }> {
+async function runKubeconform(
+  v: ValidationRun,
+  bin: string,
+  schemaRoot: string,
+  version: string,
+  files: string[],
+  parts: SchemaParts,
+): Promise<{ ms: number; verdicts: [string, KubeconformResource][] }> {
   const allow = Object.keys(SCHEMALESS_ALLOWLIST);
   const workers = String(Math.max(1, Math.floor(v.limit / Math.max(1, parts.partFiles.size))));
-  const args = ['-strict', '-n', workers, '-kubernetes-version', version, '-schema-location', schemaLocationTemplate(schemaRoot), '-output', 'json', '-verbose', ...(allow.length ? ['-skip', allow.join(',')] : []), ...files];
+  const args = [
+    '-strict',
+    '-n',
+    workers,
+    '-kubernetes-version',
+    version,
+    '-schema-location',
+    schemaLocationTemplate(schemaRoot),
+    '-output',
+    'json',
+    '-verbose',
+    ...(allow.length ? ['-skip', allow.join(',')] : []),
+    ...files,
+  ];
   v.progress(`kubeconform: ${files.length} render(s) against Kubernetes ${version}`);
   const r = await run(bin, args, { timeoutMs: 5 * 60_000 });
   let parsed: { resources?: KubeconformResource[] };
@@ -770,11 +848,21 @@ async function runKubeconform(v: ValidationRun, bin: string, schemaRoot: string,
 /** kubeconform's verdict on one object as findings (none when valid); `valid` when it counts as valid. */
 function schemaVerdict(p: DocPlan, res: KubeconformResource | undefined, version: string): { valid: boolean; findings: Finding[] } {
   const object = `${p.doc.key.split('/').pop()}/${p.doc.name}`;
-  if (!res) return { valid: false, findings: [{ object, message: `kubeconform reported nothing for ${p.doc.key} ${p.doc.name}`, hint: 'The rendered document could not be read as a Kubernetes object.' }] };
+  if (!res)
+    return { valid: false, findings: [{ object, message: `kubeconform reported nothing for ${p.doc.key} ${p.doc.name}`, hint: 'The rendered document could not be read as a Kubernetes object.' }] };
   if (res.status === 'statusValid' || res.status === 'statusSkipped') return { valid: true, findings: [] };
   if (res.status === 'statusEmpty') return { valid: false, findings: [] };
   if (res.status === 'statusError' && /could not find schema/.test(res.msg)) {
-    return { valid: false, findings: [{ object, message: `no schema for ${res.version} ${res.kind} in Kubernetes ${version} or the pinned CRDs`, hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/adapters/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).' }] };
+    return {
+      valid: false,
+      findings: [
+        {
+          object,
+          message: `no schema for ${res.version} ${res.kind} in Kubernetes ${version} or the pinned CRDs`,
+          hint: 'Use an API version this Kubernetes serves, or add the CRD source to scripts/lib/adapters/crds.ts (or, with a reason, to SCHEMALESS_ALLOWLIST).',
+        },
+      ],
+    };
   }
   return { valid: false, findings: kubeconformMessages(res).map((m) => ({ object, message: m })) };
 }
@@ -803,7 +891,11 @@ async function checkSchemas(v: ValidationRun, states: ClusterState[]): Promise<v
         findings.push(...verdict.findings);
       }
       step(s.report, {
-        step: 'schema', kubeVersion: ver, status: findings.length ? 'failed' : 'ok', ms: batchMs.get(ver) ?? 0, findings,
+        step: 'schema',
+        kubeVersion: ver,
+        status: findings.length ? 'failed' : 'ok',
+        ms: batchMs.get(ver) ?? 0,
+        findings,
         note: `${valid}/${plan.length} object(s) valid${reused ? `; ${reused} unchanged schema(s) since an earlier version, checked once` : ''}`,
       });
     }
@@ -816,7 +908,17 @@ async function scoreCluster(v: ValidationRun, ks: NonNullable<ValidationRun['kub
   // Checks ignored for every object go to kube-score; object-scoped ones filter its findings.
   const ignored = applicable.filter((i) => !i.objects);
   const scoped = applicable.flatMap((i) => (i.objects ? [{ check: i.check, patterns: i.objects.map(globToRegExp) }] : []));
-  const args = ['score', '--output-format', 'json', '--kubernetes-version', `v${minorOf(v.newest)}`, ...ignored.flatMap((i) => ['--ignore-test', i.check]), ...ks.config.enableOptional.flatMap((c) => ['--enable-optional-test', c]), ...ks.config.flags.map((f) => f.flag), file];
+  const args = [
+    'score',
+    '--output-format',
+    'json',
+    '--kubernetes-version',
+    `v${minorOf(v.newest)}`,
+    ...ignored.flatMap((i) => ['--ignore-test', i.check]),
+    ...ks.config.enableOptional.flatMap((c) => ['--enable-optional-test', c]),
+    ...ks.config.flags.map((f) => f.flag),
+    file,
+  ];
   const r = await run(ks.bin, args, { timeoutMs: 2 * 60_000 });
   let objects: KubeScoreObject[];
   try {
@@ -840,7 +942,14 @@ async function scoreCluster(v: ValidationRun, ks: NonNullable<ValidationRun['kub
       }
     }
   }
-  step(s.report, { step: 'kube-score', kubeVersion: v.newest, status: findings.length ? 'failed' : 'ok', ms: r.ms, findings, note: `${objects.length} object(s), ${applicable.length} ignore(s) from ${displayPath(ks.config.file)}` });
+  step(s.report, {
+    step: 'kube-score',
+    kubeVersion: v.newest,
+    status: findings.length ? 'failed' : 'ok',
+    ms: r.ms,
+    findings,
+    note: `${objects.length} object(s), ${applicable.length} ignore(s) from ${displayPath(ks.config.file)}`,
+  });
 }
 
 async function scoreClusters(v: ValidationRun, states: ClusterState[]): Promise<void> {

@@ -39,8 +39,7 @@ export async function scratchTarget(kube: Kube, prefix: string): Promise<Scratch
   const s: Scratch = {
     namespace,
     release,
-    deploy: (args, options = {}) =>
-      run('npx', ['zx', DEPLOY_SCRIPT, '--namespace', namespace, '--release', release, ...args], { cwd: REPO_ROOT, timeoutMs: options.timeoutMs ?? 10 * 60_000 }),
+    deploy: (args, options = {}) => run('npx', ['zx', DEPLOY_SCRIPT, '--namespace', namespace, '--release', release, ...args], { cwd: REPO_ROOT, timeoutMs: options.timeoutMs ?? 10 * 60_000 }),
     helm,
     history: async () => {
       const r = await helm(['history', release, '--output', 'json']);

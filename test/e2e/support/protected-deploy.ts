@@ -16,10 +16,7 @@ const [namespace, value] = process.argv.slice(2);
 const kube = await connectKube({ context: LOCAL_CONTEXT, kubeconfig: localTarget().kubeconfig });
 const installed = await readRelease(kube, namespace, 'conduit');
 if (!installed) throw new Error(`no release conduit in ${namespace}`);
-const plan = planDeploy(
-  localDeployRequest(namespace, { overrides: { api: { podAnnotations: { 'e2e.conduit.dev/protected': value } } }, protected: true, actor: 'e2e@terminal' }),
-  await tool('helm'),
-);
+const plan = planDeploy(localDeployRequest(namespace, { overrides: { api: { podAnnotations: { 'e2e.conduit.dev/protected': value } } }, protected: true, actor: 'e2e@terminal' }), await tool('helm'));
 const ui = Object.assign(new Reporter({ json: false }), { confirm: confirmOnTerminal });
 try {
   const out = await executeDeploy(plan, kube, ui, { yes: false, gate: { release: installed, validate: async () => undefined } });

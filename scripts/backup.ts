@@ -21,7 +21,7 @@ import {
 import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
 import { durationSeconds } from './lib/core/duration.ts';
 import { explainKubeError, isKubeError, Kube } from './lib/adapters/kube.ts';
-import { connectKube, helmClient, kubeTargetFor } from './lib/domain/target.ts';
+import { connectKube, helmClient, resolveTarget } from './lib/domain/target.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/adapters/pg.ts';
 import { registerSecret } from './lib/core/redact.ts';
 import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/engines/backup-cluster.ts';
@@ -136,14 +136,7 @@ function requireFlag(flags: Flags, name: StringFlag, verb: string): string {
 /** The registry entry of --cluster as a kube target, and a client for it (API server checked). */
 async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: Kube }> {
   const [cluster] = selectClusters(loadRegistry(f.registry), { cluster: f.cluster });
-  const target: RunbookTarget = {
-    cluster: cluster.name,
-    context: cluster.context,
-    kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-    namespace: cluster.namespace,
-    release: cluster.release,
-    protected: cluster.protected,
-  };
+  const target: RunbookTarget = resolveTarget(cluster);
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   if (!(await kube.reachable(10_000))) {
     throw new UserError(`the API server of context ${target.context} is not reachable`, {

@@ -22,7 +22,7 @@ import { checkImages, formatImageCheck, imageCheckFailure, summarizeImageCheck, 
 import { usageError, UserError } from './lib/core/errors.ts';
 import { Kube } from './lib/adapters/kube.ts';
 import { localClusterStatus, upLocalCluster } from './lib/engines/cluster.ts';
-import { connectKube, helmBinary, kubeTargetFor, LOCAL_CONTEXT, type DeployTarget } from './lib/domain/target.ts';
+import { connectKube, helmBinary, resolveTarget, LOCAL_CONTEXT, type DeployTarget } from './lib/domain/target.ts';
 import { CHART_DIR } from './lib/core/paths.ts';
 import { registerSecret } from './lib/core/redact.ts';
 import { KUBERNETES_VERSION } from './lib/adapters/tools.ts';
@@ -139,14 +139,7 @@ function resolveRun(flags: Flags, positionals: string[], reporter: Reporter): De
     cluster,
     major,
     diffMode,
-    target: {
-      cluster: cluster.name,
-      context: cluster.context,
-      kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-      namespace: flags.namespace ?? cluster.namespace,
-      release: flags.release ?? cluster.release,
-      protected: cluster.protected,
-    },
+    target: resolveTarget(cluster, { namespace: flags.namespace, release: flags.release }),
     isLocal: cluster.context === LOCAL_CONTEXT,
     skipImageCheck: Boolean(flags['skip-image-check']),
     valuesFiles,

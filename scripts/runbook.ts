@@ -1,10 +1,10 @@
 #!/usr/bin/env -S npx zx
 // runbook.ts: the actions operators reach for during an incident, on a registered cluster.
 import { confirmOnTerminal, runCommand, type Invocation } from './lib/core/cli.ts';
-import { loadRegistry, selectClusters, type ClusterConfig } from './lib/domain/clusters.ts';
+import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
 import { UserError } from './lib/core/errors.ts';
 import { isKubeError, explainKubeError } from './lib/adapters/kube.ts';
-import { connectKube, helmClient, kubeTargetFor } from './lib/domain/target.ts';
+import { connectKube, helmClient, resolveTarget } from './lib/domain/target.ts';
 import {
   auditExport,
   collectHistory,
@@ -93,17 +93,6 @@ function requestOf(action: string | undefined, flags: Flags): RunbookRequest {
   });
 }
 
-function targetOf(cluster: ClusterConfig): RunbookTarget {
-  return {
-    cluster: cluster.name,
-    context: cluster.context,
-    kubeconfig: kubeTargetFor(cluster.context).kubeconfig,
-    namespace: cluster.namespace,
-    release: cluster.release,
-    protected: cluster.protected,
-  };
-}
-
 /** Carry out the action (a look or a change) and report it. */
 async function perform(ctx: RunbookContext, req: RunbookRequest, plan: RunbookPlan, facts: LiveFacts, reporter: Reporter): Promise<number> {
   const cluster = ctx.target.cluster;
@@ -155,7 +144,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (rest.length) throw new UserError(`unexpected arguments: ${rest.join(' ')}`, { exitCode: 2, hint: 'runbook.ts takes one ACTION and flags (see --help).' });
   const req = requestOf(action, flags);
   const [cluster] = selectClusters(loadRegistry(flags.registry), { cluster: flags.cluster });
-  const target = targetOf(cluster);
+  const target = resolveTarget(cluster);
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
   const helm = await helmClient(helmMajor(flags.helm));
   const ctx: RunbookContext = { target, kube, helm: helm.withScope(helmScopeOf(target)), step: (title, fn) => reporter.step(title, () => fn()) };

@@ -68,6 +68,21 @@ export function kubeTargetFor(context: string, paths = localClusterPaths()): { c
   return context === LOCAL_CONTEXT ? localTarget(paths) : { context };
 }
 
+/**
+ * A registry entry (values/clusters.yaml) resolved for one run: how to reach its cluster, and its
+ * namespace and release unless the command line names others.
+ */
+export function resolveTarget(entry: { name: string; context: string; namespace: string; release: string; protected: boolean }, override: { namespace?: string; release?: string } = {}): DeployTarget {
+  return {
+    cluster: entry.name,
+    context: entry.context,
+    kubeconfig: kubeTargetFor(entry.context).kubeconfig,
+    namespace: override.namespace ?? entry.namespace,
+    release: override.release ?? entry.release,
+    protected: entry.protected,
+  };
+}
+
 /** A Kubernetes client for a target, using the pinned kubectl (installed on first use). */
 export async function connectKube(target: KubeTarget = {}): Promise<Kube> {
   return new Kube(await tool('kubectl'), target);

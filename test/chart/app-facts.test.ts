@@ -18,7 +18,7 @@ import {
   type AppFacts,
   type Component,
   type Finding,
-} from '../../scripts/lib/domain/appfacts.ts';
+} from '../support/appfacts.ts';
 import { loadRegistry } from '../../scripts/lib/domain/clusters.ts';
 import { clusterInput, merge, renderObjects, type K8sObject, type RenderInput } from './helpers.ts';
 

@@ -1,4 +1,4 @@
-// schemas/app-facts.yaml and its checker (scripts/lib/domain/appfacts.ts): the facts load, validate and cite
+// schemas/app-facts.yaml and its checker (test/support/appfacts.ts): the facts load, validate and cite
 // their upstream sources in the agreed format; the checker fails on each kind of mismatch (proven
 // with synthetic workloads and with mutated copies of the facts); the Compose stack matches the facts
 // both ways; the metric catalog never credits a component with a family it does not export.
@@ -31,7 +31,7 @@ import {
   type Finding,
   type ProbeUse,
   type Workload,
-} from '../../scripts/lib/domain/appfacts.ts';
+} from '../support/appfacts.ts';
 import { loadCatalog } from '../../scripts/lib/domain/catalog.ts';
 import { activeServices, loadComposeFile, readEnvFile, resolveDocument } from '../../scripts/lib/domain/compose-model.ts';
 import { isUserError } from '../../scripts/lib/core/errors.ts';

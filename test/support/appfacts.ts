@@ -7,10 +7,10 @@
 import fs from 'node:fs';
 import type { ErrorObject } from 'ajv';
 import YAML from 'yaml';
-import { cachedValidator } from '../core/ajvcache.ts';
-import { UserError } from '../core/errors.ts';
-import { displayPath, repoPath } from '../core/paths.ts';
-import { formatPath, formatPos, parseValuesText, pathKey, type PathSegment, type SourcePos } from './values.ts';
+import { cachedValidator } from '../../scripts/lib/core/ajvcache.ts';
+import { UserError } from '../../scripts/lib/core/errors.ts';
+import { displayPath, repoPath } from '../../scripts/lib/core/paths.ts';
+import { formatPath, formatPos, parseValuesText, pathKey, type PathSegment, type SourcePos } from '../../scripts/lib/domain/values.ts';
 
 export const APP_FACTS_FILE = repoPath('schemas', 'app-facts.yaml');
 export const APP_FACTS_SCHEMA_FILE = repoPath('schemas', 'app-facts.schema.json');

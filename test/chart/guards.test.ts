@@ -113,7 +113,11 @@ test('external services need their host, credentials and a way through the Netwo
   assert.match(await renderError({ values: { rabbitmq: { mode: 'external', external: { host: 'mq' } } } }), /^conduit: rabbitmq\.mode is external but no password is given/);
 });
 
-/** Whether the NetworkPolicies selecting a pod with `labels` let it open TCP to ip:port (ipBlock peers, as Kubernetes evaluates them). */
+/**
+ * Whether the NetworkPolicies selecting a pod with `labels` let it open TCP to ip:port (ipBlock peers,
+ * as Kubernetes evaluates them). A stand-in for a CNI: the local cluster enforces no NetworkPolicy, so
+ * this reads the rendered rules the way a network plugin would; it is no proof of a real plugin's behaviour.
+ */
 function egressAllowed(objects: K8sObject[], labels: Record<string, string>, ip: string, port: number): boolean {
   const toInt = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
   const inCidr = (cidr: string) => {

@@ -4,8 +4,6 @@
 // Everything started here is stopped by the returned cleanup functions.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
@@ -91,41 +89,7 @@ export async function makeSigningKey(name: string, passphrase?: string): Promise
 
 // --- HTTP ------------------------------------------------------------------------------------------
 
-export interface Served {
-  url: string;
-  port: number;
-  requests: string[];
-  close: () => Promise<void>;
-}
-
-/** A static file server for `root` on 127.0.0.1 (a free port), as a web server would serve a chart repository. */
-export async function serveDirectory(root: string): Promise<Served> {
-  const requests: string[] = [];
-  const types: Record<string, string> = { '.yaml': 'application/yaml', '.yml': 'application/yaml', '.tgz': 'application/gzip', '.prov': 'text/plain', '.asc': 'text/plain' };
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    requests.push(`${req.method} ${url.pathname}`);
-    const file = path.resolve(root, '.' + decodeURIComponent(url.pathname));
-    if (!file.startsWith(path.resolve(root) + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile() || req.method !== 'GET') {
-      res.writeHead(404).end('not found\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'content-length': fs.statSync(file).size });
-    fs.createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+export { serveDirectory, type Served } from '../helpers/static-server.ts';
 
 // --- OCI registry ----------------------------------------------------------------------------------
 

@@ -6,12 +6,11 @@
 // made by changing the files or by asking the server to cut a path short.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { run } from '../../scripts/lib/core/exec.ts';
+import { serveDirectory, type Served } from './static-server.ts';
 import { currentPlatform, type Platform, type ReleaseAsset } from '../../scripts/lib/adapters/releases.ts';
 import { toolSpec, toolsDir, type ToolSpec } from '../../scripts/lib/adapters/tools.ts';
 
@@ -213,49 +212,9 @@ export async function buildReleaseMirror(root: string, tools: string[], fromTool
 
 // --- the server ----------------------------------------------------------------------------------
 
-export interface MirrorServer {
-  url: string;
-  /** Every request, "GET /<host>/<path>". */
-  requests: string[];
-  /** Paths (of the mirror URL) whose transfer is cut off after half the body. */
-  cutShort: Set<string>;
-  close(): Promise<void>;
-}
-
-export async function serveMirror(root: string): Promise<MirrorServer> {
-  const requests: string[] = [];
-  const cutShort = new Set<string>();
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-    requests.push(`${req.method} ${url.pathname}`);
-    const file = path.resolve(root, '.' + decodeURIComponent(url.pathname));
-    const st = file.startsWith(path.resolve(root) + path.sep) ? fs.statSync(file, { throwIfNoEntry: false }) : undefined;
-    if (!st?.isFile() || req.method !== 'GET') {
-      res.writeHead(404).end('not found\n');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': st.size });
-    if (cutShort.has(url.pathname)) {
-      // Half the body, then the connection drops: what a broken transfer looks like to the client.
-      const half = fs.readFileSync(file).subarray(0, Math.floor(st.size / 2));
-      res.write(half, () => setTimeout(() => req.socket.destroy(), 50));
-      return;
-    }
-    fs.createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    cutShort,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+/** The mirror's server: a static server of its root (requests recorded, transfers cut short on demand). */
+export type MirrorServer = Served;
+export const serveMirror = serveDirectory;
 
 /** The path under which the server serves an official URL. */
 export function servedPath(officialUrl: string): string {

@@ -269,6 +269,11 @@ export interface Finding {
   message: string;
 }
 
+/** A finding about one probe or scrape of a component. */
+function findingAt(u: { origin: string; component: Finding['component'] }, subject: string, kind: FindingKind, message: string): Finding {
+  return { origin: u.origin, component: u.component, subject, kind, message };
+}
+
 /** Names referenced as Kubernetes dependent variables, `$(NAME)`, by other variables of the same container. */
 export function expansionRefs(env: Map<string, EnvSetting>): Set<string> {
   const out = new Set<string>();
@@ -436,32 +441,13 @@ export function checkProbes(facts: AppFacts, uses: readonly ProbeUse[]): Finding
     const e = endpointOf(facts, u.component, u.path);
     if (!e) {
       const known = facts.endpoints.filter((x) => x.component === u.component && x.suitableFor.some((s) => s !== 'scrape')).map((x) => x.path);
-      out.push({
-        origin: u.origin,
-        component: u.component,
-        subject,
-        kind: 'no-endpoint',
-        message: `${u.origin}: the ${u.kind} probe of ${u.component} asks ${u.path}, which ${u.component} does not serve (health endpoints: ${known.join(', ')})`,
-      });
+      out.push(findingAt(u, subject, 'no-endpoint', `${u.origin}: the ${u.kind} probe of ${u.component} asks ${u.path}, which ${u.component} does not serve (health endpoints: ${known.join(', ')})`));
       continue;
     }
-    if (u.port !== e.port)
-      out.push({
-        origin: u.origin,
-        component: u.component,
-        subject,
-        kind: 'wrong-port',
-        message: `${u.origin}: the ${u.kind} probe of ${u.component} reaches port ${u.port}, but ${u.path} is served on ${e.port}`,
-      });
+    if (u.port !== e.port) out.push(findingAt(u, subject, 'wrong-port', `${u.origin}: the ${u.kind} probe of ${u.component} reaches port ${u.port}, but ${u.path} is served on ${e.port}`));
     const kind: ProbeKind = u.kind === 'healthcheck' || u.kind === 'test' ? 'readiness' : u.kind;
     if (!e.suitableFor.includes(kind))
-      out.push({
-        origin: u.origin,
-        component: u.component,
-        subject,
-        kind: 'unsuitable',
-        message: `${u.origin}: ${u.component} ${u.path} is not fit for a ${u.kind} probe (fit for ${e.suitableFor.join(', ')}): it checks ${e.checks}`,
-      });
+      out.push(findingAt(u, subject, 'unsuitable', `${u.origin}: ${u.component} ${u.path} is not fit for a ${u.kind} probe (fit for ${e.suitableFor.join(', ')}): it checks ${e.checks}`));
     if (e.auth.required) out.push(...authProblems(u, e));
   }
   return out;
@@ -475,23 +461,10 @@ export function checkScrapes(facts: AppFacts, uses: readonly ScrapeUse[]): Findi
     const e = endpointOf(facts, u.component, u.path);
     if (!e || !e.suitableFor.includes('scrape')) {
       const known = facts.endpoints.filter((x) => x.component === u.component && x.suitableFor.includes('scrape')).map((x) => x.path);
-      out.push({
-        origin: u.origin,
-        component: u.component,
-        subject,
-        kind: 'no-endpoint',
-        message: `${u.origin}: a scrape of ${u.component} asks ${u.path}, which is not a metrics endpoint of ${u.component} (${known.join(', ') || 'none'})`,
-      });
+      out.push(findingAt(u, subject, 'no-endpoint', `${u.origin}: a scrape of ${u.component} asks ${u.path}, which is not a metrics endpoint of ${u.component} (${known.join(', ') || 'none'})`));
       continue;
     }
-    if (u.port !== e.port)
-      out.push({
-        origin: u.origin,
-        component: u.component,
-        subject,
-        kind: 'wrong-port',
-        message: `${u.origin}: a scrape of ${u.component} ${u.path} reaches port ${u.port}, but it is served on ${e.port}`,
-      });
+    if (u.port !== e.port) out.push(findingAt(u, subject, 'wrong-port', `${u.origin}: a scrape of ${u.component} ${u.path} reaches port ${u.port}, but it is served on ${e.port}`));
     out.push(...authProblems(u, e));
   }
   return out;

@@ -2,14 +2,18 @@
 // per cluster, one after the other, `helm lint --strict` and, for each Kubernetes version,
 // `helm template | kubeconform -strict` with the same local schemas. Both sides read the same
 // generated registry (4 and 40 clusters, copies of the repository's clusters with their own
-// layer files) and the same chart. Our side does more (values schema with positions, kube-score)
-// and must still be at least twice as fast.
+// layer files) and the same chart, and check the same Kubernetes versions (every validated minor
+// from the floor of the chart's kubeVersion to the newest; the run fails if our report names
+// others). Our side does more (values schema with positions, kube-score) and must still be at
+// least twice as fast.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { run } from '../scripts/lib/core/exec.ts';
-import { ensureSchemas, KUBE_VERSIONS, schemaLocationTemplate } from '../scripts/lib/adapters/kubeschemas.ts';
+import { ensureSchemas, minorOf, schemaLocationTemplate } from '../scripts/lib/adapters/kubeschemas.ts';
+import { defaultKubeVersions } from '../scripts/lib/engines/validate-kube.ts';
+import { chartKubeRange } from '../scripts/lib/engines/validate-range.ts';
 import { REPO_ROOT } from '../scripts/lib/core/paths.ts';
 import { tool } from '../scripts/lib/adapters/tools.ts';
 import type { BenchCase, BenchModule } from './run.ts';
@@ -22,6 +26,9 @@ const SOURCE =
     : realChart
       ? { chart: path.join(REPO_ROOT, 'chart'), values: path.join(REPO_ROOT, 'values'), label: 'chart/' }
       : { chart: path.join(REPO_ROOT, 'test', 'fixtures', 'chart'), values: path.join(REPO_ROOT, 'test', 'fixtures', 'values'), label: 'test/fixtures/chart (the chart is not there yet)' };
+
+/** The versions `validate.ts --all` checks for this chart: the baseline checks exactly these. */
+const VERSIONS = defaultKubeVersions(chartKubeRange(SOURCE.chart));
 
 interface RegistryEntry {
   namespace: string;
@@ -82,13 +89,12 @@ function shellQuote(s: string): string {
 
 /** The operator's plain script: sequential lint, then template | kubeconform per version. */
 function baselineScript(helm: string, kubeconform: string, clusters: { name: string; entry: RegistryEntry; layers: string[] }[]): string {
-  const versions = Object.values(KUBE_VERSIONS);
   const lines = ['set -u', 'status=0'];
   for (const c of clusters) {
     const values = c.layers.map((l) => `-f ${shellQuote(l)}`).join(' ');
     lines.push(`echo "== ${c.name}"`);
     lines.push(`${shellQuote(helm)} lint --strict ${shellQuote(SOURCE.chart)} --namespace ${c.entry.namespace} ${values} >/dev/null || status=1`);
-    for (const v of versions) {
+    for (const v of VERSIONS) {
       lines.push(
         `${shellQuote(helm)} template ${c.entry.release} ${shellQuote(SOURCE.chart)} --namespace ${c.entry.namespace} --kube-version v${v} ${values}` +
           ` | ${shellQuote(kubeconform)} -strict -summary -kubernetes-version ${v} -schema-location ${shellQuote(schemaLocationTemplate())} >/dev/null || status=1`,
@@ -102,14 +108,14 @@ function baselineScript(helm: string, kubeconform: string, clusters: { name: str
 const bench: BenchModule = {
   title: 'validate',
   description: [
-    `chart: ${SOURCE.label}; Kubernetes ${Object.keys(KUBE_VERSIONS).join(', ')}`,
+    `chart: ${SOURCE.label}; Kubernetes ${VERSIONS.map(minorOf).join(', ')} (both sides)`,
     'ours: node scripts/validate.ts --all (values schema, helm lint --strict, helm template, kubeconform -strict, kube-score)',
     'baseline: bash, per cluster in turn: helm lint --strict; per version: helm template | kubeconform -strict (same local schemas)',
   ],
   async cases(): Promise<BenchCase[]> {
     const [helm, kubeconform] = await Promise.all([tool('helm'), tool('kubeconform'), tool('kube-score')]);
     // Schema generation is a one-time cost per version (cached); both sides use the cache.
-    await Promise.all(Object.values(KUBE_VERSIONS).map((v) => ensureSchemas(v)));
+    await Promise.all(VERSIONS.map((v) => ensureSchemas(v)));
     return [4, 40].map((n): BenchCase => {
       const reg = generateRegistry(n);
       const script = path.join(tmpRoot, `baseline-${n}.sh`);
@@ -125,8 +131,9 @@ const bench: BenchModule = {
             REPO_ROOT,
           );
           if (r.exitCode === 2) throw new Error(`validate.ts failed to run:\n${r.stderr.slice(-2000)}`);
-          const report = JSON.parse(r.stdout) as { clusters: unknown[] };
+          const report = JSON.parse(r.stdout) as { clusters: unknown[]; kubeVersions: string[] };
           if (report.clusters.length !== n) throw new Error(`validate.ts reported ${report.clusters.length} clusters, expected ${n}`);
+          if (report.kubeVersions.join() !== VERSIONS.join()) throw new Error(`validate.ts checked Kubernetes ${report.kubeVersions.join(', ')}, the baseline ${VERSIONS.join(', ')}`);
           return { cpuMs: r.cpuMs };
         },
         baseline: async () => {

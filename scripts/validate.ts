@@ -5,11 +5,12 @@ import chalk from 'chalk';
 import { runCommand } from './lib/core/cli.ts';
 import { DEFAULT_REGISTRY, loadRegistry, selectClusters } from './lib/domain/clusters.ts';
 import { EXIT_FAILED, EXIT_OK, usageError } from './lib/core/errors.ts';
-import { KUBE_VERSIONS, minorOf, resolveKubeVersion } from './lib/adapters/kubeschemas.ts';
+import { KUBE_VERSIONS, minorOf } from './lib/adapters/kubeschemas.ts';
 import { CHART_DIR, displayPath } from './lib/core/paths.ts';
 import { helmMajor } from './lib/adapters/helm.ts';
 import { formatMs, table } from './lib/core/ui.ts';
 import { validateClusters, type ClusterReport, type ValidationReport } from './lib/engines/validate.ts';
+import { planKubeVersions } from './lib/engines/validate-kube.ts';
 
 const spec = {
   name: 'validate.ts',
@@ -20,7 +21,11 @@ const spec = {
     all: { type: 'boolean' as const, description: 'Every cluster in the registry.' },
     values: { type: 'string' as const, multiple: true as const, arg: 'FILE', description: 'Extra values file, applied after the cluster layers.' },
     set: { type: 'string' as const, multiple: true as const, arg: 'K=V', description: 'Set a value (Helm --set syntax), applied last.' },
-    'kube-version': { type: 'string' as const, arg: 'X.Y', description: `Validate for one Kubernetes minor only (default: all of ${Object.keys(KUBE_VERSIONS).join(', ')}).` },
+    'kube-version': {
+      type: 'string' as const,
+      arg: 'X.Y',
+      description: `Validate for one Kubernetes minor only (default: each of ${Object.keys(KUBE_VERSIONS).join(', ')} that the chart's kubeVersion admits).`,
+    },
     helm: { type: 'string' as const, arg: '3|4', description: 'Helm major to lint and render with (default: 4, or CONDUIT_HELM_MAJOR).' },
     registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry (default: values/clusters.yaml); layers are relative to its folder.' },
     chart: { type: 'string' as const, arg: 'DIR', description: 'Chart directory (default: chart/).' },
@@ -37,6 +42,8 @@ const spec = {
     'helm lint --strict, helm template per Kubernetes version, strict schemas of every object (kubeconform,',
     "offline schemas generated from the Kubernetes OpenAPI documents and the operators' CRDs), kube-score",
     '(ignored checks and reasons in .kube-score.yaml). Nothing is sent to any cluster.',
+    "Kubernetes versions: every minor from the floor of chart/Chart.yaml's kubeVersion to the newest; each",
+    "cluster's kubeVersion in the registry must be one of them.",
   ],
 };
 
@@ -56,11 +63,23 @@ function clusterTable(c: ClusterReport): string {
   return table(['step', 'kube', 'result', 'time', 'note'], rows);
 }
 
+/** `Kubernetes 1.33`, saying where the minor comes from when the registry does not name it, and when this run did not check it. */
+function clusterKube(c: ClusterReport): string {
+  return `Kubernetes ${c.kubeMinor}${c.kubeMinorFrom === 'newest' ? ', none declared: the newest validated' : ''}${c.kubeVersion ? '' : ', not checked in this run'}`;
+}
+
+/** The versions checked, the chart's floor and each cluster's minor, in one line. */
+function coverageLine(report: ValidationReport): string {
+  const minors = report.kubeMinors.length > 1 ? `${report.kubeMinors[0]} to ${report.kubeMinors[report.kubeMinors.length - 1]}` : report.kubeMinors[0];
+  const floor = report.chartKubeVersion === null ? 'chart/Chart.yaml sets no kubeVersion' : `chart floor ${report.floorMinor ?? '?'} (kubeVersion "${report.chartKubeVersion}")`;
+  return `Kubernetes ${minors} validated; ${floor}; clusters: ${report.clusters.map((c) => `${c.cluster} ${c.kubeMinor}`).join(', ')}`;
+}
+
 export function humanReport(report: ValidationReport): string {
   const out: string[] = [];
   for (const c of report.clusters) {
     const mark = c.ok ? chalk.green('✔') : chalk.red('✖');
-    out.push(`${mark} cluster ${chalk.bold(c.cluster)} (release ${c.release}, namespace ${c.namespace}; layers: chart/values.yaml, ${c.layers.join(', ')})`);
+    out.push(`${mark} cluster ${chalk.bold(c.cluster)} (${clusterKube(c)}; release ${c.release}, namespace ${c.namespace}; layers: chart/values.yaml, ${c.layers.join(', ')})`);
     out.push(clusterTable(c).replace(/^/gm, '  '));
     for (const w of c.warnings) out.push(`  ${chalk.yellow('warning:')} ${w}`);
     for (const s of c.steps) {
@@ -76,6 +95,7 @@ export function humanReport(report: ValidationReport): string {
     out.push('');
   }
   const failed = report.clusters.filter((c) => !c.ok).map((c) => c.cluster);
+  out.push(coverageLine(report));
   out.push(
     failed.length
       ? chalk.red(`${failed.length} of ${report.clusters.length} cluster(s) invalid: ${failed.join(', ')}`) + ` (${formatMs(report.ms)})`
@@ -87,7 +107,6 @@ export function humanReport(report: ValidationReport): string {
 await runCommand(spec, async ({ flags, positionals, reporter }) => {
   if (positionals.length) throw usageError(`unexpected argument "${positionals[0]}"`, 'validate.ts takes flags only; see --help.');
   const major = helmMajor(flags.helm);
-  const versions = flags['kube-version'] ? [resolveKubeVersion(flags['kube-version'])] : Object.values(KUBE_VERSIONS);
   let jobs: number | undefined;
   if (flags.jobs !== undefined) {
     jobs = Number(flags.jobs);
@@ -96,10 +115,12 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
   const registryFile = flags.registry ? path.resolve(flags.registry) : DEFAULT_REGISTRY;
   const registry = loadRegistry(registryFile);
   const clusters = selectClusters(registry, { cluster: flags.cluster, all: flags.all });
+  const chartDir = flags.chart ? path.resolve(flags.chart) : CHART_DIR;
+  const versions = planKubeVersions({ chartDir, clusters, registryFile, requested: flags['kube-version'] });
   const report = await reporter.step(`validate ${clusters.length} cluster(s) × ${versions.length} Kubernetes version(s)`, (progress) =>
     validateClusters({
       clusters,
-      chartDir: flags.chart ? path.resolve(flags.chart) : CHART_DIR,
+      chartDir,
       valuesFiles: flags.values.map((f) => path.resolve(f)),
       sets: flags.set,
       kubeVersions: versions,

@@ -109,6 +109,22 @@ test('kubeconform with the generated schemas: strict on core kinds and on CRDs, 
   assert.is(r.exitCode, 1);
 });
 
+test('every minor gets the schemas of its own release: pod-level resources (new in 1.32) are refused for 1.30 and 1.31 only', async () => {
+  const kubeconform = await tool('kubeconform');
+  const withPodResources = structuredClone(goodDeployment) as typeof goodDeployment & { spec: { template: { spec: Record<string, unknown> } } };
+  withPodResources.spec.template.spec.resources = { limits: { cpu: '1' } };
+  const verdicts: Record<string, string> = {};
+  for (const [minor, version] of Object.entries(KUBE_VERSIONS)) {
+    await ensureSchemas(version);
+    const r = await run(kubeconform, ['-strict', '-kubernetes-version', version, '-schema-location', schemaLocationTemplate(schemasRoot()), '-output', 'json'], {
+      input: stringify(withPodResources),
+    });
+    const [res] = (JSON.parse(r.stdout).resources ?? []) as { status: string; msg: string }[];
+    verdicts[minor] = res ? (/resources/.test(res.msg) ? 'refused' : res.status) : 'valid';
+  }
+  assert.equal(verdicts, { '1.30': 'refused', '1.31': 'refused', '1.32': 'valid', '1.33': 'valid', '1.34': 'valid', '1.35': 'valid', '1.36': 'valid', '1.37': 'valid' });
+});
+
 test('the cache is reused: a second call generates nothing', async () => {
   const again = await ensureSchemas(VERSION);
   assert.is(again.generated, false);

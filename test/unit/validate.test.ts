@@ -9,7 +9,8 @@ import { run } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { loadRegistry, selectClusters } from '../../scripts/lib/domain/clusters.ts';
 import { resolveKubeVersion } from '../../scripts/lib/adapters/kubeschemas.ts';
-import { kubeconformMessages, satisfiesConstraint, splitRendered, startValidation, validateClusters } from '../../scripts/lib/engines/validate.ts';
+import { kubeconformMessages, splitRendered, startValidation, validateClusters } from '../../scripts/lib/engines/validate.ts';
+import { satisfiesConstraint } from '../../scripts/lib/engines/validate-range.ts';
 import { loadChartDefaults, parseSetFlags, prepareValues } from '../../scripts/lib/domain/values.ts';
 
 const test = suite('validate.ts');
@@ -28,21 +29,32 @@ function overlay(name: string, text: string): string {
   return f;
 }
 
-test('every fixture cluster passes on all four Kubernetes versions (exit 0, JSON report)', async () => {
+const ALL_VERSIONS = ['1.30.14', '1.31.14', '1.32.13', '1.33.13', '1.34.4', '1.35.4', '1.36.3', '1.37.2'];
+
+test('every fixture cluster passes on every Kubernetes version from the chart floor to the newest (exit 0, JSON report)', async () => {
   const r = await validate([...FIXTURE_ARGS, '--all', '--json']);
   assert.is(r.exitCode, 0, r.out);
   const report = JSON.parse(r.stdout);
   assert.is(report.ok, true);
+  assert.equal(report.kubeVersions, ALL_VERSIONS);
+  assert.equal(report.kubeMinors, ['1.30', '1.31', '1.32', '1.33', '1.34', '1.35', '1.36', '1.37']);
+  assert.is(report.chartKubeVersion, '>=1.30.0-0');
+  assert.is(report.floorMinor, '1.30');
   assert.equal(
-    report.clusters.map((c: { cluster: string }) => c.cluster),
-    ['local', 'prod-eu'],
+    report.clusters.map((c: { cluster: string; kubeMinor: string; kubeMinorFrom: string; kubeVersion: string }) => [c.cluster, c.kubeMinor, c.kubeMinorFrom, c.kubeVersion]),
+    [
+      ['local', '1.37', 'newest', '1.37.2'],
+      ['prod-eu', '1.36', 'registry', '1.36.3'],
+    ],
   );
   for (const c of report.clusters) {
     const schemaSteps = c.steps.filter((s: { step: string }) => s.step === 'schema');
     assert.equal(
       schemaSteps.map((s: { kubeVersion: string }) => s.kubeVersion),
-      ['1.34.4', '1.35.4', '1.36.3', '1.37.2'],
+      ALL_VERSIONS,
     );
+    // helm lint runs for the cluster's own minor.
+    assert.is(c.steps.find((s: { step: string }) => s.step === 'lint').kubeVersion, c.kubeVersion);
     assert.ok(c.steps.some((s: { step: string; status: string }) => s.step === 'kube-score' && s.status === 'ok'));
     assert.ok(c.steps.some((s: { step: string; status: string }) => s.step === 'lint' && s.status === 'ok'));
   }
@@ -101,7 +113,7 @@ test('rendered objects are checked strictly for every version; a kind without a 
   const r = await validate([...FIXTURE_ARGS, '--cluster', 'local', '--values', f, '--json']);
   assert.is(r.exitCode, 1, r.out);
   const steps = JSON.parse(r.stdout).clusters[0].steps.filter((s: { step: string }) => s.step === 'schema');
-  assert.is(steps.length, 4);
+  assert.is(steps.length, ALL_VERSIONS.length);
   for (const s of steps) {
     // Unchanged schemas are validated once but reported for every version.
     assert.is(s.status, 'failed', JSON.stringify(s));
@@ -142,7 +154,7 @@ test('a chart that reads .Capabilities is rendered once per Kubernetes version',
   const renders = report.clusters[0].steps.filter((s: { step: string }) => s.step === 'render');
   assert.equal(
     renders.map((s: { kubeVersion: string }) => s.kubeVersion),
-    ['1.34.4', '1.35.4', '1.36.3', '1.37.2'],
+    ALL_VERSIONS,
   );
 });
 
@@ -157,6 +169,20 @@ test('usage errors exit 2: unknown flag, unknown cluster, unsupported Kubernetes
     const r = await validate(args);
     assert.is(r.exitCode, 2, `${args.join(' ')}\n${r.out}`);
   }
+});
+
+test('a registered cluster on a Kubernetes minor that is not validated: exit 1 naming the registry, its line, the key and the fix; nothing runs', async () => {
+  const dir = path.join(tmp, 'reg-1.29');
+  fs.cpSync(path.join(FIXTURES, 'values'), dir, { recursive: true });
+  const file = path.join(dir, 'clusters.yaml');
+  const text = fs.readFileSync(file, 'utf8');
+  fs.writeFileSync(file, text.replace('kubeVersion: "1.36"', 'kubeVersion: "1.29"'));
+  const line = text.split('\n').findIndex((l) => l.includes('kubeVersion: "1.36"')) + 1;
+  const r = await validate(['--registry', file, '--chart', path.join(FIXTURES, 'chart'), '--all']);
+  assert.is(r.exitCode, 1, r.out);
+  assert.match(r.out, `${file}:${line}:5: clusters.prod-eu.kubeVersion: Kubernetes 1.29 is not validated here (validated: 1.30, 1.31,`);
+  assert.match(r.out, `set clusters.prod-eu.kubeVersion in ${file}`);
+  assert.not.match(r.out, 'cluster(s) valid');
 });
 
 test('values handed over merged (deploy.ts merges once) are what is checked and rendered; the render comes back before the report', async () => {
@@ -221,9 +247,30 @@ test('kubeconform messages are split into one line per error', () => {
 
 const realChart = fs.existsSync(path.join(REPO_ROOT, 'chart', 'Chart.yaml')) && fs.existsSync(path.join(REPO_ROOT, 'values', 'clusters.yaml'));
 if (realChart) {
-  test('the repository chart: every cluster of values/clusters.yaml passes', async () => {
+  test("the repository chart: every cluster of values/clusters.yaml passes, for its own minor and the chart's floor to the newest", async () => {
+    const r = await validate(['--all', '--json']);
+    assert.is(r.exitCode, 0, r.out);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.kubeVersions, ALL_VERSIONS);
+    assert.is(report.floorMinor, '1.30');
+    assert.is(report.chartKubeVersion, '>=1.30.0-0');
+    const minors = Object.fromEntries(report.clusters.map((c: { cluster: string; kubeMinor: string; kubeVersion: string }) => [c.cluster, [c.kubeMinor, c.kubeVersion]]));
+    assert.equal(minors, { local: ['1.36', '1.36.3'], staging: ['1.34', '1.34.4'], 'prod-eu': ['1.33', '1.33.13'], 'prod-us': ['1.33', '1.33.13'] });
+    for (const c of report.clusters) {
+      const schema = c.steps.filter((s: { step: string }) => s.step === 'schema');
+      assert.equal(
+        schema.map((s: { kubeVersion: string; status: string }) => [s.kubeVersion, s.status]),
+        ALL_VERSIONS.map((v) => [v, 'ok']),
+      );
+    }
+  });
+
+  test("the repository chart: the human report names each cluster's minor, the chart floor and the versions", async () => {
     const r = await validate(['--all']);
     assert.is(r.exitCode, 0, r.out);
+    assert.match(r.out, 'cluster prod-eu (Kubernetes 1.33;');
+    assert.match(r.out, 'Kubernetes 1.30 to 1.37 validated; chart floor 1.30 (kubeVersion ">=1.30.0-0"); clusters: local 1.36, staging 1.34, prod-eu 1.33, prod-us 1.33');
+    assert.match(r.out, '4 cluster(s) valid for Kubernetes 1.30, 1.31, 1.32, 1.33, 1.34, 1.35, 1.36, 1.37');
   });
 
   test('the repository chart: malformed overlays are pinned to file:line and key', async () => {

@@ -20,8 +20,16 @@ import { toolError, usageError } from '../core/errors.ts';
 import { allCrdFiles, CRD_SOURCES, moduleDir } from './crds.ts';
 import { cacheRoot } from '../core/paths.ts';
 
-/** The Kubernetes minors we validate against, each at the latest patch the Go module proxy serves. */
+/**
+ * The Kubernetes minors we validate against, oldest first, each at the newest patch the Go module
+ * proxy serves. They run from the floor of chart/Chart.yaml's kubeVersion to the newest release
+ * (validate.ts refuses a floor below the oldest entry), and every cluster's declared minor must be here.
+ */
 export const KUBE_VERSIONS: Readonly<Record<string, string>> = {
+  '1.30': '1.30.14',
+  '1.31': '1.31.14',
+  '1.32': '1.32.13',
+  '1.33': '1.33.13',
   '1.34': '1.34.4',
   '1.35': '1.35.4',
   '1.36': '1.36.3',

@@ -18,13 +18,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import semver from 'semver';
 import { parse as parseYaml } from 'yaml';
 import { cachedValidator } from '../core/ajvcache.ts';
 import { isUserError, toolError, UserError } from '../core/errors.ts';
 import { mapLimit, run, type RunResult } from '../core/exec.ts';
 import { Helm, templateFailure, helmToolName, type HelmMajor } from '../adapters/helm.ts';
 import { ensureSchemas, minorOf, schemaLocationTemplate, schemasRoot } from '../adapters/kubeschemas.ts';
+import { chartKubeRange, satisfiesConstraint, type ChartKubeRange } from './validate-range.ts';
 import { displayPath, REPO_ROOT } from '../core/paths.ts';
 import { tool } from '../adapters/tools.ts';
 import type { ClusterConfig } from '../domain/clusters.ts';
@@ -80,6 +80,11 @@ export interface ClusterReport {
   ok: boolean;
   namespace: string;
   release: string;
+  /** The cluster's Kubernetes minor: as values/clusters.yaml declares it, else the newest validated. */
+  kubeMinor: string;
+  kubeMinorFrom: 'registry' | 'newest';
+  /** The full version the cluster's minor was validated against; null when this run left that minor out. */
+  kubeVersion: string | null;
   layers: string[];
   steps: StepResult[];
   warnings: string[];
@@ -89,6 +94,11 @@ export interface ValidationReport {
   ok: boolean;
   helm: HelmMajor;
   kubeVersions: string[];
+  /** The same, as minors (`1.33`). */
+  kubeMinors: string[];
+  /** Chart.yaml's kubeVersion constraint and the oldest minor it admits (null: the chart sets none). */
+  chartKubeVersion: string | null;
+  floorMinor: string | null;
   /** Whether one render was shared by every version (the chart ignores the Kubernetes version). */
   sharedRender: boolean;
   clusters: ClusterReport[];
@@ -332,19 +342,6 @@ function textFilesUnder(dir: string): string[] {
 }
 
 /**
- * Whether a Kubernetes version satisfies Chart.yaml's kubeVersion constraint (Masterminds syntax, which
- * Helm uses: `,` joins, `||` alternates, `x`/`*` wildcards), evaluated with the `semver` package;
- * undefined when the constraint cannot be read.
- */
-export function satisfiesConstraint(version: string, constraint: string): boolean | undefined {
-  const v = semver.coerce(version);
-  // Masterminds separates AND-ed parts with commas (or spaces) and allows `>= 1.2` with a space.
-  const range = constraint.replace(/\s*,\s*/g, ' ').replace(/(>=|<=|!=|>|<|=|~|\^)\s+/g, '$1');
-  if (!v || semver.validRange(range) === null) return undefined;
-  return semver.satisfies(v, range, { includePrerelease: true });
-}
-
-/**
  * Whether `helm template` output can differ between the given versions: the chart (or a values
  * string it may pass to `tpl`) mentions .Capabilities, has subchart archives we cannot read, or
  * has a kubeVersion constraint that some versions fail or that we cannot evaluate.
@@ -357,9 +354,9 @@ export function renderDependsOnKubeVersion(chartDir: string, versions: string[],
     if (text.includes('Capabilities')) return true;
   }
   if (valuesTexts.some((t) => t.includes('Capabilities'))) return true;
-  const chartYaml = parseYaml(fs.readFileSync(path.join(chartDir, 'Chart.yaml'), 'utf8')) as { kubeVersion?: string } | null;
-  if (chartYaml?.kubeVersion) {
-    for (const v of versions) if (satisfiesConstraint(v, chartYaml.kubeVersion) !== true) return true;
+  const { constraint } = chartKubeRange(chartDir);
+  if (constraint !== null) {
+    for (const v of versions) if (satisfiesConstraint(v, constraint) !== true) return true;
   }
   return false;
 }
@@ -568,6 +565,7 @@ interface ValidationRun {
   helm: Helm;
   versions: string[];
   newest: string;
+  kubeRange: ChartKubeRange;
   skip: Set<StepName>;
   limit: number;
   progress: (note: string) => void;
@@ -611,6 +609,7 @@ async function openValidation(options: ValidateOptions): Promise<ValidationRun> 
     helm: new Helm(helmBin, major),
     versions,
     newest: versions[versions.length - 1],
+    kubeRange: chartKubeRange(chartDir),
     skip,
     limit: options.concurrency ?? Math.max(2, os.cpus().length),
     progress,
@@ -640,11 +639,15 @@ function clusterValues(v: ValidationRun, cluster: ClusterConfig): PreparedValues
 
 /** Step 1, values: merged like Helm, checked against the chart's schema (fast, in-process). */
 function checkValues(v: ValidationRun, cluster: ClusterConfig): ClusterState {
+  const kubeMinor = cluster.kubeVersion ?? minorOf(v.newest);
   const report: ClusterReport = {
     cluster: cluster.name,
     ok: true,
     namespace: cluster.namespace,
     release: cluster.release,
+    kubeMinor,
+    kubeMinorFrom: cluster.kubeVersion ? 'registry' : 'newest',
+    kubeVersion: v.versions.find((x) => minorOf(x) === kubeMinor) ?? null,
     layers: cluster.layers.map((l) => displayPath(l)),
     steps: [],
     warnings: [],
@@ -690,8 +693,7 @@ function helmTasks(v: ValidationRun, states: ClusterState[], renderVersions: str
       if (!v.skip.has('lint')) step(s.report, { step: 'lint', status: 'skipped', ms: 0, findings: [], note: 'values invalid' });
       continue;
     }
-    const own = s.cluster.kubeVersion;
-    const lintVersion = (own && v.versions.find((x) => minorOf(x) === own)) || v.newest;
+    const lintVersion = s.report.kubeVersion ?? v.newest;
     if (!v.skip.has('lint')) tasks.push({ state: s, kind: 'lint', version: lintVersion });
     for (const x of renderVersions) tasks.push({ state: s, kind: 'render', version: x });
   }
@@ -968,7 +970,17 @@ async function checkRenders(v: ValidationRun, states: ClusterState[], shared: bo
   const order: StepName[] = ['values', 'lint', 'render', 'schema', 'kube-score'];
   for (const s of states) s.report.steps.sort((a, b) => order.indexOf(a.step) - order.indexOf(b.step) || (a.kubeVersion ?? '').localeCompare(b.kubeVersion ?? '', undefined, { numeric: true }));
   const clusters = states.map((s) => s.report);
-  return { ok: clusters.every((c) => c.ok), helm: v.helm.major, kubeVersions: v.versions, sharedRender: shared, clusters, ms: performance.now() - v.started };
+  return {
+    ok: clusters.every((c) => c.ok),
+    helm: v.helm.major,
+    kubeVersions: v.versions,
+    kubeMinors: v.versions.map(minorOf),
+    chartKubeVersion: v.kubeRange.constraint,
+    floorMinor: v.kubeRange.floorMinor,
+    sharedRender: shared,
+    clusters,
+    ms: performance.now() - v.started,
+  };
 }
 
 /**

@@ -1,8 +1,10 @@
 // Throughput of `backup.ts create` against the plain-tool baseline `pg_dump -Fc -f FILE`, on the
 // same database in the same run, to a local directory and to S3 (rclone serve s3 on loopback).
-// Target: the directory destination costs at most 10% more time than plain pg_dump
-// (baseline/ours >= 0.91). BENCH_BACKUP_ROWS scales the data set (default 1 500 000 extra request
-// rows, about 200 MB in the database).
+// Target: each destination costs at most 10% more time than plain pg_dump (baseline/ours >= 0.91),
+// the upload to S3 included. Ours is timed from process start to exit, node start-up included
+// (started as the tests start it, `node --import tsx`; `npx zx` adds npm's own start-up on top).
+// BENCH_BACKUP_ROWS scales the data set (default 1 500 000 extra request rows, about 200 MB in the
+// database).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +21,7 @@ let work = '';
 const bench: BenchModule = {
   title: 'backup',
   description: [
-    'ours: npx zx scripts/backup.ts create --database-url URL --to DEST (dump, sha256, per-table counts and checksums, manifest)',
+    'ours: node --import tsx scripts/backup.ts create --database-url URL --to DEST (dump, sha256, per-table counts and checksums, manifest)',
     'baseline: pg_dump --format=custom --file FILE on the same database (what an operator would script)',
   ],
   async cases(): Promise<BenchCase[]> {
@@ -32,7 +34,10 @@ const bench: BenchModule = {
       'conduit',
       `INSERT INTO app.requests (user_id, model, tokens, cost, payload, at)
        SELECT 1 + (i % 20000), 'model-' || (i % 7), (random() * 4000)::integer, random(), decode(md5(i::text), 'hex'), now() - (i || ' seconds')::interval
-       FROM generate_series(1, ${extraRows}) AS i; ANALYZE;`,
+       FROM generate_series(1, ${extraRows}) AS i;
+       -- As autovacuum leaves a table in service (hint bits set, pages all-visible); otherwise it
+       -- vacuums the new rows in the middle of a measured run, on the same two cores.
+       VACUUM (ANALYZE);`,
     );
     const size = Number((await pg.sql('conduit', 'SELECT pg_database_size(current_database());')).trim());
     process.stderr.write(`  database size ${(size / 1e6).toFixed(0)} MB\n`);
@@ -67,7 +72,9 @@ const bench: BenchModule = {
         name: 'create --to s3:// (upload included)',
         ours: create(() => `s3://${bucket}/bench${n++}`),
         baseline: plainDump,
-        reps: 3,
+        target: 0.91,
+        reps: 4,
+        warmup: true,
         note,
       },
     ];

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { parseDatabaseUrl, PsqlSession } from '../../scripts/lib/adapters/pg.ts';
 import { BACKUP_SCRIPT, backupCli } from './backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 
@@ -109,6 +110,67 @@ t('directory: a create killed mid-dump leaves an incomplete backup that list and
   const pruned = await backupCli(['prune', '--from', dest, '--keep-daily', '1', '--keep-weekly', '0', '--keep-monthly', '0', '--as-of', later, '--json']);
   assert.equal(pruned.json.deleted, [b.id]);
   assert.equal(fs.readdirSync(dest), []);
+});
+
+/** Pids of the processes whose parent is `pid` and whose program is `comm` (Linux /proc). */
+function childrenNamed(pid: number, comm: string): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .flatMap((d) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        return ppid === pid && name === comm ? [Number(d)] : [];
+      } catch {
+        return []; // exited meanwhile
+      }
+    });
+}
+
+/** Whether a process still runs (not gone, not a zombie waiting to be reaped). */
+function alive(pid: number): boolean {
+  try {
+    return !/\) Z /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+const withSetpriv = process.platform === 'linux' && fs.existsSync('/usr/bin/setpriv');
+
+t('a create killed while pg_dump waits for a table lock takes pg_dump and psql with it', async () => {
+  if (!withSetpriv) return; // the parent-death signal needs Linux and util-linux setpriv
+  const holder = new PsqlSession(parseDatabaseUrl(pg.urlWithPassword('big')));
+  await holder.query('BEGIN; LOCK TABLE blobs IN ACCESS EXCLUSIVE MODE;');
+  const dest = path.join(dir, 'locked');
+  fs.mkdirSync(dest);
+  const child = spawn(process.execPath, ['--import', 'tsx', BACKUP_SCRIPT, 'create', '--database-url', pg.url('big'), '--to', dest], {
+    env: { ...process.env, ...pg.env, CI: '1' },
+    stdio: 'ignore',
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    const waiting = async () => Number((await pg.sql('big', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND wait_event_type = 'Lock';")).trim());
+    for (let i = 0; i < 300 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.is(await waiting(), 1, 'pg_dump waits for the lock');
+    const helpers = [...childrenNamed(child.pid!, 'pg_dump'), ...childrenNamed(child.pid!, 'psql')];
+    assert.is(helpers.length, 2, 'pg_dump and the psql holding the snapshot');
+    child.kill('SIGKILL');
+    await exited;
+    for (let i = 0; i < 50 && helpers.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(helpers.filter(alive), [], 'neither waits on for the lock after create is gone');
+  } finally {
+    child.kill('SIGKILL');
+    await holder.query('ROLLBACK;');
+    await holder.close();
+  }
+  const listed = await backupCli(['list', '--from', dest, '--json']);
+  assert.equal(
+    listed.json.backups.filter((b: { state: string }) => b.state === 'valid'),
+    [],
+  );
 });
 
 t.run();

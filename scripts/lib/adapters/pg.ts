@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { toolError, UserError } from '../core/errors.ts';
-import { run, type RunResult } from '../core/exec.ts';
+import { run, withParentDeathSignal, type RunResult } from '../core/exec.ts';
 import { redact, registerSecret } from '../core/redact.ts';
 import { CHART_DIR, isExecutable } from '../core/paths.ts';
 
@@ -210,7 +210,10 @@ export class PsqlSession {
 
   constructor(c: PgConnection) {
     this.connection = c;
-    this.child = spawn(pgProgram('psql'), PSQL_ARGS, { env: { ...process.env, ...connectionEnv(c) }, stdio: ['pipe', 'pipe', 'pipe'] });
+    // psql notices our end of its stdin only between statements: should this process die while a
+    // statement waits (e.g. for a lock), psql is told to stop instead of waiting on alone.
+    const [program, argv] = withParentDeathSignal(pgProgram('psql'), PSQL_ARGS, 'SIGTERM');
+    this.child = spawn(program, argv, { env: { ...process.env, ...connectionEnv(c) }, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('utf8');
     this.child.stderr!.setEncoding('utf8');
     this.child.stdout!.on('data', (d: string) => {
@@ -303,7 +306,10 @@ export function dumpArgs(options: { snapshot?: string; compressLevel?: number })
 export function startDump(c: PgConnection, options: { snapshot?: string; compressLevel?: number } = {}): DumpProcess {
   const bin = pgProgram('pg_dump');
   const args = dumpArgs(options);
-  const child = spawn(bin, args, { env: { ...process.env, ...connectionEnv(c) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Should this process die (SIGKILL), pg_dump stops too: once it writes, our closed pipe stops it
+  // anyway, but before that (reading the catalog, waiting for a table lock) it would hang on alone.
+  const [program, argv] = withParentDeathSignal(bin, args, 'SIGTERM');
+  const child = spawn(program, argv, { env: { ...process.env, ...connectionEnv(c) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d: string) => (stderr += d));

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-// The AWS SDK is loaded on first use only: it takes a noticeable part of a second to load, which
-// directory destinations should not pay.
+// The AWS SDK is loaded only for s3:// destinations: it takes a noticeable part of a second to load,
+// which directory destinations should not pay.
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { UserError, usageError } from '../core/errors.ts';
 import { registerSecret } from '../core/redact.ts';
@@ -26,6 +26,8 @@ export interface BackupStorage {
   list(): Promise<StoredObject[]>;
   /** Stream a body into key; on error or abort nothing readable is left under key. */
   upload(key: string, body: Readable, signal?: AbortSignal): Promise<void>;
+  /** Begin, in the background, what the first call would otherwise wait for (S3: loading the SDK). */
+  prepare?(): void;
   /** Write a small object at once (atomic). */
   put(key: string, data: Buffer | string): Promise<void>;
   /** Read a small object; undefined when it does not exist. */
@@ -189,6 +191,11 @@ export class S3Storage implements BackupStorage {
     registerSecret(process.env.AWS_SECRET_ACCESS_KEY);
     registerSecret(process.env.AWS_SESSION_TOKEN);
     this.config = config;
+  }
+
+  /** Start loading the SDK now, in the background (e.g. while a backup opens its snapshot and starts pg_dump). */
+  prepare(): void {
+    this.load().catch(() => undefined); // a failed load is reported by the call that needs it
   }
 
   private load() {

@@ -2,6 +2,7 @@
 // passed through env or stdin (never argv), output captured and redacted before anyone sees it.
 // Built on node:child_process directly: importing execa alone cost every script ~250 ms of start-up.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { redact } from './redact.ts';
 
 export interface RunOptions {
@@ -20,6 +21,23 @@ export interface RunOptions {
   detached?: boolean;
   /** After `signal` aborted or the timeout sent SIGTERM, SIGKILL the child if it still runs this long after. */
   killAfterMs?: number;
+  /**
+   * Linux: the child receives this signal when this process dies, even by SIGKILL (util-linux
+   * `setpriv --pdeathsig`, when installed), so a detached child is never left running on its own.
+   */
+  parentDeathSignal?: NodeJS.Signals;
+  /** Called with the child's pid once it is started. */
+  onSpawn?: (pid: number) => void;
+}
+
+const SETPRIV = '/usr/bin/setpriv';
+let setprivPresent: boolean | undefined;
+
+/** The argv that starts `cmd` so that it gets `sig` when this process dies (unchanged where that is not possible). */
+export function withParentDeathSignal(cmd: string, args: readonly string[], sig: NodeJS.Signals | undefined): [string, string[]] {
+  if (!sig || process.platform !== 'linux') return [cmd, [...args]];
+  setprivPresent ??= fs.existsSync(SETPRIV);
+  return setprivPresent ? [SETPRIV, ['--pdeathsig', sig.replace(/^SIG/, ''), '--', cmd, ...args]] : [cmd, [...args]];
 }
 
 export interface RunResult {
@@ -48,7 +66,9 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
     let timedOut = false;
     let spawnError: Error | undefined;
     let settled = false;
-    const child = spawn(cmd, [...args], { cwd: options.cwd, env, detached: options.detached, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const [program, argv] = withParentDeathSignal(cmd, args, options.parentDeathSignal);
+    const child = spawn(program, argv, { cwd: options.cwd, env, detached: options.detached, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (child.pid) options.onSpawn?.(child.pid);
     let killTimer: NodeJS.Timeout | undefined;
     const signalChild = (sig: NodeJS.Signals) => {
       if (child.exitCode !== null || child.signalCode !== null) return;

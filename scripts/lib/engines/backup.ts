@@ -143,10 +143,15 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-/** Bytes passing through, their sha256, and a progress note (size and MB/s) at most every interval. */
+/** Blocks a Meter passes on: pg_dump writes 4 KiB at a time, and a file write per 4 KiB costs far more than copying. */
+const METER_BLOCK = 1 << 20;
+
+/** Bytes passing through (passed on in blocks of at least 1 MiB), their sha256, and a progress note (size and MB/s) at most once a second. */
 class Meter extends Transform {
   bytes = 0;
   private readonly hash = crypto.createHash('sha256');
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
   private readonly started = performance.now();
   private lastReport = -Infinity; // the first chunk reports at once, then at most once a second
   private readonly progress?: Progress;
@@ -154,7 +159,9 @@ class Meter extends Transform {
   private readonly flushCheck?: () => Promise<void>;
 
   constructor(label: string, progress?: Progress, flushCheck?: () => Promise<void>) {
-    super({ highWaterMark: 1 << 20 });
+    // The readable side holds up to 16 MiB: pg_dump does not stall while a consumer that is still
+    // setting up (an S3 upload whose SDK is loading) catches up.
+    super({ writableHighWaterMark: 1 << 20, readableHighWaterMark: 16 << 20 });
     this.label = label;
     this.progress = progress;
     this.flushCheck = flushCheck;
@@ -168,13 +175,24 @@ class Meter extends Transform {
       this.lastReport = now;
       this.progress(this.note());
     }
-    cb(null, chunk);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes < METER_BLOCK) return cb();
+    cb(null, this.takePending());
+  }
+
+  private takePending(): Buffer {
+    const block = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return block;
   }
 
   // The stream ends only once the producer is known to have succeeded (e.g. pg_dump exited 0):
   // otherwise a truncated dump would complete its upload.
   override _flush(cb: (e?: Error | null) => void): void {
     const done = () => {
+      if (this.pendingBytes) this.push(this.takePending());
       this.progress?.(this.note()); // the final size and rate
       cb();
     };
@@ -230,26 +248,17 @@ export async function createBackup(o: CreateOptions): Promise<{ manifest: Manife
   const startedAt = new Date();
   const id = o.id ?? newBackupId(startedAt);
   if (!isBackupId(id)) throw new UserError(`"${id}" is not a backup id (YYYYMMDDTHHMMSSZ-suffix)`, { exitCode: 2 });
+  o.storage.prepare?.();
   const pgDumpVersionPromise = programVersion('pg_dump');
   const { session, snapshot } = await openSnapshot(o.connection);
   try {
     const server = (await session.query('SHOW server_version;')).trim();
     const pgDumpVersion = await pgDumpVersionPromise;
-    const dump = startDump(o.connection, { snapshot });
-    // Table statistics run in the exporting transaction, i.e. on exactly the data pg_dump sees.
+    // Table statistics run in the exporting transaction, i.e. on exactly the data pg_dump sees,
+    // on another connection at the same time as the dump.
     const statsPromise = session.query(tableStatsSql()).then(parseTableStats);
     statsPromise.catch(() => undefined);
-    const meter = new Meter('dumped', o.progress, () => dump.done);
-    const onAbort = () => dump.kill();
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.all([o.storage.upload(`${id}/${DUMP_FILE}`, dump.stdout.pipe(meter), o.signal), dump.done]);
-    } catch (e) {
-      dump.kill();
-      throw e;
-    } finally {
-      o.signal?.removeEventListener('abort', onAbort);
-    }
+    const dump = await writeDump(o, `${id}/${DUMP_FILE}`, snapshot);
     const tables = await statsPromise;
     await session.query('COMMIT;');
     const finishedAt = new Date();
@@ -261,7 +270,7 @@ export async function createBackup(o: CreateOptions): Promise<{ manifest: Manife
       pgDumpVersion,
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
-      dump: { file: DUMP_FILE, format: 'custom', size: meter.bytes, sha256: meter.digest() },
+      dump: { file: DUMP_FILE, format: 'custom', ...dump },
       tables,
       source: { kind: 'script', server: describeConnection(o.connection), ...o.source },
     };
@@ -276,6 +285,28 @@ export async function createBackup(o: CreateOptions): Promise<{ manifest: Manife
   } finally {
     await session.close();
   }
+}
+
+/**
+ * pg_dump on the exported snapshot, streamed once through the sha256 into the destination while it
+ * runs (a file written in 1 MiB blocks, or S3 parts uploaded as they fill): its size and sha256, once
+ * pg_dump exited 0 and the destination has the whole archive.
+ */
+async function writeDump(o: CreateOptions, key: string, snapshot: string): Promise<{ size: number; sha256: string }> {
+  const dump = startDump(o.connection, { snapshot });
+  const meter = new Meter('dumped', o.progress, () => dump.done);
+  const onAbort = () => dump.kill();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all([o.storage.upload(key, dump.stdout.pipe(meter), o.signal), dump.done]);
+  } catch (e) {
+    dump.kill();
+    await dump.done.catch(() => undefined); // pg_dump has stopped before what it wrote is removed
+    throw e;
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+  return { size: meter.bytes, sha256: meter.digest() };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import { UserError } from '../core/errors.ts';
 import { CHART_DIR, displayPath } from '../core/paths.ts';
 import { tool } from '../adapters/tools.ts';
 import { renderValuesSchema, VALUES_SCHEMA_FILES } from './values-schema.ts';
+import { deployerFiles } from './permissions.ts';
 
 export interface GeneratedFileCheck {
   /** Short name shown in reports, e.g. "chart README". */
@@ -67,4 +68,5 @@ export interface GeneratedFileTask {
 export const GENERATED_FILE_CHECKS: readonly GeneratedFileTask[] = [
   { title: 'values schema (schemas/values.schema.json, chart/values.schema.json)', run: valuesSchema },
   { title: 'chart README (chart/README.md)', run: chartReadme },
+  { title: 'deployer RBAC (rbac/conduit-deployer.yaml, the rule table of docs/rbac.md)', run: async (o) => deployerFiles(o) },
 ];

@@ -13,13 +13,14 @@ import { stringify as toYaml } from 'yaml';
 import { executeDeploy, planDeploy } from '../../scripts/lib/engines/deploy.ts';
 import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
 import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
-import { acquireLock, releaseLock } from '../../scripts/lib/domain/lease.ts';
+import { acquireLock, readLock, releaseLock } from '../../scripts/lib/domain/lease.ts';
 import { LOCAL_CONTEXT } from '../../scripts/lib/domain/target.ts';
 import { parseDatabaseUrl, tableStats } from '../../scripts/lib/adapters/pg.ts';
 import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { Reporter } from '../../scripts/lib/core/ui.ts';
-import { backupCli, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
+import { BACKUP_SCRIPT, backupCli, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
+import { recordFault } from './support/faulttable.ts';
 import { startPostgres, type PostgresServer } from './services.ts';
 import { localCluster, sleep } from './support/localcluster.ts';
 
@@ -222,7 +223,9 @@ t('restore --cluster: api/admin are at 0 while pg_restore runs, the data matches
   assert.is(entry.result, 'succeeded');
   assert.equal(entry.details.replicas, { api: 2, admin: 1 });
   const steps = entry.details.steps.map((s: { step: string }) => s.step);
-  assert.equal(steps.slice(0, 2), ['scaled deployment/conduit-api from 2 to 0', 'scaled deployment/conduit-admin from 1 to 0']);
+  assert.is(steps[0], 'saved the replica counts in conduit.dev/restore-saved');
+  assert.equal(steps.slice(1, 3), ['scaled deployment/conduit-api from 2 to 0', 'scaled deployment/conduit-admin from 1 to 0']);
+  assert.ok(steps.includes('removed conduit.dev/restore-saved'), steps.join('; '));
   assert.ok(steps.includes('scaled deployment/conduit-api back to 2') && steps.includes('scaled deployment/conduit-admin back to 1'), steps.join('; '));
   assert.ok(steps.indexOf('no pod of admin left') < steps.indexOf('scaled deployment/conduit-api back to 2'));
 });
@@ -244,6 +247,57 @@ t('a failing restore (pg_restore refused after scaling) still brings api/admin b
   assert.ok(steps.includes('scaled deployment/conduit-api from 2 to 0'), 'it had scaled down before pg_restore failed');
   assert.ok(steps.includes('scaled deployment/conduit-api back to 2') && steps.includes('scaled deployment/conduit-admin back to 1'));
   assert.equal(await stats(), expected, 'the database is unchanged');
+});
+
+t('a restore killed with SIGKILL while pg_restore runs: the next plain restore puts 2/1 back and restores the data', async () => {
+  await pg.sql('conduit', "INSERT INTO app.audit (what) VALUES ('written before the killed restore');");
+  const unblock = await blockUsersTable();
+  const child = spawn(process.execPath, ['--import', 'tsx', BACKUP_SCRIPT, ...restoreArgs(), '--yes', '--registry', registry], {
+    env: { ...process.env, ...pg.env, CI: '1' },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((r) => child.on('close', r));
+  for (let i = 0; i < 600 && !(await restoreWaiting()); i++) await sleep(200);
+  assert.ok(await restoreWaiting(), `pg_restore never waited on the lock:\n${out}`);
+  // The runner vanishes: the restore, pg_restore and every other process of the group die at once.
+  process.kill(-child.pid!, 'SIGKILL');
+  await exited;
+  await unblock();
+  const left = await replicas();
+  assert.equal([left.api, left.admin], [0, 0], 'the killed restore left api and admin scaled down');
+  const saved = (await kube.get<Deployment>('deployment', 'conduit-api', { namespace }))!.metadata.annotations?.['conduit.dev/restore-saved'];
+  assert.equal(JSON.parse(saved ?? '{}'), { replicas: 2 }, 'the counts to go back to are kept in the cluster');
+  const lock = await readLock(kube, namespace);
+  assert.ok(lock.holderGone, `the lock is held by a dead pid: ${JSON.stringify(lock)}`);
+  const stateLeft = `api/admin at 0/0 (saved 2/1 in conduit.dev/restore-saved); lock held by a dead pid; the database as before (pg_restore's single transaction rolled back)`;
+  const kept = await pg.sql('conduit', "SELECT count(*) FROM app.audit WHERE what = 'written before the killed restore';");
+  assert.is(kept.trim(), '1', 'the single transaction of the killed pg_restore was rolled back: the database is as before');
+
+  const started = performance.now();
+  const r = await cli([...restoreArgs(), '--yes', '--json']);
+  const ms = performance.now() - started;
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stderr + r.stdout, /left at 0 by an interrupted restore: it goes back to its saved 2/);
+  assert.equal(await stats(), expected, 'the database matches the backup');
+  await untilPods(3);
+  const after = await replicas();
+  assert.equal([after.api, after.admin, after.pods], [2, 1, 3], 'the saved counts are back, not the zeros the killed restore left');
+  assert.is((await kube.get<Deployment>('deployment', 'conduit-api', { namespace }))!.metadata.annotations?.['conduit.dev/restore-saved'], undefined);
+  assert.ok((await readLock(kube, namespace)).free);
+  assert.is((await auditEntries()).at(-1)!.result, 'succeeded');
+  assert.not.ok(out.includes(pg.password) || r.stderr.includes(pg.password) || (await auditText()).includes(pg.password), 'no password in output or audit');
+  recordFault({
+    fault: 'SIGKILL of the restore process group',
+    phase: 'restore --cluster, while pg_restore runs',
+    stateLeft,
+    recoveredBy: 'the same restore command again (saved counts put back)',
+    recoverMs: ms,
+    recovered: true,
+  });
 });
 
 t('an HPA on admin: refused without --pause-autoscaling; with it, deleted for the restore and re-created as it was', async () => {
@@ -269,7 +323,8 @@ t('an HPA on admin: refused without --pause-autoscaling; with it, deleted for th
   const r = await cli([...restoreArgs(), '--yes', '--pause-autoscaling', '--json']);
   assert.is(r.exitCode, 0, r.stderr);
   const steps = r.json.steps.map((s: { step: string }) => s.step);
-  assert.is(steps[0], 'deleted HorizontalPodAutoscaler/conduit-admin (saved: min 1, max 2)');
+  assert.is(steps[0], 'saved the replica counts and HPA copies in conduit.dev/restore-saved');
+  assert.is(steps[1], 'deleted HorizontalPodAutoscaler/conduit-admin (saved: min 1, max 2)');
   assert.ok(steps.includes('created HorizontalPodAutoscaler/conduit-admin again'), steps.join('; '));
   const again = (await kube.get<KubeObject & { spec: unknown }>('hpa', 'conduit-admin', { namespace }))!;
   assert.not.equal(again.metadata.uid, created.metadata.uid, 'a new object');

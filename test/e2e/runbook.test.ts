@@ -11,7 +11,8 @@ import { stringify as toYaml } from 'yaml';
 import { executeDeploy, planDeploy, type DeployRequest } from '../../scripts/lib/engines/deploy.ts';
 import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
 import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
-import { acquireLock, releaseLock } from '../../scripts/lib/domain/lease.ts';
+import { acquireLock, readLock, releaseLock } from '../../scripts/lib/domain/lease.ts';
+import { readAudit } from '../../scripts/lib/domain/audit.ts';
 import { LOCAL_CONTEXT } from '../../scripts/lib/domain/target.ts';
 import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
 import { MASTER_KEY_ANNOTATION, RESTART_ANNOTATION } from '../../scripts/lib/engines/runbook.ts';
@@ -202,6 +203,45 @@ test('a change waits for a held deploy lock: refused, nothing changed', async ()
   } finally {
     await releaseLock(kube, lock);
   }
+});
+
+test("unlock: nothing to clear when free; refused for a holder alive on this host; clears a gone machine's lock, audited", async () => {
+  const free = await json(['unlock']);
+  assert.is(free.cleared, false);
+  assert.match(free.summary, /is free: nothing to clear/);
+
+  const mine = await acquireLock(kube, { namespace, holder: 'e2e@this-host', durationSeconds: 30, reason: 'deploy in progress here' });
+  try {
+    const refused = await runbook(['unlock', '--yes']);
+    assert.is(refused.exitCode, 1);
+    assert.match(refused.stderr, /still runs on this host \(pid \d+\); nothing was changed/);
+    assert.is((await readLock(kube, namespace)).holder, 'e2e@this-host');
+  } finally {
+    await releaseLock(kube, mine);
+  }
+
+  // A CI runner that vanished: its lock names a host this machine cannot see, and was renewed just now.
+  const gone = { host: 'ci-runner-gone', holder: { pid: 4242, start: '1' }, children: [] };
+  await acquireLock(kube, { namespace, holder: 'ci@ci-runner-gone pid 4242', durationSeconds: 30, reason: 'deploy conduit to e2e', processes: gone });
+  const held = await runbook(['restart', '--component', 'webui']);
+  assert.is(held.exitCode, 1);
+  assert.match(held.stderr, /npx zx scripts\/runbook.ts unlock --cluster e2e/);
+  const unconfirmed = await runbook(['unlock'], 'e2e-protected');
+  assert.is(unconfirmed.exitCode, 1);
+  assert.match(unconfirmed.stderr, /needs confirmation/);
+  assert.is((await readLock(kube, namespace)).holder, 'ci@ci-runner-gone pid 4242', 'a refused unlock changes nothing');
+  const done = await json(['unlock', '--yes'], 'e2e-protected');
+  assert.is(done.cleared, true);
+  assert.equal(done.previous.holder, 'ci@ci-runner-gone pid 4242');
+  assert.match(done.warnings.join(' '), /was still valid/);
+  const after = await readLock(kube, namespace);
+  assert.ok(after.free && !after.holder);
+  const entry = (await readAudit(kube, namespace)).at(-1)!;
+  assert.equal([entry.action, entry.result], ['unlock', 'unlocked']);
+  assert.is((entry.details as { previous: { holder: string } }).previous.holder, 'ci@ci-runner-gone pid 4242');
+  // The lock is usable again.
+  const restart = await runbook(['restart', '--component', 'webui']);
+  assert.is(restart.exitCode, 0, restart.stderr);
 });
 
 test('rollback --to 1 makes a new revision from revision 1 and verifies the rollout', async () => {

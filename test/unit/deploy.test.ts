@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describePlan, diffFileObject, planDeploy, UnreadyPodWatch, unreadyPodLine, valuesDigest, type DeployRequest } from '../../scripts/lib/engines/deploy.ts';
 import { durationSeconds } from '../../scripts/lib/core/duration.ts';
+import { LEASE_SECONDS } from '../../scripts/lib/domain/lease.ts';
 import type { Kube } from '../../scripts/lib/adapters/kube.ts';
 
 const test = suite('deploy plan');
@@ -81,7 +82,8 @@ test('helm 4 rolls back with --rollback-on-failure, helm 3 with --atomic; values
   assert.ok(p3.upgradeArgs.includes('--atomic') && p3.upgradeArgs.includes('--wait'));
   assert.not.ok(p3.upgradeArgs.includes('--rollback-on-failure'));
   assert.ok(p4.dryRunArgs.includes('--dry-run=server'));
-  assert.is(p4.lock.durationSeconds, 600 + 120);
+  // The lock lasts LEASE_SECONDS and is renewed while the deploy lives, whatever helm's timeout.
+  assert.is(p4.lock.durationSeconds, LEASE_SECONDS);
   assert.is(p4.lock.holder, 'alice@laptop pid 1');
 });
 
@@ -130,7 +132,8 @@ test('the pod watch keeps the last state of pods that are gone and drops pods th
   const kube = { list: async () => snapshots[Math.min(calls++, snapshots.length - 1)] } as unknown as Kube;
   const watch = new UnreadyPodWatch(kube, 'conduit', 'conduit', 5);
   watch.start();
-  await new Promise((r) => setTimeout(r, 40));
+  // Three samples at least (a loaded machine may take longer than three intervals).
+  for (let i = 0; i < 500 && calls < 3; i++) await new Promise((r) => setTimeout(r, 10));
   watch.stop();
   const lines = await watch.settled();
   assert.ok(calls >= 3, `sampled ${calls} times`);

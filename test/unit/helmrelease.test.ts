@@ -2,7 +2,7 @@ import zlib from 'node:zlib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { covers } from '../../scripts/lib/domain/drift.ts';
-import { decodeReleaseData, helmStoresSecrets } from '../../scripts/lib/domain/helmrelease.ts';
+import { decodeReleaseData, encodeReleaseData, helmStoresSecrets } from '../../scripts/lib/domain/helmrelease.ts';
 import { canonicalJson, diffManifests, manifestDocuments, manifestObjects, workloadImages } from '../../scripts/lib/domain/manifests.ts';
 
 const test = suite('helm releases: decode, release diff, drift');
@@ -12,6 +12,13 @@ test('a storage Secret value decodes as helm writes it: base64 (API) of base64 o
   const helmText = zlib.gzipSync(JSON.stringify(release)).toString('base64');
   const apiValue = Buffer.from(helmText).toString('base64');
   assert.equal(decodeReleaseData(apiValue), release);
+});
+
+test('a release document encodes as helm stores it and decodes back with every field kept', () => {
+  const doc = { name: 'conduit', version: 3, info: { status: 'failed', description: 'Interrupted' }, manifest: 'kind: Service', hooks: [{ name: 'test' }], labels: { a: 'b' } };
+  const stored = Buffer.from(encodeReleaseData(doc as never)).toString('base64');
+  assert.equal(decodeReleaseData(stored), doc);
+  assert.is(Buffer.from(encodeReleaseData(doc as never), 'base64')[0], 0x1f, 'gzipped, as helm writes it');
 });
 
 test('only the secret storage driver is read directly', () => {

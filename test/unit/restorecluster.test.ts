@@ -7,6 +7,7 @@ import type { RunbookTarget } from '../../scripts/lib/engines/runbook.ts';
 
 const target: RunbookTarget = { cluster: 'prod-eu', context: 'prod-eu', namespace: 'conduit', release: 'conduit', protected: true };
 const fixed: WorkloadState = {
+  resumed: [],
   deployments: [
     { component: 'api', name: 'conduit-api', replicas: 3 },
     { component: 'admin', name: 'conduit-admin', replicas: 1 },
@@ -17,7 +18,10 @@ const hpa = { component: 'api' as const, name: 'conduit-api', min: 2, max: 6, sa
 
 test('the plan shows the counts it scales from and restores, the lock first', () => {
   const p = planClusterRestore(target, fixed, { pauseAutoscaling: false });
-  assert.equal(p.before, ['scale deployment/conduit-api and deployment/conduit-admin to 0 (now: api 3, admin 1) and wait until their pods are gone']);
+  assert.equal(p.before, [
+    'save the replica counts (and HPA copies) in the annotation conduit.dev/restore-saved of each Deployment, so an interrupted restore can be resumed',
+    'scale deployment/conduit-api and deployment/conduit-admin to 0 (now: api 3, admin 1) and wait until their pods are gone',
+  ]);
   assert.is(p.after[0], 'also if the restore fails: scale back to the recorded counts (api 3, admin 1)');
   assert.equal(p.lock, { namespace: 'conduit', name: 'conduit-deploy-lock' });
   const lines = describeClusterRestore(p, ['1. restore']);
@@ -40,7 +44,15 @@ test('an HPA on a writer is refused without pauseAutoscaling, and paused with it
   assert.match(e!.message, /HorizontalPodAutoscaler\/conduit-api \(min 2, max 6\) would scale api back up/);
   assert.match(e!.hint ?? '', /--pause-autoscaling/);
   const p = planClusterRestore(target, w, { pauseAutoscaling: true });
-  assert.match(p.before[0], /^save and delete HorizontalPodAutoscaler\/conduit-api \(min 2, max 6\)/);
+  assert.match(p.before[1], /^save and delete HorizontalPodAutoscaler\/conduit-api \(min 2, max 6\)/);
+  assert.ok(p.after.some((s) => s.includes('create HorizontalPodAutoscaler/conduit-api again')));
+});
+
+test('an HPA an interrupted restore already deleted needs no --pause-autoscaling and is created again afterwards', () => {
+  const w: WorkloadState = { ...fixed, hpas: [{ ...hpa, deleted: true }], resumed: ['deployment/conduit-api was left at 0 by an interrupted restore: it goes back to its saved 3'] };
+  const p = planClusterRestore(target, w, { pauseAutoscaling: false });
+  assert.match(p.before[0], /^resume: deployment\/conduit-api was left at 0/);
+  assert.not.ok(p.before.some((s) => s.startsWith('save and delete')));
   assert.ok(p.after.some((s) => s.includes('create HorizontalPodAutoscaler/conduit-api again')));
 });
 

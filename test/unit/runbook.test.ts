@@ -10,6 +10,7 @@ import {
   describeRunbookPlan,
   formatEndpoints,
   formatStatus,
+  pendingRelease,
   generateMasterKey,
   MASTER_KEY_ANNOTATION,
   parseRequest,
@@ -202,7 +203,29 @@ test('plans print as commands with the target flags and serialise to a stable JS
   assert.equal(Object.keys(j), ['action', 'target', 'mutates', 'lock', 'steps', 'notes']);
   assert.equal(j.target, { cluster: 'staging', context: 'staging', namespace: 'conduit', release: 'conduit', protected: false });
   assert.equal(JSON.parse(JSON.stringify(j)), j);
-  assert.equal([...ACTIONS].sort(), ['diagnose', 'history', 'logs', 'restart', 'rollback', 'rotate-master-key', 'scale', 'status']);
+  assert.equal([...ACTIONS].sort(), ['diagnose', 'history', 'logs', 'restart', 'rollback', 'rotate-master-key', 'scale', 'status', 'unlock']);
+});
+
+test('unlock: a change (confirmation on protected clusters) that takes no flags and holds no lock of its own', () => {
+  const plan = planAction({ ...target, protected: true }, parseRequest('unlock', {}));
+  assert.is(plan.mutates, true);
+  assert.is(plan.lock, undefined);
+  assert.ok(plan.steps.some((s) => /refuse when its holder is a live process on this host/.test(s.title)));
+  assert.ok(plan.steps.some((s) => s.mutates && /guarded by the version read above/.test(s.title)));
+  assert.throws(() => parseRequest('unlock', { timeout: '5m' }), /unlock does not take --timeout/);
+});
+
+test('status names an interrupted release and the command that repairs it; a live holder is "in progress"', () => {
+  const rel = { version: 6, info: { status: 'pending-upgrade' } };
+  const gone = pendingRelease(target, rel, { holder: 'ci@runner pid 7', holderGone: true, expired: false, free: true, transitions: 1 });
+  assert.equal(gone.interrupted?.revision, 6);
+  assert.match(gone.interrupted!.fix, /^npx zx scripts\/deploy.ts --cluster staging \(recovers it under the deploy lock/);
+  const live = pendingRelease(target, rel, { holder: 'ci@runner pid 8', reason: 'deploy conduit to staging', expired: false, free: false, transitions: 1 });
+  assert.equal(live.inProgress, { revision: 6, status: 'pending-upgrade', by: 'ci@runner pid 8 (deploy conduit to staging)' });
+  assert.equal(pendingRelease(target, { version: 6, info: { status: 'deployed' } }, { expired: false, free: true, transitions: 0 }), {});
+  const text = formatStatus({ release: { name: 'conduit', revision: 6, status: 'pending-upgrade' }, components: [], warnings: [], lock: { held: false }, ...gone });
+  assert.match(text, /INTERRUPTED: revision 6 was left pending-upgrade by a deploy that is gone/);
+  assert.match(text, /fix: npx zx scripts\/deploy.ts --cluster staging/);
 });
 
 test('status and endpoint reports read as an operator needs them', () => {
@@ -235,6 +258,15 @@ test('status and endpoint reports read as an operator needs them', () => {
     ]),
     /conduit-redis +0\/1 +<- no ready endpoint\n.*conduit-api +2\/2\n/,
   );
+});
+
+test('rollback without --to goes to the last revision that was deployed, never to a failed one', () => {
+  const plan = planAction(target, parseRequest('rollback', {}), { lastGoodRevision: 4, components: ['api'] });
+  const helmStep = plan.steps.find((s) => s.tool === 'helm')!;
+  assert.equal(helmStep.argv!.slice(0, 3), ['rollback', 'conduit', '4']);
+  assert.match(helmStep.title, /roll back to revision 4, the last one that was deployed before the current/);
+  const explicit = planAction(target, parseRequest('rollback', { to: '2' }), { lastGoodRevision: 4 });
+  assert.equal(explicit.steps.find((s) => s.tool === 'helm')!.argv!.slice(0, 3), ['rollback', 'conduit', '2']);
 });
 
 test.run();

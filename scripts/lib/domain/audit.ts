@@ -18,7 +18,7 @@ export const AUDIT_MAX_BYTES = 512 * 1024;
 /** One entry's size limit; longer details are cut. */
 export const AUDIT_MAX_ENTRY_BYTES = 8 * 1024;
 
-export type AuditResult = 'started' | 'succeeded' | 'unchanged' | 'failed' | 'rolled-back' | 'refused' | 'dry-run' | 'interrupted';
+export type AuditResult = 'started' | 'succeeded' | 'unchanged' | 'failed' | 'rolled-back' | 'refused' | 'dry-run' | 'interrupted' | 'recovered' | 'unlocked';
 
 export interface AuditEntry {
   /** ISO time the action ended (or started, for `started`). */

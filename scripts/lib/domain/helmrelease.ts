@@ -51,3 +51,28 @@ export async function readRelease(kube: Kube, namespace: string, release: string
   const data = newest?.secret.data?.release;
   return data ? decodeReleaseData(data) : undefined;
 }
+
+/** A release document as helm stores it: gzipped JSON, base64 (the Secret's own base64 comes on top). */
+export function encodeReleaseData(release: HelmRelease): string {
+  return zlib.gzipSync(Buffer.from(JSON.stringify(release))).toString('base64');
+}
+
+/**
+ * Mark one stored revision `failed` with a description, as helm itself marks a revision whose
+ * operation failed: used for a revision left pending-* by a deploy that died, once the release has
+ * been recovered, so that `helm history` shows no operation still "in progress". Other fields of the
+ * stored document are kept as they are. False when the revision is not stored (any more).
+ */
+export async function markRevisionFailed(kube: Kube, namespace: string, release: string, version: number, description: string): Promise<boolean> {
+  const stored = (await releaseRevisions(kube, namespace, release)).find((r) => r.version === version);
+  const data = stored?.secret.data?.release;
+  if (!stored || !data) return false;
+  // Every field of the stored document is kept (decodeReleaseData parses all of it).
+  const raw = decodeReleaseData(data);
+  raw.info = { ...raw.info, status: 'failed', description };
+  const secret = structuredClone(stored.secret);
+  secret.metadata.labels = { ...secret.metadata.labels, status: 'failed' };
+  secret.data = { ...secret.data, release: Buffer.from(encodeReleaseData(raw)).toString('base64') };
+  await kube.replace(secret, { namespace });
+  return true;
+}

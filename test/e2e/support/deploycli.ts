@@ -61,12 +61,24 @@ export async function scratchTarget(kube: Kube, prefix: string): Promise<Scratch
  * Start deploy.ts in its own process group (like a terminal's foreground job), so that a "Ctrl-C"
  * can be sent to the whole group the way a terminal does.
  */
-export function startDeployJob(args: string[]): { pid: number; stderr: () => string; stdout: () => string; exited: Promise<number>; ctrlC: (sig?: NodeJS.Signals) => void } {
+export function startDeployJob(args: string[]): {
+  pid: number;
+  stderr: () => string;
+  stdout: () => string;
+  exited: Promise<number>;
+  ctrlC: (sig?: NodeJS.Signals) => void;
+  /** Resolves as soon as stderr matches (checked on every chunk, not polled). */
+  until: (re: RegExp) => Promise<void>;
+} {
   const child = spawn('npx', ['zx', DEPLOY_SCRIPT, ...args], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const waiting: { re: RegExp; resolve: () => void }[] = [];
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of waiting.filter((x) => x.re.test(err))) (waiting.splice(waiting.indexOf(w), 1), w.resolve());
+  });
   const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1))));
   return {
     pid: child.pid!,
@@ -74,6 +86,7 @@ export function startDeployJob(args: string[]): { pid: number; stderr: () => str
     stdout: () => out,
     exited,
     ctrlC: (sig: NodeJS.Signals = 'SIGINT') => process.kill(-child.pid!, sig),
+    until: (re) => (re.test(err) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ re, resolve }))),
   };
 }
 

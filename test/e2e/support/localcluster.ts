@@ -1,12 +1,16 @@
 // Shared by the e2e suites that need the built-in local cluster: start it through the documented
 // command when it is not running, and stop it again when the test process ends, so a run leaves the
 // machine as it found it (a cluster that was already up stays up).
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { processStart } from '../../../scripts/lib/domain/lease.ts';
 import { run, type RunResult } from '../../../scripts/lib/core/exec.ts';
 import { Kube } from '../../../scripts/lib/adapters/kube.ts';
 import { localClusterStatus } from '../../../scripts/lib/engines/cluster.ts';
-import { localTarget } from '../../../scripts/lib/domain/target.ts';
+import { localClusterPaths, localTarget } from '../../../scripts/lib/domain/target.ts';
 import { REPO_ROOT } from '../../../scripts/lib/core/paths.ts';
 import { tool } from '../../../scripts/lib/adapters/tools.ts';
 
@@ -58,4 +62,31 @@ export async function rejection(fn: () => Promise<unknown>): Promise<Error> {
     return e as Error;
   }
   throw new Error('expected a rejection, but the call succeeded');
+}
+
+/**
+ * What a real node's supervisor (systemd, the kubelet of static pods) does for the control plane:
+ * start again every component of the local cluster whose process is gone, with the command line
+ * kwokctl recorded for it (kwok.yaml), its log appended to. kube-controller-manager and
+ * kube-scheduler exit when they lose their leader lease, e.g. while the API server is away; kwokctl's
+ * binary runtime does not restart them. Returns the components started.
+ */
+export async function restartStoppedComponents(): Promise<string[]> {
+  const paths = localClusterPaths();
+  const config = parseAllDocuments(fs.readFileSync(path.join(paths.clusterDir, 'kwok.yaml'), 'utf8'))
+    .map((d) => d.toJS() as { kind?: string; components?: { name: string; binary: string; args?: string[]; workDir?: string }[] })
+    .find((d) => d?.kind === 'KwokctlConfiguration');
+  const started: string[] = [];
+  for (const c of config?.components ?? []) {
+    const pidFile = path.join(paths.clusterDir, 'pids', `${c.name}.pid`);
+    const pid = Number(fs.existsSync(pidFile) ? fs.readFileSync(pidFile, 'utf8').trim() : 0);
+    if (pid && processStart(pid) !== undefined) continue;
+    const log = fs.openSync(path.join(paths.clusterDir, 'logs', `${c.name}.log`), 'a');
+    const child = spawn(c.binary, c.args ?? [], { cwd: c.workDir ?? paths.clusterDir, detached: true, stdio: ['ignore', log, log] });
+    child.unref();
+    fs.closeSync(log);
+    fs.writeFileSync(pidFile, String(child.pid));
+    started.push(c.name);
+  }
+  return started;
 }

@@ -18,15 +18,13 @@ import {
   type RestoreResult,
   type TableComparison,
 } from './lib/engines/backup.ts';
-import { loadRegistry, selectClusters } from './lib/domain/clusters.ts';
 import { durationSeconds } from './lib/core/duration.ts';
-import { explainKubeError, isKubeError, Kube } from './lib/adapters/kube.ts';
-import { connectKube, helmClient, resolveTarget } from './lib/domain/target.ts';
 import { describeConnection, parseDatabaseUrl, type PgConnection } from './lib/adapters/pg.ts';
 import { registerSecret } from './lib/core/redact.ts';
-import { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } from './lib/engines/backup-cluster.ts';
-import { helmScopeOf, requireRelease, type RunbookTarget } from './lib/engines/runbook.ts';
-import { helmMajor } from './lib/adapters/helm.ts';
+// What only --cluster needs (the registry, the Kubernetes and Helm clients, the cluster restore) is
+// imported where it is used: a plain create, list or verify starts without loading it.
+import type { Kube } from './lib/adapters/kube.ts';
+import type { RunbookTarget } from './lib/engines/runbook.ts';
 import { openStorage, type S3Options } from './lib/adapters/storage.ts';
 import { formatMs, table, type Reporter } from './lib/core/ui.ts';
 
@@ -58,6 +56,10 @@ const spec = {
         'A cluster of the registry (values/clusters.yaml). create: records the chart release and revision in the manifest; restore: stops api/admin of the release meanwhile. The database is still reached through --database-url(-env).',
     },
     registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry to read instead of values/clusters.yaml.' },
+    'check-permissions': {
+      type: 'boolean' as const,
+      description: 'create/restore --cluster: only ask the API server whether this identity has every permission that needs (docs/rbac.md); exit 1 naming each missing one.',
+    },
     'pause-autoscaling': {
       type: 'boolean' as const,
       description: 'restore --cluster: delete the HPAs of api/admin during the restore and re-create them from a saved copy afterwards (without it, an HPA makes the restore refuse).',
@@ -133,8 +135,12 @@ function requireFlag(flags: Flags, name: StringFlag, verb: string): string {
   return v;
 }
 
-/** The registry entry of --cluster as a kube target, and a client for it (API server checked). */
-async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: Kube }> {
+/**
+ * The registry entry of --cluster as a kube target, and a client for it (API server checked; with
+ * `use`, every permission that needs too, before anything is read or changed: docs/rbac.md).
+ */
+async function clusterTarget(f: Flags, use?: 'backup create' | 'backup restore'): Promise<{ target: RunbookTarget; kube: Kube }> {
+  const [{ loadRegistry, selectClusters }, { connectKube, resolveTarget }] = await Promise.all([import('./lib/domain/clusters.ts'), import('./lib/domain/target.ts')]);
   const [cluster] = selectClusters(loadRegistry(f.registry), { cluster: f.cluster });
   const target: RunbookTarget = resolveTarget(cluster);
   const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
@@ -143,10 +149,20 @@ async function clusterTarget(f: Flags): Promise<{ target: RunbookTarget; kube: K
       hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.',
     });
   }
+  if (use) await (await import('./lib/domain/permission-check.ts')).requirePermissions(kube, use, target);
   return { target, kube };
 }
 
-function explainKube(e: unknown, what: string, t: RunbookTarget): never {
+/** --check-permissions: whether this identity may run create/restore --cluster; changes nothing. */
+async function checkClusterPermissions(verb: string | undefined, f: Flags, reporter: Reporter): Promise<number> {
+  if (!f.cluster || (verb !== 'create' && verb !== 'restore'))
+    throw usageError('--check-permissions goes with create or restore and --cluster NAME', 'e.g. npx zx scripts/backup.ts restore --cluster prod-eu --check-permissions');
+  const { target, kube } = await clusterTarget(f);
+  return (await import('./lib/domain/permission-check.ts')).reportPermissions(kube, `backup ${verb}`, target, reporter);
+}
+
+async function explainKube(e: unknown, what: string, t: RunbookTarget): Promise<never> {
+  const { explainKubeError, isKubeError } = await import('./lib/adapters/kube.ts');
   if (isKubeError(e)) throw explainKubeError(e, `${what} on ${t.cluster}`, { context: t.context, kubeconfig: t.kubeconfig });
   throw e;
 }
@@ -198,7 +214,8 @@ async function restoreOnCluster(f: Flags, reporter: Reporter): Promise<number> {
   }
   const timeoutSeconds = durationSeconds(f.timeout ?? '5m');
   const backup = await findBackup(storage, id);
-  const { target: cluster, kube } = await clusterTarget(f);
+  const { target: cluster, kube } = await clusterTarget(f, f['dry-run'] ? undefined : 'backup restore');
+  const { describeClusterRestore, planClusterRestore, readWorkload, runClusterRestore } = await import('./lib/engines/backup-cluster.ts');
   try {
     const workload = await readWorkload(kube, cluster);
     const cplan = planClusterRestore(cluster, workload, { pauseAutoscaling: f['pause-autoscaling'] });
@@ -276,7 +293,8 @@ async function whileGuardingInterrupts<T>(reporter: Reporter, replicas: string, 
 
 /** create --cluster: the release and revision the data belongs to (read only; works in --dry-run too). */
 async function releaseSource(f: Flags): Promise<{ source: Record<string, unknown>; line: string }> {
-  const { target } = await clusterTarget(f);
+  const { target } = await clusterTarget(f, 'backup create');
+  const [{ helmClient }, { helmScopeOf, requireRelease }, { helmMajor }] = await Promise.all([import('./lib/domain/target.ts'), import('./lib/engines/runbook.ts'), import('./lib/adapters/helm.ts')]);
   const helm = await helmClient(helmMajor(f.helm), helmScopeOf(target));
   const rel = await requireRelease({ target, helm }).catch((e) => explainKube(e, 'helm status', target));
   return {
@@ -439,6 +457,7 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
     const stray = (['registry', 'pause-autoscaling', 'timeout', 'helm'] as const).filter((k) => flags[k] !== undefined && flags[k] !== false);
     if (stray.length) throw usageError(`${stray.map((k) => `--${k}`).join(', ')} only go${stray.length === 1 ? 'es' : ''} with --cluster NAME`, 'See npx zx scripts/backup.ts --help.');
   }
+  if (flags['check-permissions']) return checkClusterPermissions(verb, flags, reporter);
   const run = verb !== undefined && Object.hasOwn(VERBS, verb) ? VERBS[verb] : undefined;
   if (!run) throw usageError(verb ? `unknown verb "${verb}"` : 'no verb given', 'Verbs: create, list, verify, restore, prune (see --help).');
   return run(flags, reporter);

@@ -28,12 +28,14 @@ import {
   type RunbookRequest,
   type RunbookTarget,
 } from './lib/engines/runbook.ts';
+import { executeUnlock } from './lib/engines/runbook-unlock.ts';
 import type { Reporter } from './lib/core/ui.ts';
 import { helmMajor } from './lib/adapters/helm.ts';
+import { reportPermissions, requirePermissions } from './lib/domain/permission-check.ts';
 
 const spec = {
   name: 'runbook.ts',
-  summary: 'Incident actions on a deployed release: look (status, history, logs, diagnose) and act (rollback, restart, scale, rotate-master-key).',
+  summary: 'Incident actions on a deployed release: look (status, history, logs, diagnose) and act (rollback, restart, scale, rotate-master-key, unlock).',
   usage: ['npx zx scripts/runbook.ts ACTION --cluster NAME [flags] [--dry-run] [--yes] [--json]'],
   verbs: {
     status: 'Release, revision, chart/app/image versions, pods ready, HPA state, recent warnings, the deploy lock holder.',
@@ -44,6 +46,7 @@ const spec = {
     logs: 'Recent logs of every pod of --component (default all), redacted; --since DUR, --tail N.',
     'rotate-master-key': 'New random key in the chart-owned master-key Secret, roll api/admin/webui onto it, verify.',
     diagnose: 'Write a support bundle (tar.gz): status, events, describe, logs, masked values, history, audit trail.',
+    unlock: 'Clear the deploy lock of a holder that is gone for good (another machine); refused while its holder runs on this host. Audited.',
   },
   flags: {
     cluster: { type: 'string' as const, arg: 'NAME', description: 'Target from values/clusters.yaml.', default: 'local' },
@@ -61,6 +64,10 @@ const spec = {
     yes: { type: 'boolean' as const, description: 'Confirm a change on a protected cluster without asking.' },
     helm: { type: 'string' as const, arg: '3|4', description: 'Helm major version (default 4, or CONDUIT_HELM_MAJOR).' },
     registry: { type: 'string' as const, arg: 'FILE', description: 'Cluster registry to read instead of values/clusters.yaml.' },
+    'check-permissions': {
+      type: 'boolean' as const,
+      description: 'Only ask the API server whether this identity has every permission ACTION needs (docs/rbac.md); exit 1 naming each missing one. Changes nothing.',
+    },
   },
   examples: [
     'npx zx scripts/runbook.ts status --cluster prod-eu',
@@ -68,6 +75,7 @@ const spec = {
     'npx zx scripts/runbook.ts restart --cluster staging --component api',
     'npx zx scripts/runbook.ts scale --cluster prod-eu --component api --hpa-min 4 --hpa-max 12 --yes',
     'npx zx scripts/runbook.ts diagnose --cluster prod-us --out /tmp/incident.tar.gz',
+    'npx zx scripts/runbook.ts unlock --cluster prod-eu --dry-run',
   ],
   notes: [
     'Changes (rollback, restart, scale, rotate-master-key) hold the deploy Lease conduit-deploy-lock, are recorded in the',
@@ -130,6 +138,11 @@ async function perform(ctx: RunbookContext, req: RunbookRequest, plan: RunbookPl
       });
       return 0;
     }
+    case 'unlock': {
+      const u = await reporter.step('clear the deploy lock', () => executeUnlock(ctx));
+      reporter.result([`${u.summary}.`, ...u.warnings.map((w) => `warning: ${w}`)].join('\n'), { ok: true, cluster, ...u });
+      return 0;
+    }
     default: {
       reporter.info(describeRunbookPlan(plan));
       const out = await executeChange(ctx, plan);
@@ -155,6 +168,9 @@ await runCommand(spec, async ({ flags, positionals, reporter }) => {
         hint: cluster.name === 'local' ? 'Start it: npx zx scripts/cluster.ts up' : 'Check the kube context and your connection.',
       });
     }
+    if (flags['check-permissions']) return await reportPermissions(kube, `runbook ${req.action}`, target, reporter);
+    // Every permission the action needs is asked for before it reads or changes anything (docs/rbac.md).
+    if (!flags['dry-run']) await requirePermissions(kube, `runbook ${req.action}`, target);
     const facts = await readFacts(ctx, req);
     const plan = planAction(target, req, facts, helm);
     if (flags['dry-run']) {

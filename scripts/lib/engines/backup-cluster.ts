@@ -7,11 +7,17 @@
 // A restore therefore refuses when an HPA targets api or admin, unless the operator passes
 // --pause-autoscaling: then each such HPA is saved (its spec, labels and annotations), deleted for the
 // duration, and created again from the saved copy afterwards.
+//
+// Crash-safety: before anything is scaled or deleted, each writer Deployment gets an annotation
+// (RESTORE_SAVED_ANNOTATION) holding its replica count and its HPA's saved copy. A restore killed
+// half-way (SIGKILL, a vanished runner) leaves them in the cluster: the next `restore --cluster`
+// brings back those saved counts and HPAs rather than the zeros it finds, and the annotation goes
+// once everything is back.
 import { appendAudit, type AuditResult } from '../domain/audit.ts';
 import { restoreBackup, type BackupInfo, type RestoreHooks, type RestoreResult } from './backup.ts';
 import { UserError } from '../core/errors.ts';
 import type { Kube, KubeObject } from '../adapters/kube.ts';
-import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock } from '../domain/lease.ts';
+import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock, LEASE_SECONDS } from '../domain/lease.ts';
 import { describeConnection, type PgConnection } from '../adapters/pg.ts';
 import { redact } from '../core/redact.ts';
 import { componentSelector, resourceName, type DeployTarget as RunbookTarget } from '../domain/target.ts';
@@ -24,17 +30,48 @@ export type Writer = (typeof WRITERS)[number];
 type Hpa = KubeObject & { spec?: { scaleTargetRef?: { kind?: string; name?: string }; minReplicas?: number; maxReplicas?: number } };
 type Deployment = KubeObject & { spec?: { replicas?: number } };
 
+/** On a writer Deployment while a restore runs: its replica count and HPA from before (JSON). */
+export const RESTORE_SAVED_ANNOTATION = 'conduit.dev/restore-saved';
+
+interface SavedWriter {
+  replicas: number;
+  hpa?: Hpa;
+}
+
 export interface WorkloadState {
   deployments: { component: Writer; name: string; replicas: number }[];
-  hpas: { component: Writer; name: string; min: number; max: number; saved: Hpa }[];
+  /** `deleted`: gone already, deleted by an interrupted restore (its saved copy is created again afterwards). */
+  hpas: { component: Writer; name: string; min: number; max: number; saved: Hpa; deleted?: boolean }[];
+  /** What an interrupted restore left (scaled to 0, HPAs deleted), taken from the saved annotations. */
+  resumed: string[];
+}
+
+function savedOf(d: Deployment): SavedWriter | undefined {
+  const raw = d.metadata.annotations?.[RESTORE_SAVED_ANNOTATION];
+  if (!raw || d.spec?.replicas !== 0) return undefined;
+  try {
+    const v = JSON.parse(raw) as SavedWriter;
+    return Number.isInteger(v.replicas) ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The replica counts and HPAs of the release's writers, as they are now (read only). */
 export async function readWorkload(kube: Kube, t: RunbookTarget): Promise<WorkloadState> {
   const deployments: WorkloadState['deployments'] = [];
+  const savedHpas: WorkloadState['hpas'] = [];
+  const resumed: string[] = [];
   for (const c of WRITERS) {
     const d = await kube.get<Deployment>('deployment', resourceName(t.release, c), { namespace: t.namespace });
-    if (d) deployments.push({ component: c, name: d.metadata.name, replicas: d.spec?.replicas ?? 1 });
+    if (!d) continue;
+    const saved = savedOf(d);
+    deployments.push({ component: c, name: d.metadata.name, replicas: saved ? saved.replicas : (d.spec?.replicas ?? 1) });
+    if (saved) resumed.push(`deployment/${d.metadata.name} was left at 0 by an interrupted restore: it goes back to its saved ${saved.replicas}`);
+    if (saved?.hpa) {
+      const h = saved.hpa;
+      savedHpas.push({ component: c, name: h.metadata.name, min: h.spec?.minReplicas ?? 1, max: h.spec?.maxReplicas ?? 1, saved: h, deleted: true });
+    }
   }
   if (!deployments.length) {
     throw new UserError(`release ${t.release} in namespace ${t.namespace} (context ${t.context}) has no api or admin Deployment`, {
@@ -46,7 +83,12 @@ export async function readWorkload(kube: Kube, t: RunbookTarget): Promise<Worklo
     const dep = deployments.find((d) => h.spec?.scaleTargetRef?.name === d.name && (h.spec?.scaleTargetRef?.kind ?? 'Deployment') === 'Deployment');
     if (dep) hpas.push({ component: dep.component, name: h.metadata.name, min: h.spec?.minReplicas ?? 1, max: h.spec?.maxReplicas ?? 1, saved: h });
   }
-  return { deployments, hpas };
+  for (const h of savedHpas) {
+    if (hpas.some((x) => x.name === h.name)) continue;
+    hpas.push(h);
+    resumed.push(`HorizontalPodAutoscaler/${h.name} was deleted by an interrupted restore: it is created again from its saved copy`);
+  }
+  return { deployments, hpas, resumed };
 }
 
 export interface ClusterRestorePlan {
@@ -61,12 +103,13 @@ export interface ClusterRestorePlan {
 
 /** The plan of the workload side (pure). Refuses autoscaled writers without pauseAutoscaling. */
 export function planClusterRestore(t: RunbookTarget, w: WorkloadState, options: { pauseAutoscaling: boolean }): ClusterRestorePlan {
-  if (w.hpas.length && !options.pauseAutoscaling) {
+  const live = w.hpas.filter((h) => !h.deleted);
+  if (live.length && !options.pauseAutoscaling) {
     throw new UserError(
-      `${w.hpas.map((h) => `HorizontalPodAutoscaler/${h.name} (min ${h.min}, max ${h.max})`).join(' and ')} would scale ${w.hpas.map((h) => h.component).join(' and ')} back up during the restore`,
+      `${live.map((h) => `HorizontalPodAutoscaler/${h.name} (min ${h.min}, max ${h.max})`).join(' and ')} would scale ${live.map((h) => h.component).join(' and ')} back up during the restore`,
       {
         hint: 'Pass --pause-autoscaling: the HPA is saved, deleted while the database is restored, and created again from the saved copy afterwards (also when the restore fails). Nothing was changed.',
-        details: { hpas: w.hpas.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })) },
+        details: { hpas: live.map((h) => ({ name: h.name, component: h.component, min: h.min, max: h.max })) },
       },
     );
   }
@@ -76,7 +119,9 @@ export function planClusterRestore(t: RunbookTarget, w: WorkloadState, options: 
     workload: w,
     lock: { namespace: t.namespace, name: DEFAULT_LOCK_NAME },
     before: [
-      ...w.hpas.map((h) => `save and delete HorizontalPodAutoscaler/${h.name} (min ${h.min}, max ${h.max}) so it cannot scale ${h.component} up`),
+      ...w.resumed.map((r) => `resume: ${r}`),
+      `save the replica counts (and HPA copies) in the annotation ${RESTORE_SAVED_ANNOTATION} of each Deployment, so an interrupted restore can be resumed`,
+      ...live.map((h) => `save and delete HorizontalPodAutoscaler/${h.name} (min ${h.min}, max ${h.max}) so it cannot scale ${h.component} up`),
       `scale ${w.deployments.map((d) => `deployment/${d.name}`).join(' and ')} to 0 (now: ${counts}) and wait until their pods are gone`,
     ],
     after: [
@@ -133,9 +178,16 @@ export function clusterRestoreHooks(kube: Kube, p: ClusterRestorePlan, options: 
     log,
     describe: () => p.before,
     async before() {
+      for (const d of p.workload.deployments) {
+        const hpa = p.workload.hpas.find((h) => h.component === d.component);
+        const saved: SavedWriter = { replicas: d.replicas, ...(hpa ? { hpa: recreatable(hpa.saved) } : {}) };
+        await kube.patch('deployment', d.name, { metadata: { annotations: { [RESTORE_SAVED_ANNOTATION]: JSON.stringify(saved) } } }, { namespace: ns });
+      }
+      note(`saved the replica counts${p.workload.hpas.length ? ' and HPA copies' : ''} in ${RESTORE_SAVED_ANNOTATION}`);
       for (const h of p.workload.hpas) {
-        await kube.delete('hpa', h.name, { namespace: ns, wait: true });
         deletedHpas.push(h.saved);
+        if (h.deleted) continue;
+        await kube.delete('hpa', h.name, { namespace: ns, wait: true });
         note(`deleted HorizontalPodAutoscaler/${h.name} (saved: min ${h.min}, max ${h.max})`);
       }
       for (const d of p.workload.deployments) {
@@ -182,6 +234,10 @@ export function clusterRestoreHooks(kube: Kube, p: ClusterRestorePlan, options: 
         } catch (e) {
           problems.push(`rollout of ${d.name}: ${redact((e as Error).message.split('\n').slice(-1)[0] ?? '')}`);
         }
+      }
+      if (!problems.length) {
+        for (const d of p.workload.deployments) await kube.patch('deployment', d.name, { metadata: { annotations: { [RESTORE_SAVED_ANNOTATION]: null } } }, { namespace: ns });
+        note(`removed ${RESTORE_SAVED_ANNOTATION}`);
       }
       if (problems.length) {
         const restore = outcome.ok ? 'The database was restored' : `The restore itself failed too (${redact((outcome.error as Error)?.message ?? String(outcome.error)).split('\n')[0]})`;
@@ -245,7 +301,7 @@ export async function runClusterRestore(o: {
   try {
     const result = await holdLock(
       o.kube,
-      { namespace: t.namespace, holder: actor, durationSeconds: Math.max(120, o.timeoutSeconds), reason: `restore of backup ${o.backup.id} into ${describeConnection(o.target)}` },
+      { namespace: t.namespace, cluster: t.cluster, holder: actor, durationSeconds: LEASE_SECONDS, reason: `restore of backup ${o.backup.id} into ${describeConnection(o.target)}` },
       () => restoreBackup({ storage: o.storage, backup: o.backup, target: o.target, clean: o.clean, hooks, progress: o.progress }),
     );
     await audit(result.passed ? 'succeeded' : 'failed', `restored backup ${o.backup.id} into ${describeConnection(o.target)}${result.passed ? '' : ' (tables differ from the backup)'}`);

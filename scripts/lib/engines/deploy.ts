@@ -9,20 +9,27 @@ import path from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { checklistFailed, evaluateChecklist, type CheckResult } from '../domain/checklist.ts';
 import { appendAudit, maskSecretValues, type AuditResult } from '../domain/audit.ts';
-import { UserError } from '../core/errors.ts';
+import { usageError, UserError } from '../core/errors.ts';
 import { formatArgv, type RunResult } from '../core/exec.ts';
 import { explainKubeError, isKubeError, type Kube, type KubeObject } from '../adapters/kube.ts';
 import { InterruptGuard, EXIT_INTERRUPTED } from '../core/interrupt.ts';
-import { acquireLock, defaultHolderIdentity, keepLock } from '../domain/lease.ts';
+import { acquireLock, defaultHolderIdentity, keepLock, LEASE_SECONDS, type HeldLock, type LockKeeper } from '../domain/lease.ts';
 import { liveDrift } from '../domain/drift.ts';
-import { helmStoresSecrets, readRelease, type HelmRelease } from '../domain/helmrelease.ts';
+import { NAMESPACE_LABELS } from '../domain/permissions.ts';
+import { assertPermitted, checkPermissions, type PermissionCheck } from '../domain/permission-check.ts';
+import { helmStoresSecrets, markRevisionFailed, readRelease, releaseRevisions, type HelmRelease } from '../domain/helmrelease.ts';
 import { canonicalJson, diffManifests, releaseObjects, workloadImages } from '../domain/manifests.ts';
-import { Helm, templateFailure, type HelmMajor } from '../adapters/helm.ts';
+import { Helm, helmMajor, templateFailure, type HelmMajor } from '../adapters/helm.ts';
 import { RenderGate } from '../domain/gate.ts';
-import { redact } from '../core/redact.ts';
-import { table } from '../core/ui.ts';
+import { redact, registerSecret } from '../core/redact.ts';
+import { formatMs, table, type Reporter } from '../core/ui.ts';
 import { durationSeconds } from '../core/duration.ts';
-import type { DeployTarget } from '../domain/target.ts';
+import { connectKube, helmBinary, resolveTarget, LOCAL_CONTEXT, type DeployTarget } from '../domain/target.ts';
+import { loadRegistry, selectClusters, type ClusterConfig } from '../domain/clusters.ts';
+import { checkImages, imageCheckFailure, summarizeImageCheck, workloadImageUses, type ImageCheckReport } from '../domain/imagecheck.ts';
+import { loadChartDefaults, parseSetFlags, prepareValues, type PathSegment, type PreparedValues } from '../domain/values.ts';
+import { KUBERNETES_VERSION } from '../adapters/tools.ts';
+import { CHART_DIR } from '../core/paths.ts';
 
 export interface DeployRequest {
   target: DeployTarget;
@@ -116,7 +123,7 @@ export function planDeploy(req: DeployRequest, helmBinary: string): DeployPlan {
     // JSON (valid YAML): helm's YAML 1.1 reader would turn unquoted strings such as y or on into booleans.
     overridesYaml: JSON.stringify(req.overrides ?? {}, null, 2) + '\n',
     chart: readChartMetadata(req.chartDir),
-    lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: timeoutSeconds + 120 },
+    lock: { namespace: t.namespace, name: 'conduit-deploy-lock', holder: req.actor ?? defaultHolderIdentity(), durationSeconds: LEASE_SECONDS },
     timeoutSeconds,
     imageCheck: req.checkImages === false ? 'skipped' : 'registry',
   };
@@ -387,7 +394,7 @@ async function ensureNamespace(kube: Kube, ns: string, onWait: (msg: string) => 
   }
   if (current) return false;
   try {
-    await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/warn': 'restricted' } } });
+    await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...NAMESPACE_LABELS } } });
   } catch (e) {
     if (!isKubeError(e, 'AlreadyExists')) throw e;
   }
@@ -397,6 +404,8 @@ async function ensureNamespace(kube: Kube, ns: string, onWait: (msg: string) => 
 export interface DeployOptions {
   /** Deploy to a protected cluster without asking. */
   yes: boolean;
+  /** The permission check (permissions.ts) the caller already passed; the preflight asks otherwise. */
+  permissions?: PermissionCheck;
   /** The chart as this deploy renders it (validated, rendered against the live cluster): for the release diff. */
   manifest?: string;
   /** The user-supplied values (files, then overrides) as helm stores them in the release. */
@@ -471,6 +480,12 @@ class DeploySession {
   diff?: DiffSummary;
   /** helm may apply: `started` is recorded and the gate (if any) said ok. */
   approved = false;
+  /** The deploy lock, once taken. */
+  lock?: HeldLock;
+  /** Records the programs started under the lock (helm), so the lock is not taken over while they run. */
+  keeper?: LockKeeper;
+  /** helm processes started before the lock was taken (gated): recorded once it is. */
+  readonly untracked: number[] = [];
 
   constructor(plan: DeployPlan, kube: Kube, ui: DeploySteps, options: DeployOptions) {
     this.plan = plan;
@@ -488,8 +503,21 @@ class DeploySession {
           `${sig} received while ${this.stage}: bringing the deploy to a consistent state (stopping helm cleanly, rolling back a half-applied release, releasing the lock); this can take a minute.`,
         ),
       describeLeftovers: () =>
-        `Now ${this.stage}. If abandoned: the release ${t.release} may stay pending (fix: helm rollback ${t.release} --namespace ${t.namespace}) and the Lease ${t.namespace}/${plan.lock.name} stays held by "${plan.lock.holder}" until it expires (${plan.lock.durationSeconds}s after its last renewal).`,
+        `Now ${this.stage}. If abandoned: helm is told to stop too, the Lease ${t.namespace}/${plan.lock.name} frees itself (at once for a deploy on this host, ${plan.lock.durationSeconds}s after its last renewal elsewhere), and the next deploy.ts recovers a release left pending (rolls it back to its last deployed revision) before it deploys.`,
     });
+  }
+
+  /** A helm process started: recorded in the lock (now, or once the lock is taken). */
+  helmStarted(pid: number): void {
+    if (this.keeper) this.keeper.track(pid);
+    else this.untracked.push(pid);
+  }
+
+  /** The lock is taken: what it keeps from now on. */
+  locked(lock: HeldLock, keeper: LockKeeper): void {
+    this.lock = lock;
+    this.keeper = keeper;
+    for (const pid of this.untracked.splice(0)) keeper.track(pid);
   }
 
   get ms(): number {
@@ -517,23 +545,17 @@ export async function executeDeploy(plan: DeployPlan, kube: Kube, ui: DeployStep
 /** API reachable, the namespace there (created when missing), the permissions a deploy needs. */
 async function preflight(s: DeploySession): Promise<void> {
   const { kube, target: t } = s;
-  const needed = [
-    ['create', 'leases.coordination.k8s.io'],
-    ['update', 'configmaps'],
-    ['create', 'deployments.apps'],
-  ] as const;
-  const [reachable, ...allowed] = await Promise.all([kube.reachable(10_000), ...needed.map(([verb, res]) => kube.can(verb, res, t.namespace))]);
+  // Every permission the deploy needs is asked for before anything changes, the namespace included
+  // (see permissions.ts); a gated deploy asked before it took the lock.
+  const checking = s.options.gate || s.options.permissions ? s.options.permissions : checkPermissions(kube, 'deploy', t.namespace).catch(() => undefined);
+  const [reachable, permitted] = await Promise.all([kube.reachable(10_000), checking]);
   if (!reachable) {
     throw new UserError(`cannot reach the API server of context "${t.context}"`, {
       hint: t.cluster === 'local' ? 'Start the local cluster: npx zx scripts/cluster.ts up' : 'Check the context, your credentials and the network.',
     });
   }
+  if (!s.options.gate) assertPermitted(permitted ?? (await checkPermissions(kube, 'deploy', t.namespace)), t);
   if (await ensureNamespace(kube, t.namespace, (m) => s.ui.info(m))) s.ui.info(`created namespace ${t.namespace} (Pod Security: restricted)`);
-  // Asked again when the namespace was just created (a review of a missing namespace can differ).
-  const denied = needed.find((_, i) => !allowed[i]);
-  if (denied && !(await kube.can(denied[0], denied[1], t.namespace))) {
-    throw new UserError(`you may not ${denied[0]} ${denied[1]} in ${t.namespace} (context ${t.context})`, { hint: 'Ask for the deployer role in that namespace.' });
-  }
 }
 
 /** Not gated: the preflight, the diff of deploy.ts's render and the confirmation come before the lock. Sets `diff`. */
@@ -556,12 +578,22 @@ async function deployUnderGuard(s: DeploySession): Promise<DeployOutcome> {
   s.guard.install();
   try {
     if (s.options.gate) {
+      // The permissions are asked while helm starts, and answered before the lock is taken.
+      const permitted = checkPermissions(s.kube, 'deploy', t.namespace);
+      permitted.catch(() => undefined);
       await startGatedHelm(s);
+      assertPermitted(await permitted, t);
       s.validation = s.options.gate.validate();
       s.validation.catch(() => undefined);
     }
-    const lock = await s.ui.step('take the deploy lock', () => acquireLock(s.kube, { ...s.plan.lock, reason: `deploy ${t.release} to ${t.cluster}` }));
-    return await keepLock(s.kube, lock, () => deployUnderLock(s));
+    const lock = await s.ui.step('take the deploy lock', () =>
+      acquireLock(s.kube, { ...s.plan.lock, cluster: t.cluster, reason: `deploy ${t.release} to ${t.cluster}`, waitForOrphansMs: 120_000, onWait: (m) => s.ui.info(m) }),
+    );
+    if (lock.tookOverFrom) {
+      const why = lock.tookOverBecause === 'holder-gone' ? 'none of its processes is alive on this host' : 'it was not renewed in time: its holder is gone';
+      s.ui.info(`took over the deploy lock from ${lock.tookOverFrom} (${why})`);
+    }
+    return await keepLock(s.kube, lock, (held, keeper) => (s.locked(held, keeper), deployUnderLock(s)));
   } catch (e) {
     // A signal that killed a kubectl call while taking the lock: the lock was not (or no longer) ours to keep.
     if (s.guard.interrupted && !(e instanceof UserError && e.exitCode === EXIT_INTERRUPTED)) {
@@ -577,6 +609,8 @@ async function deployUnderGuard(s: DeploySession): Promise<DeployOutcome> {
 /** Under the lock: review helm's render (gated), keep an unchanged revision, or apply the upgrade. */
 async function deployUnderLock(s: DeploySession): Promise<DeployOutcome> {
   s.before = await releaseStatus(s.plan, s.kube);
+  if (s.guard.interrupted) return settleInterrupt(s);
+  if ((s.before && PENDING.test(s.before.info.status)) || s.lock?.tookOverFrom) await recoverInterrupted(s, s.before);
   if (s.guard.interrupted) return settleInterrupt(s);
   if (s.options.gate && (await reviewGatedRender(s, s.options.gate)) === 'interrupted') return settleInterrupt(s);
   const kept = await keepIfUnchanged(s);
@@ -598,6 +632,9 @@ function startHelm(s: DeploySession, gate?: RenderGate): HelmRun {
     detached: true,
     signal: s.guard.signal,
     killAfterMs: 90_000,
+    // Should deploy.ts itself die (SIGKILL, OOM), helm is told to stop and roll back too.
+    parentDeathSignal: 'SIGTERM',
+    onSpawn: (pid) => s.helmStarted(pid),
   });
   result.finally(() => s.podWatch.stop()).catch(() => undefined);
   if (gate) result.finally(() => gate.cancel()).catch(() => undefined);
@@ -634,7 +671,8 @@ async function reviewGatedRender(s: DeploySession, gated: NonNullable<DeployOpti
   const t = s.target;
   const before = s.before;
   if (!before) throw new UserError(`release ${t.release} is no longer installed in ${t.namespace}; nothing was changed`, { hint: 'Deploy again (a first install is not gated).' });
-  if (!sameRevision(before, gated.release)) await renderAgain(s, before);
+  if (!s.helm) await startGatedHelm(s);
+  else if (!sameRevision(before, gated.release)) await renderAgain(s, before);
   s.stage = 'rendering (helm) and validating';
   const rendered = await validatedRender(s);
   if (s.guard.interrupted) return 'interrupted';
@@ -814,8 +852,51 @@ async function upgradeFailed(s: DeploySession, upgrade: RunResult, after: HelmRe
     `the upgrade of ${t.release} on ${t.cluster} failed${outcome}:\n${redact(upgrade.stderr.trim().split('\n').slice(-6).join('\n'))}` +
       (lastUnready.length ? `\nPods not ready while helm waited:\n${lastUnready.map((p) => `  ${p}`).join('\n')}` : '') +
       (events.length ? `\nRecent warnings:\n${events.map((e) => `  ${e.object}: ${e.reason}: ${e.message}`).join('\n')}` : ''),
-    { hint: `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`, details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
+    { hint: failureHint(s, upgrade), details: { rolledBack, revision: after?.version, unreadyPods: lastUnready } },
   );
+}
+
+/**
+ * Revisions left pending-* below the newest one (their deploy stopped and the release moved on, e.g.
+ * helm rolled back by itself when its deploy died) are marked failed, as helm marks a failed
+ * upgrade, so that `helm history` shows no operation still in progress. Returns the revisions marked.
+ */
+async function settleStalePending(s: DeploySession): Promise<number[]> {
+  const t = s.target;
+  const revisions = await releaseRevisions(s.kube, t.namespace, t.release).catch(() => []);
+  const newest = revisions.at(-1)?.version ?? 0;
+  const marked: number[] = [];
+  for (const r of revisions.filter((x) => x.version < newest && PENDING.test(x.status))) {
+    const why = `Interrupted: the deploy that applied it stopped before it completed; revision ${newest} followed`;
+    if (await markRevisionFailed(s.kube, t.namespace, t.release, r.version, why).catch(() => false)) marked.push(r.version);
+  }
+  return marked;
+}
+
+/** The lock was taken over from a holder that is gone, and the release needs no repair: the audit says what was found. */
+async function noteTakeover(s: DeploySession, found: HelmRelease | undefined): Promise<void> {
+  const state = found
+    ? `release ${s.target.release} is ${found.info.status} at revision ${found.version}${found.info.description ? ` (${found.info.description})` : ''}`
+    : `release ${s.target.release} is not installed`;
+  const marked = await settleStalePending(s);
+  const settled = marked.length ? `; interrupted revision ${marked.join(', ')} marked failed` : '';
+  s.ui.info(`the previous holder of the lock is gone; ${state}: nothing to repair${settled}`);
+  await recordAudit(s, 'recovered', {
+    action: `none needed${settled}`,
+    found: state,
+    lockTakenOverFrom: s.lock?.tookOverFrom,
+    because: s.lock?.tookOverBecause,
+    ...(found ? { revision: found.version, status: found.info.status } : {}),
+  });
+}
+
+/** Where an operator goes next after a failed upgrade: never a command that cannot help. */
+function failureHint(s: DeploySession, upgrade: RunResult): string {
+  const t = s.target;
+  if (/another operation \(install\/upgrade\/rollback\) is in progress/.test(upgrade.stderr)) {
+    return `A helm operation on ${t.release} started outside deploy.ts (it holds no deploy lock) is still running or died: npx zx scripts/runbook.ts status --cluster ${t.cluster} --namespace ${t.namespace} names it; once it is gone, deploy again (deploy.ts recovers a pending release under the lock).`;
+  }
+  return `Inspect: npx zx scripts/runbook.ts diagnose --cluster ${t.cluster}`;
 }
 
 /** Records an audit entry; resolves with what the outcome reports of it (undefined when it could not be written). */
@@ -899,6 +980,16 @@ async function undoInterrupted(s: DeploySession): Promise<{ action: string; left
     return { action: before && now.info.description?.startsWith('Rollback') ? `helm rolled back itself (now revision ${now.version})` : `revision ${now.version} was already applied`, left: '' };
   }
   if (!now || !(PENDING.test(now.info.status) || (now.info.status === 'failed' && now.version !== before?.version))) return { action: 'none', left: '' };
+  return repairRelease(s, now);
+}
+
+/**
+ * A release left half-applied (pending-*, or failed by a cancel) goes back to its last deployed
+ * revision; a first install that never completed is uninstalled (its Secrets marked
+ * `helm.sh/resource-policy: keep` and the StatefulSets' volumes stay: no data is lost).
+ */
+async function repairRelease(s: DeploySession, now: HelmRelease): Promise<{ action: string; left: string }> {
+  const { target: t, plan } = s;
   const history = await releaseHistory(plan).catch(() => []);
   const good = [...history].reverse().find((h) => h.status === 'deployed' || h.status === 'superseded');
   const lastDeployed = history.filter((h) => h.revision < now.version && ['deployed', 'superseded'].includes(h.status)).at(-1) ?? good;
@@ -906,13 +997,48 @@ async function undoInterrupted(s: DeploySession): Promise<{ action: string; left
   if (lastDeployed) {
     s.stage = `rolling ${t.release} back to revision ${lastDeployed.revision}`;
     const r = await plan.helm.run(plan.helm.rollbackArgs({ release: t.release, revision: lastDeployed.revision, timeout: '5m', wait: false }), { timeoutMs: 6 * 60_000 });
-    const left = r.exitCode !== 0 ? `the rollback failed (${lastLine(r)}); run: helm rollback ${t.release} ${lastDeployed.revision} --namespace ${t.namespace}` : '';
-    return { action: `rolled back to revision ${lastDeployed.revision}`, left };
+    if (r.exitCode !== 0)
+      return {
+        action: `rolled back to revision ${lastDeployed.revision}`,
+        left: `the rollback failed (${lastLine(r)}); run: npx zx scripts/runbook.ts rollback --cluster ${t.cluster} --to ${lastDeployed.revision}`,
+      };
+    const marked = await settleStalePending(s);
+    return { action: `rolled back to revision ${lastDeployed.revision}${marked.length ? ` (revision ${marked.join(', ')} marked failed)` : ''}`, left: '' };
   }
   s.stage = `removing the interrupted first install of ${t.release}`;
   const r = await plan.helm.run(plan.helm.uninstallArgs({ release: t.release, timeout: '5m' }), { timeoutMs: 6 * 60_000 });
   const left = r.exitCode !== 0 ? `the uninstall failed (${lastLine(r)}); run: helm uninstall ${t.release} --namespace ${t.namespace}` : '';
-  return { action: 'removed the interrupted first install', left };
+  return { action: 'removed the first install that never completed (kept: its generated Secrets and the volumes)', left };
+}
+
+/**
+ * Under the lock, before anything else: a release left pending-install/-upgrade/-rollback cannot be
+ * in the hands of a live deploy (that one would hold the lock), so its deploy died (SIGKILL, a vanished
+ * CI runner). It is repaired (repairRelease), the recovery is audited, and the requested deploy goes on.
+ * A gated helm started meanwhile saw the pending release and stopped: a new one renders afterwards.
+ */
+async function recoverInterrupted(s: DeploySession, found: HelmRelease | undefined): Promise<void> {
+  const t = s.target;
+  const started = performance.now();
+  if (!found || !PENDING.test(found.info.status)) return noteTakeover(s, found);
+  s.stage = `recovering ${t.release}, left ${found.info.status} at revision ${found.version}`;
+  if (s.helm) {
+    await closeGate(s);
+    s.helm = undefined;
+  }
+  const title = `recover ${t.release}: revision ${found.version} was left ${found.info.status} by a deploy that is gone`;
+  const { action, left } = await s.ui.step(title, () => repairRelease(s, found));
+  const now = await releaseStatus(s.plan, s.kube).catch(() => undefined);
+  const ms = Math.round(performance.now() - started);
+  const taken = s.lock?.tookOverFrom ? { lockTakenOverFrom: s.lock.tookOverFrom, because: s.lock.tookOverBecause } : {};
+  await recordAudit(s, 'recovered', { interrupted: { revision: found.version, status: found.info.status }, action, revision: now?.version, status: now?.info.status, recoveryMs: ms, ...taken });
+  if (left || (now && PENDING.test(now.info.status))) {
+    throw new UserError(`could not recover ${t.release} (left ${found.info.status} at revision ${found.version}): ${left || `it is still ${now?.info.status}`}`, {
+      hint: 'Run the command above, then deploy again.',
+    });
+  }
+  s.ui.info(`recovered ${t.release}: ${action} in ${formatMs(ms)}; now the requested deploy`);
+  s.before = now;
 }
 
 /** How a plan is shown by --dry-run. */
@@ -934,4 +1060,339 @@ export function describePlan(plan: DeployPlan): string {
     'values on stdin (last, after the files; secret-looking fields masked here):',
     toYaml(maskSecretValues(parseYaml(plan.overridesYaml) ?? {})).trimEnd(),
   ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// One deploy as a verb asks for it (deploy.ts for one cluster, rollout.ts per cluster of a wave):
+// the request checked and resolved once, the cluster reached, the values and the render validated,
+// the deployment checklist and the image check, then executeDeploy. The verbs only report. What
+// belongs to other verbs' engines (the validation, the local cluster) is handed in: an engine never
+// imports another verb's engine.
+
+const IMAGE_TAG = /^[\w][\w.-]{0,127}$/;
+const SECRET_KEY = /(pass(word)?|secret|token|key|credential)/i;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$/;
+
+/** The deploy request, with deploy.ts's flag names. */
+export interface DeployFlags {
+  cluster?: string;
+  registry?: string;
+  values: string[];
+  set: string[];
+  'image-tag'?: string;
+  'dry-run'?: boolean;
+  yes?: boolean;
+  timeout?: string;
+  namespace?: string;
+  release?: string;
+  helm?: string;
+  'always-upgrade'?: boolean;
+  diff?: string;
+  'skip-image-check'?: boolean;
+}
+
+/** What the validation engine (engines/validate.ts) reports, as far as a deploy reads it. */
+export interface ValidationOutcome {
+  ok: boolean;
+  clusters: { steps: { step: string; findings: { message: string; key?: string; location?: string; hint?: string }[] }[] }[];
+}
+
+/** A render of the validation: the manifest and the merged values. */
+export interface ValidatedRender {
+  manifest: string;
+  values: Record<string, unknown>;
+}
+
+/** engines/validate.ts's startValidation, as a deploy calls it. */
+export type StartValidation = (options: {
+  clusters: ClusterConfig[];
+  prepared: Record<string, PreparedValues>;
+  kubeVersions: string[];
+  helm: HelmMajor;
+  skip: ('kube-score' | 'lint')[];
+  progress?: (note: string) => void;
+}) => Promise<{ renders: ValidatedRender[]; report: Promise<ValidationOutcome> }>;
+
+/** What a deploy needs from other verbs' engines, handed in by the verb. */
+export interface DeployRunHooks {
+  /** Loads the validation (the module is loaded when needed: in a gated upgrade, while helm runs). */
+  validation: () => Promise<StartValidation>;
+  /** The built-in local cluster: whether it runs, and starting it. */
+  localCluster?: { running: () => Promise<boolean>; up: (reporter: Reporter) => Promise<void> };
+  /** Asks for confirmation on a protected cluster. */
+  confirm: (question: string) => Promise<boolean>;
+}
+
+/** Values of secret-looking --set keys are registered so that no output shows them. */
+function registerSecretSets(sets: { path: PathSegment[]; value: unknown }[]): void {
+  for (const s of sets) if (s.path.some((p) => typeof p === 'string' && SECRET_KEY.test(p)) && typeof s.value === 'string') registerSecret(s.value);
+}
+
+/** What the request asks for, checked and resolved once: the target, the helm version, the values. */
+export interface DeployRun {
+  flags: DeployFlags;
+  reporter: Reporter;
+  hooks: DeployRunHooks;
+  cluster: ClusterConfig;
+  target: DeployTarget;
+  isLocal: boolean;
+  major: HelmMajor;
+  diffMode: DiffMode;
+  skipImageCheck: boolean;
+  /** The values files in helm's order: the cluster's layers, then --values. */
+  valuesFiles: string[];
+  /** Merged once: validated, compared with the deployed revision, handed to helm. */
+  values: PreparedValues;
+}
+
+/** The cluster as found: reachable or not, its Kubernetes version, the installed release (read alongside). */
+export interface LiveCluster {
+  kube: Kube;
+  reachable: boolean;
+  kubeVersion: string;
+  installed: Promise<HelmRelease | undefined>;
+}
+
+/** What the pre-flight found on a valid render: the checklist and the images' registries' answers. */
+export interface Checked {
+  checklist: CheckResult[];
+  images: ImageCheckReport;
+}
+
+/** A validation of this deploy's values and render; the image check runs from the moment the images are known. */
+interface Validated {
+  report: ValidationOutcome;
+  render?: ValidatedRender;
+  images?: Promise<ImageCheckReport>;
+}
+
+/** How a deploy ended: deployed (or found unchanged), or, with --dry-run, what it would do. */
+export type DeployRunResult =
+  { kind: 'deployed'; outcome: DeployOutcome; checklist: CheckResult[]; images?: ImageCheckReport } | { kind: 'dry-run'; plan: DeployPlan; reachable: boolean; checked: Checked; diff?: DiffSummary };
+
+export function resolveDeployRun(flags: DeployFlags, positionals: string[], reporter: Reporter, hooks: DeployRunHooks): DeployRun {
+  if (positionals.length) throw usageError(`unexpected arguments: ${positionals.join(' ')}`, 'deploy.ts takes flags only (see --help).');
+  const major = helmMajor(flags.helm);
+  const diffMode = flags.diff ?? 'release';
+  if (diffMode !== 'release' && diffMode !== 'live') throw usageError(`--diff "${diffMode}" is not known`, 'Use --diff release (the default) or --diff live.');
+  const [cluster] = selectClusters(loadRegistry(flags.registry), { cluster: flags.cluster });
+  for (const f of ['namespace', 'release'] as const) {
+    const v = flags[f];
+    if (v !== undefined && !DNS_LABEL.test(v))
+      throw usageError(`--${f} "${v}" is not a valid name`, 'Use lower-case letters, digits and "-", at most 53 characters, starting and ending with a letter or digit.');
+  }
+  const tag = flags['image-tag'];
+  if (tag !== undefined && !IMAGE_TAG.test(tag)) throw usageError(`--image-tag "${tag}" is not a valid image tag`, 'Use letters, digits, ".", "_" and "-" (e.g. master-7c3fd76).');
+  const assignments = parseSetFlags([...flags.set, ...(tag ? ['api', 'admin', 'webui'].map((c) => `${c}.image.tag=${tag}`) : [])]);
+  registerSecretSets(assignments);
+  const valuesFiles = [...cluster.layers, ...flags.values];
+  return {
+    flags,
+    reporter,
+    hooks,
+    cluster,
+    major,
+    diffMode,
+    target: resolveTarget(cluster, { namespace: flags.namespace, release: flags.release }),
+    isLocal: cluster.context === LOCAL_CONTEXT,
+    skipImageCheck: Boolean(flags['skip-image-check']),
+    valuesFiles,
+    values: prepareValues(loadChartDefaults(CHART_DIR), valuesFiles, assignments),
+  };
+}
+
+/**
+ * Reach the cluster; the built-in one comes up on demand. Its status is only asked when the API server
+ * does not answer (the status check costs more than the answer itself). An upgrade of an installed
+ * release is gated (see below): the release is read alongside the checks.
+ */
+async function connect(run: DeployRun): Promise<LiveCluster> {
+  const { target, flags, isLocal } = run;
+  const kube = await connectKube({ context: target.context, kubeconfig: target.kubeconfig });
+  const gateable = !flags['dry-run'] && run.diffMode === 'release' && helmStoresSecrets() && process.env.CONDUIT_DEPLOY_GATE !== 'off';
+  const readInstalled = () => (gateable ? readRelease(kube, target.namespace, target.release).catch(() => undefined) : Promise.resolve(undefined));
+  let installed = readInstalled();
+  let [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+  const local = run.hooks.localCluster;
+  if (!reachable && isLocal && local && !flags['dry-run'] && !(await local.running())) {
+    run.reporter.info('The local cluster is not running: starting it (npx zx scripts/cluster.ts up).');
+    await local.up(run.reporter);
+    [reachable, version] = await Promise.all([kube.reachable(10_000), kube.serverVersion().catch(() => undefined)]);
+    installed = readInstalled();
+  }
+  const liveVersion = reachable && version ? version.gitVersion.replace(/^v/, '').replace(/[-+].*$/, '') : undefined;
+  const kubeVersion = liveVersion ?? (isLocal ? KUBERNETES_VERSION : run.cluster.kubeVersion ? `${run.cluster.kubeVersion}.0` : KUBERNETES_VERSION);
+  return { kube, reachable, kubeVersion, installed: reachable ? installed : Promise.resolve(undefined) };
+}
+
+function planFor(run: DeployRun, helm: string): DeployPlan {
+  const { flags } = run;
+  return planDeploy(
+    {
+      target: run.target,
+      chartDir: CHART_DIR,
+      valuesFiles: run.valuesFiles,
+      overrides: run.values.overrides,
+      helmMajor: run.major,
+      timeout: flags.timeout ?? '10m',
+      diff: run.diffMode,
+      strictlyValidated: true,
+      checkImages: !run.skipImageCheck,
+    },
+    helm,
+  );
+}
+
+/** The values (merged once, by resolveDeployRun) and the render, validated for the cluster's Kubernetes; the images' registries are asked meanwhile. */
+async function validateRender(run: DeployRun, live: LiveCluster, progress?: (note: string) => void): Promise<Validated> {
+  const startValidation = await run.hooks.validation();
+  const { cluster, target } = run;
+  const staged = await startValidation({
+    clusters: [{ ...cluster, namespace: target.namespace, release: target.release }],
+    prepared: { [cluster.name]: run.values },
+    kubeVersions: [live.kubeVersion],
+    helm: run.major,
+    skip: ['kube-score', 'lint'],
+    progress,
+  });
+  const render = staged.renders.at(-1);
+  // The registries are asked as soon as the images are known, alongside the rest of the validation.
+  const images =
+    render && !run.skipImageCheck
+      ? checkImages(workloadImageUses(render.manifest, { values: render.values, namespace: target.namespace }), { namespace: target.namespace, kube: live.reachable ? live.kube : undefined })
+      : undefined;
+  images?.catch(() => undefined);
+  return { report: await staged.report, render, images };
+}
+
+function validationFailure(run: DeployRun, report: ValidationOutcome): UserError {
+  const findings = report.clusters.flatMap((c) =>
+    c.steps.flatMap((s) => s.findings.map((f) => `  ${s.step}: ${f.location ? `${f.location}: ` : ''}${f.key ? `${f.key}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`)),
+  );
+  return new UserError(`validation failed for ${run.cluster.name}; nothing was deployed:\n${findings.join('\n')}`, {
+    hint: `Fix the values named above, then run: npx zx scripts/validate.ts --cluster ${run.cluster.name}`,
+    details: report,
+  });
+}
+
+/** The deployment checklist over the validated render (or, when there is one, the live render: the same objects, parsed once for the diff and drift check too). */
+function runChecklist(run: DeployRun, render: ValidatedRender | undefined, manifest?: string): CheckResult[] {
+  if (!render) throw new Error('validation passed without a render');
+  const { cluster, reporter } = run;
+  const checks = preflightChecklist(cluster.name, cluster.environment, { values: render.values, manifest: manifest ?? render.manifest });
+  reporter.info(
+    `deployment checklist (${cluster.environment}): ${checks.filter((c) => c.status === 'pass').length} pass, ${checks.filter((c) => c.status === 'warn').length} warn\n${formatChecklist(checks)}`,
+  );
+  return checks;
+}
+
+/** The registries' answers, reported; throws (UserError) when an image does not exist. */
+async function imagesChecked(run: DeployRun, images: Promise<ImageCheckReport> | undefined): Promise<ImageCheckReport> {
+  const report: ImageCheckReport = run.skipImageCheck
+    ? { skipped: '--skip-image-check', results: [], warnings: [], ms: 0 }
+    : await (images ?? Promise.reject(new Error('validation passed without a render')));
+  run.reporter.info(summarizeImageCheck(report));
+  for (const w of report.warnings) run.reporter.warn(w);
+  const refused = imageCheckFailure(report, run.cluster.name);
+  if (refused) throw refused;
+  return report;
+}
+
+function deploySteps(run: DeployRun): DeploySteps {
+  return Object.assign(run.reporter, { confirm: run.hooks.confirm });
+}
+
+/**
+ * The checks of a gated upgrade, run on helm's own render while helm waits at the gate; what they
+ * found is kept here for the final report.
+ */
+class GatedChecks {
+  readonly run: DeployRun;
+  readonly live: LiveCluster;
+  found?: Checked;
+
+  constructor(run: DeployRun, live: LiveCluster) {
+    this.run = run;
+    this.live = live;
+  }
+
+  /** Settles with the reason to refuse the upgrade, or undefined when it may go on. */
+  async validate(): Promise<UserError | undefined> {
+    const v = await validateRender(this.run, this.live);
+    if (!v.report.ok) return validationFailure(this.run, v.report);
+    this.run.reporter.info(`validated the values and the rendered chart (Kubernetes ${this.live.kubeVersion})`);
+    try {
+      const checklist = runChecklist(this.run, v.render);
+      this.found = { checklist, images: await imagesChecked(this.run, v.images) };
+    } catch (e) {
+      if (e instanceof UserError) return e;
+      throw e;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * An upgrade of an installed release is gated (see lib/gate.ts): helm starts at once and its own
+ * render is validated, diffed and confirmed before it may apply anything. The validation runs from
+ * then on, alongside the lock, the preflight and helm's start-up.
+ */
+async function gatedUpgrade(run: DeployRun, live: LiveCluster, plan: DeployPlan, installed: HelmRelease): Promise<DeployRunResult> {
+  const checks = new GatedChecks(run, live);
+  const outcome = await executeDeploy(plan, live.kube, deploySteps(run), {
+    yes: Boolean(run.flags.yes),
+    values: run.values.merged.user,
+    alwaysUpgrade: run.flags['always-upgrade'],
+    gate: { release: installed, validate: () => checks.validate() },
+  });
+  return { kind: 'deployed', outcome, checklist: checks.found?.checklist ?? [], images: checks.found?.images };
+}
+
+/**
+ * Otherwise (a first install, --diff live, --dry-run): validate first; meanwhile helm renders the
+ * chart on the live cluster (lookups resolve), the manifest the upgrade applies, for the diff.
+ */
+async function validateThenDeploy(run: DeployRun, live: LiveCluster, plan: DeployPlan): Promise<DeployRunResult> {
+  const livePromise = live.reachable ? renderLive(plan) : undefined;
+  livePromise?.catch(() => undefined);
+  // The deploy's permissions, asked alongside: a live render that RBAC refused is told as the missing permission.
+  const permitted = live.reachable && !run.flags['dry-run'] ? checkPermissions(live.kube, 'deploy', run.target.namespace) : undefined;
+  permitted?.catch(() => undefined);
+  const validated = await run.reporter.step(`validate the values and the rendered chart (Kubernetes ${live.kubeVersion})`, async (progress) => {
+    const v = await validateRender(run, live, progress);
+    if (permitted) assertPermitted(await permitted, run.target);
+    return { ...v, liveManifest: v.report.ok ? await livePromise : undefined };
+  });
+  if (!validated.report.ok) throw validationFailure(run, validated.report);
+  const checked = { checklist: runChecklist(run, validated.render, validated.liveManifest), images: await imagesChecked(run, validated.images) };
+  if (run.flags['dry-run']) return { kind: 'dry-run', plan, reachable: live.reachable, checked, diff: await dryRunDiff(run, live, plan, validated.liveManifest) };
+  const outcome = await executeDeploy(plan, live.kube, deploySteps(run), {
+    yes: Boolean(run.flags.yes),
+    permissions: await permitted,
+    manifest: validated.liveManifest,
+    values: run.values.merged.user,
+    alwaysUpgrade: run.flags['always-upgrade'],
+  });
+  return { kind: 'deployed', outcome, checklist: checked.checklist, images: checked.images };
+}
+
+/** --dry-run: what the deploy would change against the cluster (undefined when it cannot be told). */
+async function dryRunDiff(run: DeployRun, live: LiveCluster, plan: DeployPlan, manifest: string | undefined): Promise<DiffSummary | undefined> {
+  if (!live.reachable) return undefined;
+  return run.reporter
+    .step(diffStepTitle(plan, manifest), () => diffRelease(plan, live.kube, manifest))
+    .catch((e: Error) => {
+      run.reporter.warn(`no diff: ${e.message}`);
+      return undefined;
+    });
+}
+
+/** The whole deploy of a resolved request: reach the cluster, validate, check, deploy (or, with --dry-run, diff). */
+export async function executeDeployRun(run: DeployRun): Promise<DeployRunResult> {
+  const live = await connect(run);
+  const plan = planFor(run, await helmBinary(run.major));
+  const installed = await live.installed;
+  // A first install that never completed (pending-install) is recovered and installed afresh, like a first install.
+  if (installed && installed.info.status !== 'pending-install') return gatedUpgrade(run, live, plan, installed);
+  return validateThenDeploy(run, live, plan);
 }

@@ -16,17 +16,17 @@ import { UserError, usageError } from '../core/errors.ts';
 import { formatArgv, run } from '../core/exec.ts';
 import { Helm, type HelmScope } from '../adapters/helm.ts';
 import { isKubeError, type Kube, type KubeEvent, type KubeObject } from '../adapters/kube.ts';
-import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock, readLock, type LockState } from '../domain/lease.ts';
+import { defaultHolderIdentity, DEFAULT_LOCK_NAME, holdLock, LEASE_SECONDS, readLock, type LockState } from '../domain/lease.ts';
 import { redact, registerSecret } from '../core/redact.ts';
 import { componentSelector, resourceName, type DeployTarget } from '../domain/target.ts';
 
-export const ACTIONS = ['status', 'history', 'rollback', 'restart', 'scale', 'logs', 'rotate-master-key', 'diagnose'] as const;
+export const ACTIONS = ['status', 'history', 'rollback', 'restart', 'scale', 'logs', 'rotate-master-key', 'diagnose', 'unlock'] as const;
 export type Action = (typeof ACTIONS)[number];
 export const COMPONENTS = ['api', 'admin', 'webui'] as const;
 export type Component = (typeof COMPONENTS)[number];
 
 /** Actions that change the cluster: confirmation on protected clusters, the deploy lock, an audit entry. */
-export const MUTATING: ReadonlySet<Action> = new Set(['rollback', 'restart', 'scale', 'rotate-master-key']);
+export const MUTATING: ReadonlySet<Action> = new Set(['rollback', 'restart', 'scale', 'rotate-master-key', 'unlock']);
 
 /** The pod-template annotation of a rolling restart (the one `kubectl rollout restart` sets). */
 export const RESTART_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
@@ -59,7 +59,8 @@ export type RunbookRequest =
   | { action: 'scale'; component: Component; replicas?: number; hpaMin?: number; hpaMax?: number; timeout: string }
   | { action: 'logs'; components: Component[]; sinceSeconds?: number; tail: number }
   | { action: 'rotate-master-key'; timeout: string }
-  | { action: 'diagnose'; out?: string };
+  | { action: 'diagnose'; out?: string }
+  | { action: 'unlock' };
 
 function positiveInt(flag: string, value: string | undefined, min = 1): number | undefined {
   if (value === undefined) return undefined;
@@ -84,6 +85,7 @@ const ACCEPTS: Record<Action, (keyof RunbookFlags)[]> = {
   logs: ['component', 'since', 'tail'],
   'rotate-master-key': ['timeout'],
   diagnose: ['out'],
+  unlock: [],
 };
 
 /** Check the action and its flags into a typed request (pure; usage errors exit 2). */
@@ -97,6 +99,7 @@ export function parseRequest(action: string | undefined, flags: RunbookFlags): R
   if (ACCEPTS[a].includes('timeout')) durationSeconds(timeout);
   switch (a) {
     case 'status':
+    case 'unlock':
       return { action: a };
     case 'history':
       return { action: a, max: positiveInt('max', flags.max) ?? 10 };
@@ -139,6 +142,8 @@ export interface LiveFacts {
   masterKeySecretKey?: string;
   /** Components the release runs (enabled). */
   components?: Component[];
+  /** rollback without --to: the newest revision before the current one that was deployed (superseded or deployed; never a failed one). */
+  lastGoodRevision?: number;
 }
 
 export interface PlanStep {
@@ -219,7 +224,8 @@ function enabledIn(facts: LiveFacts, cs: Component[]): Component[] {
 export function planAction(target: RunbookTarget, req: RunbookRequest, facts: LiveFacts = {}, helm: Helm = PLAN_HELM): RunbookPlan {
   const t = target;
   const mutates = MUTATING.has(req.action);
-  const base = { action: req.action, target: t, request: req, mutates, ...(mutates ? { lock: { namespace: t.namespace, name: DEFAULT_LOCK_NAME } } : {}) };
+  const locks = mutates && req.action !== 'unlock';
+  const base = { action: req.action, target: t, request: req, mutates, ...(locks ? { lock: { namespace: t.namespace, name: DEFAULT_LOCK_NAME } } : {}) };
   const unscoped = helm.scope ? new Helm(helm.binary, helm.major) : helm;
   return { ...base, ...planSteps(t, req, facts, unscoped) };
 }
@@ -242,7 +248,22 @@ function planSteps(t: RunbookTarget, req: RunbookRequest, facts: LiveFacts, helm
       return planRotateMasterKey({ t, req, facts, helm });
     case 'diagnose':
       return planDiagnose({ t, req, facts, helm });
+    case 'unlock':
+      return planUnlock();
   }
+}
+
+function planUnlock(): Planned {
+  const read = ['get', 'leases.coordination.k8s.io', DEFAULT_LOCK_NAME, '--output', 'json'];
+  return {
+    steps: [
+      { title: `read the deploy lock ${DEFAULT_LOCK_NAME}: who holds it, since when, until when, which processes`, mutates: false, tool: 'kubectl', argv: read },
+      { title: 'refuse when its holder is a live process on this host', mutates: false },
+      { title: 'clear its holder (guarded by the version read above: a lock that changed hands meanwhile is left alone)', mutates: true },
+      { title: 'record the unlock (and whom it was taken from) in the audit trail', mutates: true },
+    ],
+    notes: ['Only for a lock whose holder is gone for good (a machine or runner that vanished): a live holder renews it every few seconds.'],
+  };
 }
 
 function planStatus({ t, helm }: PlanInput<'status'>): Planned {
@@ -273,11 +294,13 @@ function planHistory({ t, req, helm }: PlanInput<'history'>): Planned {
 }
 
 function planRollback({ t, req, facts, helm }: PlanInput<'rollback'>): Planned {
-  const argv = helm.rollbackArgs({ release: t.release, revision: req.toRevision, timeout: req.timeout, historyMax: 10 });
+  const to = req.toRevision ?? facts.lastGoodRevision;
+  const argv = helm.rollbackArgs({ release: t.release, revision: to, timeout: req.timeout, historyMax: 10 });
+  const what = req.toRevision ? `revision ${req.toRevision}` : to ? `revision ${to}, the last one that was deployed before the current` : 'the previous revision';
   return {
     steps: [
       lockStep(),
-      { title: `roll back to ${req.toRevision ? `revision ${req.toRevision}` : 'the previous revision'} and wait`, mutates: true, tool: 'helm', argv },
+      { title: `roll back to ${what} and wait`, mutates: true, tool: 'helm', argv },
       ...enabledIn(facts, [...COMPONENTS]).map((c) => rolloutStep(t, c, req.timeout)),
       { title: 'record the rollback in the audit trail', mutates: true },
     ],
@@ -528,11 +551,20 @@ export async function registerReleaseSecrets(kube: Kube, t: RunbookTarget): Prom
 export async function readFacts(ctx: RunbookContext, req: RunbookRequest): Promise<LiveFacts> {
   const t = ctx.target;
   const facts: LiveFacts = {};
-  // Every action is about an installed release: say so plainly rather than plan against nothing.
+  // Every action but unlock is about an installed release: say so plainly rather than plan against nothing.
+  if (req.action === 'unlock') return facts;
   await requireRelease(ctx);
   if (['rollback', 'restart', 'scale', 'rotate-master-key', 'logs'].includes(req.action)) {
     const deps = await ctx.kube.list<Deployment>('deployments', { namespace: t.namespace, selector: componentSelector(t.release) });
     facts.components = COMPONENTS.filter((c) => deps.some((d) => d.metadata.labels?.['app.kubernetes.io/component'] === c));
+  }
+  if (req.action === 'rollback' && req.toRevision === undefined) {
+    const current = await requireRelease(ctx);
+    const revisions = (await ctx.helm.history<{ revision: number; status: string }[]>(t.release, 20)) ?? [];
+    facts.lastGoodRevision = revisions
+      .filter((r) => r.revision < current.version && (r.status === 'superseded' || r.status === 'deployed'))
+      .map((r) => r.revision)
+      .at(-1);
   }
   if (req.action === 'scale') {
     const hpas = await ctx.kube.list<Hpa>('hpa', { namespace: t.namespace, selector: componentSelector(t.release) });
@@ -565,7 +597,24 @@ export interface StatusReport {
   release: { name: string; revision: number; status: string; chart?: string; appVersion?: string; lastDeployed?: string };
   components: ComponentStatus[];
   warnings: KubeEvent[];
-  lock: { held: boolean; holder?: string; reason?: string; expiresAt?: string };
+  lock: { held: boolean; holder?: string; reason?: string; expiresAt?: string; left?: 'expired' | 'holder-gone' };
+  /** The release was left pending-* by a deploy that is gone (no live holder of the lock): what repairs it. */
+  interrupted?: { revision: number; status: string; fix: string };
+  /** The release is pending-* and a live holder of the lock is working on it. */
+  inProgress?: { revision: number; status: string; by: string };
+}
+
+/** An interrupted release (pending-*, nobody holding the lock) and the command that repairs it; or who is working on it. */
+export function pendingRelease(t: RunbookTarget, rel: { version: number; info: { status: string } }, lock: LockState): Pick<StatusReport, 'interrupted' | 'inProgress'> {
+  if (!/^pending-/.test(rel.info.status)) return {};
+  const at = { revision: rel.version, status: rel.info.status };
+  if (!lock.free && lock.holder) return { inProgress: { ...at, by: `${lock.holder}${lock.reason ? ` (${lock.reason})` : ''}` } };
+  return {
+    interrupted: {
+      ...at,
+      fix: `npx zx scripts/deploy.ts --cluster ${t.cluster} (recovers it under the deploy lock: rolls back to the last deployed revision, or removes a first install that never completed, then deploys)`,
+    },
+  };
 }
 
 export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> {
@@ -617,13 +666,20 @@ export async function collectStatus(ctx: RunbookContext): Promise<StatusReport> 
     },
     components,
     warnings: events.filter((e) => e.type === 'Warning').slice(-20),
-    lock: lock.free ? { held: false } : { held: true, holder: lock.holder, reason: lock.reason, expiresAt: lock.expiresAt },
+    lock: lock.free
+      ? { held: false, ...(lock.holder ? { holder: lock.holder, left: lock.holderGone ? ('holder-gone' as const) : ('expired' as const) } : {}) }
+      : { held: true, holder: lock.holder, reason: lock.reason, expiresAt: lock.expiresAt },
+    ...pendingRelease(t, rel, lock),
   };
 }
 
 export function formatStatus(s: StatusReport): string {
   const lines = [
     `release ${s.release.name}: revision ${s.release.revision} (${s.release.status}), chart ${s.release.chart ?? '?'}, app ${s.release.appVersion ?? '?'}${s.release.lastDeployed ? `, deployed ${s.release.lastDeployed}` : ''}`,
+    ...(s.interrupted
+      ? [`INTERRUPTED: revision ${s.interrupted.revision} was left ${s.interrupted.status} by a deploy that is gone (nobody holds the deploy lock).`, `  fix: ${s.interrupted.fix}`]
+      : []),
+    ...(s.inProgress ? [`revision ${s.inProgress.revision} is ${s.inProgress.status}: being applied now by ${s.inProgress.by}`] : []),
     '',
   ];
   for (const c of s.components) {
@@ -634,7 +690,13 @@ export function formatStatus(s: StatusReport): string {
   }
   lines.push('', s.warnings.length ? `recent warning events (${s.warnings.length}):` : 'no recent warning events');
   for (const e of s.warnings) lines.push(`  ${e.lastSeen}  ${e.object}  ${e.reason}: ${e.message}${e.count > 1 ? ` (x${e.count})` : ''}`);
-  lines.push('', s.lock.held ? `deploy lock held by ${s.lock.holder}${s.lock.reason ? ` (${s.lock.reason})` : ''} until ${s.lock.expiresAt}` : 'deploy lock: free');
+  const stale = s.lock.holder
+    ? ` (last held by ${s.lock.holder}, ${s.lock.left === 'holder-gone' ? 'whose processes on this host are gone' : 'not renewed: expired'}; the next deploy takes it over)`
+    : '';
+  lines.push(
+    '',
+    s.lock.held ? `deploy lock held by ${s.lock.holder}${s.lock.reason ? ` (${s.lock.reason})` : ''}, renewed while it lives, expires ${s.lock.expiresAt} unless renewed` : `deploy lock: free${stale}`,
+  );
   return lines.join('\n');
 }
 
@@ -692,8 +754,10 @@ export async function executeChange(ctx: RunbookContext, plan: RunbookPlan): Pro
   const holder = ctx.actor ?? defaultHolderIdentity();
   const timeout = 'timeout' in plan.request ? durationSeconds(plan.request.timeout) : 300;
   try {
-    const done = await holdLock(ctx.kube, { namespace: plan.target.namespace, holder, durationSeconds: timeout + 120, reason: `runbook ${plan.action} of ${plan.target.release}` }, () =>
-      changeSteps(ctx, plan),
+    const done = await holdLock(
+      ctx.kube,
+      { namespace: plan.target.namespace, cluster: plan.target.cluster, holder, durationSeconds: LEASE_SECONDS, reason: `runbook ${plan.action} of ${plan.target.release}` },
+      () => changeSteps(ctx, plan),
     );
     await audit(ctx, plan, 'succeeded', done.summary, started, done.details);
     return { action: plan.action, result: 'succeeded', summary: done.summary, details: done.details, notes: plan.notes };
@@ -733,6 +797,8 @@ async function changeSteps(ctx: RunbookContext, plan: RunbookPlan): Promise<{ su
     case 'rollback': {
       const before = await requireRelease(ctx);
       const helmStep = plan.steps.find((s) => s.tool === 'helm')!;
+      // `helm rollback RELEASE [REVISION]`: the revision the plan chose, if any.
+      const to = /^\d+$/.test(helmStep.argv![2] ?? '') ? Number(helmStep.argv![2]) : undefined;
       const r = await step(ctx, helmStep.title, () => ctx.helm.run([...helmStep.argv!, ...ctx.helm.scopeArgs()], { timeoutMs: (durationSeconds(req.timeout) + 60) * 1000 }));
       if (r.exitCode !== 0)
         throw new UserError(`helm rollback failed: ${redact(r.stderr.trim().split('\n').slice(-6).join('\n'))}`, {
@@ -742,8 +808,8 @@ async function changeSteps(ctx: RunbookContext, plan: RunbookPlan): Promise<{ su
       for (const c of cs) await step(ctx, `rollout of ${c}`, () => rollout(ctx, c, durationSeconds(req.timeout)));
       const after = await requireRelease(ctx);
       return {
-        summary: `rolled back ${t.release} from revision ${before.version} to ${req.toRevision ?? before.version - 1} (new revision ${after.version})`,
-        details: { from: before.version, to: req.toRevision ?? null, revision: after.version },
+        summary: `rolled back ${t.release} from revision ${before.version} to ${to ?? before.version - 1} (new revision ${after.version})`,
+        details: { from: before.version, to: to ?? null, revision: after.version },
       };
     }
     case 'restart': {

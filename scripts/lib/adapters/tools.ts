@@ -176,6 +176,26 @@ export const TOOLS: readonly ToolSpec[] = [
     },
   },
   {
+    // The server the rollout gate asks (and its tests run on loopback with the rule files of alerts/):
+    // the same release and Go module as promtool. Built without the web UI's assets (the HTTP API is what we use).
+    name: 'prometheus',
+    version: '3.16.0',
+    binary: 'prometheus',
+    description: 'Prometheus server (rollout gate tests)',
+    versionArgs: ['--version'],
+    source: {
+      kind: 'go-install',
+      module: 'github.com/prometheus/prometheus',
+      pkg: 'cmd/prometheus',
+      moduleVersion: 'v0.316.0',
+      ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
+    },
+    release: ({ os, arch }) => {
+      const dir = `prometheus-3.16.0.${os}-${arch}`;
+      return tarGz(githubRelease('prometheus/prometheus', 'v3.16.0', `${dir}.tar.gz`), `${dir}/prometheus`, githubRelease('prometheus/prometheus', 'v3.16.0', 'sha256sums.txt'));
+    },
+  },
+  {
     // kwok simulates nodes and pod lifecycles for the local cluster; KubeVersion is what kwokctl
     // assumes for the control plane it runs (the binaries below), so it names the same release.
     name: 'kwok',

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { cachedValidator } from '../core/ajvcache.ts';
+import { durationSeconds } from '../core/duration.ts';
 import { UserError, usageError } from '../core/errors.ts';
 import { displayPath, SCHEMAS_DIR, VALUES_DIR } from '../core/paths.ts';
 import { formatPath, formatPos, parseValuesText, pathKey, type PathSegment, type SourcePos } from './values.ts';
@@ -21,13 +22,37 @@ export interface ClusterConfig {
   protected: boolean;
   /** The cluster's Kubernetes minor (e.g. "1.36"), when the registry says. */
   kubeVersion?: string;
+  /** The Prometheus the rollout gate asks about this cluster (registry key `prometheus`). */
+  prometheus?: PrometheusConfig;
   /** Where this entry is (for messages). */
+  at: SourcePos;
+}
+
+/** How to reach a cluster's Prometheus; credentials are named (env var or file), never held here. */
+export interface PrometheusConfig {
+  url: string;
+  bearerTokenEnv?: string;
+  /** Absolute path (resolved against the registry's directory). */
+  bearerTokenFile?: string;
+  basicAuth?: { username: string; passwordEnv?: string; passwordFile?: string };
+  /** Extra label matchers for this cluster's series. */
+  selector: Record<string, string>;
+  /** Seconds one query may take. */
+  timeoutSeconds: number;
+}
+
+/** The rollout plan as written (registry key `rollout`); domain/rollout.ts checks it against the clusters. */
+export interface RolloutConfig {
+  soak?: string;
+  interval?: string;
+  waves: { name: string; clusters: string[]; soak?: string; at: SourcePos }[];
   at: SourcePos;
 }
 
 export interface Registry {
   file: string;
   clusters: ClusterConfig[];
+  rollout?: RolloutConfig;
 }
 
 export const DEFAULT_REGISTRY = path.join(VALUES_DIR, 'clusters.yaml');
@@ -38,11 +63,18 @@ function registryError(file: string, at: SourcePos | undefined, keyPath: readonl
   return new UserError(`${where}: ${formatPath(keyPath)}: ${message}`, { hint, details: { file, line: at?.line, col: at?.col, key: formatPath(keyPath) } });
 }
 
-function ajvPath(e: ErrorObject): PathSegment[] {
-  const segs = e.instancePath
+function ajvPath(e: ErrorObject, root?: unknown): PathSegment[] {
+  let node = root as Record<string, unknown> | undefined;
+  const segs: PathSegment[] = e.instancePath
     .split('/')
     .slice(1)
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => {
+      // Array items as indexes (rollout.waves[0].soak), map keys as keys.
+      const seg = Array.isArray(node) ? Number(s) : s;
+      node = node?.[s] as Record<string, unknown> | undefined;
+      return seg;
+    });
   if (e.keyword === 'additionalProperties') segs.push((e.params as { additionalProperty: string }).additionalProperty);
   if (e.keyword === 'propertyNames' && (e.params as { propertyName?: string }).propertyName) segs.push((e.params as { propertyName: string }).propertyName);
   return segs;
@@ -67,14 +99,14 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
   if (!validate(layer.values)) {
     const errs = (validate.errors ?? []).filter((e) => e.keyword !== 'if');
     const lines = errs.map((e) => {
-      const p = ajvPath(e);
+      const p = ajvPath(e, layer.values);
       const pos = at(p);
       const what = e.keyword === 'additionalProperties' ? `unknown key (allowed: ${Object.keys((e.parentSchema as { properties?: object })?.properties ?? {}).join(', ') || 'none'})` : e.message;
       return `${pos ? formatPos(pos) : name}: ${formatPath(p)}: ${what}`;
     });
     throw new UserError(`the cluster registry ${name} is invalid:\n  ${lines.join('\n  ')}`, {
       hint: `Fix the keys above; ${displayPath(schemaFile)} describes every key.`,
-      details: errs.map((e) => ({ key: formatPath(ajvPath(e)), message: e.message, at: at(ajvPath(e)) })),
+      details: errs.map((e) => ({ key: formatPath(ajvPath(e, layer.values)), message: e.message, at: at(ajvPath(e, layer.values)) })),
     });
   }
   const valuesDir = options.valuesDir ?? path.dirname(file);
@@ -115,10 +147,32 @@ export function loadRegistry(file = DEFAULT_REGISTRY, options: { schemaFile?: st
       layers,
       protected: Boolean(c.protected),
       kubeVersion: c.kubeVersion === undefined ? undefined : String(c.kubeVersion),
+      prometheus: c.prometheus ? prometheusConfig(c.prometheus as RawPrometheus, path.dirname(file)) : undefined,
       at: at(['clusters', cname]) ?? { file: name, line: 0, col: 0 },
     });
   }
-  return { file, clusters };
+  const rollout = (layer.values as { rollout?: Omit<RolloutConfig, 'at' | 'waves'> & { waves: Omit<RolloutConfig['waves'][number], 'at'>[] } }).rollout;
+  const here = (p: PathSegment[]) => at(p) ?? { file: name, line: 0, col: 0 };
+  return {
+    file,
+    clusters,
+    rollout: rollout && { ...rollout, waves: rollout.waves.map((w, i) => ({ ...w, at: here(['rollout', 'waves', i]) })), at: here(['rollout']) },
+  };
+}
+
+type RawPrometheus = Omit<PrometheusConfig, 'selector' | 'timeoutSeconds'> & { selector?: Record<string, string>; timeout?: string };
+
+/** The schema-checked `prometheus` entry, with credential files resolved against the registry's directory. */
+function prometheusConfig(raw: RawPrometheus, dir: string): PrometheusConfig {
+  const abs = (f: string | undefined) => (f === undefined ? undefined : path.resolve(dir, f));
+  return {
+    url: raw.url.replace(/\/+$/, ''),
+    bearerTokenEnv: raw.bearerTokenEnv,
+    bearerTokenFile: abs(raw.bearerTokenFile),
+    basicAuth: raw.basicAuth && { ...raw.basicAuth, passwordFile: abs(raw.basicAuth.passwordFile) },
+    selector: raw.selector ?? {},
+    timeoutSeconds: raw.timeout ? durationSeconds(raw.timeout) : 10,
+  };
 }
 
 /** The clusters a command works on: --all, else --cluster NAME, else `local`. */

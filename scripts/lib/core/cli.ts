@@ -129,6 +129,10 @@ export function reportError(e: unknown, json: boolean): number {
 
 function finish(code: number): number {
   process.exitCode = code;
+  // A command is over once its handler has settled: a connection or timer left open (an idle
+  // keep-alive socket to the API server, a watch) must not keep the process alive. The timer is
+  // unref'd: a process that ends by itself does not wait for it.
+  setTimeout(() => process.exit(code), 2000).unref();
   return code;
 }
 

@@ -90,6 +90,33 @@ const kwokRelease =
     checksum: { kind: 'github-release', url: `https://api.github.com/repos/kubernetes-sigs/kwok/releases/tags/v${KWOK}` },
   });
 
+/** Prometheus 3.16.0; its Go module is tagged v0.316.0 (v0.3XX.Y for release 3.XX.Y; that go.mod has no replace/exclude). */
+const PROMETHEUS_VERSION = '3.16.0';
+const PROMETHEUS_MODULE_VERSION = 'v0.316.0';
+
+/** A program of the Prometheus release (promtool, prometheus): one pinned version, built from its cmd/ package or taken from the release archive. */
+function prometheusReleaseTool(binary: 'promtool' | 'prometheus', description: string): ToolSpec {
+  const v = PROMETHEUS_VERSION;
+  return {
+    name: binary,
+    version: v,
+    binary,
+    description,
+    versionArgs: ['--version'],
+    source: {
+      kind: 'go-install',
+      module: 'github.com/prometheus/prometheus',
+      pkg: `cmd/${binary}`,
+      moduleVersion: PROMETHEUS_MODULE_VERSION,
+      ldflags: [`-X github.com/prometheus/common/version.Version=${v}`],
+    },
+    release: ({ os, arch }) => {
+      const dir = `prometheus-${v}.${os}-${arch}`;
+      return tarGz(githubRelease('prometheus/prometheus', `v${v}`, `${dir}.tar.gz`), `${dir}/${binary}`, githubRelease('prometheus/prometheus', `v${v}`, 'sha256sums.txt'));
+    },
+  };
+}
+
 export const TOOLS: readonly ToolSpec[] = [
   {
     name: 'helm',
@@ -156,45 +183,10 @@ export const TOOLS: readonly ToolSpec[] = [
     source: { kind: 'go-install', module: 'github.com/zegl/kube-score', pkg: 'cmd/kube-score', ldflags: ['-X main.version=1.20.0'] },
     release: ({ os, arch }) => tarGz(githubRelease('zegl/kube-score', 'v1.20.0', `kube-score_1.20.0_${os}_${arch}.tar.gz`), 'kube-score', githubRelease('zegl/kube-score', 'v1.20.0', 'checksums.txt')),
   },
-  {
-    name: 'promtool',
-    version: '3.16.0',
-    binary: 'promtool',
-    description: 'Prometheus rule checks and unit tests',
-    versionArgs: ['--version'],
-    source: {
-      // Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y; that go.mod has no replace/exclude.
-      kind: 'go-install',
-      module: 'github.com/prometheus/prometheus',
-      pkg: 'cmd/promtool',
-      moduleVersion: 'v0.316.0',
-      ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
-    },
-    release: ({ os, arch }) => {
-      const dir = `prometheus-3.16.0.${os}-${arch}`;
-      return tarGz(githubRelease('prometheus/prometheus', 'v3.16.0', `${dir}.tar.gz`), `${dir}/promtool`, githubRelease('prometheus/prometheus', 'v3.16.0', 'sha256sums.txt'));
-    },
-  },
-  {
-    // The server the rollout gate asks (and its tests run on loopback with the rule files of alerts/):
-    // the same release and Go module as promtool. Built without the web UI's assets (the HTTP API is what we use).
-    name: 'prometheus',
-    version: '3.16.0',
-    binary: 'prometheus',
-    description: 'Prometheus server (rollout gate tests)',
-    versionArgs: ['--version'],
-    source: {
-      kind: 'go-install',
-      module: 'github.com/prometheus/prometheus',
-      pkg: 'cmd/prometheus',
-      moduleVersion: 'v0.316.0',
-      ldflags: ['-X github.com/prometheus/common/version.Version=3.16.0'],
-    },
-    release: ({ os, arch }) => {
-      const dir = `prometheus-3.16.0.${os}-${arch}`;
-      return tarGz(githubRelease('prometheus/prometheus', 'v3.16.0', `${dir}.tar.gz`), `${dir}/prometheus`, githubRelease('prometheus/prometheus', 'v3.16.0', 'sha256sums.txt'));
-    },
-  },
+  prometheusReleaseTool('promtool', 'Prometheus rule checks and unit tests'),
+  // The server the rollout gate asks (and its tests run on loopback with the rule files of alerts/):
+  // the same release and Go module as promtool. Built without the web UI's assets (the HTTP API is what we use).
+  prometheusReleaseTool('prometheus', 'Prometheus server (rollout gate tests)'),
   {
     // kwok simulates nodes and pod lifecycles for the local cluster; KubeVersion is what kwokctl
     // assumes for the control plane it runs (the binaries below), so it names the same release.

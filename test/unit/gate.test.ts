@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,8 +37,8 @@ test('helm 4 gets a post-renderer plugin in a private plugin directory; helm 3 t
     assert.is(g3.env.HELM_PLUGINS, undefined);
     assert.is(fs.statSync(g4.dir).mode & 0o777, 0o700);
   } finally {
-    g4.close();
-    g3.close();
+    await g4.close();
+    await g3.close();
   }
 });
 
@@ -53,7 +54,7 @@ test('approved: the deploy sees the manifest, and helm gets it back unchanged', 
     assert.is(r.code, 0, r.stderr);
     assert.is(r.stdout, MANIFEST);
   } finally {
-    gate.close();
+    await gate.close();
   }
 });
 
@@ -68,7 +69,7 @@ test('refused: the post-renderer fails with the reason, and gives helm no manife
     assert.is(r.stdout, '');
     assert.match(r.stderr, /api\.replicaCount must be >= 0/);
   } finally {
-    gate.close();
+    await gate.close();
   }
 });
 
@@ -84,7 +85,7 @@ test('refused before the deploy asked for the manifest (e.g. the lock is held by
     assert.is(r.stdout, '');
     assert.match(r.stderr, /lock is held/);
   } finally {
-    gate.close();
+    await gate.close();
   }
 });
 
@@ -95,8 +96,30 @@ test('helm gone before it reached the gate: waiting for the manifest ends, nothi
   assert.is(await waiting, undefined);
   assert.not.ok(gate.pending);
   await gate.refuse('too late');
-  gate.close();
+  await gate.close();
   assert.not.ok(fs.existsSync(gate.dir));
+});
+
+test('FIFO opens that start only after helm is gone (cancel first, pool busy) are released: the process still exits', () => {
+  // In a child process: the FIFO opens of the refusal have not even started when the cancel comes;
+  // a pool thread left in open() would keep process.exit itself from returning.
+  const gateModule = new URL('../../scripts/lib/domain/gate.ts', import.meta.url).href;
+  const script = `import('${gateModule}').then(async ({ RenderGate }) => {
+    const gate = await RenderGate.open({ postRendererArgs: () => ({ args: [], env: {} }) });
+    // The only pool thread is busy for a while: the FIFO opens of the refusal wait in its queue, and
+    // helm's exit (the cancel) comes before they start; then they start, and only later is the gate closed.
+    const busy = new Promise((r) => require('node:crypto').pbkdf2('x', 'y', 300000, 32, 'sha256', r));
+    void gate.refuse('refused').catch(() => undefined);
+    void gate.cancel();
+    await busy;
+    await new Promise((r) => setTimeout(r, 200));
+    await gate.close();
+    process.stdout.write(String(require('node:fs').existsSync(gate.dir)));
+    process.exit(0);
+  });`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+  assert.is(r.status, 0, `the process did not end by itself (signal ${r.signal}): ${r.stderr}`);
+  assert.is(r.stdout, 'false', 'close removed the directory');
 });
 
 test.run();

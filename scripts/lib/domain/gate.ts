@@ -40,6 +40,10 @@ export class RenderGate {
   private cancelled = false;
   private decided = false;
   private requested?: Promise<void>;
+  /** FIFO operations still running in the thread pool (each may be blocked in open() until the other end opens). */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Settles once every FIFO operation has ended after a cancel. */
+  private drained?: Promise<void>;
 
   private constructor(dir: string, helmArgs: string[], env: Record<string, string>) {
     this.dir = dir;
@@ -80,10 +84,20 @@ export class RenderGate {
    * before anyone asked for the manifest needs it too.
    */
   private request(): Promise<void> {
-    return (this.requested ??= fs.promises.readFile(path.join(this.dir, 'request')).then(
+    return (this.requested ??= this.track(fs.promises.readFile(path.join(this.dir, 'request'))).then(
       () => undefined,
       () => undefined,
     ));
+  }
+
+  private track<T>(op: Promise<T>): Promise<T> {
+    const settled = op.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    void settled.then(() => this.inFlight.delete(settled));
+    return op;
   }
 
   /** helm's rendered manifest, once helm reaches the gate; undefined when cancelled first. */
@@ -115,32 +129,40 @@ export class RenderGate {
     this.decided = true;
     void this.request();
     // Opening the FIFO waits for the script to read; a cancel (helm gone) opens the other end.
-    await fs.promises.writeFile(path.join(this.dir, 'response'), `${verdict}\n`).catch((e: NodeJS.ErrnoException) => {
+    await this.track(fs.promises.writeFile(path.join(this.dir, 'response'), `${verdict}\n`)).catch((e: NodeJS.ErrnoException) => {
       if (!this.cancelled) throw e;
     });
   }
 
   /**
    * Helm exited (or was stopped): release whatever this side is still waiting for, so no FIFO open
-   * stays blocked in the thread pool.
+   * stays blocked in the thread pool (a blocked pool thread would even keep process.exit from
+   * returning). The other end is opened until every operation has ended: an open that the pool had not
+   * started yet at the first poke would otherwise block later, for good.
    */
-  cancel(): void {
-    if (this.cancelled) return;
+  cancel(): Promise<void> {
+    if (this.drained) return this.drained;
     this.cancelled = true;
     const poke = (name: string, flags: number) => {
       try {
         fs.closeSync(fs.openSync(path.join(this.dir, name), flags | fs.constants.O_NONBLOCK));
       } catch {
-        // nobody waiting on that end
+        // nobody waiting on that end (yet)
       }
     };
-    poke('request', fs.constants.O_WRONLY);
-    if (this.decided) poke('response', fs.constants.O_RDONLY);
+    this.drained = (async () => {
+      for (let i = 0; i < 500 && this.inFlight.size; i++) {
+        poke('request', fs.constants.O_WRONLY);
+        if (this.decided) poke('response', fs.constants.O_RDONLY);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    return this.drained;
   }
 
-  /** Remove the directory (the stored manifest holds Secret values). */
-  close(): void {
-    this.cancel();
+  /** Remove the directory (the stored manifest holds Secret values), once nothing waits on its FIFOs. */
+  async close(): Promise<void> {
+    await this.cancel();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -659,7 +659,7 @@ async function closeGate(s: DeploySession): Promise<void> {
   if (!gate) return;
   if (gate.pending) await gate.refuse('refused by deploy.ts: the deploy stopped before applying').catch(() => undefined);
   await s.helm?.result.catch(() => undefined);
-  gate.close();
+  await gate.close();
 }
 
 /**
@@ -696,7 +696,7 @@ async function renderAgain(s: DeploySession, now: HelmRelease): Promise<void> {
   const stale = gatedHelm(s);
   await stale.gate.refuse('refused by deploy.ts: the release changed before the deploy lock was taken');
   await stale.result.catch(() => undefined);
-  stale.gate.close();
+  await stale.gate.close();
   await startGatedHelm(s);
 }
 

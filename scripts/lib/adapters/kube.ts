@@ -397,27 +397,23 @@ export class Kube {
     return JSON.parse(await this.raw('/version'));
   }
 
-  /** Whether the current identity may do VERB on RESOURCE (e.g. `create`, `leases.coordination.k8s.io`). */
+  /** Whether the current identity may do VERB on RESOURCE (e.g. `create`, `leases.coordination.k8s.io`): one access review (reviewAccess). */
   async can(verb: string, resource: string, namespace?: string): Promise<boolean> {
     // `plural[.group][/subresource]`, as kubectl auth can-i reads it; a name without a group must be
-    // one the direct client knows (kubectl would look the group up).
+    // one the client knows (kubectl would look the group up: it is asked then).
     const [res, subresource] = resource.split('/');
     const dot = res.indexOf('.');
     const known = dot < 0 ? resourceByName(res) : undefined;
-    if (this.rest && (dot >= 0 || known)) {
-      const attributes = {
-        verb,
-        resource: known ? known.plural : res.slice(0, dot),
-        group: known ? known.group : res.slice(dot + 1),
-        subresource,
-        namespace: namespace ?? this.rest.config.namespace,
-      };
-      const review = { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: attributes } };
-      const out = await this.requestJson<{ status?: { allowed?: boolean } }>('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { body: review }).catch(() => undefined);
-      return out?.status?.allowed === true;
-    }
-    const r = await this.exec(['auth', 'can-i', verb, resource], { namespace });
-    return r.stdout.trim() === 'yes';
+    if (dot < 0 && !known) return (await this.exec(['auth', 'can-i', verb, resource], { namespace })).stdout.trim() === 'yes';
+    const attributes: AccessAttributes = {
+      verb,
+      resource: known ? known.plural : res.slice(0, dot),
+      group: known ? known.group : res.slice(dot + 1),
+      subresource,
+      namespace: namespace ?? this.rest?.config.namespace,
+    };
+    const [allowed] = await this.reviewAccess([attributes]).catch(() => [false]);
+    return allowed;
   }
 
   /**

@@ -30,7 +30,7 @@ test.after(async () => {
 test('builds, pushes both tags, records the digest the registry serves, with the OCI labels', async () => {
   const reg = ctx.registry as Registry;
   const lockFile = path.join(ctx.work, 'images.lock.json');
-  const r = await runScript('build.ts', [
+  const r = await runScript('build', [
     '--engine',
     'podman',
     '--source',
@@ -79,7 +79,7 @@ test('builds, pushes both tags, records the digest the registry serves, with the
 test('a second component keeps the first one in the lock file; latest is refused without --allow-latest', async () => {
   const reg = ctx.registry as Registry;
   const lockFile = path.join(ctx.work, 'images.lock.json');
-  const refused = await runScript('build.ts', [
+  const refused = await runScript('build', [
     '--engine',
     'podman',
     '--source',
@@ -105,7 +105,7 @@ test('a second component keeps the first one in the lock file; latest is refused
 
 test('a push to an unreachable registry fails after its retries with exit 1', async () => {
   const lockFile = path.join(ctx.work, 'unreachable.lock.json');
-  const r = await runScript('build.ts', [
+  const r = await runScript('build', [
     '--engine',
     'podman',
     '--source',

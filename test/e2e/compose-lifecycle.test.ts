@@ -27,7 +27,7 @@ function writeEnv(extra: Record<string, string> = {}): string {
   return f;
 }
 
-const compose = (verb: string, ...args: string[]) => runScript('compose.ts', [verb, '--engine', 'podman', '--file', FILE, '--project', ctx.project, ...args]);
+const compose = (verb: string, ...args: string[]) => runScript('compose', [verb, '--engine', 'podman', '--file', FILE, '--project', ctx.project, ...args]);
 const containers = async () => (await run('podman', ['ps', '-a', '--filter', `label=com.docker.compose.project=${ctx.project}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean);
 const volumes = async () => (await run('podman', ['volume', 'ls', '--filter', `label=com.docker.compose.project=${ctx.project}`, '--format', '{{.Name}}'])).stdout.split('\n').filter(Boolean);
 
@@ -40,7 +40,7 @@ test.before(async () => {
   ctx.port = await freePort();
   // The fixture image is built by build.ts itself (no registry: nothing can be pulled here).
   const tag = `e2e-${process.pid}`;
-  const b = await runScript('build.ts', ['--engine', 'podman', '--source', ctx.source, '--component', 'api', '--dockerfile-dir', path.join(FIXTURES, 'images'), '--tag', tag]);
+  const b = await runScript('build', ['--engine', 'podman', '--source', ctx.source, '--component', 'api', '--dockerfile-dir', path.join(FIXTURES, 'images'), '--tag', tag]);
   if (b.exitCode !== 0) throw new Error(b.stderr);
   ctx.image = `localhost/conduit-http:${tag}`;
   ctx.envFile = writeEnv();

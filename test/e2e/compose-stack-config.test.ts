@@ -71,7 +71,7 @@ test('podman-compose stops on a missing required variable, naming it', async () 
 });
 
 test('compose.ts config: validates, renders for podman (secrets in env files, not arguments) and masks secrets', async () => {
-  const r = await runScript('compose.ts', ['config', '--engine', 'podman', '--env-file', ctx.envFile, '--profile', 'webui'], {}, 180_000);
+  const r = await runScript('compose', ['config', '--engine', 'podman', '--env-file', ctx.envFile, '--profile', 'webui'], { timeoutMs: 180_000 });
   assert.is(r.exitCode, 0, r.stderr);
   assert.match(r.stderr, /podman compose config/);
   for (const secret of Object.values(REAL).filter((v) => !v.startsWith('pk_'))) assert.not.ok(r.stdout.includes(secret), 'secret printed');

@@ -7,9 +7,9 @@ import * as assert from 'uvu/assert';
 import { readAudit } from '../../scripts/lib/domain/audit.ts';
 import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
 import type { Kube } from '../../scripts/lib/adapters/kube.ts';
-import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { localCluster } from './support/localcluster.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const test = suite('deploy.ts');
 let kube: Kube;
@@ -17,7 +17,7 @@ let helm: string;
 let existedBefore = false;
 
 function deploy(args: string[]): Promise<RunResult> {
-  return run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), ...args], { cwd: REPO_ROOT, timeoutMs: 10 * 60_000 });
+  return runScript('deploy', args);
 }
 async function revision(): Promise<number | undefined> {
   const r = await run(helm, ['history', 'conduit', '--namespace', 'conduit', '--kubeconfig', kube.target.kubeconfig!, '--kube-context', kube.target.context!, '--output', 'json']);

@@ -6,13 +6,12 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/core/exec.ts';
-import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
 import { releaseHosts, toolNames } from '../../scripts/lib/adapters/tools.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const IDS = ['node', 'tools', 'go', 'goproxy', 'release-hosts', 'disk', 'engine', 'cluster'];
 // Without a mirror, the hosts probed are the official release hosts.
-const doctor = (env: Record<string, string | undefined> = {}) =>
-  run('npx', ['zx', 'scripts/tools.ts', 'doctor', '--json'], { cwd: REPO_ROOT, env: { CONDUIT_TOOLS_MIRROR: undefined, ...env }, timeoutMs: 120_000 });
+const doctor = (env: Record<string, string | undefined> = {}) => runScript('tools', ['doctor', '--json'], { env: { CONDUIT_TOOLS_MIRROR: undefined, ...env }, timeoutMs: 120_000 });
 
 interface Report {
   ok: boolean;
@@ -91,9 +90,9 @@ test('doctor on a machine with nothing to build with: tools, Go and the module p
 });
 
 test('tools.ts --help lists doctor; doctor takes no names', async () => {
-  const help = await run('npx', ['zx', 'scripts/tools.ts', '--help'], { cwd: REPO_ROOT, timeoutMs: 60_000 });
+  const help = await runScript('tools', ['--help'], { timeoutMs: 60_000 });
   assert.match(help.stdout, /doctor\s+Check this machine/);
-  const bad = await run('npx', ['zx', 'scripts/tools.ts', 'doctor', 'helm'], { cwd: REPO_ROOT, timeoutMs: 60_000 });
+  const bad = await runScript('tools', ['doctor', 'helm'], { timeoutMs: 60_000 });
   assert.is(bad.exitCode, 2);
 });
 

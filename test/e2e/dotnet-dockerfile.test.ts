@@ -60,7 +60,7 @@ for (const [component, project, image] of [
   ['admin', 'ConduitLLM.Admin', 'conduit-admin'],
 ] as const) {
   test(`${component}: build.ts builds docker/${component}.Dockerfile; the image runs as appuser with the probe health check`, async () => {
-    const r = await runScript('build.ts', [
+    const r = await runScript('build', [
       '--engine',
       'podman',
       '--component',

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { run } from '../../scripts/lib/core/exec.ts';
-import { REPO_ROOT, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
+import { VALUES_DIR } from '../../scripts/lib/core/paths.ts';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
@@ -22,6 +22,7 @@ import { LOCAL_CONTEXT, localClusterPaths } from '../../scripts/lib/domain/targe
 import { recordFault } from './support/faulttable.ts';
 import { NEVER_READY_VALUES, scratchTarget, startDeployJob, tempValues, waitFor, type Scratch } from './support/deploycli.ts';
 import { localCluster, restartStoppedComponents, sleep } from './support/localcluster.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const test = suite('faults: deploys that survive a crash');
 let kube: Kube;
@@ -47,10 +48,7 @@ async function runbookStatus(s: Scratch): Promise<Record<string, any>> {
   }
   const entry = { description: 'fault scratch namespace', protected: false, context: LOCAL_CONTEXT, namespace: s.namespace, release: s.release, environment: 'local', layers, kubeVersion: '1.36' };
   fs.writeFileSync(path.join(dir, 'clusters.yaml'), toYaml({ clusters: { fault: entry } }));
-  const r = await run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'runbook.ts'), 'status', '--cluster', 'fault', '--registry', path.join(dir, 'clusters.yaml'), '--json'], {
-    cwd: REPO_ROOT,
-    timeoutMs: 120_000,
-  });
+  const r = await runScript('runbook', ['status', '--cluster', 'fault', '--registry', path.join(dir, 'clusters.yaml'), '--json'], { timeoutMs: 120_000 });
   fs.rmSync(dir, { recursive: true, force: true });
   assert.is(r.exitCode, 0, r.stderr);
   return JSON.parse(r.stdout);

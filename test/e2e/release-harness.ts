@@ -8,10 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { run, type RunResult } from '../../scripts/lib/core/exec.ts';
-import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { helmToolName, type HelmMajor } from '../../scripts/lib/adapters/helm.ts';
 import { freePort } from './services.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `conduit-e2e-${prefix}-`));
@@ -19,7 +20,7 @@ export function tempDir(prefix: string): string {
 
 /** `npx zx scripts/release.ts ARGS` from the repository root. */
 export function releaseCli(args: string[], env: Record<string, string | undefined> = {}): Promise<RunResult> {
-  return run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'release.ts'), ...args], { cwd: REPO_ROOT, env, timeoutMs: 10 * 60_000 });
+  return runScript('release', args, { env });
 }
 
 /** Parse the --json document of a CLI run, failing with its stderr when it is not JSON. */

@@ -11,11 +11,12 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/core/exec.ts';
 import type { Kube } from '../../scripts/lib/adapters/kube.ts';
-import { CHART_DIR, REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { CHART_DIR } from '../../scripts/lib/core/paths.ts';
 import { readChartMeta } from '../../scripts/lib/engines/release.ts';
 import { chartAtVersion, helmUser, jsonOf, releaseCli, serveDirectory, tempDir, type HelmUser, type Served } from './release-harness.ts';
 import { kubeArgs, localClusterValues, RESTRICTED, waitArgs } from './release-install.ts';
 import { localCluster } from './support/localcluster.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const test = suite('release: upgrade from the previous version with deploy.ts');
 const current = readChartMeta(CHART_DIR);
@@ -72,7 +73,7 @@ test(`helm install ${PREVIOUS} from the repository, then deploy.ts upgrades to $
   assert.is(install.exitCode, 0, install.stderr);
   const keyBefore = await masterKey();
 
-  const deploy = await run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'deploy.ts'), '--namespace', NS, '--json'], { cwd: REPO_ROOT, timeoutMs: 10 * 60_000 });
+  const deploy = await runScript('deploy', ['--namespace', NS, '--json']);
   assert.is(deploy.exitCode, 0, deploy.stderr);
   const out = jsonOf(deploy);
   assert.is(out.result, 'succeeded');

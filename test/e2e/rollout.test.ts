@@ -23,8 +23,9 @@ import { startStandInExporter, type StandInExporter } from '../helpers/slo-expor
 import { freePort, instantQuery, startPrometheus, type PrometheusServer } from '../helpers/prometheus-server.ts';
 import { localCluster, sleep } from './support/localcluster.ts';
 import { waitFor } from './support/deploycli.ts';
+import { runScript, scriptPath } from '../helpers/zxscript.ts';
 
-const ROLLOUT_SCRIPT = path.join(REPO_ROOT, 'scripts', 'rollout.ts');
+const ROLLOUT_SCRIPT = scriptPath('rollout');
 const LAYERS = ['environments/local.yaml', 'clusters/local.yaml'];
 const HEALTHY = { rps: 100, errorRatio: 0.001, slowRatio: 0 };
 const BURST = { rps: 2000, errorRatio: 0.9 };
@@ -93,7 +94,7 @@ function baseArgs(f: Fleet, tag: string): string[] {
 }
 
 function rollout(args: string[]): Promise<RunResult> {
-  return run('npx', ['zx', ROLLOUT_SCRIPT, ...args], { cwd: REPO_ROOT, timeoutMs: 10 * 60_000 });
+  return runScript('rollout', args);
 }
 
 /** rollout.ts in its own process group (a terminal's foreground job), so Ctrl-C reaches it as a terminal sends it. */

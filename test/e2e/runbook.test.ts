@@ -14,11 +14,12 @@ import type { Kube, KubeObject } from '../../scripts/lib/adapters/kube.ts';
 import { acquireLock, readLock, releaseLock } from '../../scripts/lib/domain/lease.ts';
 import { readAudit } from '../../scripts/lib/domain/audit.ts';
 import { LOCAL_CONTEXT } from '../../scripts/lib/domain/target.ts';
-import { CHART_DIR, REPO_ROOT, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
+import { CHART_DIR, VALUES_DIR } from '../../scripts/lib/core/paths.ts';
 import { MASTER_KEY_ANNOTATION, RESTART_ANNOTATION } from '../../scripts/lib/engines/runbook.ts';
 import { tool } from '../../scripts/lib/adapters/tools.ts';
 import { Reporter } from '../../scripts/lib/core/ui.ts';
 import { localCluster } from './support/localcluster.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const test = suite('runbook.ts');
 let kube: Kube;
@@ -53,7 +54,7 @@ function request(overrides: Record<string, unknown>): DeployRequest {
 }
 
 async function runbook(args: string[], cluster = 'e2e'): Promise<RunResult> {
-  const r = await run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'runbook.ts'), ...args, '--cluster', cluster, '--registry', registry], { cwd: REPO_ROOT, timeoutMs: 5 * 60_000 });
+  const r = await runScript('runbook', [...args, '--cluster', cluster, '--registry', registry], { timeoutMs: 5 * 60_000 });
   outputs.push(r.stdout, r.stderr);
   return r;
 }

@@ -107,7 +107,7 @@ test.after(async () => {
 });
 
 test('build.ts builds docker/webui.Dockerfile: UID 1001, node only, SDKs linked at their relative paths', async () => {
-  const r = await runScript('build.ts', ['--engine', 'podman', '--component', 'webui', '--source', ctx.source, '--tag', '0.6.0', '--build-arg', `NODE_IMAGE=${NODE}`, '--json']);
+  const r = await runScript('build', ['--engine', 'podman', '--component', 'webui', '--source', ctx.source, '--tag', '0.6.0', '--build-arg', `NODE_IMAGE=${NODE}`, '--json']);
   assert.is(r.exitCode, 0, r.stderr);
   const ref = 'localhost/conduit-webui:0.6.0';
   const [info] = JSON.parse((await runChecked('podman', ['image', 'inspect', ref])).stdout);

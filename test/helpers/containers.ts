@@ -6,8 +6,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { run, runChecked, type RunResult } from '../../scripts/lib/core/exec.ts';
+import { run, runChecked } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+
+export { runScript } from './zxscript.ts';
 
 export const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures');
 
@@ -55,10 +57,6 @@ export async function fixtureSource(version: string): Promise<string> {
   await git('add', '-A');
   await git('commit', '-q', '-m', 'fixture');
   return dir;
-}
-
-export function runScript(script: string, args: string[], env: Record<string, string> = {}, timeoutMs = 10 * 60_000): Promise<RunResult> {
-  return run('npx', ['zx', path.join('scripts', script), ...args], { cwd: REPO_ROOT, env, timeoutMs });
 }
 
 export interface Registry {

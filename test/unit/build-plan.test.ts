@@ -7,6 +7,7 @@ import { componentsFor, parseBuildArgs, planBuild, planText, publicSourceUrl, re
 import type { Engine } from '../../scripts/lib/adapters/container.ts';
 import { run } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 // Engines as data: planning never runs them.
 const docker: Engine = { name: 'docker', bin: 'docker', version: '28', compose: ['docker', 'compose'] };
@@ -106,8 +107,7 @@ test('lock file: entries merge per component and the file stays valid JSON', () 
 });
 
 test('build.ts: a missing engine is a clear error with exit code 2', async () => {
-  const r = await run('npx', ['zx', 'scripts/build.ts', '--source', REPO_ROOT, '--component', 'api'], {
-    cwd: REPO_ROOT,
+  const r = await runScript('build', ['--source', REPO_ROOT, '--component', 'api'], {
     env: { CONDUIT_DOCKER: '/nonexistent/docker', CONDUIT_PODMAN: '/nonexistent/podman' },
     timeoutMs: 60_000,
   });
@@ -117,7 +117,7 @@ test('build.ts: a missing engine is a clear error with exit code 2', async () =>
 });
 
 test('build.ts --dry-run prints the commands and builds nothing', async () => {
-  const r = await run('npx', ['zx', 'scripts/build.ts', '--component', 'rabbitmq', '--engine', 'docker', '--dry-run', '--tag', '4.2-delayed', '--json'], { cwd: REPO_ROOT, timeoutMs: 60_000 });
+  const r = await runScript('build', ['--component', 'rabbitmq', '--engine', 'docker', '--dry-run', '--tag', '4.2-delayed', '--json'], { timeoutMs: 60_000 });
   assert.is(r.exitCode, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.is(out.dryRun, true);

@@ -6,12 +6,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'compose', 'compose.yaml');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-compose-cli-'));
 const envFile = path.join(dir, 'fixture.env');
 fs.writeFileSync(envFile, 'FIXTURE_IMAGE=localhost/fixture:1.0\nFIXTURE_SECRET=Qw7e8r9t0y1u2i3o4p5a\nSTORE_PORT=18081\n');
-const compose = (...args: string[]) => run('npx', ['zx', 'scripts/compose.ts', ...args], { cwd: REPO_ROOT, timeoutMs: 60_000 });
+const compose = (...args: string[]) => runScript('compose', args, { timeoutMs: 60_000 });
 
 test('usage errors exit 2', async () => {
   const cases = [[], ['launch'], ['up', 'extra-arg'], ['ps', '--volumes'], ['up', '--timeout', 'soon']];

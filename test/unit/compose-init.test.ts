@@ -12,12 +12,13 @@ import { validateProject } from '../../scripts/lib/engines/compose.ts';
 import { isUserError } from '../../scripts/lib/core/errors.ts';
 import { run } from '../../scripts/lib/core/exec.ts';
 import { REPO_ROOT } from '../../scripts/lib/core/paths.ts';
+import { runScript } from '../helpers/zxscript.ts';
 
 const COMPOSE_FILE = path.join(REPO_ROOT, 'compose', 'compose.yaml');
 const EXAMPLE = path.join(REPO_ROOT, 'compose', '.env.example');
 const GENERATED = ['CONDUIT_API_TO_API_BACKEND_AUTH_KEY', 'POSTGRES_PASSWORD', 'REDIS_PASSWORD', 'RABBITMQ_PASSWORD', 'GRAFANA_ADMIN_PASSWORD'];
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-compose-init-'));
-const compose = (...args: string[]) => run('npx', ['zx', 'scripts/compose.ts', ...args], { cwd: REPO_ROOT, timeoutMs: 60_000 });
+const compose = (...args: string[]) => runScript('compose', args, { timeoutMs: 60_000 });
 const sha = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
 /** A random source that hands out the given byte sequences, then zeros. */

@@ -44,4 +44,17 @@ test('a child started with a parent-death signal ends when its parent is SIGKILL
   assert.not.ok(alive, 'the detached child ended with its parent');
 });
 
+test('a timed-out child that ignores SIGTERM is killed, and its result comes even while a grandchild holds its output', async () => {
+  // sh ignores SIGTERM (and so does its `sleep`, which keeps sh's stdout open after sh is gone).
+  const r = await run('sh', ['-c', 'trap "" TERM; sleep 30 & echo $!; wait'], { timeoutMs: 300, killAfterMs: 300 });
+  const grandchild = Number(r.stdout.trim());
+  try {
+    assert.ok(r.timedOut);
+    assert.ok(grandchild > 0, r.stdout);
+    assert.ok(r.ms < 10_000, `the result waited for the grandchild: ${Math.round(r.ms)} ms`);
+  } finally {
+    if (grandchild > 0) process.kill(grandchild, 'SIGKILL');
+  }
+});
+
 test.run();

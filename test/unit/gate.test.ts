@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -100,24 +101,54 @@ test('helm gone before it reached the gate: waiting for the manifest ends, nothi
   assert.not.ok(fs.existsSync(gate.dir));
 });
 
-test('FIFO opens that start only after helm is gone (cancel first, pool busy) are released: the process still exits', () => {
-  // In a child process: the FIFO opens of the refusal have not even started when the cancel comes;
-  // a pool thread left in open() would keep process.exit itself from returning.
+test('closed while the script waits for a verdict: the script reads end-of-file and fails; one started after close fails at once', async () => {
+  const gate = await RenderGate.open(helm3);
+  const script = scriptOf(gate);
+  const copy = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gate-test-')), 'gate.sh');
+  fs.copyFileSync(script, copy);
+  const ran = runScript(gate, script, MANIFEST);
+  assert.is(await gate.manifest(), MANIFEST);
+  await gate.close();
+  const r = await ran;
+  assert.is(r.code, 1);
+  assert.is(r.stdout, '');
+  const late = await runScript(gate, copy, MANIFEST);
+  assert.ok(late.code > 0, `no directory, no FIFO to wait on: exit ${late.code}`);
+  assert.is(late.stdout, '');
+});
+
+/** Runs `body` (an async function text with `gate` in scope) in a child process with one pool thread; true when it exits by itself. */
+function exitsByItself(body: string): { status: number | null; signal: string | null; stdout: string; stderr: string } {
   const gateModule = new URL('../../scripts/lib/domain/gate.ts', import.meta.url).href;
   const script = `import('${gateModule}').then(async ({ RenderGate }) => {
     const gate = await RenderGate.open({ postRendererArgs: () => ({ args: [], env: {} }) });
-    // The only pool thread is busy for a while: the FIFO opens of the refusal wait in its queue, and
-    // helm's exit (the cancel) comes before they start; then they start, and only later is the gate closed.
+    ${body}
+    process.exit(0);
+  });`;
+  return spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+}
+
+test('asked for the manifest only after helm is gone (helm refused the values itself): undefined at once, and the process exits', () => {
+  const r = exitsByItself(`
+    await gate.cancel();
+    const m = await gate.manifest();
+    await gate.refuse('refused');
+    await gate.close();
+    process.stdout.write(String(m) + ' ' + require('node:fs').existsSync(gate.dir));`);
+  assert.is(r.status, 0, `the process did not end by itself (signal ${r.signal}): ${r.stderr}`);
+  assert.is(r.stdout, 'undefined false');
+});
+
+test('the thread pool busy while helm is refused and gone: the process still exits', () => {
+  // The only pool thread is busy for a while when the refusal and helm's exit (the cancel) come.
+  const r = exitsByItself(`
     const busy = new Promise((r) => require('node:crypto').pbkdf2('x', 'y', 300000, 32, 'sha256', r));
     void gate.refuse('refused').catch(() => undefined);
     void gate.cancel();
     await busy;
     await new Promise((r) => setTimeout(r, 200));
     await gate.close();
-    process.stdout.write(String(require('node:fs').existsSync(gate.dir)));
-    process.exit(0);
-  });`;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+    process.stdout.write(String(require('node:fs').existsSync(gate.dir)));`);
   assert.is(r.status, 0, `the process did not end by itself (signal ${r.signal}): ${r.stderr}`);
   assert.is(r.stdout, 'false', 'close removed the directory');
 });

@@ -19,7 +19,10 @@ export interface RunOptions {
    * foreground group) does not reach it: the caller decides when and how to stop it (via `signal`).
    */
   detached?: boolean;
-  /** After `signal` aborted or the timeout sent SIGTERM, SIGKILL the child if it still runs this long after. */
+  /**
+   * After `signal` aborted or the timeout sent SIGTERM, SIGKILL the child if it still runs this long
+   * after. A timed-out child is always killed in the end: 10 s after SIGTERM unless set.
+   */
   killAfterMs?: number;
   /**
    * Linux: the child receives this signal when this process dies, even by SIGKILL (util-linux
@@ -31,6 +34,10 @@ export interface RunOptions {
 }
 
 const SETPRIV = '/usr/bin/setpriv';
+/** A timed-out child that ignores SIGTERM this long gets SIGKILL. */
+const TIMEOUT_KILL_AFTER_MS = 10_000;
+/** How long a stopped child's output is still read after it exited. */
+const STOPPED_OUTPUT_WAIT_MS = 2_000;
 let setprivPresent: boolean | undefined;
 
 /** The argv that starts `cmd` so that it gets `sig` when this process dies (unchanged where that is not possible). */
@@ -82,7 +89,8 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
     };
     const kill = () => {
       signalChild('SIGTERM');
-      if (options.killAfterMs !== undefined && !killTimer) killTimer = setTimeout(() => signalChild('SIGKILL'), options.killAfterMs);
+      const grace = options.killAfterMs ?? (timedOut ? TIMEOUT_KILL_AFTER_MS : undefined);
+      if (grace !== undefined && !killTimer) killTimer = setTimeout(() => signalChild('SIGKILL'), grace);
     };
     const timer = options.timeoutMs ? setTimeout(() => ((timedOut = true), kill()), options.timeoutMs) : undefined;
     const onAbort = () => kill();
@@ -113,6 +121,16 @@ export async function run(cmd: string, args: readonly string[], options: RunOpti
       finish(1);
     });
     child.on('close', (code) => finish(typeof code === 'number' ? code : 1));
+    // A child that was stopped may leave children of its own holding its output open ('close' would
+    // then never come): once it has exited, whatever it printed by then is the result.
+    child.on('exit', (code) => {
+      if (!timedOut && !options.signal?.aborted) return;
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        finish(typeof code === 'number' ? code : 1);
+      }, STOPPED_OUTPUT_WAIT_MS).unref();
+    });
   });
 }
 

@@ -6,11 +6,17 @@
 // Helm 3 runs the gate as `--post-renderer /path/gate.sh`; Helm 4 only runs post-renderer plugins, so
 // the same script is installed as the plugin `conduit-gate` in a private plugin directory
 // (HELM_PLUGINS for that one helm process). The script and this process talk through two FIFOs in a
-// private directory (0700): the script stores the manifest (0600, removed on close), signals on
-// `request`, and blocks on `response` until the deploy writes `ok` (the manifest goes back to helm
-// unchanged) or `refuse` (the script fails; helm stops before it stores or applies anything).
+// private directory (0700): the script stores the manifest (0600, removed on close), writes a line to
+// `request`, and reads one line from `response`: `ok` (the manifest goes back to helm unchanged) or
+// anything else (the script fails with the reason; helm stops before it stores or applies anything).
+//
+// This process holds both FIFOs open read-write and non-blocking from the start, so no open() ever
+// waits for the other end: the script's opens return at once, a verdict written before the script
+// asks waits in the pipe, and `request` is watched by the event loop. Nothing is ever parked in the
+// thread pool (a pool thread blocked in a FIFO open would keep even process.exit from returning).
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -24,10 +30,11 @@ set -e
 d="$CONDUIT_GATE_DIR"
 umask 077
 cat > "$d/manifest"
-: > "$d/request"
-verdict=$(cat "$d/response")
+echo ready > "$d/request"
+verdict=
+read -r verdict < "$d/response" || true
 if [ "$verdict" = ok ]; then exec cat "$d/manifest"; fi
-cat "$d/reason" >&2
+cat "$d/reason" >&2 2>/dev/null || echo "refused by deploy.ts (no reason given)" >&2
 exit 1
 `;
 
@@ -39,16 +46,26 @@ export class RenderGate {
   readonly env: Record<string, string>;
   private cancelled = false;
   private decided = false;
-  private requested?: Promise<void>;
-  /** FIFO operations still running in the thread pool (each may be blocked in open() until the other end opens). */
-  private readonly inFlight = new Set<Promise<unknown>>();
-  /** Settles once every FIFO operation has ended after a cancel. */
-  private drained?: Promise<void>;
+  private closed = false;
+  /** `request`, watched by the event loop: the script wrote its line (or the gate was cancelled). */
+  private readonly requestWatch: net.Socket;
+  private readonly requested: Promise<void>;
+  private release!: () => void;
+  /** `response`, held read-write: the script's read-only open never waits, and a verdict waits in the pipe. */
+  private readonly responseFd: number;
 
   private constructor(dir: string, helmArgs: string[], env: Record<string, string>) {
     this.dir = dir;
     this.helmArgs = helmArgs;
     this.env = env;
+    const open = (name: string) => fs.openSync(path.join(dir, name), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+    this.responseFd = open('response');
+    this.requested = new Promise((resolve) => (this.release = resolve));
+    this.requestWatch = new net.Socket({ fd: open('request'), readable: true, writable: false });
+    this.requestWatch.once('data', () => this.release());
+    this.requestWatch.on('error', () => this.release());
+    // A gate alone never keeps the process alive: helm, its child, does while it runs.
+    this.requestWatch.unref();
   }
 
   /** A gate for one run of this helm. */
@@ -78,31 +95,9 @@ export class RenderGate {
     return new RenderGate(dir, route.args, { CONDUIT_GATE_DIR: dir, ...route.env });
   }
 
-  /**
-   * Reads the script's signal on `request` (once): its open blocks until the script opens the other
-   * end, and the script waits for this reader before it waits for the verdict, so a verdict given
-   * before anyone asked for the manifest needs it too.
-   */
-  private request(): Promise<void> {
-    return (this.requested ??= this.track(fs.promises.readFile(path.join(this.dir, 'request'))).then(
-      () => undefined,
-      () => undefined,
-    ));
-  }
-
-  private track<T>(op: Promise<T>): Promise<T> {
-    const settled = op.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.inFlight.add(settled);
-    void settled.then(() => this.inFlight.delete(settled));
-    return op;
-  }
-
-  /** helm's rendered manifest, once helm reaches the gate; undefined when cancelled first. */
+  /** helm's rendered manifest, once helm reaches the gate; undefined when cancelled first (or after). */
   async manifest(): Promise<string | undefined> {
-    await this.request();
+    await this.requested;
     if (this.cancelled) return undefined;
     return fs.promises.readFile(path.join(this.dir, 'manifest'), 'utf8');
   }
@@ -124,45 +119,29 @@ export class RenderGate {
     return !this.decided && !this.cancelled;
   }
 
+  /** The verdict goes into the pipe at once (a few bytes never fill it); the script reads it when it gets there. */
   private async answer(verdict: string): Promise<void> {
     if (!this.pending) return;
     this.decided = true;
-    void this.request();
-    // Opening the FIFO waits for the script to read; a cancel (helm gone) opens the other end.
-    await this.track(fs.promises.writeFile(path.join(this.dir, 'response'), `${verdict}\n`)).catch((e: NodeJS.ErrnoException) => {
-      if (!this.cancelled) throw e;
-    });
+    fs.writeSync(this.responseFd, `${verdict}\n`);
+  }
+
+  /** Helm exited (or was stopped): whoever waits for its manifest gets undefined, now or later. */
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    this.release();
   }
 
   /**
-   * Helm exited (or was stopped): release whatever this side is still waiting for, so no FIFO open
-   * stays blocked in the thread pool (a blocked pool thread would even keep process.exit from
-   * returning). The other end is opened until every operation has ended: an open that the pool had not
-   * started yet at the first poke would otherwise block later, for good.
+   * Remove the directory (the stored manifest holds Secret values), then let go of the FIFOs: a script
+   * still waiting for a verdict reads end-of-file and fails; one that starts later finds no FIFO.
    */
-  cancel(): Promise<void> {
-    if (this.drained) return this.drained;
-    this.cancelled = true;
-    const poke = (name: string, flags: number) => {
-      try {
-        fs.closeSync(fs.openSync(path.join(this.dir, name), flags | fs.constants.O_NONBLOCK));
-      } catch {
-        // nobody waiting on that end (yet)
-      }
-    };
-    this.drained = (async () => {
-      for (let i = 0; i < 500 && this.inFlight.size; i++) {
-        poke('request', fs.constants.O_WRONLY);
-        if (this.decided) poke('response', fs.constants.O_RDONLY);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
-    return this.drained;
-  }
-
-  /** Remove the directory (the stored manifest holds Secret values), once nothing waits on its FIFOs. */
   async close(): Promise<void> {
     await this.cancel();
+    if (this.closed) return;
+    this.closed = true;
     fs.rmSync(this.dir, { recursive: true, force: true });
+    this.requestWatch.destroy();
+    fs.closeSync(this.responseFd);
   }
 }

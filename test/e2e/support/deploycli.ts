@@ -9,8 +9,9 @@ import { run, type RunResult } from '../../../scripts/lib/core/exec.ts';
 import type { Kube } from '../../../scripts/lib/adapters/kube.ts';
 import { REPO_ROOT } from '../../../scripts/lib/core/paths.ts';
 import { tool } from '../../../scripts/lib/adapters/tools.ts';
+import { runScript, scriptPath } from '../../helpers/zxscript.ts';
 
-export const DEPLOY_SCRIPT = path.join(REPO_ROOT, 'scripts', 'deploy.ts');
+export const DEPLOY_SCRIPT = scriptPath('deploy');
 
 export interface Scratch {
   namespace: string;
@@ -39,7 +40,7 @@ export async function scratchTarget(kube: Kube, prefix: string): Promise<Scratch
   const s: Scratch = {
     namespace,
     release,
-    deploy: (args, options = {}) => run('npx', ['zx', DEPLOY_SCRIPT, '--namespace', namespace, '--release', release, ...args], { cwd: REPO_ROOT, timeoutMs: options.timeoutMs ?? 10 * 60_000 }),
+    deploy: (args, options = {}) => runScript('deploy', ['--namespace', namespace, '--release', release, ...args], options),
     helm,
     history: async () => {
       const r = await helm(['history', release, '--output', 'json']);

@@ -7,19 +7,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { processStart } from '../../../scripts/lib/domain/lease.ts';
-import { run, type RunResult } from '../../../scripts/lib/core/exec.ts';
+import type { RunResult } from '../../../scripts/lib/core/exec.ts';
 import { Kube } from '../../../scripts/lib/adapters/kube.ts';
 import { localClusterStatus } from '../../../scripts/lib/engines/cluster.ts';
 import { localClusterPaths, localTarget } from '../../../scripts/lib/domain/target.ts';
-import { REPO_ROOT } from '../../../scripts/lib/core/paths.ts';
 import { tool } from '../../../scripts/lib/adapters/tools.ts';
+import { runScript } from '../../helpers/zxscript.ts';
 
 let ready: Promise<Kube> | undefined;
 let startedHere = false;
 
 /** Run `npx zx scripts/cluster.ts ARGS` as an operator would. */
 export function clusterCli(args: string[], timeoutMs = 45 * 60_000): Promise<RunResult> {
-  return run('npx', ['zx', path.join(REPO_ROOT, 'scripts', 'cluster.ts'), ...args], { cwd: REPO_ROOT, timeoutMs });
+  return runScript('cluster', args, { timeoutMs });
 }
 
 /** A client of the local cluster, bringing the cluster up first if needed (once per process). */

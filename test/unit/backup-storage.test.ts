@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DirectoryStorage } from '../../scripts/lib/adapters/storage.ts';
+import { DirectoryStorage, multipartPartSize } from '../../scripts/lib/adapters/storage.ts';
 
 async function withRoot(fn: (root: string, storage: DirectoryStorage) => Promise<void>): Promise<void> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-storage-'));
@@ -53,5 +53,18 @@ test('upload to a directory: a stream that breaks off leaves nothing, and its er
     assert.is(failed?.message, 'pg_dump exited 1');
     assert.equal(await storage.list(), [], 'neither the key nor the temporary file');
   }));
+
+test('S3 part size: 8 MiB up to a 40 GB database, then large enough for twice the expected size in 10 000 parts', () => {
+  const MiB = 1024 * 1024;
+  assert.is(multipartPartSize(), 8 * MiB);
+  assert.is(multipartPartSize(200e6), 8 * MiB);
+  assert.is(multipartPartSize(40e9), 8 * MiB);
+  for (const bytes of [100e9, 1e12, 20e12]) {
+    const part = multipartPartSize(bytes);
+    assert.is(part % MiB, 0, 'whole MiB');
+    assert.ok(part * 10_000 >= 2 * bytes, `${bytes} bytes: ${part}-byte parts hold twice that`);
+  }
+  assert.is(multipartPartSize(1e18), 5 * 1024 * MiB, 'never above the 5 GiB part limit');
+});
 
 test.run();

@@ -274,13 +274,16 @@ export class PsqlSession {
  * Open a REPEATABLE READ transaction and export its snapshot, for `pg_dump --snapshot` and for
  * table statistics that describe exactly the dumped data.
  */
-export async function openSnapshot(c: PgConnection): Promise<{ session: PsqlSession; snapshot: string }> {
+export async function openSnapshot(c: PgConnection): Promise<{ session: PsqlSession; snapshot: string; serverVersion: string; databaseBytes: number }> {
   const session = new PsqlSession(c);
   try {
-    const out = await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_catalog.pg_export_snapshot();');
-    const snapshot = out.trim().split('\n').pop() ?? '';
+    // One round trip: the dump waits for it.
+    const out = await session.query(
+      "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_catalog.pg_export_snapshot(), pg_catalog.current_setting('server_version'), pg_catalog.pg_database_size(pg_catalog.current_database());",
+    );
+    const [snapshot = '', serverVersion = '', size = ''] = (out.trim().split('\n').pop() ?? '').split('|');
     if (!/^[0-9A-F-]+$/i.test(snapshot)) throw new UserError(`could not export a snapshot (got "${snapshot}")`);
-    return { session, snapshot };
+    return { session, snapshot, serverVersion, databaseBytes: Number(size) || 0 };
   } catch (e) {
     await session.close();
     throw e;
@@ -298,12 +301,25 @@ export interface DumpProcess {
   kill(): void;
 }
 
-export function dumpArgs(options: { snapshot?: string; compressLevel?: number }): string[] {
-  return ['--format=custom', ...(options.compressLevel !== undefined ? [`--compress=${options.compressLevel}`] : []), '--no-password', ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : [])];
+export interface DumpOptions {
+  snapshot?: string;
+  compressLevel?: number;
+  /** Write the archive to this file (seekable: its table of contents gets the data offsets that a parallel pg_restore needs) instead of stdout. */
+  file?: string;
 }
 
-/** Start pg_dump (custom format) writing to a pipe. */
-export function startDump(c: PgConnection, options: { snapshot?: string; compressLevel?: number } = {}): DumpProcess {
+export function dumpArgs(options: DumpOptions): string[] {
+  return [
+    '--format=custom',
+    ...(options.compressLevel !== undefined ? [`--compress=${options.compressLevel}`] : []),
+    '--no-password',
+    ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : []),
+    ...(options.file ? [`--file=${options.file}`] : []),
+  ];
+}
+
+/** Start pg_dump (custom format) writing to a pipe, or to `file`. */
+export function startDump(c: PgConnection, options: DumpOptions = {}): DumpProcess {
   const bin = pgProgram('pg_dump');
   const args = dumpArgs(options);
   // Should this process die (SIGKILL), pg_dump stops too: once it writes, our closed pipe stops it

@@ -25,9 +25,12 @@ export interface BackupStorage {
   readonly display: string;
   list(): Promise<StoredObject[]>;
   /** Stream a body into key; on error or abort nothing readable is left under key. */
-  upload(key: string, body: Readable, signal?: AbortSignal): Promise<void>;
-  /** Begin, in the background, what the first call would otherwise wait for (S3: loading the SDK). */
-  prepare?(): void;
+  upload(key: string, body: Readable, signal?: AbortSignal, expectedBytes?: number): Promise<void>;
+  /**
+   * Directories only: `write` makes the object as a local file at the path it is given; the object
+   * appears under key, durable, once `write` resolved, and nothing is left when it throws.
+   */
+  writeLocal?<T>(key: string, write: (file: string) => Promise<T>): Promise<T>;
   /** Write a small object at once (atomic). */
   put(key: string, data: Buffer | string): Promise<void>;
   /** Read a small object; undefined when it does not exist. */
@@ -101,16 +104,21 @@ export class DirectoryStorage implements BackupStorage {
   }
 
   async upload(key: string, body: Readable, signal?: AbortSignal): Promise<void> {
+    await this.writeLocal(key, (partial) => pipeline(body, fs.createWriteStream(partial, { highWaterMark: 1 << 20 }), { signal }));
+  }
+
+  async writeLocal<T>(key: string, write: (file: string) => Promise<T>): Promise<T> {
     const target = this.file(key);
     const partial = `${target}.partial`;
     fs.mkdirSync(path.dirname(target), { recursive: true });
     try {
-      await pipeline(body, fs.createWriteStream(partial, { highWaterMark: 1 << 20 }), { signal });
+      const result = await write(partial);
       // Durable before it gets its final name (and before the manifest is written after it),
       // as pg_dump -f does for its own output.
       await fsyncFile(partial);
       fs.renameSync(partial, target);
       await fsyncFile(path.dirname(target));
+      return result;
     } catch (e) {
       fs.rmSync(partial, { force: true });
       throw e;
@@ -155,6 +163,21 @@ export class DirectoryStorage implements BackupStorage {
 
 // ---------------------------------------------------------------------------------------------
 
+/** S3 allows 10 000 parts per upload, each at most 5 GiB. */
+const MAX_PARTS = 10_000;
+const MIN_PART = 8 * 1024 * 1024;
+const MAX_PART = 5 * 1024 * 1024 * 1024;
+
+/**
+ * The part size of a multipart upload whose size is known only roughly beforehand: 8 MiB, or larger
+ * (whole MiB) so that twice the expected size still fits in S3's 10 000 parts. With 8 MiB parts
+ * alone an upload would end at about 80 GB.
+ */
+export function multipartPartSize(expectedBytes = 0): number {
+  const needed = Math.ceil((2 * expectedBytes) / MAX_PARTS / (1024 * 1024)) * 1024 * 1024;
+  return Math.min(MAX_PART, Math.max(MIN_PART, needed));
+}
+
 export class S3Storage implements BackupStorage {
   readonly bucket: string;
   readonly prefix: string;
@@ -191,11 +214,6 @@ export class S3Storage implements BackupStorage {
     registerSecret(process.env.AWS_SECRET_ACCESS_KEY);
     registerSecret(process.env.AWS_SESSION_TOKEN);
     this.config = config;
-  }
-
-  /** Start loading the SDK now, in the background (e.g. while a backup opens its snapshot and starts pg_dump). */
-  prepare(): void {
-    this.load().catch(() => undefined); // a failed load is reported by the call that needs it
   }
 
   private load() {
@@ -241,7 +259,7 @@ export class S3Storage implements BackupStorage {
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
-  async upload(key: string, body: Readable, signal?: AbortSignal): Promise<void> {
+  async upload(key: string, body: Readable, signal?: AbortSignal, expectedBytes?: number): Promise<void> {
     // lib-storage reads the stream in parts (multipart upload); a failure aborts the multipart
     // upload, so no object appears under key.
     const { client, Upload } = await this.load();
@@ -249,7 +267,7 @@ export class S3Storage implements BackupStorage {
     const upload = new Upload({
       client,
       params: { Bucket: this.bucket, Key: this.key(key), Body: pass, ContentType: 'application/octet-stream' },
-      partSize: 8 * 1024 * 1024,
+      partSize: multipartPartSize(expectedBytes),
       queueSize: 2,
       leavePartsOnError: false,
     });

@@ -117,6 +117,22 @@ test('closed while the script waits for a verdict: the script reads end-of-file 
   assert.is(late.stdout, '');
 });
 
+test('deploy.ts killed before the script reached its FIFOs: the script does not wait for good on FIFOs nobody holds', async () => {
+  const gate = await RenderGate.open(helm3);
+  const script = scriptOf(gate);
+  // The gate's directory as a SIGKILLed deploy.ts leaves it: FIFOs that nobody holds open.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gate-test-'));
+  spawnSync('mkfifo', [path.join(dir, 'request'), path.join(dir, 'response')]);
+  const gone = spawnSync('true').pid!; // a pid whose process has exited
+  const started = performance.now();
+  const r = spawnSync(script, [], { input: MANIFEST, env: { ...process.env, CONDUIT_GATE_DIR: dir, CONDUIT_GATE_PID: String(gone) }, timeout: 20_000, encoding: 'utf8' });
+  await gate.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+  assert.ok(performance.now() - started < 10_000, 'the script ended by itself, well before the 20 s limit');
+  assert.not.equal(r.status, 0);
+  assert.is(r.stdout, '', 'helm gets no manifest');
+});
+
 /** Runs `body` (an async function text with `gate` in scope) in a child process with one pool thread; true when it exits by itself. */
 function exitsByItself(body: string): { status: number | null; signal: string | null; stdout: string; stderr: string } {
   const gateModule = new URL('../../scripts/lib/domain/gate.ts', import.meta.url).href;

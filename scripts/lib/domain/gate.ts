@@ -29,10 +29,18 @@ const SCRIPT = `#!/bin/sh
 set -e
 d="$CONDUIT_GATE_DIR"
 umask 077
+# Should deploy.ts die without closing the gate (SIGKILL), nothing waits here for good on a FIFO
+# nobody holds any more: this script ends within a second of it.
+watchdog=
+if [ -n "$CONDUIT_GATE_PID" ]; then
+  (while kill -0 "$CONDUIT_GATE_PID" 2>/dev/null; do sleep 1; done; kill $$ 2>/dev/null) </dev/null >/dev/null 2>&1 &
+  watchdog=$!
+fi
 cat > "$d/manifest"
 echo ready > "$d/request"
 verdict=
 read -r verdict < "$d/response" || true
+if [ -n "$watchdog" ]; then kill "$watchdog" 2>/dev/null || true; fi
 if [ "$verdict" = ok ]; then exec cat "$d/manifest"; fi
 cat "$d/reason" >&2 2>/dev/null || echo "refused by deploy.ts (no reason given)" >&2
 exit 1
@@ -92,7 +100,7 @@ export class RenderGate {
     );
     await promisify(execFile)('mkfifo', ['-m', '600', path.join(dir, 'request'), path.join(dir, 'response')]);
     const route = helm.postRendererArgs({ executable: script, plugin: PLUGIN, pluginsDir: path.join(dir, 'plugins') });
-    return new RenderGate(dir, route.args, { CONDUIT_GATE_DIR: dir, ...route.env });
+    return new RenderGate(dir, route.args, { CONDUIT_GATE_DIR: dir, CONDUIT_GATE_PID: String(process.pid), ...route.env });
   }
 
   /** helm's rendered manifest, once helm reaches the gate; undefined when cancelled first (or after). */

@@ -133,7 +133,7 @@ test('deploy.ts killed before the script reached its FIFOs: the script does not 
   assert.is(r.stdout, '', 'helm gets no manifest');
 });
 
-/** Runs `body` (an async function text with `gate` in scope) in a child process with one pool thread; true when it exits by itself. */
+/** Runs `body` (an async function text with `gate` in scope) in a child process with one pool thread, then exit 0; a process that does not end by itself is stopped after 20 s (signal set). */
 function exitsByItself(body: string): { status: number | null; signal: string | null; stdout: string; stderr: string } {
   const gateModule = new URL('../../scripts/lib/domain/gate.ts', import.meta.url).href;
   const script = `import('${gateModule}').then(async ({ RenderGate }) => {
@@ -146,7 +146,7 @@ function exitsByItself(body: string): { status: number | null; signal: string | 
 
 test('asked for the manifest only after helm is gone (helm refused the values itself): undefined at once, and the process exits', () => {
   const r = exitsByItself(`
-    await gate.cancel();
+    gate.cancel();
     const m = await gate.manifest();
     await gate.refuse('refused');
     await gate.close();
@@ -160,7 +160,7 @@ test('the thread pool busy while helm is refused and gone: the process still exi
   const r = exitsByItself(`
     const busy = new Promise((r) => require('node:crypto').pbkdf2('x', 'y', 300000, 32, 'sha256', r));
     void gate.refuse('refused').catch(() => undefined);
-    void gate.cancel();
+    gate.cancel();
     await busy;
     await new Promise((r) => setTimeout(r, 200));
     await gate.close();

@@ -135,7 +135,7 @@ export class RenderGate {
   }
 
   /** Helm exited (or was stopped): whoever waits for its manifest gets undefined, now or later. */
-  async cancel(): Promise<void> {
+  cancel(): void {
     this.cancelled = true;
     this.release();
   }
@@ -145,7 +145,7 @@ export class RenderGate {
    * still waiting for a verdict reads end-of-file and fails; one that starts later finds no FIFO.
    */
   async close(): Promise<void> {
-    await this.cancel();
+    this.cancel();
     if (this.closed) return;
     this.closed = true;
     fs.rmSync(this.dir, { recursive: true, force: true });

@@ -169,7 +169,7 @@ class Meter extends Transform {
   private readonly flushCheck?: () => Promise<void>;
   private readonly block: number;
 
-  constructor(label: string, progress?: Progress, flushCheck?: () => Promise<void>, block = METER_BLOCK) {
+  constructor(label: string, progress?: Progress, flushCheck?: () => Promise<void>, block = 0) {
     // The readable side holds up to 16 MiB: pg_dump does not stall while a consumer that is still
     // setting up (an S3 upload whose SDK is loading) catches up.
     super({ writableHighWaterMark: 1 << 20, readableHighWaterMark: 16 << 20 });
@@ -316,7 +316,7 @@ async function writeDump(o: CreateOptions, key: string, snapshot: string, expect
   // 0.1 s): it reads the catalog meanwhile, and its first output waits in the pipe.
   const dump = startDump(o.connection, { snapshot });
   // No blocks of its own: the upload gathers its parts anyway.
-  const meter = new Meter('dumped', o.progress, () => dump.done, 0);
+  const meter = new Meter('dumped', o.progress, () => dump.done);
   await runDump(o, dump, () => o.storage.upload(key, dump.stdout.pipe(meter), o.signal, expectedBytes));
   return { size: meter.bytes, sha256: meter.digest() };
 }
@@ -372,7 +372,7 @@ export interface BackupInfo {
 }
 
 async function sha256Of(stream: Readable, progress?: Progress, label = 'read'): Promise<{ sha256: string; size: number }> {
-  const meter = new Meter(label, progress, undefined, 0);
+  const meter = new Meter(label, progress);
   await pipeline(stream, meter, async function* (src) {
     for await (const _ of src) {
       /* drain */
@@ -482,6 +482,7 @@ export async function fetchVerifiedDump(storage: BackupStorage, backup: BackupIn
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'conduit-restore-'));
     cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
     file = path.join(dir, DUMP_FILE);
+    // Written to a file: in blocks.
     const meter = new Meter('downloaded', progress, undefined, METER_BLOCK);
     try {
       await pipeline(await storage.read(`${backup.id}/${DUMP_FILE}`), meter, fs.createWriteStream(file));

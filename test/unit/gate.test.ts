@@ -19,6 +19,9 @@ function runScript(gate: RenderGate, script: string, input: string): Promise<{ c
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A script that fails before reading its input (no gate directory any more) closes the pipe
+    // first: the write then fails with EPIPE, which is that script's outcome, not the test's error.
+    child.stdin.on('error', () => {});
     child.stdin.end(input);
   });
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { findBackup, planRestore, restoreBackup, type RestoreHooks } from '../../scripts/lib/engines/backup.ts';
-import { parseDatabaseUrl, tableStats } from '../../scripts/lib/adapters/pg.ts';
+import { parseDatabaseUrl, tableStats, type ChecksumKind } from '../../scripts/lib/adapters/pg.ts';
 import { openStorage } from '../../scripts/lib/adapters/storage.ts';
 import { backupCli, datasetRowTotal, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
@@ -82,18 +82,86 @@ for (const kind of ['directory', 's3'] as const) {
   });
 }
 
-t('the table checksum notices a single changed value (so a passing compare means something)', async () => {
-  const before = await stats('restored_directory');
-  await pg.sql('restored_directory', "UPDATE app.users SET display_name = display_name || '.' WHERE id = 4243;");
-  const after = await stats('restored_directory');
-  const changed = after.filter((x, i) => x.checksum !== before[i].checksum).map((x) => `${x.schema}.${x.table}`);
-  assert.equal(changed, ['app.users']);
-  assert.equal(
-    after.map((x) => x.rows),
-    before.map((x) => x.rows),
+const statsOf = (db: string, kind: ChecksumKind) => tableStats({ ...parseDatabaseUrl(pg.urlWithPassword(db)) }, kind);
+
+for (const kind of ['auto', 'text'] as const) {
+  t(`the table checksum (${kind}) notices a single changed value (so a passing compare means something)`, async () => {
+    const before = await statsOf('restored_directory', kind);
+    for (const change of [
+      ["UPDATE app.users SET display_name = display_name || '.' WHERE id = 4243;", 'UPDATE app.users SET display_name = left(display_name, -1) WHERE id = 4243;'],
+      ['UPDATE app.users SET balance = balance + 0.01 WHERE id = 4243;', 'UPDATE app.users SET balance = balance - 0.01 WHERE id = 4243;'],
+    ]) {
+      await pg.sql('restored_directory', change[0]);
+      const after = await statsOf('restored_directory', kind);
+      const changed = after.filter((x, i) => x.checksum !== before[i].checksum).map((x) => `${x.schema}.${x.table}`);
+      assert.equal(changed, ['app.users'], change[0]);
+      assert.equal(
+        after.map((x) => x.rows),
+        before.map((x) => x.rows),
+      );
+      await pg.sql('restored_directory', change[1]);
+      assert.equal(await statsOf('restored_directory', kind), before, 'and reverting it restores the checksum');
+    }
+  });
+}
+
+t('checksum kinds: rec: for tables of hash-stable column types; the text form for oids, enums, nondeterministic collations and large objects', async () => {
+  const db = 'checksum_kinds';
+  await pg.createDatabase(db);
+  await pg.sql(
+    db,
+    `CREATE TYPE mood AS ENUM ('calm', 'busy');
+     CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+     CREATE TABLE typed (id bigint, name varchar(20), tags text[], seen timestamptz, ratio real, data jsonb, flag boolean, k uuid);
+     CREATE TABLE with_enum (id integer, mood mood);
+     CREATE TABLE with_nocase (id integer, name text COLLATE nocase);
+     CREATE TABLE with_domain_free_numeric (id integer, amount numeric);
+     INSERT INTO typed VALUES (1, 'a', '{x,y}', '2026-01-01Z', 0.5, '{"a": 1}', true, gen_random_uuid()), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+     INSERT INTO with_enum VALUES (1, 'calm');
+     INSERT INTO with_nocase VALUES (1, 'Abc');
+     INSERT INTO with_domain_free_numeric VALUES (1, 1.50);`,
   );
-  await pg.sql('restored_directory', 'UPDATE app.users SET display_name = left(display_name, -1) WHERE id = 4243;');
-  assert.equal(await stats('restored_directory'), before, 'and reverting it restores the checksum');
+  const kinds = Object.fromEntries((await statsOf(db, 'auto')).map((x) => [`${x.schema}.${x.table}`, x.checksum.startsWith('rec:') ? 'rec' : /^[0-9a-f]{32}$/.test(x.checksum) ? 'text' : x.checksum]));
+  assert.equal(kinds, {
+    'public.typed': 'rec',
+    'public.with_enum': 'text',
+    'public.with_nocase': 'text',
+    'public.with_domain_free_numeric': 'rec',
+    'pg_catalog.pg_largeobject': 'text',
+  });
+  const text = await statsOf(db, 'text');
+  assert.ok(
+    text.every((x) => /^[0-9a-f]{32}$/.test(x.checksum)),
+    'the text kind gives no rec: checksum',
+  );
+  // The data set's tables: every type of app.* is on the list; documents holds an oid.
+  const dataset = await stats('conduit');
+  assert.equal(
+    dataset.filter((x) => x.checksum.startsWith('rec:')).map((x) => `${x.schema}.${x.table}`),
+    ['app.audit', 'app.requests', 'app.users', 'app.virtual_keys'],
+  );
+});
+
+t('a backup whose manifest has text-form checksums (written before rec: existed) still verifies and restores; a wrong one fails', async () => {
+  const dest = path.join(dir, 'roundtrip');
+  const [original] = (await backupCli(['list', '--from', dest, '--json'], env)).json.backups;
+  const textTables = await statsOf('conduit', 'text');
+  for (const [suffix, tables, passes] of [
+    ['0001aa', textTables, true],
+    ['0002bb', textTables.map((x) => (x.table === 'requests' ? { ...x, checksum: x.checksum.replace(/^./, (c) => (c === '0' ? '1' : '0')) } : x)), false],
+  ] as const) {
+    const id = original.id.replace(/-[0-9a-f]+$/, `-${suffix}`);
+    fs.cpSync(path.join(dest, original.id), path.join(dest, id), { recursive: true });
+    const manifest = JSON.parse(fs.readFileSync(path.join(dest, id, 'manifest.json'), 'utf8'));
+    fs.writeFileSync(path.join(dest, id, 'manifest.json'), JSON.stringify({ ...manifest, id, tables }, null, 2));
+    const verified = await backupCli(['verify', '--from', dest, '--backup', id, '--scratch-url', pg.url('postgres'), '--json'], env);
+    assert.is(verified.json?.passed, passes, `${id}: ${verified.stdout}${verified.stderr}`);
+    assert.equal(
+      verified.json.tables.filter((x: { passed: boolean }) => !x.passed).map((x: { table: string }) => x.table),
+      passes ? [] : ['requests'],
+    );
+    fs.rmSync(path.join(dest, id), { recursive: true });
+  }
 });
 
 t('restore refuses a non-empty target without --clean; --clean replaces the objects', async () => {

@@ -192,8 +192,20 @@ export function parseTableStats(output: string): TableStats[] {
   return (JSON.parse(line) as TableStats[]).map((t) => ({ schema: t.schema, table: t.table, rows: Number(t.rows), checksum: t.checksum }));
 }
 
-export async function tableStats(c: PgConnection): Promise<TableStats[]> {
-  return parseTableStats(await psql(c, tableStatsSql()));
+/**
+ * Which row hash the table checksums use (see table-stats.sql): `auto` gives `rec:` checksums to the
+ * tables whose column types allow it; `text` hashes every row's text form, as manifests written
+ * before `rec:` existed do.
+ */
+export type ChecksumKind = 'auto' | 'text';
+
+/** The checksum kind that reproduces the checksums of a manifest's tables. */
+export function checksumKindOf(tables: TableStats[]): ChecksumKind {
+  return tables.some((t) => t.checksum.startsWith('rec:')) ? 'auto' : 'text';
+}
+
+export async function tableStats(c: PgConnection, kind: ChecksumKind = 'auto'): Promise<TableStats[]> {
+  return parseTableStats(await psql(c, `\\set stats_checksum ${kind}\n${tableStatsSql()}`));
 }
 
 // ---------------------------------------------------------------------------------------------

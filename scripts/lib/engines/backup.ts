@@ -13,6 +13,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../core/errors.ts';
 import {
+  checksumKindOf,
   countUserObjects,
   createDatabase,
   describeConnection,
@@ -563,7 +564,7 @@ export async function verifyBackup(o: { storage: BackupStorage; backup: BackupIn
       restoreSeconds = (performance.now() - t0) / 1000;
       o.progress?.('comparing row counts and checksums');
       const t1 = performance.now();
-      tables = compareTables(m.tables, await tableStats(withDatabase(o.scratch, scratchName)));
+      tables = compareTables(m.tables, await tableStats(withDatabase(o.scratch, scratchName), checksumKindOf(m.tables)));
       compareSeconds = (performance.now() - t1) / 1000;
     } finally {
       await dropDatabase(o.scratch, scratchName);
@@ -661,7 +662,8 @@ export async function restoreBackup(o: { storage: BackupStorage; backup: BackupI
       throw e;
     }
     await hooks.after({ ok: true });
-    const tables = compareTables(o.backup.manifest!.tables, await tableStats(o.target));
+    const expected = o.backup.manifest!.tables;
+    const tables = compareTables(expected, await tableStats(o.target, checksumKindOf(expected)));
     return {
       id: o.backup.id,
       target: describeConnection(o.target),

@@ -8,8 +8,9 @@
 -- duplicate rows do not cancel) and the sum is hashed with md5. The row hash comes in two kinds:
 -- - `rec:` checksums (PostgreSQL 14 and later, tables whose columns all have types from a fixed
 --   list below): hash_record_extended over the row's typed values, the hash functions that hash
---   partitioning relies on (stable across versions and platforms). No text form is built, which
---   makes it about three times cheaper. Types whose hash depends on OIDs a restore renumbers (enums,
+--   partitioning relies on (stable across versions and platforms), over ROW(the columns), which
+--   hashes the same as the whole row but skips copying each row first. No text form is built,
+--   which makes it about three times cheaper. Types whose hash depends on OIDs a restore renumbers (enums,
 --   reg* types) and text under a nondeterministic collation are left out of the list.
 -- - plain checksums (other tables, older servers, and `\set stats_checksum text`, which verify uses
 --   for manifests written before `rec:` existed): the row's text form hashed twice with
@@ -43,7 +44,9 @@ WITH user_tables AS (
                                       'uuid', 'jsonb', 'date', 'time', 'timestamp', 'timestamptz', 'interval',
                                       '_int4', '_int8', '_text', '_varchar', '_uuid']::pg_catalog.regtype[]::pg_catalog.oid[])
              OR NOT coalesce(co.collisdeterministic, true))
-    ) AS hashable
+    ) AS hashable,
+    (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)
+     FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind = 'r'
@@ -51,14 +54,18 @@ WITH user_tables AS (
     AND n.nspname NOT LIKE 'pg\_toast%'
     AND n.nspname NOT LIKE 'pg\_temp%'
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  -- A fence: the list of tables is complete before any table is read. Without it the planner may
+  -- run the per-table query below for pairs of a table and a namespace that are not its own and
+  -- filter them only afterwards (reading tables twice, or failing on a name that does not exist).
+  OFFSET 0
 ),
 table_stats AS (
   SELECT t.schema_name, t.table_name, t.hashable, x.stats
   FROM user_tables t,
   LATERAL pg_catalog.query_to_xml(
     CASE WHEN t.hashable THEN
-      format('SELECT count(*) AS n, coalesce(sum(pg_catalog.hash_record_extended(r, 0)), 0) AS a, 0 AS b FROM ONLY %I.%I r',
-        t.schema_name, t.table_name)
+      format('SELECT count(*) AS n, coalesce(sum(pg_catalog.hash_record_extended(%s, 0)), 0) AS a, 0 AS b FROM ONLY %I.%I r',
+        CASE WHEN t.columns IS NULL THEN 'r' ELSE 'ROW(' || t.columns || ')' END, t.schema_name, t.table_name)
     ELSE
       format('SELECT count(*) AS n, coalesce(sum(pg_catalog.hashtextextended(x, 0)), 0) AS a, coalesce(sum(pg_catalog.hashtextextended(x, 1)), 0) AS b '
         || 'FROM (SELECT r::text AS x FROM ONLY %I.%I r OFFSET 0) s',

@@ -4,7 +4,8 @@
 // request metric families, traffic set by the test). Helm 4 runs the whole story: a healthy rollout,
 // an error burst in the second wave's soak (stopped, rolled back, third wave untouched, exit 1 naming
 // the gate), resume once the burst is over, an unreachable Prometheus (nothing changes), Ctrl-C in a
-// soak and resume. Helm 3 runs the healthy rollout and the breach.
+// soak and resume, and an abort from a second process while a wave soaks. Helm 3 runs the healthy
+// rollout and the breach.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -260,6 +261,44 @@ async function ctrlCInSoak(f: Fleet): Promise<void> {
   for (const c of CLUSTERS) assert.is(await deployedTag(f, c), 'e2e-r4');
 }
 
+/**
+ * abort from a second machine while a rollout soaks its first wave: recorded in the cluster it
+ * touched, nothing rolled back; the running rollout stops before its next wave; status says
+ * aborted; resume and a second abort refuse.
+ */
+async function abortWhileRunning(f: Fleet): Promise<void> {
+  const before = await Promise.all(CLUSTERS.map((c) => deployedTag(f, c)));
+  const job = rolloutJob(['start', ...baseArgs(f, 'e2e-r5'), '--soak', '20s']);
+  await waitFor('the soak of the first wave', () => /soak wave first/.test(job.stderr()) && /left;/.test(job.stderr()), 5 * 60_000);
+  const a = await rollout(['abort', '--registry', f.registry, '--reason', 'e2e: wrong image', '--json']);
+  assert.is(a.exitCode, 0, output(a));
+  const aborted = JSON.parse(a.stdout);
+  assert.equal(aborted.aborted, ['w1'], 'recorded in the one cluster the rollout had touched');
+  const code = await job.exited;
+  const text = `${job.stdout()}\n${job.stderr()}`;
+  assert.is(code, 1, text);
+  assert.match(text, new RegExp(`rollout ${aborted.id} was aborted \\(rollout\\.ts abort\\) during wave first; nothing was rolled back\\.\\s+Waves not started: second, third\\.`));
+  assert.is(await deployedTag(f, 'w1'), 'e2e-r5', 'nothing is rolled back');
+  assert.equal(await Promise.all(['w2', 'w3'].map((c) => deployedTag(f, c))), before.slice(1), 'later waves untouched');
+  assert.ok((await readLock(resolvedKube, f.namespaces.w1)).free, 'no deploy lock left behind');
+  const last = (await rolloutRecords(f, 'w1')).filter((r) => r.details.id === aborted.id).at(-1)!;
+  assert.is(last.details.event, 'aborted', 'the aborted wave is not marked passed afterwards');
+  assert.is(last.details.reason, 'e2e: wrong image');
+  assert.equal(
+    (await rolloutRecords(f, 'w2')).filter((r) => r.details.id === aborted.id),
+    [],
+  );
+  const st = JSON.parse((await rollout(['status', '--registry', f.registry, '--json'])).stdout).rollout;
+  assert.is(st.id, aborted.id);
+  assert.is(st.outcome, 'aborted');
+  const resumed = await rollout(['resume', ...baseArgs(f, 'e2e-r5')]);
+  assert.is(resumed.exitCode, 1, output(resumed));
+  assert.match(resumed.stderr, new RegExp(`rollout ${aborted.id} was aborted; it cannot be resumed`));
+  const again = await rollout(['abort', '--registry', f.registry]);
+  assert.is(again.exitCode, 1, output(again));
+  assert.match(again.stderr, /has aborted; there is nothing to abort/);
+}
+
 for (const major of [4, 3] as const) {
   const t = suite(`rollout.ts (helm ${major})`);
   let fleet: Fleet | undefined;
@@ -274,6 +313,7 @@ for (const major of [4, 3] as const) {
   if (major === 4) {
     t('Prometheus unreachable: the gate fails closed with a clear error and nothing changes', () => unreachablePrometheus(fleet!));
     t('Ctrl-C in a soak leaves a consistent state and resume continues', () => ctrlCInSoak(fleet!));
+    t('abort while a wave soaks: recorded, nothing rolled back, the rollout stops before its next wave; resume refuses', () => abortWhileRunning(fleet!));
   }
   t.run();
 }

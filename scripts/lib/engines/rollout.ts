@@ -297,6 +297,20 @@ async function stopOnBreach(run: RolloutRun, wave: RolloutWave, readings: Cluste
   });
 }
 
+/**
+ * `rollout.ts abort` may have been run (from anywhere) while this wave deployed or soaked: then the
+ * wave is not marked passed and no later wave starts. Asked once per wave, after its soak (a resume
+ * of an aborted rollout is refused before it gets here).
+ */
+async function stopIfAborted(run: RolloutRun, wave: RolloutWave): Promise<void> {
+  const { state } = await readRolloutState(run.ctx.plan, run.id);
+  if (state?.outcome !== 'aborted') return;
+  const later = run.ctx.plan.waves.slice(run.ctx.plan.waves.indexOf(wave) + 1).map((w) => w.name);
+  throw new UserError(`rollout ${run.id} was aborted (rollout.ts abort) during wave ${wave.name}; nothing was rolled back.${later.length ? `\nWaves not started: ${later.join(', ')}.` : ''}`, {
+    details: { id: run.id, wave: wave.name, aborted: true },
+  });
+}
+
 async function stopUnreachable(run: RolloutRun, wave: RolloutWave, readings: ClusterReading[]): Promise<never> {
   const down = readings.filter((r) => r.unreachable);
   for (const r of down)
@@ -332,14 +346,13 @@ export async function runWaves(run: RolloutRun, from: number, state?: RolloutSta
   const summaries: WaveSummary[] = [];
   for (const wave of plan.waves.slice(from)) {
     const started = performance.now();
-    const aborted = (await readRolloutState(plan, run.id)).state?.outcome === 'aborted';
-    if (aborted) throw new UserError(`rollout ${run.id} was aborted (rollout.ts abort); wave ${wave.name} and later were not started`);
     reporter.info(`wave ${wave.name} (${plan.waves.indexOf(wave) + 1}/${plan.waves.length}): ${wave.clusters.map((c) => c.name).join(', ')}`);
     const deployed = await deployWave(run, wave, state);
     const soaked = await soak(run.ctx, wave);
     if (soaked.kind === 'interrupted') await stopInterrupted(run, wave, soaked.leftMs);
     if (soaked.kind === 'breached') await stopOnBreach(run, wave, soaked.readings, deployed);
     if (soaked.kind === 'unreachable') await stopUnreachable(run, wave, soaked.readings);
+    await stopIfAborted(run, wave);
     for (const c of wave.clusters) await record(run, c, wave.name, 'soak-passed', { gate: gateRecord(soaked.readings.filter((r) => r.cluster === c.name)) });
     summaries.push({
       wave: wave.name,

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { findBackup, planRestore, restoreBackup, type RestoreHooks } from '../../scripts/lib/engines/backup.ts';
 import { parseDatabaseUrl, tableStats, type ChecksumKind } from '../../scripts/lib/adapters/pg.ts';
 import { openStorage } from '../../scripts/lib/adapters/storage.ts';
+import { loadAppFacts } from '../support/appfacts.ts';
 import { backupCli, datasetRowTotal, loadDataset, SPOT_CHECK_SQL } from './backup-data.ts';
 import { startPostgres, startS3, type PostgresServer, type S3Server } from './services.ts';
 
@@ -115,18 +116,18 @@ t('checksum kinds: rec: for tables of hash-stable column types; the text form fo
      CREATE TABLE typed (id bigint, name varchar(20), tags text[], seen timestamptz, ratio real, data jsonb, flag boolean, k uuid);
      CREATE TABLE with_enum (id integer, mood mood);
      CREATE TABLE with_nocase (id integer, name text COLLATE nocase);
-     CREATE TABLE with_domain_free_numeric (id integer, amount numeric);
+     CREATE TABLE with_numeric (id integer, amount numeric);
      INSERT INTO typed VALUES (1, 'a', '{x,y}', '2026-01-01Z', 0.5, '{"a": 1}', true, gen_random_uuid()), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
      INSERT INTO with_enum VALUES (1, 'calm');
      INSERT INTO with_nocase VALUES (1, 'Abc');
-     INSERT INTO with_domain_free_numeric VALUES (1, 1.50);`,
+     INSERT INTO with_numeric VALUES (1, 1.50);`,
   );
   const kinds = Object.fromEntries((await statsOf(db, 'auto')).map((x) => [`${x.schema}.${x.table}`, x.checksum.startsWith('rec:') ? 'rec' : /^[0-9a-f]{32}$/.test(x.checksum) ? 'text' : x.checksum]));
   assert.equal(kinds, {
     'public.typed': 'rec',
     'public.with_enum': 'text',
     'public.with_nocase': 'text',
-    'public.with_domain_free_numeric': 'rec',
+    'public.with_numeric': 'rec',
     'pg_catalog.pg_largeobject': 'text',
   });
   const text = await statsOf(db, 'text');
@@ -134,6 +135,14 @@ t('checksum kinds: rec: for tables of hash-stable column types; the text form fo
     text.every((x) => /^[0-9a-f]{32}$/.test(x.checksum)),
     'the text kind gives no rec: checksum',
   );
+  // The real app's tables (schemas/app-facts.yaml, from its EF Core migrations): one column of each
+  // type they use, and no enum among them, so every one of its tables gets rec: checksums.
+  const facts = loadAppFacts();
+  assert.is(facts.database.enums, 0);
+  const columns = facts.database.columnTypes.map((c, i) => `c${i} ${c.type}`).join(', ');
+  await pg.sql(db, `CREATE TABLE conduit_types (${columns}); INSERT INTO conduit_types DEFAULT VALUES;`);
+  const appTable = (await statsOf(db, 'auto')).find((x) => x.table === 'conduit_types')!;
+  assert.match(appTable.checksum, /^rec:/, `a table of ${facts.database.columnTypes.map((c) => c.type).join(', ')}`);
   // The data set's tables: every type of app.* is on the list; documents holds an oid.
   const dataset = await stats('conduit');
   assert.equal(

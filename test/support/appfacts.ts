@@ -87,6 +87,7 @@ export interface AppFacts {
   services: { name: string; components: Component[]; required: string; needs: string; source: string[] }[];
   metrics: { exporter: string; meters: MeterFact[]; notServed: { what: string; why: string; source: string[] }[] };
   redis: { evictionPolicy: string; why: string; keys: { key: string; component: string; ttl: string; loss: string; source: string[] }[] };
+  database: { enums: number; source: string[]; columnTypes: { type: string; source: string[] }[] };
 }
 
 // ---- loading ---------------------------------------------------------------------------------------

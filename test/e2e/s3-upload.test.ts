@@ -1,9 +1,9 @@
 // Streamed uploads to a real S3-compatible server (rclone serve s3): the object is the body byte for
 // byte whether it fits one request or needs several parts, and a body that breaks off, an abort or a
 // part the server refuses leaves no object and no unfinished multipart upload behind.
-// The refusing server is the real one behind a small forwarding proxy that answers 500 to every
-// attempt at part 2 (the only way to make a real server fail one part on demand), and which notes
-// how parts are signed.
+// Requests go through a small forwarding proxy in front of the real server, which notes what was
+// sent (how many parts, how they are signed) and can answer 500 to every attempt at one part (the
+// only way to make a real server fail one part on demand).
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -67,16 +67,71 @@ async function readBack(key: string, from = storage): Promise<{ sha256: string; 
 
 const later = () => new Date(Date.now() + 3_600_000);
 
-for (const [name, size] of [
-  ['an empty body', 0],
-  ['a body smaller than one part (one request)', 100_000],
-  ['exactly two parts (no empty third part)', 16 * MiB],
-  ['three parts, the last one short', 20 * MiB + 123],
+/**
+ * A forwarding proxy in front of the real server that notes each request (method and the query that
+ * names the S3 operation) and the payload hash it was signed with, and can refuse parts.
+ */
+async function recordingProxy(refusePart?: number) {
+  const target = new URL(s3.endpoint);
+  const requests: { method: string; query: string; payloadHash: string }[] = [];
+  let refused = 0;
+  const server = http.createServer((req, res) => {
+    const query = new URL(req.url ?? '/', 'http://x').search;
+    requests.push({ method: req.method ?? '', query, payloadHash: String(req.headers['x-amz-content-sha256']) });
+    if (refusePart !== undefined && new URLSearchParams(query).get('partNumber') === String(refusePart)) {
+      refused++;
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(500, { 'content-type': 'application/xml' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>part refused by the test proxy</Message></Error>');
+      });
+      return;
+    }
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    storage: new S3Storage(s3.bucket, 'upload-test', { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }),
+    requests,
+    refused: () => refused,
+    /** The part numbers uploaded, and whether the object went up in one PutObject. */
+    shape: () => ({
+      parts: requests
+        .filter((r) => r.method === 'PUT' && /[?&]partNumber=/.test(r.query))
+        .map((r) => Number(new URLSearchParams(r.query).get('partNumber')))
+        .sort((a, b) => a - b),
+      singlePut: requests.filter((r) => r.method === 'PUT' && !/[?&]partNumber=/.test(r.query)).length,
+    }),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+for (const [name, size, parts] of [
+  ['an empty body (one PutObject)', 0, []],
+  ['a body smaller than one part (one PutObject)', 100_000, []],
+  ['exactly two parts (no empty third part)', 16 * MiB, [1, 2]],
+  ['three parts, the last one short', 20 * MiB + 123, [1, 2, 3]],
 ] as const) {
   t(`${name}: the object is the body, byte for byte`, async () => {
     const key = `ok/${size}`;
     const b = body(size);
-    await storage.upload(key, b.stream, undefined, 1000);
+    const proxy = await recordingProxy();
+    try {
+      await proxy.storage.upload(key, b.stream, undefined, 1000);
+      assert.equal(proxy.shape(), { parts: [...parts], singlePut: parts.length ? 0 : 1 }, JSON.stringify(proxy.requests));
+      assert.equal(
+        new Set(proxy.requests.filter((r) => /[?&]partNumber=/.test(r.query)).map((r) => r.payloadHash)),
+        new Set(parts.length ? ['UNSIGNED-PAYLOAD'] : []),
+        'parts are not hashed into the signature (the manifest sha256 covers the dump)',
+      );
+    } finally {
+      await proxy.close();
+    }
     assert.equal(await readBack(key), { sha256: b.sha256, size });
     assert.equal(await storage.staleUploads(later(), true), [], 'no unfinished multipart upload');
   });
@@ -106,44 +161,25 @@ t('an abort in the middle: AbortError, no object, no unfinished upload', async (
 });
 
 t('the server refuses a part: a clear error naming the key, the body is no longer read, the upload is aborted', async () => {
-  const target = new URL(s3.endpoint);
-  let refused = 0;
-  const payloadHashes = new Set<string>();
-  const proxy = http.createServer((req, res) => {
-    if (/[?&]partNumber=/.test(req.url ?? '')) payloadHashes.add(String(req.headers['x-amz-content-sha256']));
-    if (/[?&]partNumber=2(&|$)/.test(req.url ?? '')) {
-      refused++;
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(500, { 'content-type': 'application/xml' });
-        res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>part refused by the test proxy</Message></Error>');
-      });
-      return;
-    }
-    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const proxy = await recordingProxy(2);
   try {
-    const viaProxy = new S3Storage(s3.bucket, 'upload-test', { endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` });
     let read = 0;
     const b = body(200 * MiB, { onChunk: (sent) => (read = sent) });
-    const failed = await viaProxy.upload('refused/dump.pgc', b.stream).then(
+    const failed = await proxy.storage.upload('refused/dump.pgc', b.stream).then(
       () => undefined,
       (e: Error) => e,
     );
     assert.match(String(failed?.message), /S3 upload of refused\/dump\.pgc .* failed: .*500|InternalError/);
-    assert.ok(refused >= 1, 'the proxy refused part 2');
-    assert.equal([...payloadHashes], ['UNSIGNED-PAYLOAD'], 'parts are not hashed into the signature (the manifest sha256 covers the dump)');
+    assert.ok(proxy.refused() >= 1, 'the proxy refused part 2');
     assert.ok(read < 100 * MiB, `reading stopped soon after the failure (read ${Math.round(read / MiB)} MiB of 200)`);
+    assert.ok(
+      proxy.requests.some((r) => r.method === 'DELETE' && /[?&]uploadId=/.test(r.query)),
+      'the multipart upload was aborted',
+    );
     assert.is(await readBack('refused/dump.pgc'), undefined);
     assert.equal(await storage.staleUploads(later(), true), []);
   } finally {
-    await new Promise((r) => proxy.close(r));
+    await proxy.close();
   }
 });
 

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 // The AWS SDK is loaded only for s3:// destinations: it takes a noticeable part of a second to load,
 // which directory destinations should not pay.
-import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig, UploadPartCommand } from '@aws-sdk/client-s3';
 import { UserError, usageError } from '../core/errors.ts';
 import { registerSecret } from '../core/redact.ts';
 
@@ -188,10 +188,11 @@ type S3Sdk = typeof import('@aws-sdk/client-s3');
  * HTTPS, TLS protects each part in transit as well. Hashing every part for the signature would cost
  * this process and the server one more pass over the whole dump.
  */
-function unsignedPayload(command: { middlewareStack: { add: (m: any, o: any) => void } }): void {
+function unsignedPayload(command: UploadPartCommand): void {
   command.middlewareStack.add(
-    (next: (args: any) => Promise<unknown>) => (args: { request?: { headers?: Record<string, string> } }) => {
-      if (args.request?.headers) args.request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+    (next) => (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request?.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
       return next(args);
     },
     { step: 'build', name: 'conduitUnsignedPayload' },
@@ -211,7 +212,7 @@ const PARTS_IN_FLIGHT = 2;
  * On any failure or abort the in-flight requests are cancelled and the multipart upload aborted:
  * no object appears under the key.
  */
-export async function uploadInParts(client: S3Client, s3: S3Sdk, target: { Bucket: string; Key: string }, body: Readable, o: { partSize: number; signal?: AbortSignal }): Promise<void> {
+async function uploadInParts(client: S3Client, s3: S3Sdk, target: { Bucket: string; Key: string }, body: Readable, o: { partSize: number; signal?: AbortSignal }): Promise<void> {
   const cancel = new AbortController();
   const onAbort = () => {
     cancel.abort();
